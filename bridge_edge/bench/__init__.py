@@ -1,0 +1,1 @@
+"""Benchmarks: latency, streams, training cost, power; JSON rows and plots."""

@@ -1,0 +1,1 @@
+"""BioX-Bridge (torch): prototype bridge, position selection, training, KD baseline, evaluation, composition."""

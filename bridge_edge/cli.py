@@ -1,0 +1,75 @@
+"""The ``bridge-edge`` command line.
+
+Each area of the project owns its subcommands in ``bridge_edge/<area>/commands.py``, which
+defines ``register(subparsers)``. Those modules import only argparse-level things at module
+level; the heavy work (torch, onnxruntime, bleak, ...) is imported inside the handler, so
+``bridge-edge --help`` stays fast and works on a device without torch.
+
+A handler takes the parsed ``argparse.Namespace`` and returns an exit code (0 = success).
+Errors are ``BridgeEdgeError`` subclasses: printed as one line, traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from bridge_edge import __version__
+from bridge_edge.errors import BridgeEdgeError
+
+# Order here is the order in `bridge-edge --help`: offline first, then device side.
+COMMAND_MODULES = (
+    "bridge_edge.signals.commands",  # simulate
+    "bridge_edge.bridge.commands",  # fit, select, train-bridge, evaluate
+    "bridge_edge.export.commands",  # export, inspect, build-engine, deploy
+    "bridge_edge.devices.commands",  # devices, record
+    "bridge_edge.runtime.commands",  # run
+    "bridge_edge.monitor.commands",  # monitor, demo
+    "bridge_edge.bench.commands",  # bench
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridge-edge",
+        description="Train cross-modal biosignal bridges offline and run them live on edge devices.",
+    )
+    parser.add_argument("--version", action="version", version=f"bridge-edge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except BridgeEdgeError as err:
+        if args.debug:
+            raise
+        print(f"bridge-edge: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("bridge-edge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Bedside web monitor: server and static page."""

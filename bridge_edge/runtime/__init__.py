@@ -1,0 +1,1 @@
+"""Runtime: ring buffer, clocks, streaming DSP, windows, engines (ort, trt, torch), pipeline."""

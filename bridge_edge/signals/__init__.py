@@ -1,0 +1,1 @@
+"""Signals: numpy/scipy only. Simulator, dataset loaders and splits, versioned preprocessing, SQI, beats."""

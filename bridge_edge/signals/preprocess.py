@@ -1,0 +1,97 @@
+"""Versioned offline preprocessing: the one definition training and the device both follow.
+
+Version ``ppg-v1`` (recorded in every bundle manifest as ``input.preprocess``):
+1. causal Butterworth band-pass (second-order sections) at the *input* rate, state starting
+   from rest (zeros) — causal so a stream can reproduce it exactly chunk by chunk;
+2. resampling to the model rate by linear interpolation on the absolute sample grid
+   t_out[k] = k / fs_out (input sample i sits at t = i / fs_in);
+3. per-window normalisation (z-score with a floor on the standard deviation), applied to each
+   model window when it is cut, never across windows, so no future data leaks in.
+
+``bridge_edge.runtime`` implements the same steps with state carried across chunks and is
+tested to match this module within 1e-5 after the filter warm-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import signal as sps
+
+from bridge_edge.errors import NonFiniteError, SampleRateError
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    version: str = "ppg-v1"
+    fs_out: float = 125.0
+    band_hz: tuple[float, float] = (0.5, 8.0)
+    filter_order: int = 2  # per band edge (the band-pass has 2 * order poles)
+    std_floor: float = 1e-6
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["band_hz"] = list(self.band_hz)
+        d["steps"] = ["bandpass_causal_sos", "resample_linear", "zscore_window"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PreprocessSpec":
+        return cls(
+            version=d["version"],
+            fs_out=float(d["fs_out"]),
+            band_hz=tuple(d["band_hz"]),
+            filter_order=int(d["filter_order"]),
+            std_floor=float(d.get("std_floor", 1e-6)),
+        )
+
+
+def bandpass_sos(spec: PreprocessSpec, fs_in: float) -> np.ndarray:
+    low, high = spec.band_hz
+    if not fs_in > 2 * high:
+        raise SampleRateError(
+            f"input rate {fs_in} Hz is too low for the {low}-{high} Hz band of {spec.version}; "
+            f"expected more than {2 * high} Hz",
+            expected_hz=2 * high,
+            got_hz=fs_in,
+            where=spec.version,
+        )
+    return sps.butter(spec.filter_order, [low, high], btype="bandpass", fs=fs_in, output="sos")
+
+
+def check_finite(x: np.ndarray, where: str) -> None:
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise NonFiniteError(
+            f"{where}: {int(bad.sum())} non-finite samples (first at index {first}); expected finite values",
+            where=where,
+            count=int(bad.sum()),
+            first_index=first,
+        )
+
+
+def resample_linear(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Linear interpolation at t_out = k / fs_out for every k with t_out <= last input time."""
+    if fs_in == fs_out:
+        return x.astype(np.float64, copy=True)
+    n_out = int(np.floor((len(x) - 1) * fs_out / fs_in)) + 1 if len(x) else 0
+    t = np.arange(n_out) * (fs_in / fs_out)  # output times in input-sample units
+    return np.interp(t, np.arange(len(x)), x)
+
+
+def filter_and_resample(x: np.ndarray, fs_in: float, spec: PreprocessSpec) -> np.ndarray:
+    """Steps 1-2 over a whole recording: returns the model-rate signal (float64)."""
+    x = np.asarray(x, dtype=np.float64)
+    check_finite(x, "preprocess input")
+    y = sps.sosfilt(bandpass_sos(spec, fs_in), x)
+    return resample_linear(y, fs_in, spec.fs_out)
+
+
+def normalise_windows(windows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Step 3: z-score each window (last axis) independently; returns float32."""
+    w = np.asarray(windows, dtype=np.float64)
+    mean = w.mean(axis=-1, keepdims=True)
+    std = np.maximum(w.std(axis=-1, keepdims=True), spec.std_floor)
+    return ((w - mean) / std).astype(np.float32)

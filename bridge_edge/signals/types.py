@@ -1,0 +1,76 @@
+"""In-memory structure every paired dataset loader produces (simulator, WESAD, CSV, WFDB).
+
+It mirrors the on-disk format of ``bridge-edge simulate`` (DESIGN §4): one
+``PairedRecording`` per subject plus a ``PairedDataset`` with labels and subject-disjoint
+splits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SPLIT_NAMES = ("train", "val", "pair", "test")
+
+
+@dataclass(frozen=True)
+class PairedRecording:
+    """Simultaneous ECG and PPG of one subject, with per-ECG-sample rhythm labels."""
+
+    subject_id: str
+    ecg: np.ndarray  # float32, mV, shape (n_ecg,)
+    ppg: np.ndarray  # float32, arbitrary units, shape (n_ppg,)
+    fs_ecg: float
+    fs_ppg: float
+    rhythm: np.ndarray  # int8 per ECG sample, index into `labels`; -1 = unlabelled
+    r_peaks: np.ndarray  # int64 ECG sample indices (empty if unknown)
+    labels: tuple[str, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.ecg) / self.fs_ecg
+
+    def rhythm_at_ppg_rate(self) -> np.ndarray:
+        """Rhythm labels mapped to PPG sample indices by index (nearest), never by FFT."""
+        idx = np.floor(np.arange(len(self.ppg)) * (self.fs_ecg / self.fs_ppg)).astype(np.int64)
+        return self.rhythm[np.clip(idx, 0, len(self.rhythm) - 1)]
+
+    def to_npz_dict(self) -> dict[str, Any]:
+        return {
+            "ecg": self.ecg.astype(np.float32),
+            "ppg": self.ppg.astype(np.float32),
+            "fs_ecg": np.float64(self.fs_ecg),
+            "fs_ppg": np.float64(self.fs_ppg),
+            "rhythm": self.rhythm.astype(np.int8),
+            "r_peaks": self.r_peaks.astype(np.int64),
+            "meta": np.array(json.dumps(self.meta)),
+        }
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    pair: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {name: list(getattr(self, name)) for name in SPLIT_NAMES}
+
+
+@dataclass
+class PairedDataset:
+    """Labels, subject-disjoint splits and a way to load each subject's recording."""
+
+    labels: tuple[str, ...]
+    splits: Splits
+    recordings: dict[str, PairedRecording]
+    version: str = "1"
+    source: str = ""
+
+    def subjects(self, split: str) -> list[PairedRecording]:
+        return [self.recordings[s] for s in getattr(self.splits, split)]

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian/Ubuntu x86_64 machine.
+#  - system packages for the tests that use real components: headless Chromium (monitor page),
+#    OpenSSH server (deploy), a C compiler (firmware framing code);
+#  - the project with its train, device and dev extras, torch pinned to the local CPU build
+#    by constraints/x86-cpu.txt (Jetson users install differently: export/JETSON.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; }; then
+    echo "warning: could not install ${need_apt[*]}; the tests that need them will be skipped with a reason" >&2
+  fi
+fi
+
+python3 -m pip install -q -c constraints/x86-cpu.txt -e ".[train,device,dev]"
