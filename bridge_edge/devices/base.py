@@ -8,13 +8,18 @@ Handlers import their heavy dependency (pyserial, bleak, wfdb) lazily.
 from __future__ import annotations
 
 import importlib
+import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
 
 from bridge_edge.errors import SourceURLError
+
+log = logging.getLogger(__name__)
 
 # scheme -> module that defines `open(url: str) -> Source` and `GRAMMAR: str`
 SCHEMES: dict[str, str] = {
@@ -36,6 +41,25 @@ class Chunk:
     seq: int | None = None  # device sequence number of the chunk, if the device gives one
     gap_before: int = 0  # samples known missing right before this chunk
 
+    @property
+    def n(self) -> int:
+        return int(self.samples.shape[0])
+
+
+# Event kinds a source reports in SourceStats.events (and `record` writes to events.jsonl).
+EVENT_KINDS = (
+    "connect",
+    "disconnect",
+    "reconnect",
+    "corrupt_frames",
+    "lead_off",
+    "clock_jump",
+    "rate_mismatch",
+    "fallback",  # BLE: PMD lacks the measurement, streaming the Heart Rate Service instead
+    "session_error",  # BLE: a session failed (e.g. a named control-point status); a retry follows
+    "stop_failed",  # BLE: the stop command could not be delivered
+)
+
 
 @dataclass
 class SourceStats:
@@ -48,7 +72,23 @@ class SourceStats:
     corrupt_frames: int = 0
     disconnects: int = 0
     reconnects: int = 0
+    skipped_lines: int = 0  # text formats: banners and lines that are not samples
+    lead_off: int = 0  # AD8232 `!` markers
     events: list[dict] = field(default_factory=list)  # disconnect/reconnect/corrupt/clock events
+
+    def count_chunk(self, chunk: Chunk) -> None:
+        self.samples += chunk.n
+        self.chunks += 1
+        if chunk.gap_before:
+            self.gaps += 1
+            self.gap_samples += chunk.gap_before
+
+    def event(self, kind: str, **fields: Any) -> dict:
+        """Append an event stamped with the host monotonic clock; returns it."""
+        record = {"kind": kind, "t_host_ns": time.monotonic_ns(), **fields}
+        self.events.append(record)
+        log.debug("source event %s", record)
+        return record
 
 
 @dataclass(frozen=True)
@@ -59,6 +99,10 @@ class StreamInfo:
     fs: float  # nominal sampling rate (Hz), from the URL or device
     channels: tuple[str, ...]  # e.g. ("ppg",) or ("ecg", "ppg")
     units: tuple[str, ...]  # per channel, e.g. ("mV",) or ("a.u.",)
+    # Physical size of one sensor step per channel (e.g. 1.0 µV for an H10); None = float data.
+    # `record` picks the WFDB gain from it so the sensor's resolution is kept exactly.
+    resolution: tuple[float, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. measured fs
 
 
 class Source(Protocol):

@@ -1,0 +1,152 @@
+"""Bytes from a serial port -> chunks, with loss accounting. Pure (no I/O): tested with bytes.
+
+``FrameStream`` decodes the binary frame (frame.py) and turns sequence-number and device-time
+jumps into ``gap_before``; ``TextStream`` parses line formats (serial_formats.py), stamps chunks
+with host time and estimates outages from elapsed time × fs. Both count what they discard
+into the shared ``SourceStats``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from bridge_edge.devices.base import Chunk, SourceStats
+from bridge_edge.devices.frame import FMT_FLOAT32, FrameDecoder
+from bridge_edge.devices.serial_formats import parse_ad8232, parse_csv, parse_sparkfun, split_lines
+from bridge_edge.errors import FrameError
+
+log = logging.getLogger(__name__)
+
+U32 = 1 << 32
+
+
+class FrameStream:
+    """DESIGN §6 frames -> chunks; one chunk per frame so every chunk keeps its device seq."""
+
+    def __init__(self, fs: float, channels: int, scale: np.ndarray, stats: SourceStats):
+        self.fs = fs
+        self.channels = channels
+        self.scale = scale  # physical units per LSB, per channel (float64)
+        self.stats = stats
+        self.decoder = FrameDecoder()
+        self._prev: tuple[int, int, int] | None = None  # (seq, unwrapped t_us, n) of the last frame
+        self._wraps = 0
+
+    def feed(self, data: bytes, t_host_ns: int) -> list[Chunk]:
+        corrupt_before = self.decoder.counts.corrupt_frames
+        frames = self.decoder.feed(data)
+        self._count_corrupt(corrupt_before)
+        chunks = []
+        for frame in frames:  # one iteration per frame, never per sample
+            n, channels = frame.samples.shape
+            if channels != self.channels:
+                raise FrameError(
+                    f"frame seq {frame.seq} has {channels} channels but the URL declares {self.channels}",
+                    reason="channel_count",
+                    data=None,
+                )
+            t_us = self._unwrap(frame.t_device_us)
+            gap = self._gap(frame.seq, t_us, n)
+            self._prev = (frame.seq, t_us, n)
+            values = frame.samples if frame.fmt == FMT_FLOAT32 else frame.samples * self.scale
+            t_device = t_us * 1000 + np.round(np.arange(n) * (1e9 / self.fs)).astype(np.int64)
+            chunks.append(Chunk(np.asarray(values, np.float32), t_host_ns, t_device, frame.seq, gap))
+        return chunks
+
+    def on_disconnect(self) -> None:
+        before = self.decoder.counts.corrupt_frames
+        self.decoder.flush()  # a frame cut by the unplug is lost: count it
+        self._count_corrupt(before, reason="partial frame at disconnect")
+
+    def on_reconnect(self, outage_ns: int) -> None:
+        pass  # the next frame's device time tells the gap exactly
+
+    def _count_corrupt(self, before: int, reason: str = "bad CRC or header") -> None:
+        new = self.decoder.counts.corrupt_frames - before
+        if new:
+            self.stats.corrupt_frames += new
+            self.stats.event("corrupt_frames", count=new, reason=reason)
+
+    def _unwrap(self, t_us: int) -> int:
+        if self._prev is not None:
+            last = self._prev[1] % U32
+            if t_us < last and last - t_us > U32 // 2:
+                self._wraps += 1  # u32 microseconds wrap every 71.6 minutes
+        return self._wraps * U32 + t_us
+
+    def _gap(self, seq: int, t_us: int, n: int) -> int:
+        if self._prev is None:
+            return 0
+        prev_seq, prev_t_us, prev_n = self._prev
+        by_time = round((t_us - prev_t_us) * self.fs / 1e6) - prev_n
+        by_seq = ((seq - prev_seq - 1) & 0xFFFF) * n
+        if by_time < 0:
+            self.stats.event("clock_jump", seq=seq, jump_us=t_us - prev_t_us)
+            log.warning("device clock went back by %d us at seq %d", prev_t_us - t_us, seq)
+            return by_seq
+        # seq is exact for short gaps; device time also covers seq wraps and long outages
+        return by_seq if abs(by_time - by_seq) <= max(1, n // 2) else by_time
+
+
+class TextStream:
+    """Line formats -> chunks stamped with host arrival time (the sketches send no device time)."""
+
+    def __init__(self, fmt: str, fs: float, channels: tuple[str, ...], stats: SourceStats):
+        self.fmt = fmt
+        self.fs = fs
+        self.channels = channels
+        self.stats = stats
+        self._rest = b""
+        self._carry_gap = 0  # lead-off markers or outage not yet attached to a chunk
+        self._last_host_ns: int | None = None
+        self._outage = False
+
+    def feed(self, data: bytes, t_host_ns: int) -> list[Chunk]:
+        block, self._rest = split_lines(self._rest + data)
+        if not block:
+            return []
+        parsed = self._parse(block)
+        if parsed.skipped:
+            self.stats.skipped_lines += parsed.skipped
+            self.stats.corrupt_frames += parsed.skipped
+            self.stats.event("corrupt_frames", count=parsed.skipped, reason="unparsed lines")
+        if parsed.lead_off:
+            self.stats.lead_off += parsed.lead_off
+            self.stats.event("lead_off", count=parsed.lead_off)
+        if self._outage and len(parsed.samples):
+            self._carry_gap += self._outage_gap(t_host_ns, len(parsed.samples))
+            self._outage = False
+        chunks = []
+        for start, stop, gap in parsed.segments:  # one per lead-off run, not per sample
+            self._carry_gap += gap
+            if stop > start:
+                samples = parsed.samples[start:stop].astype(np.float32)
+                chunks.append(Chunk(samples, t_host_ns, None, None, self._carry_gap))
+                self._carry_gap = 0
+        if len(parsed.samples):
+            self._last_host_ns = t_host_ns
+        return chunks
+
+    def on_disconnect(self) -> None:
+        if self._rest:
+            self.stats.corrupt_frames += 1
+            self.stats.event("corrupt_frames", count=1, reason="partial line at disconnect")
+        self._rest = b""
+
+    def on_reconnect(self, outage_ns: int) -> None:
+        self._outage = True
+
+    def _outage_gap(self, t_host_ns: int, arrived: int) -> int:
+        # No device clock: samples missed ≈ elapsed time × fs minus what just arrived (an estimate).
+        if self._last_host_ns is None:
+            return 0
+        return max(0, round((t_host_ns - self._last_host_ns) / 1e9 * self.fs) - arrived)
+
+    def _parse(self, block: bytes):
+        if self.fmt == "csv":
+            return parse_csv(block, len(self.channels))
+        if self.fmt == "sparkfun":
+            return parse_sparkfun(block, self.channels)
+        return parse_ad8232(block)
