@@ -1,0 +1,65 @@
+"""Checks and helpers every dataset loader shares, so bad input fails the same clear way."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bridge_edge.errors import DataError, SampleRateError
+from bridge_edge.signals.datasets.splits import split_subjects
+from bridge_edge.signals.preprocess import check_finite
+from bridge_edge.signals.types import PairedDataset, PairedRecording
+
+MIN_FS_ECG = 100.0  # below this a QRS complex is a sample or two wide
+MIN_FS_PPG = 20.0  # the ppg-v1 band-pass needs more than 16 Hz
+DURATION_TOLERANCE_S = 1.0  # ECG and PPG of one recording must cover the same time
+
+
+def validate_recording(rec: PairedRecording, where: str | Path) -> PairedRecording:
+    """Raise a typed error naming ``where`` if the recording cannot be used as is."""
+    where = str(where)
+    for name, fs, minimum in (("ECG", rec.fs_ecg, MIN_FS_ECG), ("PPG", rec.fs_ppg, MIN_FS_PPG)):
+        if not np.isfinite(fs) or fs < minimum:
+            raise SampleRateError(
+                f"{where}: {name} sampling rate {fs} Hz is invalid; expected at least {minimum} Hz",
+                expected_hz=minimum,
+                got_hz=fs,
+                where=where,
+            )
+    dur_ecg, dur_ppg = len(rec.ecg) / rec.fs_ecg, len(rec.ppg) / rec.fs_ppg
+    if abs(dur_ecg - dur_ppg) > max(DURATION_TOLERANCE_S, 0.01 * max(dur_ecg, dur_ppg)):
+        raise SampleRateError(
+            f"{where}: ECG covers {dur_ecg:.1f} s at {rec.fs_ecg:g} Hz but PPG covers {dur_ppg:.1f} s at "
+            f"{rec.fs_ppg:g} Hz; expected the same duration (is a sampling rate wrong?)",
+            expected_hz=len(rec.ppg) / dur_ecg,
+            got_hz=rec.fs_ppg,
+            where=where,
+        )
+    if len(rec.rhythm) != len(rec.ecg):
+        raise DataError(
+            f"{where}: {len(rec.rhythm)} rhythm labels for {len(rec.ecg)} ECG samples; expected one per sample",
+            path=where,
+            reason="label length",
+        )
+    check_finite(rec.ecg, f"{where} ECG")
+    check_finite(rec.ppg, f"{where} PPG")
+    return rec
+
+
+def labels_by_index(labels: np.ndarray, n_out: int, fs_in: float, fs_out: float) -> np.ndarray:
+    """Resample a label track by index (nearest earlier sample), never by FFT."""
+    idx = np.floor(np.arange(n_out) * (fs_in / fs_out)).astype(np.int64)
+    return np.asarray(labels)[np.clip(idx, 0, len(labels) - 1)]
+
+
+def dataset_from_recordings(
+    recordings: Sequence[PairedRecording], labels: Sequence[str], seed: int, source: str
+) -> PairedDataset:
+    by_id = {r.subject_id: r for r in recordings}
+    if len(by_id) != len(recordings):
+        raise DataError(f"{source}: duplicate subject ids", path=source, reason="duplicate subject ids")
+    return PairedDataset(
+        labels=tuple(labels), splits=split_subjects(by_id, seed), recordings=by_id, source=source
+    )

@@ -1,0 +1,193 @@
+"""load_dataset reads each format from files in its exact on-disk layout, with typed errors."""
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from bridge_edge.errors import DataError, DatasetNotFoundError, NonFiniteError, SampleRateError
+from bridge_edge.signals.datasets import load_dataset
+from bridge_edge.signals.simulator import write_dataset
+
+
+def _write_wesad_subject(root, name, seconds=12, bvp_hz=64, protocol=2, ecg=None):
+    """A small file with the key structure of a real WESAD S<k>.pkl."""
+    n, m = int(700 * seconds), int(bvp_hz * seconds)
+    rng = np.random.default_rng(0)
+    label = np.repeat(np.array([0, 1, 2, 6], dtype=np.int32), n // 4)
+    data = {
+        "signal": {
+            "chest": {
+                "ACC": rng.normal(size=(n, 3)),
+                "ECG": (rng.normal(size=(n, 1)) if ecg is None else ecg),
+                "EMG": rng.normal(size=(n, 1)),
+                "EDA": rng.normal(size=(n, 1)),
+                "Temp": rng.normal(size=(n, 1)).astype(np.float32),
+                "Resp": rng.normal(size=(n, 1)),
+            },
+            "wrist": {
+                "ACC": rng.normal(size=(32 * seconds, 3)),
+                "BVP": rng.normal(size=(m, 1)),
+                "EDA": rng.normal(size=(4 * seconds, 1)),
+                "TEMP": rng.normal(size=(4 * seconds, 1)),
+            },
+        },
+        "label": label,
+        "subject": name,
+    }
+    (root / name).mkdir(parents=True)
+    with open(root / name / f"{name}.pkl", "wb") as f:
+        pickle.dump(data, f, protocol=protocol)
+    return data
+
+
+def test_wesad_layout_loads_with_labels_by_condition(tmp_path):
+    for i, name in enumerate(["S2", "S3", "S4", "S5"]):
+        data = _write_wesad_subject(tmp_path, name, protocol=2 if i % 2 else pickle.HIGHEST_PROTOCOL)
+    ds = load_dataset(str(tmp_path))
+    assert sorted(ds.recordings) == ["S2", "S3", "S4", "S5"]
+    assert ds.labels == ("baseline", "stress", "amusement", "meditation")
+    rec = ds.recordings["S5"]
+    assert rec.fs_ecg == 700.0 and rec.fs_ppg == 64.0
+    np.testing.assert_allclose(rec.ecg, data["signal"]["chest"]["ECG"][:, 0].astype(np.float32))
+    np.testing.assert_allclose(rec.ppg, data["signal"]["wrist"]["BVP"][:, 0].astype(np.float32))
+    q = len(rec.rhythm) // 4
+    assert list(rec.rhythm[[0, q, 2 * q, 3 * q]]) == [-1, 0, 1, -1]  # 0 and 6 are not usable
+    parts = [set(getattr(ds.splits, s)) for s in ("train", "val", "pair", "test")]
+    assert set.union(*parts) == set(ds.recordings) and sum(map(len, parts)) == 4
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_wesad_pickle_with_foreign_globals_is_refused_not_executed(tmp_path):
+    marker = tmp_path / "executed"
+    (tmp_path / "S9").mkdir()
+    with open(tmp_path / "S9" / "S9.pkl", "wb") as f:
+        pickle.dump({"signal": _Exploit(marker)}, f)
+    with pytest.raises(DataError, match="not allowed"):
+        load_dataset(f"wesad:{tmp_path}")
+    assert not marker.exists()
+
+
+def test_wesad_wrong_bvp_rate_is_a_sample_rate_error(tmp_path):
+    _write_wesad_subject(tmp_path, "S2", bvp_hz=128)
+    with pytest.raises(SampleRateError, match="PPG covers 24.0 s at 64 Hz"):
+        load_dataset(str(tmp_path))
+
+
+def test_wesad_nan_is_a_non_finite_error(tmp_path):
+    ecg = np.zeros((700 * 12, 1))
+    ecg[100] = np.nan
+    _write_wesad_subject(tmp_path, "S2", ecg=ecg)
+    with pytest.raises(NonFiniteError) as err:
+        load_dataset(str(tmp_path))
+    assert err.value.count == 1 and err.value.first_index == 100
+
+
+def _write_csv(path, n=2500, fs=250.0, time=True, labels=True, nan_at=None):
+    t = np.arange(n) / fs
+    ecg, ppg = np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)
+    if nan_at is not None:
+        ecg[nan_at] = np.nan
+    cols = (["time_s"] if time else []) + ["ecg", "ppg"] + (["label"] if labels else [])
+    lab = np.where(t < t[-1] / 2, "sinus", "afib")
+    lab[:10] = ""
+    rows = [
+        ",".join(
+            ([f"{t[i]:.6f}"] if time else [])
+            + [f"{ecg[i]:.6f}", f"{ppg[i]:.6f}"]
+            + ([lab[i]] if labels else [])
+        )
+        for i in range(n)
+    ]
+    path.write_text(",".join(cols) + "\n" + "\n".join(rows) + "\n")
+
+
+def test_paired_csv_with_time_and_labels(tmp_path):
+    _write_csv(tmp_path / "alice.csv")
+    _write_csv(tmp_path / "bob.csv")
+    ds = load_dataset(str(tmp_path))
+    rec = ds.recordings["alice"]
+    assert rec.fs_ecg == pytest.approx(250.0) and rec.fs_ppg == rec.fs_ecg and len(rec.ecg) == 2500
+    assert ds.labels[:2] == ("sinus", "afib")
+    assert rec.rhythm[0] == -1 and rec.rhythm[100] == 0 and rec.rhythm[-1] == 1
+
+
+def test_paired_csv_rate_from_spec_and_errors(tmp_path):
+    _write_csv(tmp_path / "a.csv", time=False, labels=False)
+    rec = load_dataset(f"{tmp_path / 'a.csv'}?fs=250").recordings["a"]
+    assert rec.fs_ecg == 250.0 and (rec.rhythm == -1).all()
+    with pytest.raises(SampleRateError, match="no time_s column and no"):
+        load_dataset(str(tmp_path / "a.csv"))
+    _write_csv(tmp_path / "b.csv")
+    with pytest.raises(SampleRateError, match="time_s gives 250.000 Hz but the spec says fs=500"):
+        load_dataset(f"{tmp_path / 'b.csv'}?fs=500")
+    _write_csv(tmp_path / "c.csv", nan_at=7)
+    with pytest.raises(NonFiniteError, match="c.csv ECG"):
+        load_dataset(str(tmp_path / "c.csv"))
+    (tmp_path / "d.csv").write_text("time_s,voltage\n0,1\n0.004,2\n")
+    with pytest.raises(DataError, match="expected one of"):
+        load_dataset(str(tmp_path / "d.csv"))
+
+
+def test_wfdb_record_with_rhythm_annotations(tmp_path):
+    wfdb = pytest.importorskip("wfdb")
+    fs, n = 250, 5000
+    t = np.arange(n) / fs
+    sig = np.stack([0.5 * np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)], axis=1)
+    wfdb.wrsamp(
+        "rec1",
+        fs=fs,
+        units=["mV", "NU"],
+        sig_name=["ECG II", "PLETH"],
+        p_signal=sig,
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
+    wfdb.wrann(
+        "rec1",
+        "atr",
+        sample=np.array([0, 2000, 3500]),
+        symbol=["+", "+", "+"],
+        aux_note=["(N", "(AFIB", "(VT"],
+        write_dir=str(tmp_path),
+    )
+    ds = load_dataset(str(tmp_path / "rec1.hea"))
+    rec = ds.recordings["rec1"]
+    assert rec.fs_ecg == 250.0 and rec.fs_ppg == 250.0
+    np.testing.assert_allclose(rec.ecg, sig[:, 0], atol=1e-3)
+    assert rec.rhythm[1999] == 0 and rec.rhythm[2000] == 1 and rec.rhythm[3500] == -1
+    assert load_dataset(str(tmp_path)).recordings.keys() == ds.recordings.keys()
+
+
+def test_missing_files_name_the_path(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        load_dataset(str(tmp_path / "nowhere"))
+    write_dataset(tmp_path / "sim", subjects=2, minutes=0.2, seed=1)
+    (tmp_path / "sim" / "subjects" / "sim001.npz").unlink()
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset(str(tmp_path / "sim"))
+    assert err.value.path.endswith("sim001.npz") and "sim001.npz not found" in str(err.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetNotFoundError, match="not a dataset this project reads"):
+        load_dataset(str(tmp_path / "empty"))
+
+
+def test_simulated_npz_with_wrong_rate_is_rejected(tmp_path):
+    write_dataset(tmp_path, subjects=1, minutes=0.2, seed=1)
+    path = tmp_path / "subjects" / "sim000.npz"
+    with np.load(path) as z:
+        data = dict(z)
+    data["fs_ppg"] = np.float64(250.0)
+    np.savez(path, **data)
+    with pytest.raises(SampleRateError, match="expected the same duration"):
+        load_dataset(str(tmp_path))
+    assert json.loads((tmp_path / "dataset.json").read_text())["subjects"] == ["sim000"]
