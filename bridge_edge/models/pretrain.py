@@ -1,0 +1,227 @@
+"""Self-supervised pretraining of the default PPG encoder on unlabelled PPG (SimCLR / NT-Xent).
+
+No label reaches this module's training path: ``pretrain_ppg_encoder`` takes windows only.
+Two augmented views (``ppg_augment``) of each window are pulled together and pushed away from
+the other windows of the batch; the projection head is thrown away afterwards. Source windows
+may be longer than the model window, so the two views are different crops and the encoder
+learns what a window has *throughout* (rate, regularity, pulse shape), not where beats sit.
+
+``rhythm_probe`` is the sanity check used by tests and reports: logistic regression on the
+time-pooled block features of held-out windows — labels appear only there.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bridge_edge.errors import DataError
+from bridge_edge.models.base import ModelAdapter
+from bridge_edge.models.ppg_augment import AugmentSpec, augment
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Normalised-temperature cross entropy over 2B views; positives are (i, i + B)."""
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float("-inf"))
+    b = z1.shape[0]
+    target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+@dataclass(frozen=True)
+class UnlabelledPPG:
+    """A PPG recording without labels (reads like a PairedRecording for ``unlabelled_ppg_windows``)."""
+
+    source: str
+    ppg: np.ndarray
+    fs_ppg: float
+
+
+def heartpy_ppg_recordings() -> list[UnlabelledPPG]:
+    """The real finger-PPG example recordings shipped as data files of the installed ``heartpy``.
+
+    About 14 minutes in all (data.csv 100 Hz; data2.csv and data3.csv carry timestamps, from
+    which the mean rate is taken). Read with numpy only; heartpy is never imported. Returns []
+    when heartpy is not installed.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("heartpy")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    out = []
+    if (data / "data.csv").is_file():
+        out.append(UnlabelledPPG("heartpy/data.csv", np.loadtxt(data / "data.csv"), 100.0))
+    if (data / "data2.csv").is_file():
+        d = np.genfromtxt(data / "data2.csv", delimiter=",", names=True)
+        fs = (len(d) - 1) / ((d["timer"][-1] - d["timer"][0]) / 1000.0)
+        out.append(UnlabelledPPG("heartpy/data2.csv", np.asarray(d["hr"], float), float(fs)))
+    if (data / "data3.csv").is_file():
+        d = np.genfromtxt(data / "data3.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
+        t = np.asarray(d["datetime"], dtype="datetime64[us]")
+        fs = (len(t) - 1) / ((t[-1] - t[0]) / np.timedelta64(1, "s"))
+        out.append(UnlabelledPPG("heartpy/data3.csv", np.asarray(d["hr"], float), float(fs)))
+    return out
+
+
+def unlabelled_ppg_windows(recordings, spec, window_s: float = 12.0, hop_s: float = 4.0) -> np.ndarray:
+    """Preprocessed PPG windows (N, window_s * spec.fs_out) from recordings' PPG only.
+
+    Each recording's PPG goes through ``signals.preprocess`` (causal filter + resample over the
+    whole recording, then per-window z-score). Only ``rec.ppg`` and ``rec.fs_ppg`` are read.
+    Windows a little longer than the model window give the two views room for random crops.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from bridge_edge.signals.preprocess import filter_and_resample, normalise_windows
+
+    width, hop = round(window_s * spec.fs_out), round(hop_s * spec.fs_out)
+    out = []
+    for rec in recordings:
+        y = filter_and_resample(rec.ppg, rec.fs_ppg, spec)
+        if len(y) >= width:
+            out.append(normalise_windows(sliding_window_view(y, width)[::hop], spec))
+    if not out:
+        raise DataError(f"no recording holds a {window_s} s PPG window", path="pretrain", reason="too short")
+    return np.concatenate(out)
+
+
+def _embed(adapter: ModelAdapter, views: torch.Tensor) -> torch.Tensor:
+    h = adapter.run_blocks(adapter.stem(views.unsqueeze(1)), 0, adapter.n_blocks)
+    return adapter.head(h)
+
+
+def pretrain_ppg_encoder(
+    windows: np.ndarray,
+    adapter: ModelAdapter,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = True,
+    temperature: float = 0.2,
+    augment_spec: AugmentSpec | None = None,
+) -> dict:
+    """Train ``adapter.module`` in place on preprocessed PPG windows (N, L >= n_samples).
+
+    The adapter must take (B, 1, L) input (PaPaGei layout). Returns the history:
+    ``{"loss": [per epoch], "seconds_per_epoch": [...], "n_windows", "view_samples", ...}``.
+    The module is left in eval mode.
+    """
+    x = np.asarray(windows, dtype=np.float32)
+    length = adapter.input_spec.n_samples
+    if x.ndim != 2 or x.shape[1] < length or len(x) < 2:
+        raise DataError(
+            f"pretraining needs >= 2 windows of at least {length} samples, got shape {x.shape}",
+            path="pretrain",
+            reason="window shape",
+        )
+    if not np.isfinite(x).all():
+        raise DataError(
+            "pretraining windows contain non-finite samples", path="pretrain", reason="non-finite"
+        )
+    augment_spec = augment_spec or AugmentSpec()
+    device = adapter.device
+    torch.manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    data = torch.from_numpy(x).to(device)
+
+    module = adapter.module
+    module.eval()
+    with torch.no_grad():
+        width = _embed(adapter, data[:2, :length]).shape[1]
+    module.requires_grad_(True)
+    module.train()
+    # SimCLR projection head: trained alongside, thrown away afterwards.
+    projector = nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, 64)).to(device)
+    params = list(module.parameters()) + list(projector.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+
+    batch = min(batch_size, len(x))
+    n_batches = max(1, len(x) // batch)  # drop the ragged tail: a batch of 1 has no negatives
+    history: dict = {
+        "loss": [],
+        "seconds_per_epoch": [],
+        "n_windows": len(x),
+        "view_samples": length,
+        "epochs": epochs,
+        "batch_size": batch,
+        "lr": lr,
+        "temperature": temperature,
+        "seed": seed,
+    }
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=epochs * n_batches, desc="pretrain ppg", unit="batch", file=sys.stderr)
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        order = torch.randperm(len(x), generator=gen, device=device)
+        total = 0.0
+        for i in range(n_batches):
+            src = data[order[i * batch : (i + 1) * batch]]
+            views = augment(src.repeat(2, 1), length, adapter.input_spec.fs, gen, augment_spec)
+            z1, z2 = projector(_embed(adapter, views)).chunk(2)  # both views in one batch
+            loss = nt_xent(z1, z2, temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        history["loss"].append(total / n_batches)
+        history["seconds_per_epoch"].append(time.perf_counter() - t0)
+    if bar is not None:
+        bar.close()
+    module.eval()
+    return history
+
+
+def pooled_block_features(
+    adapter: ModelAdapter, windows: np.ndarray, batch_size: int = 64
+) -> list[np.ndarray]:
+    """Time-pooled output of every block for windows of the model length: list of (N, C_k)."""
+    feats: list[list[np.ndarray]] = [[] for _ in range(adapter.n_blocks)]
+    adapter.module.eval()
+    with torch.no_grad():
+        for i in range(0, len(windows), batch_size):
+            h = adapter.stem(adapter.prepare(windows[i : i + batch_size]))
+            for k in range(adapter.n_blocks):
+                h = adapter.run_blocks(h, k, k + 1)
+                feats[k].append(adapter.pool(h).cpu().numpy())
+    return [np.concatenate(f) for f in feats]
+
+
+def rhythm_probe(
+    adapter: ModelAdapter,
+    train_windows: np.ndarray,
+    train_positive: np.ndarray,
+    test_windows: np.ndarray,
+    test_positive: np.ndarray,
+) -> list[float]:
+    """Held-out AUROC per block of a logistic regression on pooled features (evaluation only)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train = pooled_block_features(adapter, train_windows)
+    test = pooled_block_features(adapter, test_windows)
+    aucs = []
+    for f_train, f_test in zip(train, test):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        clf.fit(f_train, train_positive)
+        aucs.append(float(roc_auc_score(test_positive, clf.predict_proba(f_test)[:, 1])))
+    return aucs
