@@ -1,9 +1,120 @@
-"""`bridge-edge` subcommands owned by bridge_edge.bridge (see bridge_edge/cli.py)."""
+"""`bridge-edge` subcommands owned by bridge_edge.bridge: fit, select, train-bridge, evaluate."""
 
 from __future__ import annotations
 
 import argparse
+import json
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train (default cpu)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this area's subcommands. Handlers import heavy modules lazily."""
+    p = subparsers.add_parser(
+        "fit", help="the whole offline chain: data, pretrain, select, bridge, KD, evaluate"
+    )
+    p.add_argument("recipe", help="recipe TOML (or the name of one under recipes/, e.g. default, smoke)")
+    p.add_argument("--out", default="runs/default", help="run directory (default runs/default)")
+    _add_device(p)
+    p.add_argument(
+        "--fresh", action="store_true", help="recompute every stage (default: reuse unchanged ones)"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    p.set_defaults(handler=_fit)
+
+    p = subparsers.add_parser("select", help="rerun bridge position selection in a run directory")
+    p.add_argument("run_dir")
+    _add_device(p)
+    p.set_defaults(handler=_select)
+
+    p = subparsers.add_parser(
+        "train-bridge", help="retrain the bridge of a run directory and rewrite its report"
+    )
+    p.add_argument("run_dir")
+    _add_device(p)
+    p.set_defaults(handler=_train_bridge)
+
+    p = subparsers.add_parser("evaluate", help="metrics of a run directory or bundle on a dataset split")
+    p.add_argument("path", help="fit run directory or bundle")
+    p.add_argument("--data", required=True, help="dataset directory (e.g. written by `bridge-edge simulate`)")
+    p.add_argument("--split", default="test", help="dataset split to score (default test)")
+    _add_device(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_evaluate)
+
+
+def _check_device(device: str) -> str:
+    import torch
+
+    from bridge_edge.errors import ConfigError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "--device cuda was asked for but torch sees no CUDA device; use --device cpu",
+            key="device",
+            value=device,
+            expected="cpu",
+        )
+    return device
+
+
+def _summary(report: dict) -> str:
+    def line(name, block):
+        t = block["test"]
+        auroc = t.get("positive_auroc")
+        auroc = float("nan") if auroc is None else auroc
+        return f"{name:<28} AF AUROC {auroc:.3f}  macro-F1 {t['macro_f1']:.3f}  acc {t['accuracy']:.3f}"
+
+    rows = [
+        f"positions: new block {report['positions']['k_in']} -> old block {report['positions']['k_out']}",
+        line("bridge (PPG)", report["bridge"]),
+    ]
+    if "kd" in report:
+        rows.append(line("KD student (PPG)", report["kd"]))
+    rows.append(line("old model on ECG (ceiling)", report["old_model_on_old_modality"]))
+    return "\n".join(rows)
+
+
+def _fit(args) -> int:
+    from bridge_edge.bridge.pipeline import fit
+
+    report = fit(args.recipe, args.out, device=_check_device(args.device), fresh=args.fresh)
+    print(json.dumps(report) if args.json else _summary(report))
+    return 0
+
+
+def _select(args) -> int:
+    from bridge_edge.bridge.pipeline import Run, stage_select
+
+    run = Run.open(args.run_dir, device=_check_device(args.device))
+    stage_select(run)
+    print((run.run_dir / "selection.json").read_text())
+    return 0
+
+
+def _train_bridge(args) -> int:
+    from bridge_edge.bridge.evaluate import write_report
+    from bridge_edge.bridge.pipeline import Run, stage_bridge
+
+    run = Run.open(args.run_dir, device=_check_device(args.device))
+    with run.stage("bridge"):
+        stage_bridge(run)
+    check_path = run.run_dir / "position_check.json"
+    check = json.loads(check_path.read_text()) if check_path.exists() else []
+    print(_summary(write_report(run, position_check=check)))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from bridge_edge.bridge.evaluate import evaluate_path
+
+    result = evaluate_path(args.path, args.data, split=args.split, device=_check_device(args.device))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['n_windows']} windows  macro-F1 {result['macro_f1']:.3f}  accuracy {result['accuracy']:.3f}"
+            f"  AUROC {result['auroc']}"
+        )
+    return 0

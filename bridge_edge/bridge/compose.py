@@ -1,0 +1,161 @@
+"""The deployable model: one ``nn.Module``, no hooks, PPG window in, class probabilities out.
+
+    x (B, L) preprocessed PPG -> new blocks [0..k_in] -> pool -> bridge -> old layout
+      -> old blocks [k_out..end] -> old head -> (B, K) window probabilities
+
+Block ranges are fixed at construction, so ``forward`` has no data-dependent control flow and
+traces to ONNX. ``load_composed(run_dir)`` rebuilds it from a fit run directory (weights in
+safetensors, structure from ``composed.json``); ``load_split_windows`` gives the same run's
+model-ready windows for golden and calibration sets.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from bridge_edge.bridge.prototype import PrototypeBridge, to_layout
+from bridge_edge.errors import BundleError, ConfigError
+from bridge_edge.models.base import ModelAdapter
+
+COMPOSED_SPEC = "composed.json"
+BRIDGE_WEIGHTS = "bridge.safetensors"
+NEW_MODEL_WEIGHTS = "new_model.safetensors"
+POSITIVE_LABEL = "afib"
+
+
+@dataclass
+class ComposedSpec:
+    input: dict  # InputSpec of the new model as plain data (modality, fs, window_s, channels, ...)
+    preprocess: dict  # PreprocessSpec.as_dict() the input windows went through
+    labels: list[str]  # head vocabulary (output columns)
+    positive_label: str
+    k_in: int
+    k_out: int
+    bridge: dict  # {rank, prototypes, params, d_in, d_out, n_tokens}
+    old_model: dict  # recipe model table (kind, ...) + name
+    new_model: dict
+    window_s: float
+    hop_s: float
+    window_prediction: str = "mean of per-sample probabilities over the window (openecg)"
+    dataset_labels: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class ComposedModel(nn.Module):
+    def __init__(self, new: ModelAdapter, old: ModelAdapter, bridge: PrototypeBridge, k_in: int, k_out: int):
+        super().__init__()
+        self.new_model = new.module
+        self.old_model = old.module
+        self.bridge = bridge
+        self._new, self._old = new, old  # adapters: plain objects holding the same modules
+        self.k_in, self.k_out = k_in, k_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        new, old = self._new, self._old
+        h = new.run_blocks(new.stem(x.unsqueeze(1)), 0, self.k_in + 1)
+        z = new.pool(h)
+        h = old.run_blocks(to_layout(self.bridge(z), old.layout), self.k_out, old.n_blocks)
+        return old.head(h)
+
+    @torch.no_grad()
+    def predict_proba(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        self.eval()
+        device = next(self.parameters()).device
+        out = [
+            self(torch.from_numpy(np.ascontiguousarray(windows[i : i + batch_size], np.float32)).to(device))
+            .float()
+            .cpu()
+            .numpy()
+            for i in range(0, len(windows), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, len(self._old.labels)), np.float32)
+
+
+def compose(
+    new: ModelAdapter, old: ModelAdapter, bridge: PrototypeBridge, k_in: int, k_out: int
+) -> ComposedModel:
+    if new.input_spec.channels != 1:
+        raise ConfigError(
+            f"the composed model takes single-channel windows; {new.name} wants {new.input_spec.channels}",
+            key="new_model",
+            expected="1 channel",
+        )
+    return ComposedModel(new, old, bridge, k_in, k_out).eval()
+
+
+def save_composed(run_dir: Path, spec: ComposedSpec, bridge: PrototypeBridge) -> None:
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in bridge.state_dict().items()},
+        str(run_dir / BRIDGE_WEIGHTS),
+    )
+    (run_dir / COMPOSED_SPEC).write_text(json.dumps(spec.as_dict(), indent=2))
+
+
+def read_spec(run_dir: str | Path) -> ComposedSpec:
+    path = Path(run_dir) / COMPOSED_SPEC
+    if not path.exists():
+        raise BundleError(
+            f"{run_dir} is not a fit run directory: {COMPOSED_SPEC} is missing (run `bridge-edge fit` first)",
+            path=str(run_dir),
+            file=COMPOSED_SPEC,
+        )
+    return ComposedSpec(**json.loads(path.read_text()))
+
+
+def build_models(old_table: dict, new_table: dict, run_dir: Path, device: str = "cpu"):
+    """(old, new) frozen adapters as a run uses them: the new one with the run's pretrained weights."""
+    from bridge_edge.models.registry import build_adapter
+
+    old = build_adapter(dict(old_table), device=device)
+    new_cfg = dict(new_table)
+    if (Path(run_dir) / NEW_MODEL_WEIGHTS).exists():
+        new_cfg["checkpoint"] = str(Path(run_dir) / NEW_MODEL_WEIGHTS)
+    new = build_adapter(new_cfg, device=device)
+    return old.freeze(), new.freeze()
+
+
+def _model_table(described: dict) -> dict:
+    """The recipe model table stored in the spec, without the descriptive ``name`` we added."""
+    return {k: v for k, v in described.items() if k != "name"}
+
+
+def load_bridge(spec: ComposedSpec, run_dir: Path, device: str = "cpu") -> PrototypeBridge:
+    from safetensors.torch import load_file
+
+    b = spec.bridge
+    bridge = PrototypeBridge(b["d_in"], b["d_out"], b["n_tokens"], b["rank"], b["prototypes"])
+    bridge.load_state_dict(load_file(str(run_dir / BRIDGE_WEIGHTS)))
+    return bridge.to(device).eval().requires_grad_(False)
+
+
+def load_composed(run_dir: str | Path, device: str = "cpu") -> tuple[ComposedModel, ComposedSpec]:
+    """The composed model of a fit run (eval mode, frozen) and its spec."""
+    run_dir = Path(run_dir)
+    spec = read_spec(run_dir)
+    old, new = build_models(_model_table(spec.old_model), _model_table(spec.new_model), run_dir, device)
+    model = compose(new, old, load_bridge(spec, run_dir, device), spec.k_in, spec.k_out)
+    return model.requires_grad_(False), spec
+
+
+def load_split_windows(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Model-ready PPG windows of one split of the run's dataset.
+
+    Returns x (N, L) float32 exactly as the composed model takes it, y (N,) truth as indices
+    into the head vocabulary (-1: no counterpart in the head, or a mixed window), and labels.
+    """
+    from bridge_edge.bridge.pipeline import RunWindows
+
+    run_dir = Path(run_dir)
+    spec = read_spec(run_dir)
+    windows = RunWindows.open(run_dir).split(split)
+    return windows.ppg.astype(np.float32), windows.head_truth(tuple(spec.labels)), list(spec.labels)

@@ -1,0 +1,113 @@
+"""Knowledge-distillation baseline (METHOD §12): the whole new-modality model is the student.
+
+Student = a copy of the (pretrained) new-modality encoder, all blocks trainable, + a linear
+head from its pooled last-block output to the old head's classes. It is trained on the old
+model's soft window outputs over the same pair windows, with the same batch size and the same
+bookkeeping as the bridge (trainable parameters, peak step memory, seconds per epoch); the best
+epoch is the one with the lowest validation KD loss.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bridge_edge.bridge.train import PairData, TrainResult, batch_indices, fit_epochs
+from bridge_edge.models.base import ModelAdapter
+
+
+class KDStudent(nn.Module):
+    """New-model encoder + linear head; ``forward`` takes prepared input, returns logits (B, K)."""
+
+    def __init__(self, new: ModelAdapter, n_classes: int, d_last: int) -> None:
+        super().__init__()
+        self.adapter = new
+        self.encoder = new.module  # registered, so parameters()/state_dict() include it
+        self.head = nn.Linear(d_last, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.adapter
+        return self.head(a.pool(a.run_blocks(a.stem(x), 0, a.n_blocks)))
+
+    @torch.no_grad()
+    def predict_proba(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        self.eval()
+        out = [
+            torch.softmax(self(self.adapter.prepare(windows[i : i + batch_size])), dim=1)
+            .float()
+            .cpu()
+            .numpy()
+            for i in range(0, len(windows), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.head.out_features), np.float32)
+
+
+def make_student(new: ModelAdapter, n_classes: int, probe: np.ndarray, seed: int = 0) -> KDStudent:
+    student_adapter = copy.deepcopy(new)
+    student_adapter.module.requires_grad_(True)
+    with torch.no_grad():
+        a = student_adapter
+        d_last = a.pool(a.run_blocks(a.stem(a.prepare(probe)), 0, a.n_blocks)).shape[1]
+    torch.manual_seed(seed)
+    return KDStudent(student_adapter, n_classes, d_last).to(new.device)
+
+
+def kd_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, kind: str = "kl") -> torch.Tensor:
+    logp = F.log_softmax(logits, dim=1)
+    if kind == "ce":
+        return -(teacher_probs * logp).sum(dim=1).mean()
+    return F.kl_div(logp, teacher_probs, reduction="batchmean")
+
+
+def train_kd(
+    student: KDStudent,
+    pair: PairData,
+    val: PairData,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 16,
+    loss: str = "kl",
+    seed: int = 0,
+    desc: str = "kd",
+) -> TrainResult:
+    """Train in place; on return ``student`` holds the best-validation epoch's weights."""
+    device = next(student.parameters()).device
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    torch.manual_seed(seed)
+    prep = student.adapter.prepare
+
+    def loss_on(data: PairData, idx: np.ndarray) -> torch.Tensor:
+        return kd_loss(
+            student(prep(data.ppg[idx])), torch.from_numpy(data.target[idx]).float().to(device), loss
+        )
+
+    def step(idx: np.ndarray) -> float:
+        value = loss_on(pair, idx)
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+        return float(value.detach())
+
+    def val_loss() -> float:
+        data = val if len(val.ppg) else pair
+        total = sum(loss_on(data, i).item() * len(i) for i in batch_indices(len(data.ppg), batch_size))
+        return float(total / max(1, len(data.ppg)))
+
+    return fit_epochs(
+        student,
+        step,
+        val_loss,
+        n=len(pair.ppg),
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        optimizer=opt,
+        resident=[student],
+        device=device,
+        desc=desc,
+    )

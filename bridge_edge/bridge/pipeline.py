@@ -1,0 +1,457 @@
+"""`bridge-edge fit`: the offline chain as rerunnable stages over one run directory.
+
+    data -> windows -> pretrain new model (self-supervised, PPG only) -> features (one pass)
+         -> select positions -> bridge -> KD baseline -> position check -> evaluate -> report
+
+Run directory::
+
+    recipe.toml            the recipe as given (its sha256 is in the report)
+    data/                  simulated dataset (when data.source = "simulate")
+    windows/<split>.npz    model-ready windows: ecg, ppg, label, subject, start_s
+    new_model.safetensors  the pretrained new-modality encoder
+    features_pair.npz      pooled features of every block, old targets/probs (pair split)
+    targets_val.npz        old targets/probs of the validation split (best-epoch choice)
+    selection.json/.png    position selection
+    composed.json, bridge.safetensors, kd_student.safetensors
+    report.json, training_curves.png, confusions.png
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bridge_edge.bridge.data import WindowSet, split_windows
+from bridge_edge.bridge.recipe import Recipe, load_recipe
+from bridge_edge.signals.types import SPLIT_NAMES
+
+log = logging.getLogger(__name__)
+
+
+# --- windows -------------------------------------------------------------------------------
+
+
+@dataclass
+class RunWindows:
+    root: Path
+    labels: tuple[str, ...]
+
+    @classmethod
+    def open(cls, run_dir: Path) -> RunWindows:
+        meta = json.loads((Path(run_dir) / "windows" / "windows.json").read_text())
+        return cls(Path(run_dir) / "windows", tuple(meta["labels"]))
+
+    def split(self, name: str) -> WindowSet:
+        with np.load(self.root / f"{name}.npz") as z:
+            return WindowSet(z["ecg"], z["ppg"], z["label"], z["subject"], z["start_s"], self.labels)
+
+    @staticmethod
+    def write(run_dir: Path, splits: dict[str, WindowSet], preprocess: dict) -> None:
+        root = Path(run_dir) / "windows"
+        root.mkdir(parents=True, exist_ok=True)
+        labels = next(iter(splits.values())).labels
+        for name, w in splits.items():
+            np.savez(
+                root / f"{name}.npz",
+                ecg=w.ecg,
+                ppg=w.ppg,
+                label=w.label,
+                subject=w.subject,
+                start_s=w.start_s,
+            )
+        counts = {n: {"windows": len(w), "mixed": int((w.label < 0).sum())} for n, w in splits.items()}
+        meta = {"labels": list(labels), "preprocess": preprocess, "counts": counts}
+        (root / "windows.json").write_text(json.dumps(meta, indent=2))
+
+
+def ppg_preprocess_spec(new_fs: float):
+    from bridge_edge.signals.preprocess import PreprocessSpec
+
+    return PreprocessSpec(fs_out=float(new_fs))
+
+
+def dataset_windows(
+    dataset, recipe: Recipe, old_fs: float, new_fs: float, splits=SPLIT_NAMES
+) -> dict[str, WindowSet]:
+    spec = ppg_preprocess_spec(new_fs)
+    d = recipe.data
+    return {
+        s: split_windows(
+            dataset,
+            s,
+            window_s=d.window_s,
+            hop_s=d.hop_s,
+            fs_ecg=old_fs,
+            ppg_spec=spec,
+            purity=d.label_purity,
+        )
+        for s in splits
+    }
+
+
+# --- run context ---------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    run_dir: Path
+    recipe: Recipe
+    device: str = "cpu"
+    timings: dict[str, float] = field(default_factory=dict)
+    _models: tuple | None = None
+
+    @classmethod
+    def open(cls, run_dir: str | Path, device: str = "cpu") -> Run:
+        run_dir = Path(run_dir)
+        return cls(run_dir, load_recipe(run_dir / "recipe.toml"), device)
+
+    def models(self):
+        """(old, new) frozen adapters; the new one with the run's pretrained weights once they exist."""
+        if self._models is None:
+            from bridge_edge.bridge.compose import build_models
+
+            self._models = build_models(
+                self.recipe.old_model, self.recipe.new_model, self.run_dir, self.device
+            )
+        return self._models
+
+    def windows(self, split: str) -> WindowSet:
+        return RunWindows.open(self.run_dir).split(split)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        log.info("stage %s ...", name)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 2)
+        log.info("stage %s done in %.1f s", name, self.timings[name])
+
+
+# --- stages --------------------------------------------------------------------------------
+
+
+def stage_data(run: Run) -> None:
+    from bridge_edge.signals.datasets import load_dataset
+    from bridge_edge.signals.simulator import write_dataset
+
+    d = run.recipe.data
+    if d.source == "simulate":
+        data_dir = run.run_dir / "data"
+        if not (data_dir / "dataset.json").exists():
+            write_dataset(data_dir, d.subjects, d.minutes, d.seed, progress=True)
+        spec = str(data_dir)
+    else:
+        spec = d.path
+    dataset = load_dataset(spec)
+    old, new = run.models()
+    splits = dataset_windows(dataset, run.recipe, old.input_spec.fs, new.input_spec.fs)
+    RunWindows.write(run.run_dir, splits, ppg_preprocess_spec(new.input_spec.fs).as_dict())
+    # Pretraining views are crops of longer unlabelled train-split PPG windows (2x the model window).
+    w = run.recipe.data.window_s
+    long = split_windows(
+        dataset,
+        "train",
+        window_s=2 * w,
+        hop_s=w,
+        fs_ecg=None,
+        ppg_spec=ppg_preprocess_spec(new.input_spec.fs),
+    )
+    np.save(run.run_dir / "windows" / "pretrain_ppg.npy", long.ppg)
+
+
+def stage_pretrain(run: Run) -> None:
+    """Self-supervised pretraining of the new-modality encoder on unlabelled train-split PPG."""
+    from safetensors.torch import save_file
+
+    from bridge_edge.bridge.compose import NEW_MODEL_WEIGHTS
+    from bridge_edge.models.pretrain import pretrain_ppg_encoder
+    from bridge_edge.models.registry import build_adapter
+
+    cfg = run.recipe.pretrain
+    new = build_adapter(
+        dict(run.recipe.new_model), device=run.device
+    )  # from scratch (or the recipe's checkpoint)
+    if cfg.enabled:
+        ppg = np.load(run.run_dir / "windows" / "pretrain_ppg.npy")  # PPG only: no label exists here
+        if cfg.max_windows:
+            ppg = ppg[np.random.default_rng(run.recipe.seed).permutation(len(ppg))[: cfg.max_windows]]
+        history = pretrain_ppg_encoder(
+            ppg, new, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=run.recipe.seed
+        )
+        (run.run_dir / "pretrain.json").write_text(json.dumps(history, indent=2))
+    state = {k: v.detach().cpu().contiguous() for k, v in new.module.state_dict().items()}
+    save_file(state, str(run.run_dir / NEW_MODEL_WEIGHTS))
+    run._models = None  # later stages load the pretrained weights
+
+
+def stage_features(run: Run) -> None:
+    from bridge_edge.bridge.features import collect_features, save_feature_store
+
+    old, new = run.models()
+    bs = run.recipe.bridge.batch_size
+    pair, val = run.windows("pair"), run.windows("val")
+    save_feature_store(
+        collect_features(old, new, pair.ecg, pair.ppg, batch_size=bs, desc="features pair"),
+        run.run_dir / "features_pair.npz",
+    )
+    save_feature_store(
+        collect_features(old, None, val.ecg, None, batch_size=bs, desc="targets val"),
+        run.run_dir / "targets_val.npz",
+    )
+
+
+def stage_select(run: Run) -> None:
+    from bridge_edge.bridge.features import load_feature_store
+    from bridge_edge.bridge.selection import select_positions, write_selection
+
+    old, new = run.models()
+    s = run.recipe.selection
+    store = load_feature_store(run.run_dir / "features_pair.npz")
+    sel = select_positions(store, old.labels, k_in=s.k_in, k_out=s.k_out, folds=s.cv_folds)
+    write_selection(sel, run.run_dir, new.block_paths, old.block_paths)
+    log.info(
+        "selected k_in=%d (%s) k_out=%d (%s) in %.1f s",
+        sel.k_in,
+        new.block_paths[sel.k_in],
+        sel.k_out,
+        old.block_paths[sel.k_out],
+        sel.seconds,
+    )
+
+
+def _pair_data(run: Run):
+    """Pair and validation windows with their cached old-model outputs."""
+    from bridge_edge.bridge.features import load_feature_store
+
+    pair_store = load_feature_store(run.run_dir / "features_pair.npz")
+    val_store = load_feature_store(run.run_dir / "targets_val.npz")
+    return run.windows("pair"), run.windows("val"), pair_store, val_store
+
+
+def stage_bridge(run: Run) -> None:
+    from bridge_edge.bridge.compose import ComposedSpec, save_composed
+    from bridge_edge.bridge.prototype import parse_proto_init
+    from bridge_edge.bridge.selection import read_selection
+    from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
+
+    old, new = run.models()
+    cfg = run.recipe.bridge
+    sel = read_selection(run.run_dir)
+    pair, val, pair_store, val_store = _pair_data(run)
+    init, prototypes = parse_proto_init(cfg.init)
+    bridge = make_bridge(
+        new,
+        old,
+        sel.k_in,
+        sel.k_out,
+        cfg.rank,
+        prototypes,
+        (pair.ppg[:4], pair.ecg[:4]),
+        init=init,
+        seed=run.recipe.seed,
+    )
+    result = train_bridge(
+        old,
+        new,
+        bridge,
+        sel.k_in,
+        sel.k_out,
+        PairData(pair.ppg, pair_store.old_target),
+        PairData(val.ppg, val_store.old_target),
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=run.recipe.seed,
+    )
+    spec = ComposedSpec(
+        input=new.input_spec.as_dict(),
+        preprocess=ppg_preprocess_spec(new.input_spec.fs).as_dict(),
+        labels=list(old.labels),
+        positive_label="afib",
+        k_in=sel.k_in,
+        k_out=sel.k_out,
+        bridge={
+            "rank": cfg.rank,
+            "prototypes": prototypes,
+            "init": cfg.init,
+            "params": bridge.n_params,
+            "d_in": bridge.d_in,
+            "d_out": bridge.d_out,
+            "n_tokens": bridge.n_tokens,
+        },
+        old_model=dict(run.recipe.old_model) | {"name": old.name},
+        new_model=dict(run.recipe.new_model) | {"name": new.name},
+        window_s=run.recipe.data.window_s,
+        hop_s=run.recipe.data.hop_s,
+        dataset_labels=list(pair.labels),
+    )
+    save_composed(run.run_dir, spec, bridge)
+    (run.run_dir / "bridge_training.json").write_text(json.dumps(result.as_dict(), indent=2))
+
+
+def stage_kd(run: Run) -> None:
+    from safetensors.torch import save_file
+
+    from bridge_edge.bridge.kd import make_student, train_kd
+    from bridge_edge.bridge.train import PairData
+
+    old, new = run.models()
+    cfg = run.recipe.kd
+    pair, val, pair_store, val_store = _pair_data(run)
+    student = make_student(new, len(old.labels), pair.ppg[:4], seed=run.recipe.seed)
+    result = train_kd(
+        student,
+        PairData(pair.ppg, pair_store.old_probs),
+        PairData(val.ppg, val_store.old_probs),
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        loss=cfg.loss,
+        seed=run.recipe.seed,
+    )
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
+        str(run.run_dir / "kd_student.safetensors"),
+    )
+    (run.run_dir / "kd_training.json").write_text(json.dumps(result.as_dict(), indent=2))
+
+
+def check_pairs(k_in: int, k_out: int, n_new: int, n_old: int, pinned: list) -> list[tuple[int, int]]:
+    """The chosen pair plus 3 others spread over both models (or the recipe's list)."""
+    if pinned:
+        others = [tuple(p) for p in pinned]
+    else:
+        others = [
+            (k_in, n_old - 1),
+            (n_new - 1, k_out),
+            (n_new // 2, n_old // 2),
+            (0, 0),
+            (n_new - 1, n_old - 1),
+        ]
+    out = [(k_in, k_out)]
+    for p in others:
+        if p not in out and 0 <= p[0] < n_new and 0 <= p[1] < n_old:
+            out.append(p)
+    return out[: 1 + max(3, len(pinned))]
+
+
+def stage_position_check(run: Run) -> list[dict]:
+    """Briefly train a bridge at the chosen and >= 3 other positions; test AUROC of each."""
+    from bridge_edge.bridge.compose import compose
+    from bridge_edge.bridge.evaluate import evaluate_probs
+    from bridge_edge.bridge.prototype import parse_proto_init
+    from bridge_edge.bridge.selection import read_selection
+    from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
+
+    old, new = run.models()
+    cfg, check = run.recipe.bridge, run.recipe.position_check
+    if check.epochs <= 0:
+        return []
+    sel = read_selection(run.run_dir)
+    pair, val, pair_store, val_store = _pair_data(run)
+    n = check.max_windows or len(pair.ppg)
+    train_pairs = PairData(pair.ppg[:n], pair_store.old_target[:n])
+    test = run.windows("test")
+    truth = test.head_truth(old.labels)
+    init, prototypes = parse_proto_init(cfg.init)
+    rows = []
+    for k_in, k_out in check_pairs(sel.k_in, sel.k_out, new.n_blocks, old.n_blocks, check.pairs):
+        bridge = make_bridge(
+            new,
+            old,
+            k_in,
+            k_out,
+            cfg.rank,
+            prototypes,
+            (pair.ppg[:4], pair.ecg[:4]),
+            init=init,
+            seed=run.recipe.seed,
+        )
+        res = train_bridge(
+            old,
+            new,
+            bridge,
+            k_in,
+            k_out,
+            train_pairs,
+            PairData(val.ppg, val_store.old_target),
+            epochs=check.epochs,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            seed=run.recipe.seed,
+            desc=f"check {k_in}->{k_out}",
+        )
+        m = evaluate_probs(compose(new, old, bridge, k_in, k_out).predict_proba(test.ppg), truth, old.labels)
+        rows.append(
+            {
+                "k_in": k_in,
+                "k_out": k_out,
+                "chosen": (k_in, k_out) == (sel.k_in, sel.k_out),
+                "epochs": check.epochs,
+                "pair_windows": n,
+                "val_loss": res.val_loss[res.best_epoch - 1],
+                "test_auroc": m.positive_auroc,
+                "test_macro_f1": m.macro_f1,
+                "trainable_params": res.trainable_params,
+                "peak_memory_bytes": res.peak_memory_bytes,
+            }
+        )
+    return rows
+
+
+# Stage graph: (name, function, recipe sections it reads, upstream stages). A stage whose key
+# (hash of its sections and its upstream keys) is unchanged since the last fit of this run
+# directory is reused, so tuning the bridge does not redo data, pretraining and features.
+STAGES = (
+    ("data", stage_data, ("data", "old_model", "new_model"), ()),
+    ("pretrain", stage_pretrain, ("pretrain",), ("data",)),
+    ("features", stage_features, (), ("pretrain",)),
+    ("select", stage_select, ("selection",), ("features",)),
+    ("bridge", stage_bridge, ("bridge",), ("select",)),
+    ("kd", stage_kd, ("kd",), ("features",)),
+    ("position_check", None, ("position_check",), ("bridge",)),
+)
+
+
+def _stage_keys(recipe: Recipe) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    table = dataclasses.asdict(recipe)
+    for name, _, sections, upstream in STAGES:
+        doc = {"sections": {s: table[s] for s in sections}, "upstream": [keys[u] for u in upstream]}
+        keys[name] = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+    return keys
+
+
+def fit(recipe_path: str | Path, run_dir: str | Path, device: str = "cpu", fresh: bool = False) -> dict:
+    """The whole chain; returns the report (also written to RUN_DIR/report.json)."""
+    from bridge_edge.bridge.evaluate import write_report
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    recipe = load_recipe(recipe_path)
+    (run_dir / "recipe.toml").write_text(Path(recipe.source_path).read_text())
+    run = Run(run_dir, dataclasses.replace(recipe, source_path=str(run_dir / "recipe.toml")), device)
+    keys, done_path = _stage_keys(recipe), run_dir / "stages.json"
+    done = {} if fresh or not done_path.exists() else json.loads(done_path.read_text())
+    for name, fn, _, _ in STAGES:
+        if done.get(name) == keys[name]:
+            log.info("stage %s: unchanged since the last fit, reused", name)
+            continue
+        with run.stage(name):
+            if fn is None:  # position check: its rows are stored for the report
+                (run_dir / "position_check.json").write_text(json.dumps(stage_position_check(run), indent=2))
+            else:
+                fn(run)
+        done[name] = keys[name]
+        done_path.write_text(json.dumps(done, indent=2))
+    with run.stage("evaluate"):
+        check = json.loads((run_dir / "position_check.json").read_text())
+        return write_report(run, position_check=check)

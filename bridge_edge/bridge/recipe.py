@@ -1,0 +1,158 @@
+"""Typed recipes: the TOML file `bridge-edge fit` runs, parsed into dataclasses.
+
+Every section maps onto one dataclass; an unknown key or a value of the wrong type is a
+``ConfigError`` naming the key. ``recipes/default.toml`` is the embedded default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bridge_edge.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "simulate"  # "simulate" -> written into RUN_DIR/data; "dir" -> load `path`
+    path: str = ""
+    subjects: int = 24
+    minutes: float = 6.0
+    seed: int = 0
+    window_s: float = 10.0
+    hop_s: float = 5.0
+    label_purity: float = 0.8  # a window takes a label when >= this fraction of it carries it
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    enabled: bool = True
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 1e-3
+    max_windows: int = 0  # 0 = all unlabelled PPG windows of the train split
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    k_in: int = -1  # -1 = chosen by position selection; >= 0 pins the position
+    k_out: int = -1
+    cv_folds: int = 5
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    rank: int = 8
+    init: str = "rand_150"
+    lr: float = 1e-3
+    epochs: int = 10
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    enabled: bool = True
+    lr: float = 1e-3
+    epochs: int = 10
+    batch_size: int = 16
+    loss: str = "kl"  # "kl" (soft targets) | "ce" (CE on probabilities as soft labels)
+
+
+@dataclass(frozen=True)
+class PositionCheckConfig:
+    pairs: list = field(default_factory=list)  # [[k_in, k_out], ...]; empty = 3 spread pairs
+    epochs: int = 2  # 0 skips the check
+    max_windows: int = 0  # train each check bridge on the first N pair windows (0 = all)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "default"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    # Model tables go to bridge_edge.models.registry.build_adapter, which validates their keys.
+    old_model: dict = field(default_factory=lambda: {"kind": "openecg"})
+    new_model: dict = field(default_factory=lambda: {"kind": "papagei", "size": "small"})
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    kd: KDConfig = field(default_factory=KDConfig)
+    position_check: PositionCheckConfig = field(default_factory=PositionCheckConfig)
+    source_path: str = ""
+    sha256: str = ""
+
+
+def _type_ok(value, origin) -> bool:
+    if origin in (int, float) and isinstance(value, bool):
+        return False
+    if origin is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, origin)
+
+
+def _coerce(value, tp, key: str):
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"recipe section [{key}] must be a table", key=key, expected="table")
+        return _build(tp, value, key)
+    origin = typing.get_origin(tp) or tp
+    if not _type_ok(value, origin):
+        raise ConfigError(
+            f"recipe key {key!r} = {value!r} has the wrong type; expected {origin.__name__}",
+            key=key,
+            value=value,
+            expected=origin.__name__,
+        )
+    return float(value) if origin is float else value
+
+
+def _build(cls, table: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name not in ("source_path", "sha256")}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        where = f"[{prefix}]" if prefix else "top level"
+        raise ConfigError(
+            f"unknown recipe key(s) {unknown} in {where}; expected some of {sorted(names)}",
+            key=f"{prefix}.{unknown[0]}" if prefix else unknown[0],
+            expected=sorted(names),
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in table.items()}
+    return cls(**kwargs)
+
+
+def parse_recipe(text: str, source_path: str = "") -> Recipe:
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"recipe {source_path or '<text>'} is not valid TOML: {err}", key="") from err
+    recipe = _build(Recipe, table)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return dataclasses.replace(recipe, source_path=source_path, sha256=digest)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Load a recipe file; the bare name ``default``/``smoke`` resolves to ``recipes/<name>.toml``."""
+    p = Path(path)
+    if not p.exists() and (RECIPES_DIR / f"{path}.toml").exists():
+        p = RECIPES_DIR / f"{path}.toml"
+    if not p.exists():
+        raise ConfigError(
+            f"recipe {str(path)!r} not found; expected a TOML file", key="recipe", value=str(path)
+        )
+    return parse_recipe(p.read_text(), source_path=str(p))
+
+
+def recipe_as_dict(recipe: Recipe) -> dict:
+    return dataclasses.asdict(recipe)

@@ -1,0 +1,206 @@
+"""Bridge training (METHOD §3 with the §12 fixes).
+
+Frozen models (eval, no parameter gradients); clean old-model last-block outputs are cached
+once per pair window (FeatureStore.old_target). Each step runs only: new blocks [0..k_in]
+(no grad) -> pool -> bridge -> old layout -> old blocks [k_out..end] -> loss
+mean(1 - cos(vec(bridged), vec(clean))). Adam (defaults) on the bridge only. The best epoch is
+the one with the lowest loss on the *validation* subjects' pairs (label-free; test never seen).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from bridge_edge.bridge.cost import count_trainable, measure_step_memory
+from bridge_edge.bridge.prototype import PrototypeBridge, hidden_dims, to_layout
+from bridge_edge.models.base import ModelAdapter
+
+
+@dataclass
+class TrainResult:
+    trainable_params: int
+    peak_memory_bytes: int
+    memory_method: str
+    seconds_per_epoch: float
+    best_epoch: int
+    epochs: int
+    batch_size: int
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PairData:
+    ppg: np.ndarray  # (N, L) model-ready new-modality windows
+    target: np.ndarray  # (N, ...) cached old-model targets (bridge: flattened last-block output; KD: probs)
+
+
+def new_features_at(new: ModelAdapter, x: np.ndarray | torch.Tensor, k_in: int) -> torch.Tensor:
+    """Pooled output of new-model block k_in, no grad."""
+    with torch.no_grad():
+        h = new.run_blocks(new.stem(new.prepare(x)), 0, k_in + 1)
+        return new.pool(h)
+
+
+def bridged_last_hidden(
+    old: ModelAdapter, bridge: PrototypeBridge, z: torch.Tensor, k_out: int
+) -> torch.Tensor:
+    return old.run_blocks(to_layout(bridge(z), old.layout), k_out, old.n_blocks)
+
+
+def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (1.0 - F.cosine_similarity(pred.reshape(pred.shape[0], -1), target.float(), dim=1)).mean()
+
+
+def make_bridge(
+    new: ModelAdapter,
+    old: ModelAdapter,
+    k_in: int,
+    k_out: int,
+    rank: int,
+    prototypes: int,
+    probe: tuple[np.ndarray, np.ndarray],
+    init: str = "rand",
+    seed: int = 0,
+) -> PrototypeBridge:
+    """Build a bridge whose shapes are discovered by a probe batch (never hard-coded)."""
+    ppg_probe, ecg_probe = probe
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        d_in = new_features_at(new, ppg_probe, k_in).shape[1]
+        h_out = old.run_blocks(old.stem(old.prepare(ecg_probe)), 0, k_out)
+    d_out, n_tokens = hidden_dims(h_out, old.layout)
+    bridge = PrototypeBridge(d_in, d_out, n_tokens, rank, prototypes)
+    if init == "randreal":
+        tokens = h_out if old.layout == "token_last" else h_out.transpose(1, 2)
+        bridge.init_prototypes_from(tokens.reshape(-1, d_out), seed=seed)
+    return bridge.to(old.device)
+
+
+def batch_indices(n: int, batch_size: int, gen: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Index batches: shuffled by ``gen`` (training) or in order (evaluation)."""
+    order = gen.permutation(n) if gen is not None else np.arange(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def fit_epochs(
+    model: torch.nn.Module,
+    step: Callable[[np.ndarray], float],
+    val_loss: Callable[[], float],
+    *,
+    n: int,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    optimizer: torch.optim.Optimizer,
+    resident: list[torch.nn.Module],
+    device: torch.device,
+    desc: str,
+) -> TrainResult:
+    """The loop the bridge and KD share: random batches, one measured step, best epoch on validation.
+
+    ``model`` holds the trainable parameters; on return it carries the best epoch's weights.
+    """
+    gen = np.random.default_rng(seed)
+    result = TrainResult(count_trainable([model]), 0, "", 0.0, 0, epochs, batch_size)
+    best, best_state, seconds = np.inf, copy.deepcopy(model.state_dict()), []
+    for epoch in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        losses: list[float] = []
+        batches = tqdm(
+            batch_indices(n, batch_size, gen),
+            desc=f"{desc} epoch {epoch + 1}/{epochs}",
+            unit="batch",
+            leave=False,
+        )
+        for b, idx in enumerate(batches):
+            if epoch == 0 and b == 1:  # a steady-state step: optimizer state exists by now
+                mem = measure_step_memory(
+                    lambda i=idx, out=losses: out.append(step(i)), resident, optimizer, device
+                )
+                result.peak_memory_bytes, result.memory_method = mem.peak_bytes, mem.method
+            else:
+                losses.append(step(idx))
+        seconds.append(time.perf_counter() - t0)
+        result.train_loss.append(float(np.mean(losses)))
+        model.eval()
+        with torch.no_grad():
+            result.val_loss.append(val_loss())
+        if result.val_loss[-1] < best:
+            best, result.best_epoch = result.val_loss[-1], epoch + 1
+            best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    result.seconds_per_epoch = float(np.mean(seconds)) if seconds else 0.0
+    return result
+
+
+def train_bridge(
+    old: ModelAdapter,
+    new: ModelAdapter,
+    bridge: PrototypeBridge,
+    k_in: int,
+    k_out: int,
+    pair: PairData,
+    val: PairData,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int = 16,
+    seed: int = 0,
+    desc: str = "bridge",
+) -> TrainResult:
+    """Train in place; on return ``bridge`` holds the best-validation epoch's weights."""
+    device = old.device
+    old.freeze()
+    new.freeze()
+    opt = torch.optim.Adam(bridge.parameters(), lr=lr)
+    torch.manual_seed(seed)
+
+    def loss_on(data: PairData, idx: np.ndarray) -> torch.Tensor:
+        z = new_features_at(new, data.ppg[idx], k_in)
+        return cosine_loss(
+            bridged_last_hidden(old, bridge, z, k_out), torch.from_numpy(data.target[idx]).to(device)
+        )
+
+    def step(idx: np.ndarray) -> float:
+        loss = loss_on(pair, idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def val_loss() -> float:
+        if not len(val.ppg):  # no validation subjects: fall back to the pair loss (reported as such)
+            return float(np.mean([loss_on(pair, i).item() for i in batch_indices(len(pair.ppg), batch_size)]))
+        total = sum(loss_on(val, i).item() * len(i) for i in batch_indices(len(val.ppg), batch_size))
+        return float(total / len(val.ppg))
+
+    # Resident during bridge training: the new model, the old blocks the step runs, the bridge. The
+    # old model's earlier blocks and head never run here (its targets are cached).
+    resident = [new.module, bridge] + [old.block(k) for k in range(k_out, old.n_blocks)]
+    return fit_epochs(
+        bridge,
+        step,
+        val_loss,
+        n=len(pair.ppg),
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        optimizer=opt,
+        resident=resident,
+        device=device,
+        desc=desc,
+    )

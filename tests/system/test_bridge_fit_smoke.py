@@ -1,0 +1,118 @@
+"""`bridge-edge fit recipes/smoke.toml` end to end, then every stage and reader of its run dir."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("openecg")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args, timeout=900):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge_edge.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke") / "run"
+    _cli("fit", str(ROOT / "recipes" / "smoke.toml"), "--out", str(out), "--json")
+    return out
+
+
+def _check_method_block(block):
+    assert block["trainable_params"] > 0
+    assert block["peak_memory_bytes"] > 0
+    assert block["seconds_per_epoch"] > 0
+    _check_test(block)
+
+
+def _check_test(block):
+    test = block["test"]
+    for key in ("macro_f1", "accuracy", "balanced_accuracy", "kappa"):
+        assert isinstance(test[key], float) and -1.0 <= test[key] <= 1.0, key
+    assert isinstance(test["auroc"], dict)
+    assert all(0.0 <= v <= 1.0 for v in test["auroc"].values())
+    assert test["n_windows"] > 0
+
+
+@pytest.mark.slow
+def test_fit_report_has_every_field(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    pos = report["positions"]
+    assert 0 <= pos["k_in"] < 4 and 0 <= pos["k_out"] < 8  # smoke: 4 new blocks, openecg 8 blocks
+    _check_method_block(report["bridge"])
+    _check_method_block(report["kd"])
+    _check_test(report["old_model_on_old_modality"])
+    assert report["bridge"]["trainable_params"] < report["kd"]["trainable_params"]
+    assert report["bridge"]["trainable_params"] == report["bridge"]["params_formula"]["params"]
+    check = report["position_check"]
+    assert len(check) >= 4 and sum(row["chosen"] for row in check) == 1
+    assert len({(r["k_in"], r["k_out"]) for r in check}) == len(check)
+    sel = json.loads((run_dir / "selection.json").read_text())
+    assert (sel["k_in"], sel["k_out"]) == (pos["k_in"], pos["k_out"])
+    assert len(sel["input_scores"]) == 4 and len(sel["output_scores"]) == 8
+    for png in ("selection.png", "training_curves.png", "confusions.png"):
+        assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_composed_model_and_split_windows(run_dir):
+    from bridge_edge.bridge.compose import load_composed, load_split_windows
+
+    model, spec = load_composed(run_dir)
+    assert spec.positive_label == "afib" and "afib" in spec.labels
+    assert spec.preprocess["version"] == "ppg-v1"
+    x, y, labels = load_split_windows(run_dir, "test")
+    assert x.dtype == np.float32 and x.shape[1] == int(spec.input["fs"] * spec.window_s)
+    assert y.shape == (len(x),) and y.min() >= -1 and y.max() < len(labels)
+    assert not any(p.requires_grad for p in model.parameters())
+    with torch.no_grad():
+        probs = model(torch.from_numpy(x[:3])).numpy()
+    assert probs.shape == (3, len(labels))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    report = json.loads((run_dir / "report.json").read_text())
+    ours = model.predict_proba(x)
+    assert (y >= 0).sum() == report["bridge"]["test"]["n_windows"]
+    assert ours.shape == (len(x), len(labels))
+
+
+@pytest.mark.slow
+def test_evaluate_and_select_rerun(run_dir):
+    out = json.loads(_cli("evaluate", str(run_dir), "--data", str(run_dir / "data"), "--json").strip())
+    report = json.loads((run_dir / "report.json").read_text())
+    assert out["n_windows"] == report["bridge"]["test"]["n_windows"]
+    assert out["macro_f1"] == pytest.approx(report["bridge"]["test"]["macro_f1"])
+    assert set(out) >= {"n_windows", "macro_f1", "accuracy", "auroc"}
+    before = json.loads((run_dir / "selection.json").read_text())
+    _cli("select", str(run_dir))
+    after = json.loads((run_dir / "selection.json").read_text())
+    assert (after["k_in"], after["k_out"]) == (before["k_in"], before["k_out"])
+
+
+@pytest.mark.slow
+def test_evaluate_bundle_matches_run_dir(run_dir, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("bridge_edge.export.bundle")
+    bundle = tmp_path / "bundle"
+    _cli("export", str(run_dir), "--out", str(bundle), "--precision", "fp32")
+    on_bundle = json.loads(_cli("evaluate", str(bundle), "--data", str(run_dir / "data"), "--json").strip())
+    on_run = json.loads(_cli("evaluate", str(run_dir), "--data", str(run_dir / "data"), "--json").strip())
+    assert on_bundle["n_windows"] == on_run["n_windows"] > 0
+    assert on_bundle["macro_f1"] == pytest.approx(on_run["macro_f1"], abs=1e-6)
+    for label, value in on_run["auroc"].items():
+        assert on_bundle["auroc"][label] == pytest.approx(value, abs=1e-4)

@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from bridge_edge.bridge.recipe import RECIPES_DIR, Recipe, load_recipe, parse_recipe
+from bridge_edge.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", "wesad_ecg2ppg"])
+def test_shipped_recipes_parse(name):
+    recipe = load_recipe(RECIPES_DIR / f"{name}.toml")
+    assert isinstance(recipe, Recipe)
+    assert recipe.name == name
+    assert len(recipe.sha256) == 64
+    assert recipe.bridge.batch_size == 16
+
+
+def test_bare_name_resolves_to_shipped_recipe():
+    assert Path(load_recipe("smoke").source_path).name == "smoke.toml"
+
+
+def test_wesad_recipe_pins_the_papers_positions():
+    r = load_recipe(RECIPES_DIR / "wesad_ecg2ppg.toml")
+    assert (r.selection.k_in, r.selection.k_out) == (4, 2)
+    assert (r.bridge.rank, r.bridge.init, r.bridge.lr, r.bridge.epochs) == (8, "rand_150", 1e-6, 100)
+
+
+def test_unknown_key_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError) as err:
+        parse_recipe("[bridge]\nrank = 4\nrnak = 5\n")
+    assert err.value.key == "bridge.rnak"
+    with pytest.raises(ConfigError):
+        parse_recipe("colour = 'blue'\n")
+
+
+def test_wrong_types_are_rejected_and_ints_widen_to_float():
+    with pytest.raises(ConfigError) as err:
+        parse_recipe("[bridge]\nrank = 'eight'\n")
+    assert err.value.key == "bridge.rank"
+    with pytest.raises(ConfigError):
+        parse_recipe("[bridge]\nepochs = true\n")
+    with pytest.raises(ConfigError):
+        parse_recipe("bridge = 3\n")
+    assert parse_recipe("[bridge]\nlr = 1\n").bridge.lr == 1.0
+
+
+def test_invalid_toml_is_a_config_error():
+    with pytest.raises(ConfigError):
+        parse_recipe("[bridge\n")
+
+
+def test_stage_keys_change_only_downstream_of_an_edited_section():
+    from bridge_edge.bridge.pipeline import _stage_keys
+
+    base = _stage_keys(parse_recipe("[bridge]\nlr = 0.001\n"))
+    tuned = _stage_keys(parse_recipe("[bridge]\nlr = 0.01\n"))
+    changed = {name for name in base if base[name] != tuned[name]}
+    assert changed == {"bridge", "position_check"}
+    data = _stage_keys(parse_recipe("[data]\nsubjects = 5\n"))
+    assert all(data[name] != base[name] for name in base)  # everything depends on the data
+
+
+def test_position_check_pairs_are_distinct_and_include_the_chosen_one():
+    from bridge_edge.bridge.pipeline import check_pairs
+
+    pairs = check_pairs(9, 6, n_new=10, n_old=8, pinned=[])
+    assert pairs[0] == (9, 6) and len(pairs) == 4 and len(set(pairs)) == 4
+    assert all(0 <= a < 10 and 0 <= b < 8 for a, b in pairs)
+    assert check_pairs(1, 1, 4, 8, pinned=[[0, 7], [1, 1], [3, 2], [2, 2]]) == [
+        (1, 1),
+        (0, 7),
+        (3, 2),
+        (2, 2),
+    ]

@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from bridge_edge.bridge.features import FeatureStore
+from bridge_edge.bridge.selection import (
+    linear_cka,
+    read_selection,
+    select_positions,
+    write_selection,
+)
+
+
+def _gram_cka(x, y):
+    """Reference: CKA from N x N Gram matrices with explicit centering matrix H."""
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l_ = h @ x @ x.T @ h, h @ y @ y.T @ h
+    return np.sum(k * l_) / (np.linalg.norm(k) * np.linalg.norm(l_))
+
+
+def test_linear_cka_matches_gram_definition_and_invariances():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6))
+    y = rng.normal(size=(40, 9))
+    assert linear_cka(x, y) == pytest.approx(_gram_cka(x, y), rel=1e-9)
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    assert linear_cka(x, 3.0 * x @ q + 5.0) == pytest.approx(1.0)  # rotation, scale, offset
+    assert linear_cka(x, y) < 0.5
+
+
+def _store(rng, n=120):
+    pseudo = np.repeat([0, 3], n // 2)  # two head classes present
+    noise = lambda d: rng.normal(size=(n, d))
+    informative = noise(4) + 3.0 * pseudo[:, None]
+    probs = np.zeros((n, 6))
+    probs[np.arange(n), pseudo] = 1.0
+    new = [noise(4), informative, informative.copy(), noise(4)]
+    old = [noise(5), informative @ rng.normal(size=(4, 5)), noise(5)]
+    return FeatureStore(new, old, None, probs, 0.0)
+
+
+def test_selection_picks_informative_input_and_most_similar_output(tmp_path):
+    store = _store(np.random.default_rng(1))
+    labels = ("sinus", "avb", "paced", "afib", "bbb", "ventricular")
+    sel = select_positions(store, labels)
+    assert sel.k_in == 1  # blocks 1 and 2 tie: the shallowest wins
+    assert sel.input_scores[1] == sel.input_scores[2] > sel.input_scores[0] + 0.3
+    assert sel.k_out == 1
+    assert sel.pseudo_label_counts == {"sinus": 60, "afib": 60}
+    write_selection(sel, tmp_path, ["n0", "n1", "n2", "n3"], ["o0", "o1", "o2"])
+    doc = json.loads((tmp_path / "selection.json").read_text())
+    assert doc["k_in"] == 1 and doc["new_block_paths"][1] == "n1"
+    assert (tmp_path / "selection.png").stat().st_size > 1000
+    assert read_selection(tmp_path).k_out == 1
+
+
+def test_pinned_positions_are_kept_but_scored():
+    store = _store(np.random.default_rng(2))
+    sel = select_positions(store, ("sinus", "avb", "paced", "afib", "bbb", "ventricular"), k_in=3, k_out=2)
+    assert (sel.k_in, sel.k_out, sel.pinned) == (3, 2, True)
+    assert len(sel.input_scores) == 4 and len(sel.output_scores) == 3

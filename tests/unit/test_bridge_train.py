@@ -1,0 +1,184 @@
+"""Bridge training, KD baseline and composition on tiny stand-in adapters (no real models)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn
+
+from bridge_edge.bridge.compose import compose
+from bridge_edge.bridge.features import collect_features
+from bridge_edge.bridge.kd import make_student, train_kd
+from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
+from bridge_edge.models.base import InputSpec, ModelAdapter
+
+torch.set_num_threads(1)
+
+
+class TinyNew(ModelAdapter):
+    """Channel-first conv encoder: (B, 64) PPG -> 3 blocks of (B, 8, L)."""
+
+    kind = name = "tiny-new"
+    layout = "channel_first"
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.module = nn.ModuleDict(
+            {
+                "stem": nn.Conv1d(1, 8, 5, padding=2),
+                "blocks": nn.ModuleList(nn.Conv1d(8, 8, 3, stride=2, padding=1) for _ in range(3)),
+            }
+        )
+        self.block_paths = ("blocks[0]", "blocks[1]", "blocks[2]")
+        self.input_spec = InputSpec("ppg", 8.0, 8.0)
+
+    def prepare(self, x):
+        return torch.from_numpy(self._as_batch(x)).unsqueeze(1)
+
+    def stem(self, x):
+        return torch.relu(self.module["stem"](x))
+
+    def run_blocks(self, h, start, stop):
+        for k in range(start, stop):
+            h = torch.tanh(self.module["blocks"][k](h))
+        return h
+
+    def head(self, h):
+        return h.mean(dim=2)
+
+
+class TinyOld(ModelAdapter):
+    """Token-last model: (B, 32) ECG -> 4 tokens x 6 -> 3 blocks -> 3-class probabilities."""
+
+    kind = name = "tiny-old"
+    layout = "token_last"
+    labels = ("sinus", "afib", "other")
+
+    def __init__(self):
+        torch.manual_seed(1)
+        self.module = nn.ModuleDict(
+            {
+                "tok": nn.Linear(8, 6),
+                "blocks": nn.ModuleList(nn.Linear(6, 6) for _ in range(3)),
+                "cls": nn.Linear(6, 3),
+            }
+        )
+        self.block_paths = ("blocks[0]", "blocks[1]", "blocks[2]")
+        self.input_spec = InputSpec("ecg", 4.0, 8.0)
+
+    def prepare(self, x):
+        return torch.from_numpy(self._as_batch(x))
+
+    def stem(self, x):
+        return self.module["tok"](x.reshape(x.shape[0], 4, 8))
+
+    def run_blocks(self, h, start, stop):
+        for k in range(start, stop):
+            h = h + torch.tanh(self.module["blocks"][k](h))
+        return h
+
+    def head(self, h):
+        return torch.softmax(self.module["cls"](h.mean(dim=1)), dim=1)
+
+
+def _data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    ecg = rng.normal(size=(n, 32)).astype(np.float32)
+    ppg = (ecg[:, ::2] + 0.1 * rng.normal(size=(n, 16))).repeat(4, axis=1).astype(np.float32)  # paired signal
+    return ecg, ppg
+
+
+def test_feature_store_pools_every_block_in_one_pass():
+    old, new = TinyOld(), TinyNew()
+    ecg, ppg = _data(20)
+    store = collect_features(old, new, ecg, ppg, batch_size=8)
+    assert [f.shape for f in store.new_pooled] == [(20, 8)] * 3
+    assert [f.shape for f in store.old_pooled] == [(20, 6)] * 3
+    assert store.old_target.shape == (20, 4 * 6) and store.old_target.dtype == np.float16
+    assert store.old_probs.shape == (20, 3)
+    np.testing.assert_allclose(store.old_probs.sum(axis=1), 1.0, rtol=1e-5)
+    with torch.no_grad():  # old pooled input of block 1 = mean over tokens of block-0 output
+        h1 = old.run_blocks(old.stem(old.prepare(ecg)), 0, 1)
+    np.testing.assert_allclose(store.old_pooled[1], h1.mean(dim=1).numpy(), rtol=1e-5, atol=1e-6)
+    assert not any(p.requires_grad for p in old.module.parameters())
+
+
+def test_bridge_training_lowers_loss_touches_only_the_bridge_and_composes():
+    old, new = TinyOld(), TinyNew()
+    ecg, ppg = _data()
+    store = collect_features(old, new, ecg, ppg, batch_size=16)
+    old_before = {k: v.clone() for k, v in old.module.state_dict().items()}
+    bridge = make_bridge(new, old, k_in=1, k_out=1, rank=3, prototypes=4, probe=(ppg[:2], ecg[:2]))
+    assert (bridge.d_in, bridge.d_out, bridge.n_tokens) == (8, 6, 4)  # discovered by the probe batch
+    result = train_bridge(
+        old,
+        new,
+        bridge,
+        1,
+        1,
+        PairData(ppg[:32], store.old_target[:32]),
+        PairData(ppg[32:], store.old_target[32:]),
+        epochs=6,
+        lr=0.05,
+        batch_size=16,
+    )
+    assert result.trainable_params == bridge.n_params == 3 * 8 + 4 * 4 * 3 + 6 * 4
+    assert result.train_loss[-1] < result.train_loss[0]
+    assert result.val_loss[result.best_epoch - 1] == min(result.val_loss)
+    assert result.peak_memory_bytes > 0 and result.seconds_per_epoch > 0
+    for k, v in old.module.state_dict().items():
+        assert torch.equal(v, old_before[k]), k
+    assert all(p.grad is None for p in old.module.parameters())
+
+    model = compose(new, old, bridge, 1, 1)
+    x = torch.from_numpy(ppg[:5])
+    with torch.no_grad():
+        z = new.pool(new.run_blocks(new.stem(x.unsqueeze(1)), 0, 2))
+        manual = old.head(old.run_blocks(bridge(z).transpose(1, 2), 1, 3))
+        torch.testing.assert_close(model(x), manual)
+    probs = model.predict_proba(ppg[:5])
+    assert probs.shape == (5, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_kd_student_trains_the_whole_new_model_with_the_same_bookkeeping():
+    old, new = TinyOld(), TinyNew().freeze()
+    ecg, ppg = _data()
+    store = collect_features(old, None, ecg, None, batch_size=16)
+    student = make_student(new, n_classes=3, probe=ppg[:2])
+    n_new = sum(p.numel() for p in new.module.parameters())
+    result = train_kd(
+        student,
+        PairData(ppg[:32], store.old_probs[:32]),
+        PairData(ppg[32:], store.old_probs[32:]),
+        epochs=4,
+        lr=0.02,
+        batch_size=16,
+    )
+    assert result.trainable_params == n_new + 8 * 3 + 3
+    assert result.train_loss[-1] < result.train_loss[0]
+    assert result.peak_memory_bytes > 0
+    assert not any(p.requires_grad for p in new.module.parameters())  # the frozen original is untouched
+    assert student.predict_proba(ppg[:4]).shape == (4, 3)
+
+
+def test_composed_model_exports_to_onnx_and_matches_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    old, new = TinyOld(), TinyNew()
+    ecg, ppg = _data(8)
+    bridge = make_bridge(new, old, 0, 2, rank=2, prototypes=3, probe=(ppg[:2], ecg[:2]))
+    with torch.no_grad():
+        bridge.B.normal_()
+    model = compose(new, old, bridge, 0, 2)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(
+        model,
+        (torch.from_numpy(ppg[:2]),),
+        str(path),
+        input_names=["ppg"],
+        output_names=["probs"],
+        dynamic_axes={"ppg": {0: "batch"}, "probs": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"ppg": ppg})[0]
+    np.testing.assert_allclose(got, model.predict_proba(ppg), atol=1e-5)
