@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian/Ubuntu x86_64 machine.
 #  - system packages for the tests that use real components: headless Chromium (monitor page),
-#    OpenSSH server (deploy), a C compiler (firmware framing code);
-#  - the project with its train, device and dev extras, torch pinned to the local CPU build
+#    OpenSSH server (deploy), C and C++ compilers (firmware framing code and sketch);
+#  - the project with its train, device, hubert and dev extras, torch pinned to the local CPU build
 #    by constraints/x86-cpu.txt (Jetson users install differently: export/JETSON.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-python3 -m pip install -q -c constraints/x86-cpu.txt -e ".[train,device,dev]"
+mkdir -p /run/sshd 2>/dev/null || true  # sshd refuses to start without its privilege-separation dir
+python3 -m pip install -q -c constraints/x86-cpu.txt -e ".[train,device,hubert,dev]"

@@ -1,0 +1,276 @@
+"""Bundles on disk (DESIGN §7): load, verify, seal, and safe ``.tar`` extraction.
+
+A bundle is a directory with ``manifest.json`` plus the files it lists by sha256. Loading
+verifies every listed file (missing, truncated, changed) and every ONNX model's I/O against the
+manifest, and names the offending file. Device side: numpy + (onnx or onnxruntime) only.
+
+    bundle = load_bundle("default")          # the embedded default bundle
+    sess_path = bundle.onnx_path("int8")
+    golden = bundle.golden()                 # Golden(input, outputs={"fp32": ..., ...})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bridge_edge.errors import BundleError, BundleVerificationError
+from bridge_edge.export.manifest import MANIFEST_NAME, Manifest, TensorSpec, onnx_file_name
+
+DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundles" / "default"
+GOLDEN_NAME = "golden.npz"
+CALIBRATION_NAME = "calibration.npz"
+
+
+@dataclass(frozen=True)
+class Golden:
+    """Held-out windows exactly as the ONNX input, and each precision's stored output."""
+
+    input: np.ndarray  # (N, L) float32
+    outputs: dict[str, np.ndarray]  # precision -> (N, K) float32
+    labels: np.ndarray | None  # (N,) int index into manifest.output.labels, if stored
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: Manifest
+    verified: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def onnx_path(self, precision: str = "fp32") -> Path:
+        if precision not in self.manifest.precisions:
+            raise BundleError(
+                f"bundle {self.name} {self.version} has no {precision} model; it has "
+                f"{', '.join(self.manifest.precisions)}",
+                path=str(self.path),
+                file=onnx_file_name(precision),
+                problems=["precision"],
+            )
+        return self.path / onnx_file_name(precision)
+
+    def golden(self) -> Golden:
+        with np.load(self.path / GOLDEN_NAME, allow_pickle=False) as z:
+            outputs = {k.removeprefix("output_"): z[k] for k in z.files if k.startswith("output_")}
+            labels = z["labels"] if "labels" in z.files else None
+            return Golden(input=z["input"], outputs=outputs, labels=labels)
+
+    def calibration(self) -> np.ndarray:
+        with np.load(self.path / CALIBRATION_NAME, allow_pickle=False) as z:
+            return z["input"]
+
+
+# --- hashing and sealing ---------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def seal(bundle_dir: Path, manifest: Manifest) -> Manifest:
+    """Hash every file of the bundle (all but the manifest) into the manifest and write it."""
+    bundle_dir = Path(bundle_dir)
+    names = sorted(
+        str(p.relative_to(bundle_dir))
+        for p in bundle_dir.rglob("*")
+        if p.is_file() and p.name != MANIFEST_NAME
+    )
+    manifest.files = {n: sha256_file(bundle_dir / n) for n in names}
+    manifest.sizes = {n: (bundle_dir / n).stat().st_size for n in names}
+    (bundle_dir / MANIFEST_NAME).write_text(manifest.to_json())
+    return manifest
+
+
+# --- verification ----------------------------------------------------------------------------
+
+
+def read_onnx_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Graph inputs and outputs of an ONNX file (onnx if installed, else onnxruntime)."""
+    try:
+        import onnx
+    except ImportError:
+        return _read_onnx_io_ort(path)
+    from onnx import helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+
+    def spec(v) -> TensorSpec:
+        t = v.type.tensor_type
+        shape = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
+        return TensorSpec(name=v.name, dtype=helper.tensor_dtype_to_np_dtype(t.elem_type).name, shape=shape)
+
+    inputs = [spec(v) for v in model.graph.input if v.name not in initializers]
+    return inputs, [spec(v) for v in model.graph.output]
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
+
+
+def _read_onnx_io_ort(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def spec(a) -> TensorSpec:
+        shape = [d if isinstance(d, int) else str(d) for d in a.shape]
+        return TensorSpec(name=a.name, dtype=_ORT_TYPES.get(a.type, a.type), shape=shape)
+
+    return [spec(a) for a in sess.get_inputs()], [spec(a) for a in sess.get_outputs()]
+
+
+def _io_problems(name: str, declared: list[TensorSpec], actual: list[TensorSpec], kind: str) -> list[str]:
+    want = [(t.name, t.dtype, [d if isinstance(d, int) else "?" for d in t.shape]) for t in declared]
+    got = [(t.name, t.dtype, [d if isinstance(d, int) else "?" for d in t.shape]) for t in actual]
+    if want == got:
+        return []
+    return [f"{name}: ONNX {kind} {got} differ from the manifest's {want}"]
+
+
+def verification_problems(bundle_dir: Path, manifest: Manifest) -> list[str]:
+    """Every way the files on disk differ from the manifest; [] when the bundle is intact."""
+    problems: list[str] = []
+    for name, digest in manifest.files.items():
+        path = bundle_dir / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        size, want_size = path.stat().st_size, manifest.sizes.get(name)
+        if want_size is not None and size != want_size:
+            what = "truncated" if size < want_size else "grown"
+            problems.append(f"{name}: {what}, {size} bytes where the manifest says {want_size}")
+        elif sha256_file(path) != digest:
+            problems.append(f"{name}: sha256 differs from the manifest (file changed)")
+    for precision in manifest.precisions:
+        name = onnx_file_name(precision)
+        if name not in manifest.files:
+            problems.append(f"{name}: precision {precision} is declared but the file is not listed")
+        elif not any(p.startswith(f"{name}:") for p in problems):
+            try:
+                inputs, outputs = read_onnx_io(bundle_dir / name)
+            except Exception as err:  # a file that hashes right but will not parse: still name it
+                problems.append(f"{name}: not a readable ONNX model ({type(err).__name__}: {err})")
+                continue
+            problems += _io_problems(name, manifest.onnx.inputs, inputs, "inputs")
+            problems += _io_problems(name, manifest.onnx.outputs, outputs, "outputs")
+    return problems
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def resolve_bundle_path(path_or_name: str | os.PathLike) -> Path:
+    """``default`` -> the embedded bundle; a ``.tar`` -> extracted (safely) to the cache."""
+    if str(path_or_name) == "default":
+        return DEFAULT_BUNDLE_DIR
+    path = Path(path_or_name).expanduser()
+    if path.is_file() and tarfile.is_tarfile(path):
+        return extract_tar(path)
+    if not (path / MANIFEST_NAME).is_file():
+        raise BundleError(
+            f"{path}: not a bundle; expected a directory with {MANIFEST_NAME}, a .tar of one, or 'default'",
+            path=str(path),
+            file=MANIFEST_NAME,
+            problems=["missing manifest"],
+        )
+    return path
+
+
+def load_bundle(path_or_name: str | os.PathLike = "default", verify: bool = True) -> Bundle:
+    """Open a bundle; with ``verify`` every hash and ONNX I/O is checked first.
+
+    Raises BundleVerificationError naming the first bad file (all problems in ``.problems``).
+    """
+    path = resolve_bundle_path(path_or_name)
+    manifest = Manifest.read(path / MANIFEST_NAME)
+    bundle = Bundle(path=path, manifest=manifest)
+    if verify:
+        problems = verification_problems(path, manifest)
+        if problems:
+            first_file = problems[0].split(":", 1)[0]
+            raise BundleVerificationError(
+                f"bundle {path} failed verification: {problems[0]}"
+                + (f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""),
+                path=str(path),
+                file=first_file,
+                problems=problems,
+            )
+        bundle.verified = True
+    return bundle
+
+
+def inspect_bundle(path_or_name: str | os.PathLike) -> Bundle:
+    """Like load_bundle but never raises on verification: problems are returned on the bundle."""
+    path = resolve_bundle_path(path_or_name)
+    manifest = Manifest.read(path / MANIFEST_NAME)
+    problems = verification_problems(path, manifest)
+    return Bundle(path=path, manifest=manifest, verified=not problems, problems=problems)
+
+
+# --- tar -------------------------------------------------------------------------------------
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bridge-edge" / "bundles"
+
+
+def check_tar_members(tar: tarfile.TarFile, where: Path) -> None:
+    """Refuse absolute paths, '..', links and device files before anything is written."""
+    for m in tar.getmembers():
+        parts = Path(m.name).parts
+        if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
+            raise BundleError(
+                f"{where}: refusing tar member {m.name!r} (absolute path, '..', link or special file); "
+                f"expected plain files under one bundle directory",
+                path=str(where),
+                file=m.name,
+                problems=["unsafe tar member"],
+            )
+
+
+def extract_tar(tar_path: Path, dest_root: Path | None = None) -> Path:
+    """Extract a bundle tar into ``dest_root/<sha256 prefix>/`` and return the bundle directory."""
+    digest = sha256_file(tar_path)[:16]
+    dest = (dest_root or _cache_root()) / digest
+    if not (dest / ".complete").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tar_path) as tar:
+            check_tar_members(tar, tar_path)
+            tar.extractall(dest, filter="data")
+        (dest / ".complete").touch()
+    manifests = sorted(dest.rglob(MANIFEST_NAME), key=lambda p: len(p.parts))
+    if not manifests:
+        raise BundleError(
+            f"{tar_path}: the tar holds no {MANIFEST_NAME}; expected a bundle directory inside",
+            path=str(tar_path),
+            file=MANIFEST_NAME,
+            problems=["missing manifest"],
+        )
+    return manifests[0].parent
+
+
+def write_tar(bundle_dir: Path, tar_path: Path) -> Path:
+    """Pack a bundle directory as ``<name>/...`` inside ``tar_path``."""
+    bundle_dir = Path(bundle_dir)
+    with tarfile.open(tar_path, "w") as tar:
+        for p in sorted(bundle_dir.rglob("*")):
+            if p.is_file() and p.name != ".complete":
+                tar.add(p, arcname=str(Path(bundle_dir.name) / p.relative_to(bundle_dir)))
+    return tar_path

@@ -1,0 +1,89 @@
+"""Where TensorRT engines are cached, and the key that says when one may be reused (DESIGN §7).
+
+Engines are specific to the ONNX, the TensorRT version, the GPU and the build settings, so the
+key covers sha256(onnx) + TensorRT version + GPU name + compute capability + precision +
+profile shapes + builder options. Each engine has a JSON sidecar with the full key; a missing
+or different sidecar marks the engine stale. Pure Python: no TensorRT needed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProfileShapes:
+    """Optimisation profile of the one dynamic-batch input."""
+
+    input_name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str  # "8.7"
+    precision: str
+    profile: ProfileShapes
+    builder_options: dict  # workspace bytes, flags, optimisation level, ...
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class CachedEngine:
+    path: Path
+    sidecar: Path
+
+
+class EngineCache:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def default(cls) -> EngineCache:
+        env = os.environ.get("BRIDGE_EDGE_ENGINE_CACHE")
+        base = (
+            Path(env)
+            if env
+            else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bridge-edge"
+        )
+        return cls(base / "engines" if not env else base)
+
+    def entry(self, label: str, key: EngineKey) -> CachedEngine:
+        stem = f"{label}-{key.precision}-{key.digest()}"
+        return CachedEngine(self.root / f"{stem}.engine", self.root / f"{stem}.json")
+
+    def stale_reason(self, entry: CachedEngine, key: EngineKey) -> str | None:
+        """None when the cached engine matches ``key``; otherwise why it must be (re)built."""
+        if not entry.path.exists():
+            return "no cached engine"
+        try:
+            stored = json.loads(entry.sidecar.read_text())
+        except (OSError, json.JSONDecodeError):
+            return "cached engine has no readable key sidecar"
+        current = json.loads(json.dumps(key.as_dict()))  # tuples -> lists, as stored
+        if stored != current:
+            changed = sorted(k for k in current if stored.get(k) != current[k])
+            return f"cached engine key differs ({', '.join(changed) or 'format'})"
+        return None
+
+    def store(self, entry: CachedEngine, key: EngineKey, plan: bytes) -> None:
+        """Write engine then sidecar, each atomically (a crash never leaves a half engine as valid)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for path, data in ((entry.path, plan), (entry.sidecar, json.dumps(key.as_dict(), indent=2).encode())):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)

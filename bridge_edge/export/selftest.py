@@ -1,0 +1,76 @@
+"""Self-test of an installed bundle: every hash, then golden.npz through ONNX Runtime.
+
+Standalone on purpose: it imports only numpy and onnxruntime (never bridge_edge), so `deploy`
+can copy this one file to a target that has no bridge-edge installed and run
+
+    python3 selftest.py BUNDLE_DIR            # exit 0 = pass; one JSON line on stdout
+
+Each precision's ONNX must reproduce the stored ``output_<precision>`` within the manifest's
+``golden.atol`` for that precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_selftest(bundle_dir: str | Path) -> dict:
+    import numpy as np
+    import onnxruntime as ort
+
+    bundle_dir = Path(bundle_dir)
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    problems = [
+        f"{name}: sha256 differs from the manifest"
+        for name, digest in manifest["files"].items()
+        if not (bundle_dir / name).is_file() or _sha256(bundle_dir / name) != digest
+    ]
+    results = {}
+    if not problems:
+        golden = np.load(bundle_dir / "golden.npz", allow_pickle=False)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        for precision in manifest["precisions"]:
+            sess = ort.InferenceSession(
+                str(bundle_dir / f"model.{precision}.onnx"), opts, providers=["CPUExecutionProvider"]
+            )
+            out_name = manifest["onnx"]["outputs"][0]["name"]
+            got = sess.run([out_name], {manifest["onnx"]["inputs"][0]["name"]: golden["input"]})[0]
+            want = golden[f"output_{precision}"]
+            max_abs = float(np.max(np.abs(got - want)))
+            atol = float(manifest["golden"]["atol"][precision])
+            results[precision] = {"max_abs_diff": max_abs, "atol": atol, "ok": max_abs <= atol}
+            if max_abs > atol:
+                problems.append(f"model.{precision}.onnx: golden max |diff| {max_abs:.3g} > atol {atol}")
+    return {
+        "bundle": str(bundle_dir),
+        "name": manifest["name"],
+        "version": manifest["version"],
+        "ok": not problems,
+        "precisions": results,
+        "problems": problems,
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: selftest.py BUNDLE_DIR", file=sys.stderr)
+        return 2
+    report = run_selftest(argv[0])
+    print(json.dumps(report))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,358 @@
+"""TensorRT: build an engine from a bundle's fp16 or Q/DQ ONNX, cache it, run it by tensor name.
+
+Everything here takes the ``tensorrt`` module as an argument (``trt``), so the logic runs
+against the real library on a Jetson and against a scripted stand-in in the tests; only
+``load_tensorrt()`` imports it. Facts followed (DEVICES §4):
+- TRT 8.6 (JetPack 6.0) needs the EXPLICIT_BATCH network flag; TRT >= 10 ignores/deprecates it.
+- INT8 comes only from Q/DQ nodes in the ONNX (explicit quantization); there is no calibrator.
+- FP16 uses BuilderFlag.FP16 while it exists; where it is gone (TRT 11) the fp16 ONNX is built
+  as a strongly typed network instead. That choice lives in ``_network_flags``/``_precision_flags``.
+- Workspace via ``set_memory_pool_limit``; one optimisation profile for the dynamic batch.
+- Named I/O only: num_io_tensors, set_input_shape, set_tensor_address, execute_async_v3.
+- A stale key or an engine that deserializes to None is rebuilt, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from bridge_edge.errors import EngineError, EngineUnavailableError
+from bridge_edge.export.bundle import Bundle, sha256_file
+from bridge_edge.export.engine_cache import EngineCache, EngineKey, ProfileShapes
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "TensorRT is not installed: on a Jetson use JetPack's python3-libnvinfer (sudo apt install "
+    "python3-libnvinfer; venv with --system-site-packages), "
+    "on x86 with an NVIDIA GPU pip install 'tensorrt==10.*'"
+)
+
+
+class TensorRTModule(Protocol):
+    """The part of the ``tensorrt`` module this file uses (the real module satisfies it)."""
+
+    __version__: str
+    Logger: Any
+    Builder: Any
+    OnnxParser: Any
+    Runtime: Any
+    BuilderFlag: Any
+    MemoryPoolType: Any
+    NetworkDefinitionCreationFlag: Any
+    TensorIOMode: Any
+
+
+def load_tensorrt() -> TensorRTModule:
+    try:
+        import tensorrt
+    except ImportError as err:
+        raise EngineUnavailableError(
+            INSTALL_HINT, engine="tensorrt", package="tensorrt", install_hint=INSTALL_HINT
+        ) from err
+    return tensorrt
+
+
+def trt_major(trt: TensorRTModule) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+# --- GPU identity (part of the cache key) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    name: str
+    compute_capability: str
+
+
+def detect_gpu() -> GpuInfo:
+    """GPU name and compute capability from nvidia-smi, else the Jetson device tree."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        out = subprocess.run(
+            [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        line = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
+        if "," in line:
+            name, cc = (s.strip() for s in line.split(",", 1))
+            return GpuInfo(name, cc)
+    model = Path("/proc/device-tree/model")
+    if model.exists():  # Jetson: nvidia-smi may lack compute_cap; Orin is sm_87, Xavier sm_72
+        name = model.read_text(errors="replace").strip("\x00 \n")
+        return GpuInfo(name, "8.7" if "Orin" in name else "7.2" if "Xavier" in name else "unknown")
+    raise EngineError(
+        "cannot identify the GPU (no nvidia-smi, no Jetson device tree); expected an NVIDIA GPU",
+        engine="tensorrt",
+        reason="no GPU",
+    )
+
+
+# --- build -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    workspace_bytes: int = 1 << 30
+    optimization_level: int = 3
+
+    def as_dict(self, trt: TensorRTModule, precision: str) -> dict:
+        return {
+            "workspace_bytes": self.workspace_bytes,
+            "optimization_level": self.optimization_level,
+            "network_flags": _network_flag_names(trt, precision),
+            "precision_flags": _precision_flag_names(trt, precision),
+        }
+
+
+def _strongly_typed(trt: TensorRTModule) -> bool:
+    return not hasattr(trt.BuilderFlag, "FP16")  # TRT 11: precision flags are gone
+
+
+def _network_flag_names(trt: TensorRTModule, precision: str) -> list[str]:
+    names = []
+    if trt_major(trt) < 10:
+        names.append("EXPLICIT_BATCH")  # TRT 8.6 (JetPack 6.0) still needs it; deprecated in 10
+    if _strongly_typed(trt):
+        names.append("STRONGLY_TYPED")
+    return names
+
+
+def _precision_flag_names(trt: TensorRTModule, precision: str) -> list[str]:
+    if _strongly_typed(trt):
+        return []  # dtypes come from the fp16 / Q/DQ graph itself
+    # Q/DQ graphs still need the INT8 flag on weakly typed TRT; FP16 lets unquantized layers run in half.
+    return {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}.get(precision, [])
+
+
+def build_serialized_engine(
+    trt: TensorRTModule, onnx_path: Path, precision: str, profile: ProfileShapes, options: BuildOptions
+) -> bytes:
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    for name in _network_flag_names(trt, precision):
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineError(
+            f"TensorRT cannot parse {onnx_path.name}: {errors}", engine="tensorrt", reason=errors
+        )
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
+    config.builder_optimization_level = options.optimization_level
+    for name in _precision_flag_names(trt, precision):
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    opt_profile = builder.create_optimization_profile()
+    opt_profile.set_shape(profile.input_name, profile.min, profile.opt, profile.max)
+    config.add_optimization_profile(opt_profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineError(
+            f"TensorRT failed to build {onnx_path.name} ({precision}); see its log above",
+            engine="tensorrt",
+            reason="build_serialized_network returned None",
+        )
+    return bytes(plan)
+
+
+@dataclass(frozen=True)
+class EngineBuild:
+    path: Path
+    key: str
+    built: bool  # False: reused from the cache
+    reason: str  # why it was built, or "cache hit"
+    plan: bytes
+
+
+def engine_key(
+    trt: TensorRTModule,
+    onnx_path: Path,
+    precision: str,
+    profile: ProfileShapes,
+    options: BuildOptions,
+    gpu: GpuInfo,
+) -> EngineKey:
+    return EngineKey(
+        onnx_sha256=sha256_file(onnx_path),
+        tensorrt_version=str(trt.__version__),
+        gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability,
+        precision=precision,
+        profile=profile,
+        builder_options=options.as_dict(trt, precision),
+    )
+
+
+def build_or_load_engine(
+    trt: TensorRTModule,
+    bundle: Bundle,
+    precision: str,
+    cache: EngineCache,
+    *,
+    max_batch: int = 8,
+    workspace_bytes: int = 1 << 30,
+    gpu: GpuInfo | None = None,
+) -> EngineBuild:
+    """The cached engine if its key matches and it deserializes; otherwise a fresh build."""
+    onnx_path = bundle.onnx_path(precision)
+    spec = bundle.manifest.onnx.inputs[0]
+    n = bundle.manifest.input.n_samples
+    profile = ProfileShapes(spec.name, (1, n), (1, n), (max_batch, n))
+    options = BuildOptions(workspace_bytes=workspace_bytes)
+    key = engine_key(trt, onnx_path, precision, profile, options, gpu or detect_gpu())
+    entry = cache.entry(f"{bundle.name}-{bundle.version}", key)
+    reason = cache.stale_reason(entry, key)
+    if reason is None:
+        plan = entry.path.read_bytes()
+        if deserialize(trt, plan) is not None:
+            return EngineBuild(entry.path, key.digest(), False, "cache hit", plan)
+        reason = "cached engine does not deserialize (corrupt or built by another TensorRT)"
+    if reason != "no cached engine":
+        log.warning("rebuilding TensorRT engine %s: %s", entry.path.name, reason)
+    plan = build_serialized_engine(trt, onnx_path, precision, profile, options)
+    if deserialize(trt, plan) is None:
+        raise EngineError(
+            "the freshly built engine does not deserialize; expected a usable plan",
+            engine="tensorrt",
+            reason="deserialize returned None",
+        )
+    cache.store(entry, key, plan)
+    return EngineBuild(entry.path, key.digest(), True, reason, plan)
+
+
+def deserialize(trt: TensorRTModule, plan: bytes):
+    """ICudaEngine, or None when the plan is corrupt or from another TensorRT/GPU."""
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    try:
+        return runtime.deserialize_cuda_engine(plan)
+    except Exception:  # some TRT versions raise instead of returning None
+        return None
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+class DeviceMemory(Protocol):
+    """CUDA memory and streams; ``CudaRuntimeMemory`` is the real one (cuda-python)."""
+
+    def malloc(self, nbytes: int) -> int: ...
+    def free(self, ptr: int) -> None: ...
+    def stream(self) -> int: ...
+    def copy_to_device(self, ptr: int, host: np.ndarray, stream: int) -> None: ...
+    def copy_to_host(self, host: np.ndarray, ptr: int, stream: int) -> None: ...
+    def synchronize(self, stream: int) -> None: ...
+
+
+class CudaRuntimeMemory:
+    """DeviceMemory over cuda-python's ``cudart`` (pip install cuda-python; as NVIDIA's samples do)."""
+
+    def __init__(self) -> None:
+        try:
+            from cuda import cudart
+        except ImportError as err:
+            raise EngineUnavailableError(
+                "cuda-python is not installed: pip install 'cuda-python' (matching the CUDA of this machine)",
+                engine="tensorrt",
+                package="cuda-python",
+                install_hint="pip install cuda-python",
+            ) from err
+        self._rt = cudart
+
+    def _check(self, result):
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            raise EngineError(f"CUDA runtime error {err}", engine="tensorrt", reason=str(err))
+        return rest[0] if rest else None
+
+    def malloc(self, nbytes: int) -> int:
+        return int(self._check(self._rt.cudaMalloc(nbytes)))
+
+    def free(self, ptr: int) -> None:
+        self._check(self._rt.cudaFree(ptr))
+
+    def stream(self) -> int:
+        return int(self._check(self._rt.cudaStreamCreate()))
+
+    def copy_to_device(self, ptr: int, host: np.ndarray, stream: int) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check(self._rt.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, kind, stream))
+
+    def copy_to_host(self, host: np.ndarray, ptr: int, stream: int) -> None:
+        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check(self._rt.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, kind, stream))
+
+    def synchronize(self, stream: int) -> None:
+        self._check(self._rt.cudaStreamSynchronize(stream))
+
+
+class TrtEngineRunner:
+    """Runs a serialized engine by tensor name; buffers sized for the profile's largest batch.
+
+    runner = TrtEngineRunner(trt, plan, CudaRuntimeMemory())
+    probs = runner.run(windows)["probs"]        # windows: (B, L) float32, B <= max batch
+    """
+
+    def __init__(self, trt: TensorRTModule, plan: bytes, memory: DeviceMemory) -> None:
+        self._trt, self._memory = trt, memory
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))  # kept alive with the engine
+        self.engine = self._runtime.deserialize_cuda_engine(plan)
+        if self.engine is None:
+            raise EngineError(
+                "TensorRT engine does not deserialize (corrupt, or built for another TensorRT/GPU); "
+                "rebuild it with `bridge-edge build-engine`",
+                engine="tensorrt",
+                reason="deserialize",
+            )
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+        self.input_names = [n for n in names if is_input[n]]
+        self.output_names = [n for n in names if not is_input[n]]
+        self._stream = memory.stream()
+        self.max_shapes = {n: tuple(self.engine.get_tensor_profile_shape(n, 0)[2]) for n in self.input_names}
+        self._buffers: dict[str, int] = {}
+        self.context.set_input_shape(self.input_names[0], self.max_shapes[self.input_names[0]])
+        for n in names:
+            shape = self.max_shapes[n] if is_input[n] else tuple(self.context.get_tensor_shape(n))
+            self._buffers[n] = memory.malloc(int(np.prod(shape)) * 4)  # float32 I/O (bundle contract)
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        name = self.input_names[0]
+        if x.shape[0] > self.max_shapes[name][0]:
+            raise EngineError(
+                f"batch {x.shape[0]} exceeds the engine profile's max {self.max_shapes[name][0]}",
+                engine="tensorrt",
+                reason="batch",
+            )
+        self.context.set_input_shape(name, x.shape)
+        outputs = {
+            n: np.empty(tuple(self.context.get_tensor_shape(n)), np.float32) for n in self.output_names
+        }
+        for n, ptr in self._buffers.items():
+            self.context.set_tensor_address(n, ptr)
+        self._memory.copy_to_device(self._buffers[name], x, self._stream)
+        if not self.context.execute_async_v3(self._stream):
+            raise EngineError("TensorRT execute_async_v3 failed", engine="tensorrt", reason="execute")
+        for n, host in outputs.items():
+            self._memory.copy_to_host(host, self._buffers[n], self._stream)
+        self._memory.synchronize(self._stream)
+        return outputs
+
+    def close(self) -> None:
+        for ptr in self._buffers.values():
+            self._memory.free(ptr)
+        self._buffers.clear()

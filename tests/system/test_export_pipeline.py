@@ -1,0 +1,164 @@
+"""Export end to end on a stand-in composed model: ONNX + parity, fp16, int8 (Q/DQ), bundle, inspect.
+
+The stand-in (tests/fixtures/export_standin.py) has the real composed model's I/O and the op
+types int8 must handle (conv, LayerNorm, attention softmax, residual add), so this runs the
+whole export in seconds; the smoke-recipe test runs it on a real fit.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from export_standin import standin_source
+
+from bridge_edge.errors import BundleVerificationError, ConfigError
+from bridge_edge.export.bundle import load_bundle
+from bridge_edge.export.calibration import CalibrationRecipe, WindowSelection
+from bridge_edge.export.pipeline import export_bundle
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("export") / "standin"
+    recipe = CalibrationRecipe(windows=WindowSelection(count=48))
+    source = standin_source()
+    manifest = export_bundle(source, out, ("fp32", "fp16", "int8"), recipe, version="0.0.1")
+    return out, manifest, source
+
+
+def test_bundle_layout_and_manifest(exported):
+    out, manifest, _ = exported
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "manifest.json",
+        "model.fp32.onnx",
+        "model.fp16.onnx",
+        "model.int8.onnx",
+        "golden.npz",
+        "calibration.npz",
+        "licenses",
+    } <= names
+    b = load_bundle(out)
+    assert b.verified and b.version == "0.0.1" and b.manifest.precisions == ["fp32", "fp16", "int8"]
+    assert [t.name for t in b.manifest.onnx.inputs] == ["ppg"]
+    assert [t.name for t in b.manifest.onnx.outputs] == ["probs", "bridge"]
+    assert b.manifest.onnx.inputs[0].shape == ["batch", 200]
+    assert b.manifest.onnx.opset == 18 and b.manifest.onnx.exporter in ("dynamo", "torchscript")
+    assert "licenses/standin-NOTICE.txt" in b.manifest.files
+
+
+def test_export_leaves_the_composed_module_hook_free(exported):
+    _, _, source = exported
+    assert not source.module.bridge._forward_hooks
+
+
+def test_parity_recorded_and_golden_reruns_in_plain_onnxruntime(exported):
+    out, manifest, source = exported
+    assert manifest.parity["max_abs_diff"] <= 1e-4
+    b = load_bundle(out)
+    g = b.golden()
+    assert g.input.shape[0] >= 64 and g.input.dtype == np.float32
+    assert set(g.labels.tolist()) == set(source.held_out.labelled()[0].y.tolist())  # every held-out class
+    for precision in manifest.precisions:
+        sess = ort.InferenceSession(str(b.onnx_path(precision)), providers=["CPUExecutionProvider"])
+        got = sess.run(["probs"], {"ppg": g.input})[0]
+        assert np.max(np.abs(got - g.outputs[precision])) <= manifest.golden["atol"][precision]
+    # fp32 golden equals torch within the parity tolerance
+    import torch
+
+    with torch.inference_mode():
+        ref = source.module(torch.from_numpy(g.input)).numpy()
+    assert np.max(np.abs(ref - g.outputs["fp32"])) <= 1e-4
+
+
+def test_dynamic_batch(exported):
+    out, _, _ = exported
+    sess = ort.InferenceSession(str(out / "model.int8.onnx"), providers=["CPUExecutionProvider"])
+    x = np.load(out / "golden.npz")["input"]
+    for n in (1, 3, 17):
+        assert sess.run(["probs"], {"ppg": x[:n]})[0].shape == (n, 3)
+
+
+def test_fp16_keeps_fp32_io_and_int8_is_qdq(exported):
+    out, manifest, _ = exported
+    half = onnx.load(str(out / "model.fp16.onnx"))
+    assert half.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in half.graph.initializer)
+    q = onnx.load(str(out / "model.int8.onnx"))
+    ops = {n.op_type for n in q.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "QLinearConv" not in ops
+    # what TensorRT's explicit quantization accepts: int8 Q/DQ with zero points 0, no int32 (bias) DQ
+    inits = {i.name: i for i in q.graph.initializer}
+    for node in (n for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")):
+        zero_point = onnx.numpy_helper.to_array(inits[node.input[2]])
+        assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+        if node.input[0] in inits:
+            assert inits[node.input[0]].data_type == onnx.TensorProto.INT8, node.name
+    section = manifest.quantization
+    assert section.quant_format == "QDQ" and section.activation_type == "QInt8"
+    assert {"LayerNormalization", "Softmax", "Add"} <= set(section.op_types_excluded)
+    assert "Conv" in section.op_types_quantized and section.attempts[-1]["meets_floor"]
+    assert section.calibration_windows == 48
+    assert len(np.load(out / "calibration.npz")["input"]) == 48
+
+
+def test_int8_and_fp16_meet_the_accuracy_floor(exported):
+    _, manifest, _ = exported
+    fp32 = manifest.metrics["fp32"]
+    for p in ("fp16", "int8"):
+        m = manifest.metrics[p]
+        assert m.agreement_with_fp32 >= 0.98
+        assert fp32.macro_f1 - m.macro_f1 <= 0.01 and fp32.auroc - m.auroc <= 0.01
+        assert 0.99 <= m.bridge_cosine_with_fp32 <= 1.0 + 1e-9
+    assert manifest.metrics["fp32"].macro_f1 > 0.8  # the stand-in learned its task: metrics mean something
+
+
+def test_inspect_json_and_exit_code_on_tampering(exported, tmp_path):
+    out, _, _ = exported
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge_edge.cli", "inspect", str(out), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verified"] is True and report["problems"] == [] and report["path"] == str(out)
+    assert report["metrics"]["int8"]["agreement_with_fp32"] >= 0.98
+
+    bad = Path(shutil.copytree(out, tmp_path / "bad"))
+    data = bytearray((bad / "model.int8.onnx").read_bytes())
+    data[100] ^= 0xFF
+    (bad / "model.int8.onnx").write_bytes(bytes(data))
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge_edge.cli", "inspect", str(bad), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    report = json.loads(proc.stdout)
+    assert report["verified"] is False and report["problems"][0].startswith("model.int8.onnx")
+    with pytest.raises(BundleVerificationError, match="model.int8.onnx"):
+        load_bundle(bad)
+
+
+def test_failed_export_leaves_the_old_bundle_in_place(exported, tmp_path):
+    out, _, source = exported
+    target = Path(shutil.copytree(out, tmp_path / "kept"))
+    before = (target / "manifest.json").read_text()
+    broken = standin_source()
+    broken.held_out = broken.held_out.__class__(broken.held_out.x[:0], broken.held_out.y[:0])
+    with pytest.raises(ConfigError, match="no labelled held-out windows"):
+        export_bundle(broken, target, ("fp32",), CalibrationRecipe())
+    assert (target / "manifest.json").read_text() == before
+    assert not list(tmp_path.glob(".kept.tmp-*"))

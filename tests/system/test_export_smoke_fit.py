@@ -1,0 +1,57 @@
+"""The default bundle's pipeline end to end at CI size: `fit recipes/smoke.toml`, then `export`.
+
+Same commands as the committed default bundle (recipes/default.toml + calibration/default.toml),
+on the smoke recipe: real openecg old model, self-pretrained PPG encoder, real bridge.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge_edge.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_smoke_recipe_fits_exports_and_verifies(tmp_path):
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    fit = _cli("fit", str(ROOT / "recipes" / "smoke.toml"), "--out", str(run))
+    assert fit.returncode == 0, fit.stderr[-2000:]
+
+    export = _cli(
+        "export", str(run), "--out", str(bundle), "--precision", "fp32,fp16,int8",
+        "--calibration", str(ROOT / "calibration" / "smoke.toml"), "--version", "0.0.0-smoke", "--json",
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr[-2000:]
+    manifest = json.loads(export.stdout)
+    assert manifest["name"] == "smoke" and manifest["parity"]["max_abs_diff"] <= 1e-4
+    assert manifest["output"]["positive_label"] == "afib" and "licenses/openecg-LICENSE" in manifest["files"]
+
+    inspect = _cli("inspect", str(bundle), "--json")
+    assert inspect.returncode == 0, inspect.stderr
+    report = json.loads(inspect.stdout)
+    assert report["verified"] is True and report["problems"] == []
+
+    golden = np.load(bundle / "golden.npz")
+    sess = ort.InferenceSession(str(bundle / "model.fp32.onnx"), providers=["CPUExecutionProvider"])
+    probs = sess.run(["probs"], {"ppg": golden["input"]})[0]
+    assert np.max(np.abs(probs - golden["output_fp32"])) <= 1e-4
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert report["metrics"]["int8"]["agreement_with_fp32"] >= 0.98
+    total = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
+    assert total <= 20e6
