@@ -1,0 +1,120 @@
+"""Alarm rules: categories, priorities, SQI gating of physiological alarms, HR never stale."""
+
+from __future__ import annotations
+
+from bridge_edge.monitor.alarms import (
+    PHYSIOLOGICAL,
+    TECHNICAL,
+    AlarmRules,
+    BedStatus,
+    Priority,
+    TraceStatus,
+    evaluate,
+    valid_heart_rate,
+)
+
+RULES = AlarmRules()
+
+
+def healthy_bed(now: float, label: str = "sinus") -> BedStatus:
+    return BedStatus(
+        name="sim",
+        traces=[
+            TraceStatus("ECG", last_sample_at=now - 0.1, sqi=0.9),
+            TraceStatus("PPG", last_sample_at=now - 0.1, sqi=0.9),
+        ],
+        started_at=now - 60,
+        label=label,
+        probs={label: 0.9},
+        sqi=0.9,
+        hr_bpm=72.0,
+        prediction_at=now - 0.5,
+    )
+
+
+def codes(alarms):
+    return [a.code for a in alarms]
+
+
+def test_quiet_bed_has_no_alarms_and_shows_hr():
+    now = 1000.0
+    bed = healthy_bed(now)
+    active = evaluate(0, bed, now, RULES)
+    assert active == []
+    assert valid_heart_rate(bed, now, RULES, active) == 72.0
+
+
+def test_af_is_a_medium_physiological_alarm():
+    now = 1000.0
+    active = evaluate(0, healthy_bed(now, "afib"), now, RULES)
+    assert codes(active) == ["afib"]
+    assert active[0].category == PHYSIOLOGICAL and active[0].priority == Priority.MEDIUM
+    assert active[0].to_json("sim")["marker"] == "**"
+
+
+def test_af_is_suppressed_while_the_model_window_is_unacceptable():
+    now = 1000.0
+    bed = healthy_bed(now, "afib")
+    bed.sqi = 0.2
+    active = evaluate(0, bed, now, RULES)
+    assert "afib" not in codes(active)
+    assert valid_heart_rate(bed, now, RULES, active) is None
+
+
+def test_stale_stream_is_technical_blanks_hr_and_suppresses_af():
+    now = 1000.0
+    bed = healthy_bed(now, "afib")
+    bed.traces[1].last_sample_at = now - 2.5  # > 2 s without samples
+    active = evaluate(0, bed, now, RULES)
+    assert codes(active) == ["stale:PPG"]
+    assert active[0].category == TECHNICAL
+    assert valid_heart_rate(bed, now, RULES, active) is None
+
+
+def test_a_trace_that_never_delivered_goes_stale_after_start():
+    now = 1000.0
+    bed = healthy_bed(now)
+    bed.traces[0].last_sample_at = None
+    bed.started_at = now - 1.0
+    assert evaluate(0, bed, now, RULES) == []
+    assert codes(evaluate(0, bed, now + 1.5, RULES)) == ["stale:ECG"]
+
+
+def test_disconnect_and_lead_off_are_technical():
+    now = 1000.0
+    bed = healthy_bed(now)
+    bed.connected = False
+    bed.lead_off_at = now - 0.5
+    assert set(codes(evaluate(0, bed, now, RULES))) == {"disconnect", "lead_off"}
+    bed.connected = True
+    for trace in bed.traces:
+        trace.last_sample_at = now + 2.0
+    assert codes(evaluate(0, bed, now + 2.0, RULES)) == []  # no "!" for 2 s: the lead is back
+
+
+def test_low_trace_sqi_is_a_low_priority_technical_alarm_and_blanks_hr():
+    now = 1000.0
+    bed = healthy_bed(now)
+    bed.traces[0].sqi = 0.1
+    active = evaluate(0, bed, now, RULES)
+    assert codes(active) == ["sqi:ECG"] and active[0].priority == Priority.LOW
+    assert valid_heart_rate(bed, now, RULES, active) is None
+
+
+def test_hr_is_never_stale():
+    now = 1000.0
+    bed = healthy_bed(now)
+    bed.prediction_at = now - RULES.hr_timeout_s - 0.1
+    assert valid_heart_rate(bed, now, RULES, []) is None
+    bed.prediction_at = now
+    bed.hr_bpm = None  # no beats detected
+    assert valid_heart_rate(bed, now, RULES, []) is None
+
+
+def test_alarms_are_sorted_highest_priority_first():
+    now = 1000.0
+    bed = healthy_bed(now)
+    bed.traces[0].sqi = 0.1  # low
+    bed.connected = False  # medium
+    active = evaluate(0, bed, now, RULES)
+    assert [a.priority for a in active] == sorted((a.priority for a in active), reverse=True)

@@ -1,0 +1,121 @@
+"""MonitorFeed: pipeline hooks -> frames and JSON (with a recording stand-in for the server)."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from bridge_edge.devices.base import Chunk, StreamInfo
+from bridge_edge.monitor.feed import MonitorFeed, SampleTimeline, TraceHistory, trace_configs
+from bridge_edge.monitor.frames import decode_block
+
+
+class RecordingServer:
+    def __init__(self):
+        self.blocks, self.messages = [], []
+
+    def send_block(self, frame):
+        self.blocks.append(decode_block(frame))
+
+    def send_json(self, message, keep=None):
+        self.messages.append(message)
+
+    def stats(self):
+        return {"clients": 0, "dropped_blocks": 0}
+
+
+def make_feed(units=("uV", "a.u."), fs=130.0):
+    server = RecordingServer()
+    info = StreamInfo("polar", fs, ("ecg", "ppg"), units)
+    feed = MonitorFeed(server, [info], provenance={"bundle_name": "b"})
+    return server, feed
+
+
+def test_traces_follow_clinical_conventions():
+    ecg, ppg = trace_configs(StreamInfo("h10", 130.0, ("ecg", "ppg"), ("uV", "a.u.")))
+    assert (ecg.kind, ecg.units, ecg.filter, ecg.scale) == ("ecg", "mV", "0.5-40 Hz", 1e-3)
+    assert (ppg.kind, ppg.units, ppg.filter, ppg.scale) == ("ppg", "a.u.", "0.5-8 Hz", 1.0)
+    (low_rate,) = trace_configs(StreamInfo("slow", 50.0, ("ecg",), ("mV",)))
+    assert low_rate.filter == "0.5-22.5 Hz"  # capped below Nyquist
+
+
+def test_chunks_become_one_frame_per_channel_in_millivolts():
+    server, feed = make_feed()
+    t = np.arange(130) / 130.0
+    ecg_uv = 1000.0 * np.sin(2 * np.pi * 5 * t)  # 1 mV at 5 Hz, in the display band
+    samples = np.stack([ecg_uv, np.cos(2 * np.pi * 1.2 * t)], axis=1).astype(np.float32)
+    for k in range(5):
+        feed.on_chunk(0, None, Chunk(samples=samples, t_host_ns=time.monotonic_ns()))
+    assert [(b.bed, b.channel) for b in server.blocks[:2]] == [(0, 0), (0, 1)]
+    ecg_blocks = np.concatenate([b.samples for b in server.blocks if b.channel == 0])
+    assert 0.8 < np.abs(ecg_blocks[-130:]).max() < 1.2  # mV after the band-pass settles
+
+
+def test_sample_timeline_is_continuous_and_reanchors_on_gaps():
+    timeline = SampleTimeline(100.0)
+    t0 = timeline.first_sample_time(10, int(10.09e9), 0)
+    assert abs(t0 - 10.0) < 1e-9
+    t1 = timeline.first_sample_time(10, int(10.19e9 + 3e6), 0)  # 3 ms arrival jitter
+    assert abs(t1 - 10.1) < 1e-4  # continues the sample count (slews only 1 %)
+    t2 = timeline.first_sample_time(10, int(20.09e9), 500)  # a gap: re-anchor on arrival
+    assert abs(t2 - 20.0) < 1e-9
+
+
+def test_trace_history_keeps_the_newest_window_in_order():
+    h = TraceHistory(fs=10.0, seconds=1.0)
+    h.push(np.arange(7, dtype=np.float32), t_end=0.6)
+    assert h.full_window() is None
+    h.push(np.arange(7, 15, dtype=np.float32), t_end=1.4)
+    assert np.array_equal(h.full_window(), np.arange(5, 15))
+
+
+def test_predictions_events_and_alarms_reach_the_status():
+    _server, feed = make_feed(units=("mV", "a.u."))
+    feed.on_chunk(0, None, Chunk(samples=np.zeros((13, 2), np.float32), t_host_ns=time.monotonic_ns()))
+    probs = {"sinus": 0.2, "afib": 0.8}
+    feed.on_prediction(
+        SimpleNamespace(
+            stream=SimpleNamespace(index=0),
+            t_end=1.0,
+            label="afib",
+            smoothed_label="afib",
+            smoothed_probs=probs,
+            sqi=0.9,
+            hr_bpm=88.4,
+            gated=None,
+            dropped_samples=0,
+            gap=False,
+        )
+    )
+    status = feed.snapshot(time.monotonic())["beds"][0]
+    assert status["label"] == "afib" and status["hr_bpm"] == 88
+    assert [a["code"] for a in status["alarms"]] == ["afib"]
+    feed.on_event(0, {"kind": "disconnect"})
+    status = feed.snapshot(time.monotonic())["beds"][0]
+    assert [a["code"] for a in status["alarms"]] == ["disconnect"]  # AF suppressed, HR blanked
+    assert status["hr_bpm"] is None
+    feed.on_event(0, {"kind": "reconnect"})
+    assert "disconnect" not in [a["code"] for a in feed.snapshot(time.monotonic())["beds"][0]["alarms"]]
+
+
+def test_trace_sqi_flags_a_noisy_trace_and_beats_are_sent_once():
+    server, feed = make_feed(units=("mV", "a.u."), fs=125.0)
+    rng = np.random.default_rng(0)
+    t = np.arange(125 * 12) / 125.0
+    phase = (t * 1.2) % 1.0
+    clean_ppg = np.exp(-(((phase - 0.3) / 0.1) ** 2)) + 0.3 * np.exp(-(((phase - 0.6) / 0.08) ** 2))
+    noise_ecg = rng.standard_normal(t.size)
+    samples = np.stack([noise_ecg, clean_ppg], axis=1).astype(np.float32)
+    feed.on_chunk(0, None, Chunk(samples=samples, t_host_ns=time.monotonic_ns()))
+    feed.analyse_traces()
+    ecg, ppg = feed.snapshot(time.monotonic())["beds"][0]["traces"]
+    assert ecg["sqi_level"] == "unacceptable"
+    assert ppg["sqi_level"] != "unacceptable"
+    # the clean pleth's beats go to the page as times, 60 / 72 bpm apart
+    (beats,) = [m for m in server.messages if m["type"] == "beats" and m["channel"] == 1]
+    assert len(beats["times"]) >= 8
+    assert np.allclose(np.diff(beats["times"]), 1 / 1.2, atol=0.02)
+    feed.analyse_traces()  # nothing new arrived: no beat is sent twice
+    assert len([m for m in server.messages if m["type"] == "beats" and m["channel"] == 1]) == 1
