@@ -184,7 +184,13 @@ def stage_pretrain(run: Run) -> None:
         if cfg.max_windows:
             ppg = ppg[np.random.default_rng(run.recipe.seed).permutation(len(ppg))[: cfg.max_windows]]
         history = pretrain_ppg_encoder(
-            ppg, new, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=run.recipe.seed
+            ppg,
+            new,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=run.recipe.seed,
+            aux_weight=cfg.aux_weight,
         )
         (run.run_dir / "pretrain.json").write_text(json.dumps(history, indent=2))
     state = {k: v.detach().cpu().contiguous() for k, v in new.module.state_dict().items()}

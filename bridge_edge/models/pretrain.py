@@ -96,6 +96,41 @@ def unlabelled_ppg_windows(recordings, spec, window_s: float = 12.0, hop_s: floa
     return np.concatenate(out)
 
 
+SIGNAL_TARGETS = ("mean_ibi_s", "ibi_cv", "rmssd_over_ibi", "amplitude_cv")
+
+
+def signal_targets(windows: np.ndarray, fs: float) -> np.ndarray:
+    """Targets each PPG window carries in itself (no labels): (N, 4) float32, NaN where < 4 beats.
+
+    PaPaGei-S learns morphology-aware targets computed from the signal (sVRI, IPA, SQI); ours add
+    what rhythm analysis needs: beat-interval mean, variability (CV, RMSSD / mean interval) and
+    pulse-amplitude variability, from the beats ``signals.beats`` detects in the window.
+    """
+    from bridge_edge.signals.beats import detect_ppg_beats
+
+    out = np.full((len(windows), len(SIGNAL_TARGETS)), np.nan, dtype=np.float32)
+    for i, window in enumerate(windows):  # per window; beat detection is compiled scipy
+        peaks = detect_ppg_beats(window, fs)
+        if len(peaks) < 4:
+            continue
+        ibi = np.diff(peaks) / fs
+        amplitude = window[peaks]
+        out[i] = (
+            ibi.mean(),
+            ibi.std() / ibi.mean(),
+            np.sqrt(np.mean(np.diff(ibi) ** 2)) / ibi.mean(),
+            amplitude.std() / (np.abs(amplitude).mean() + 1e-6),
+        )
+    return out
+
+
+def _standardise(targets: np.ndarray) -> np.ndarray:
+    valid = np.isfinite(targets)
+    mean = np.nanmean(np.where(valid, targets, np.nan), axis=0)
+    std = np.nanstd(np.where(valid, targets, np.nan), axis=0)
+    return np.where(valid, (targets - mean) / np.maximum(std, 1e-6), np.nan).astype(np.float32)
+
+
 def _embed(adapter: ModelAdapter, views: torch.Tensor) -> torch.Tensor:
     h = adapter.run_blocks(adapter.stem(views.unsqueeze(1)), 0, adapter.n_blocks)
     return adapter.head(h)
@@ -111,9 +146,12 @@ def pretrain_ppg_encoder(
     progress: bool = True,
     temperature: float = 0.2,
     augment_spec: AugmentSpec | None = None,
+    aux_weight: float = 0.0,
 ) -> dict:
     """Train ``adapter.module`` in place on preprocessed PPG windows (N, L >= n_samples).
 
+    Loss = NT-Xent + ``aux_weight`` x masked MSE of a linear head predicting the standardised
+    ``signal_targets`` of each source window (0 turns the auxiliary task off).
     The adapter must take (B, 1, L) input (PaPaGei layout). Returns the history:
     ``{"loss": [per epoch], "seconds_per_epoch": [...], "n_windows", "view_samples", ...}``.
     The module is left in eval mode.
@@ -144,7 +182,10 @@ def pretrain_ppg_encoder(
     module.train()
     # SimCLR projection head: trained alongside, thrown away afterwards.
     projector = nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, 64)).to(device)
-    params = list(module.parameters()) + list(projector.parameters())
+    # Auxiliary head for the signal-derived targets: trained alongside, thrown away afterwards.
+    targets = torch.from_numpy(_standardise(signal_targets(x, adapter.input_spec.fs))).to(device)
+    aux_head = nn.Linear(width, targets.shape[1]).to(device)
+    params = list(module.parameters()) + list(projector.parameters()) + list(aux_head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
 
     batch = min(batch_size, len(x))
@@ -158,6 +199,9 @@ def pretrain_ppg_encoder(
         "batch_size": batch,
         "lr": lr,
         "temperature": temperature,
+        "aux_weight": aux_weight,
+        "aux_targets": list(SIGNAL_TARGETS),
+        "aux_targets_valid_fraction": float(torch.isfinite(targets).all(dim=1).float().mean()),
         "seed": seed,
     }
     bar = None
@@ -170,10 +214,16 @@ def pretrain_ppg_encoder(
         order = torch.randperm(len(x), generator=gen, device=device)
         total = 0.0
         for i in range(n_batches):
-            src = data[order[i * batch : (i + 1) * batch]]
-            views = augment(src.repeat(2, 1), length, adapter.input_spec.fs, gen, augment_spec)
-            z1, z2 = projector(_embed(adapter, views)).chunk(2)  # both views in one batch
+            rows = order[i * batch : (i + 1) * batch]
+            views = augment(data[rows].repeat(2, 1), length, adapter.input_spec.fs, gen, augment_spec)
+            embedding = _embed(adapter, views)  # both views in one batch
+            z1, z2 = projector(embedding).chunk(2)
             loss = nt_xent(z1, z2, temperature)
+            if aux_weight:
+                wanted = targets[rows].repeat(2, 1)
+                known = torch.isfinite(wanted)
+                error = (aux_head(embedding) - torch.nan_to_num(wanted)) ** 2
+                loss = loss + aux_weight * (error * known).sum() / known.sum().clamp_min(1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

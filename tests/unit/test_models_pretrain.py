@@ -8,7 +8,14 @@ import torch
 
 from bridge_edge.models.papagei import PapageiAdapter, PapageiConfig
 from bridge_edge.models.ppg_augment import augment, random_crop
-from bridge_edge.models.pretrain import nt_xent, pretrain_ppg_encoder, rhythm_probe, unlabelled_ppg_windows
+from bridge_edge.models.pretrain import (
+    SIGNAL_TARGETS,
+    nt_xent,
+    pretrain_ppg_encoder,
+    rhythm_probe,
+    signal_targets,
+    unlabelled_ppg_windows,
+)
 
 torch.set_num_threads(1)
 TINY = PapageiConfig(base_filters=8, kernel_size=7, n_block=6, n_classes=8, window_s=8.0)
@@ -127,3 +134,32 @@ def test_real_unlabelled_ppg_from_installed_heartpy_files():
     w = unlabelled_ppg_windows(recs, PreprocessSpec(), window_s=20.0, hop_s=10.0)
     assert w.shape[1] == 2500 and len(w) > 50
     assert np.allclose(w.std(axis=1), 1.0, atol=1e-3)
+
+
+def test_signal_targets_come_from_the_signal_and_see_irregularity():
+    from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample, normalise_windows
+    from bridge_edge.signals.simulator import PatientSimulator
+
+    spec = PreprocessSpec()
+    rec = PatientSimulator(seed=11, script=[("sinus", 100.0), ("afib", 100.0)]).generate(200.0)
+    ppg = filter_and_resample(rec.ppg, rec.fs_ppg, spec)
+    windows = normalise_windows(ppg[: 20 * 1250].reshape(20, 1250), spec)
+    afib = np.arange(20) >= 10
+    targets = signal_targets(np.vstack([windows, np.zeros((1, 1250), np.float32)]), spec.fs_out)
+    assert targets.shape == (21, len(SIGNAL_TARGETS))
+    assert np.isnan(targets[-1]).all()  # a flat window has no beats: unknown, not zero
+    rmssd = targets[1:-1, SIGNAL_TARGETS.index("rmssd_over_ibi")]  # skip the filter warm-up window
+    assert np.median(rmssd[afib[1:]]) > 2 * np.median(rmssd[~afib[1:]])
+
+
+def test_auxiliary_targets_join_the_loss_when_weighted():
+    windows = _synthetic_ppg(16, np.arange(16) % 2 == 0, 9.0, seed=0)
+    losses = {}
+    for weight in (0.0, 5.0):
+        torch.manual_seed(123)
+        history = pretrain_ppg_encoder(
+            windows, PapageiAdapter(TINY), epochs=1, batch_size=8, seed=5, progress=False, aux_weight=weight
+        )
+        assert history["aux_weight"] == weight and history["aux_targets_valid_fraction"] > 0.9
+        losses[weight] = history["loss"][0]
+    assert losses[5.0] > losses[0.0]  # same seed and batches: only the auxiliary term differs
