@@ -1,0 +1,76 @@
+"""Inference backends behind one interface; ``select_engine`` is the one place one is chosen.
+
+``auto`` tries TensorRT, then ONNX Runtime on the CPU, and logs why each earlier choice was
+not taken. Precision ``auto`` takes the bundle's int8 model where it has one (the fastest on
+both backends), else fp32. Backend modules import their runtime lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bridge_edge.errors import ConfigError, EngineError
+from bridge_edge.runtime.engines.base import Engine
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAMES = ("auto", "trt", "ort", "torch")
+PRECISION_NAMES = ("auto", "fp32", "fp16", "int8")
+
+
+@dataclass
+class EngineChoice:
+    engine: Engine
+    fallbacks: list[str] = field(default_factory=list)  # why earlier candidates were skipped
+
+
+def resolve_precision(precision: str, available: list[str]) -> str:
+    if precision == "auto":
+        return "int8" if "int8" in available else "fp32"
+    if precision not in available:
+        raise ConfigError(
+            f"the bundle has no {precision} model; expected one of {', '.join(available)}",
+            key="precision", value=precision, expected=available,
+        )
+    return precision
+
+
+def select_engine(
+    name: str,
+    bundle,
+    precision: str = "auto",
+    threads: int | None = None,
+    spinning: bool = False,
+    run_dir: Path | None = None,
+) -> EngineChoice:
+    """Open the engine ``name`` (auto|trt|ort|torch) for ``bundle`` at ``precision``."""
+    if name not in ENGINE_NAMES:
+        raise ConfigError(
+            f"unknown engine {name!r}; expected one of {', '.join(ENGINE_NAMES)}",
+            key="engine", value=name, expected=list(ENGINE_NAMES),
+        )
+    prec = resolve_precision(precision, list(bundle.manifest.precisions))
+    fallbacks: list[str] = []
+    if name in ("auto", "trt"):
+        try:
+            from bridge_edge.runtime.engines.trt import TrtEngine
+
+            return EngineChoice(TrtEngine(bundle, prec), fallbacks)
+        except EngineError as err:
+            if name == "trt":
+                raise
+            fallbacks.append(f"trt: {err}")
+            log.info("engine auto: TensorRT not used (%s); falling back to onnxruntime", err)
+    if name == "torch":
+        from bridge_edge.runtime.engines.torch_engine import TorchEngine
+
+        if run_dir is not None:
+            return EngineChoice(TorchEngine(Path(run_dir)), fallbacks)
+        reason = "torch engine needs a RUN_DIR with the composed module (development only); none given"
+        fallbacks.append(f"torch: {reason}")
+        log.warning("%s; falling back to onnxruntime", reason)
+    from bridge_edge.runtime.engines.ort import OrtEngine
+
+    return EngineChoice(OrtEngine(bundle.onnx_path(prec), prec, threads=threads, spinning=spinning), fallbacks)

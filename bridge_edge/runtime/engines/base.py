@@ -1,0 +1,21 @@
+"""The one interface every inference backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class Engine(ABC):
+    """Runs the bundle's model: ``infer((B, L) float32 windows) -> (B, K) class probabilities``."""
+
+    name: str  # "ort", "trt", "torch"
+    precision: str  # "fp32", "fp16", "int8"
+    description: str = ""  # provider, threads, device: shown in stats and logs
+
+    @abstractmethod
+    def infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None:
+        """Release native resources (sessions, CUDA buffers)."""

@@ -1,0 +1,71 @@
+"""What the pipeline emits per hop, and the smoothing of class probabilities over hops."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StreamRef:
+    index: int
+    name: str
+
+
+@dataclass(frozen=True)
+class LatencyMs:
+    preprocess: float  # DSP + cut + SQI + normalise for this hop's windows
+    infer: float  # the engine call that included this window
+    total: float  # arrival of the window's last sample -> prediction emitted
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One model output with its provenance. ``label``/``probs`` are None when not inferred
+    (window gated by low SQI or skipped for a gap); ``smoothed_label`` follows the smoother."""
+
+    stream: StreamRef
+    window_index: int
+    t_start: float  # unix s of the window's first sample
+    t_end: float  # unix s of the window's last sample
+    label: str | None
+    probs: dict[str, float] | None
+    smoothed_label: str | None
+    smoothed_probs: dict[str, float] | None
+    sqi: float
+    hr_bpm: float | None
+    latency_ms: LatencyMs
+    dropped_samples: int  # input samples missing inside this window (gaps, ring overwrites)
+    gap: bool
+    gated: str | None  # why no model call was made ("low_sqi", "gap"), else None
+    engine: str
+    precision: str
+    bundle_name: str
+    bundle_version: str
+
+    def as_json(self) -> dict:
+        d = asdict(self)
+        d["stream"] = self.stream.name
+        d["stream_index"] = self.stream.index
+        return d
+
+
+class ProbabilitySmoother:
+    """Exponential moving average of class probabilities over hops, per stream.
+
+    ``alpha`` is the weight of the newest hop (1.0 = no smoothing). Gated hops leave it as is.
+    """
+
+    def __init__(self, labels: list[str], alpha: float = 0.5) -> None:
+        self.labels = labels
+        self.alpha = alpha
+        self._state: dict[int, np.ndarray] = {}
+
+    def update(self, stream_index: int, probs: np.ndarray | None) -> np.ndarray | None:
+        prev = self._state.get(stream_index)
+        if probs is None:
+            return prev
+        new = probs if prev is None else self.alpha * probs + (1 - self.alpha) * prev
+        self._state[stream_index] = new
+        return new

@@ -1,0 +1,314 @@
+"""The streaming pipeline: sources -> rings -> streaming DSP -> windows -> SQI gate -> engine.
+
+Threads: one ingest thread per source (stamps samples with the fitted clock, pushes them into
+the stream's ring, tells listeners about the raw chunk) and one inference thread (reads every
+ring, runs the streaming preprocessing, cuts windows, gates them, batches all streams' windows
+into one engine call, smooths, emits ``Prediction``s). Listeners are plain objects with any of
+``on_chunk(stream_index, info, chunk)``, ``on_prediction(pred)``, ``on_event(stream_index, event)``;
+they run on the pipeline's threads, so they must return quickly.
+
+Nothing is lost silently: gaps reported by the source, samples a slow reader lost to ring
+overwrites, windows skipped for a gap or gated for low SQI are all counted in ``stats()`` and
+carried on the predictions they touch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge_edge.devices.base import Source
+from bridge_edge.errors import ConfigError
+from bridge_edge.runtime.engines import EngineChoice, select_engine
+from bridge_edge.runtime.outputs import LatencyMs, Prediction, ProbabilitySmoother, StreamRef
+from bridge_edge.runtime.stats import PipelineStats, StageTimer
+from bridge_edge.runtime.stream import ModelInput, StreamState, WindowJob
+from bridge_edge.signals.beats import detect_beats, heart_rate_bpm
+from bridge_edge.signals.preprocess import normalise_windows
+from bridge_edge.signals.quality import LOW_SQI, window_sqi
+
+log = logging.getLogger(__name__)
+
+GAP_POLICIES = ("flag", "skip")
+SQI_POLICIES = ("skip", "flag", "off")
+MAX_BATCH = 64
+STALE_AFTER_S = 2.0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    gap_policy: str = "flag"  # windows overlapping a gap: "flag" (infer, gap=True) or "skip"
+    sqi_policy: str = "skip"  # windows with SQI < sqi_threshold: "skip" the model, "flag", or "off"
+    sqi_threshold: float = LOW_SQI
+    smoothing_alpha: float = 0.5  # EMA weight of the newest hop
+    ring_seconds: float = 60.0
+    lossless: bool = False  # replays only: ingest waits for the reader instead of overwriting
+    threads: int | None = None  # ORT intra-op threads (None = cores - 1)
+    spinning: bool = False
+
+
+class Pipeline:
+    def __init__(
+        self,
+        sources: list[Source],
+        bundle,
+        engine: str = "auto",
+        precision: str = "auto",
+        record_dir=None,
+        gap_policy: str = "flag",
+        config: PipelineConfig | None = None,
+        engine_choice: EngineChoice | None = None,
+    ) -> None:
+        cfg = config or PipelineConfig(gap_policy=gap_policy)
+        if cfg.gap_policy not in GAP_POLICIES or cfg.sqi_policy not in SQI_POLICIES:
+            raise ConfigError(
+                f"gap_policy {cfg.gap_policy!r} / sqi_policy {cfg.sqi_policy!r}; expected one of "
+                f"{GAP_POLICIES} / {SQI_POLICIES}",
+                key="policy", value=(cfg.gap_policy, cfg.sqi_policy), expected=(GAP_POLICIES, SQI_POLICIES),
+            )
+        if not sources:
+            raise ConfigError("the pipeline needs at least one source", key="sources", value=0)
+        self.config = cfg
+        self.bundle = bundle
+        self.model = ModelInput.from_manifest(bundle.manifest)
+        self.choice = engine_choice or select_engine(
+            engine, bundle, precision, threads=cfg.threads, spinning=cfg.spinning
+        )
+        self.engine = self.choice.engine
+        self.streams = [StreamState.open(i, s, self.model, cfg.ring_seconds) for i, s in enumerate(sources)]
+        self._listeners: list[object] = []
+        self._smoother = ProbabilitySmoother(self.model.labels, cfg.smoothing_alpha)
+        self._timer = StageTimer()
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._inference_done = threading.Event()
+        self._unix_minus_mono = time.time() - time.monotonic_ns() / 1e9  # fixed, taken once
+        self._recorder = _open_recorder(record_dir, sources)
+        self.hops = 0
+        self.windows_skipped = {"warmup": 0, "gap": 0, "low_sqi": 0}
+        self.errors: list[BaseException] = []
+
+    # --- listeners ---------------------------------------------------------------------------
+
+    def add_listener(self, listener: object) -> None:
+        self._listeners.append(listener)
+
+    def _notify(self, hook: str, *args) -> None:
+        for listener in self._listeners:
+            fn = getattr(listener, hook, None)
+            if fn is None:
+                continue
+            try:
+                fn(*args)
+            except Exception:  # a broken display must not stop the pipeline
+                log.exception("listener %r failed in %s", listener, hook)
+
+    def _event(self, stream_index: int, event: dict) -> None:
+        self.streams[stream_index].events += 1
+        log.info("stream %d event: %s", stream_index, event)
+        self._notify("on_event", stream_index, event)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for st in self.streams:
+            t = threading.Thread(target=self._ingest, args=(st,), name=f"ingest-{st.index}", daemon=True)
+            self._threads.append(t)
+        self._threads.append(threading.Thread(target=self._inference_loop, name="inference", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        """Stop ingest and inference; sources are closed (a BLE sensor is told to stop)."""
+        self._stop.set()
+        for st in self.streams:
+            try:
+                st.source.close()
+            except Exception:
+                log.exception("closing source %s failed", st.info.name)
+        with self._wake:
+            self._wake.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=5.0)
+        if self._recorder is not None:
+            self._recorder.close()
+        self.engine.close()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until every source ended and was processed (True) or ``timeout_s`` passed.
+
+        Waits in short steps so Ctrl-C reaches the calling thread promptly."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while not self._inference_done.is_set():
+            step = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if step <= 0:
+                return False
+            self._inference_done.wait(step)
+        return True
+
+    def run_until_done(self, timeout_s: float | None = None) -> PipelineStats:
+        """Start (if needed), run until every source ends (or ``timeout_s``), stop, return stats."""
+        if not self._threads:
+            self.start()
+        try:
+            self.wait(timeout_s)
+        finally:
+            self.stop()
+        if self.errors:
+            raise self.errors[0]
+        return self.stats()
+
+    # --- ingest (one thread per source) ------------------------------------------------------
+
+    def _ingest(self, st: StreamState) -> None:
+        try:
+            for chunk in st.source:
+                if self._stop.is_set():
+                    break
+                if self.config.lossless:
+                    self._wait_for_room(st, len(chunk.samples))
+                for event in st.ingest(chunk):
+                    self._event(st.index, event)
+                for event in st.new_source_events():
+                    self._event(st.index, event)
+                if self._recorder is not None:
+                    self._recorder.write(st.index, chunk)
+                self._notify("on_chunk", st.index, st.info, chunk)
+                if st.ready():  # wake inference only when a window can be completed
+                    with self._wake:
+                        self._wake.notify_all()
+        except Exception as err:
+            log.exception("source %s failed", st.info.name)
+            self.errors.append(err)
+            self._event(st.index, {"kind": "source_error", "error": str(err)})
+        finally:
+            st.ended = True
+            self._event(st.index, {"kind": "end", "samples": st.pushed})
+            with self._wake:
+                self._wake.notify_all()
+
+    def _wait_for_room(self, st: StreamState, n: int) -> None:
+        with self._wake:
+            while st.ring.lag(st.cursor) + n > st.ring.capacity and not self._stop.is_set():
+                self._wake.wait(0.05)
+
+    # --- inference (one thread) ----------------------------------------------------------------
+
+    def _inference_loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                jobs: list[WindowJob] = []
+                for st in self.streams:
+                    jobs.extend(st.advance(self._timer))
+                    self._check_stale(st)
+                if jobs:
+                    for i in range(0, len(jobs), MAX_BATCH):
+                        self._run_jobs(jobs[i : i + MAX_BATCH])
+                    with self._wake:
+                        self._wake.notify_all()  # a lossless producer may be waiting for room
+                    continue
+                if all(st.ended and not st.ready() for st in self.streams):
+                    break  # what is left cannot complete a window
+                with self._wake:
+                    if not any(st.ready() for st in self.streams):
+                        self._wake.wait(0.05)
+        except Exception as err:
+            log.exception("inference loop failed")
+            self.errors.append(err)
+        finally:
+            self._inference_done.set()
+
+    def _check_stale(self, st: StreamState) -> None:
+        if st.ended or st.last_arrival_ns is None:
+            return
+        quiet_s = (time.monotonic_ns() - st.last_arrival_ns) / 1e9
+        if quiet_s > STALE_AFTER_S and not st.stale:
+            st.stale = True
+            self._event(st.index, {"kind": "stale", "quiet_s": round(quiet_s, 3)})
+
+    def _run_jobs(self, jobs: list[WindowJob]) -> None:
+        t0 = time.perf_counter_ns()
+        raw = np.stack([j.window.values for j in jobs])
+        beats = [detect_beats(w, self.model.fs, self.model.modality) for w in raw]  # loop over windows
+        sqi = window_sqi(raw, self.model.fs, self.model.modality, beats=beats)
+        hr = [heart_rate_bpm(b, self.model.fs) for b in beats]
+        gated: list[str | None] = []
+        for j, q in zip(jobs, sqi):
+            if j.warmup:
+                gated.append("warmup")
+            elif j.window.gap and self.config.gap_policy == "skip":
+                gated.append("gap")
+            elif q < self.config.sqi_threshold and self.config.sqi_policy == "skip":
+                gated.append("low_sqi")
+            else:
+                gated.append(None)
+        run = [i for i, g in enumerate(gated) if g is None]
+        batch = normalise_windows(raw[run], self.model.preprocess)
+        t1 = time.perf_counter_ns()
+        probs = self.engine.infer(batch) if run else np.empty((0, len(self.model.labels)), np.float32)
+        t2 = time.perf_counter_ns()
+        self._timer.add("infer", (t2 - t1) / 1e6, n=1 if run else 0)
+        probs_of = dict(zip(run, probs))
+        batch_pre_ms = (t1 - t0) / 1e6
+        for i, job in enumerate(jobs):
+            self._emit(job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6)
+
+    def _emit(self, job: WindowJob, p, sqi: float, hr: float | None, gated: str | None,
+              batch_pre_ms: float, infer_ms: float) -> None:
+        st = self.streams[job.stream_index]
+        labels = self.model.labels
+        smoothed = self._smoother.update(st.index, p)
+        if gated is not None:
+            self.windows_skipped[gated] += 1
+            if gated == "low_sqi":
+                self._event(st.index, {"kind": "low_sqi", "sqi": round(sqi, 3), "window": job.window.index})
+        now = time.monotonic_ns()
+        pre_ms = job.dsp_ms + batch_pre_ms
+        total_ms = (now - job.arrival_ns) / 1e6
+        self._timer.add("preprocess", pre_ms)
+        self._timer.add("total", total_ms)
+        self.hops += 1
+        pred = Prediction(
+            stream=StreamRef(st.index, st.info.name),
+            window_index=job.window.index,
+            t_start=self._unix(job.t_end_ns) - (self.model.window_len - 1) / self.model.fs,
+            t_end=self._unix(job.t_end_ns),
+            label=labels[int(np.argmax(p))] if p is not None else None,
+            probs={lab: float(v) for lab, v in zip(labels, p)} if p is not None else None,
+            smoothed_label=labels[int(np.argmax(smoothed))] if smoothed is not None else None,
+            smoothed_probs={lab: float(v) for lab, v in zip(labels, smoothed)} if smoothed is not None else None,
+            sqi=sqi,
+            hr_bpm=hr,
+            latency_ms=LatencyMs(preprocess=pre_ms, infer=infer_ms if p is not None else 0.0, total=total_ms),
+            dropped_samples=job.window.missing_samples,
+            gap=job.window.gap,
+            gated=gated,
+            engine=self.engine.name,
+            precision=self.engine.precision,
+            bundle_name=self.model.bundle_name,
+            bundle_version=self.model.bundle_version,
+        )
+        self._notify("on_prediction", pred)
+
+    def _unix(self, mono_ns: float) -> float:
+        return mono_ns / 1e9 + self._unix_minus_mono
+
+    # --- stats -------------------------------------------------------------------------------
+
+    def stats(self) -> PipelineStats:
+        return PipelineStats.collect(self)
+
+
+def _open_recorder(record_dir, sources):
+    """The devices area's recorder, when ``record_dir`` is given (raw chunks to WFDB + events)."""
+    if record_dir is None:
+        return None
+    from bridge_edge.runtime.recording import PipelineRecorder
+
+    return PipelineRecorder(record_dir, sources)

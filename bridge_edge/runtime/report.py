@@ -1,0 +1,48 @@
+"""Human-readable lines for `bridge-edge run` (the --json form is ``Prediction.as_json``)."""
+
+from __future__ import annotations
+
+import time
+
+from bridge_edge.runtime.outputs import Prediction
+from bridge_edge.runtime.stats import Percentiles, PipelineStats
+
+
+def format_prediction(p: Prediction) -> str:
+    clock = time.strftime("%H:%M:%S", time.localtime(p.t_end))
+    if p.label is None:
+        what = f"-- ({p.gated})"
+    else:
+        what = f"{p.label:<8} p={p.probs[p.label]:.2f} smoothed={p.smoothed_label}"
+    hr = f"{p.hr_bpm:5.0f}" if p.hr_bpm is not None else "  ---"
+    flags = (" GAP" if p.gap else "") + (f" dropped={p.dropped_samples}" if p.dropped_samples else "")
+    return (
+        f"{clock} [{p.stream.index}:{p.stream.name}] {what}  HR {hr}  SQI {p.sqi:.2f}  "
+        f"{p.latency_ms.total:6.1f} ms (infer {p.latency_ms.infer:.1f}){flags}"
+    )
+
+
+def _pct(p: Percentiles) -> str:
+    if p.n == 0:
+        return "n=0"
+    return f"p50 {p.p50_ms:.2f} ms, p99 {p.p99_ms:.2f} ms, max {p.max_ms:.2f} ms (n={p.n})"
+
+
+def summary_lines(s: PipelineStats) -> list[str]:
+    lines = [
+        (f"run: {s.hops} hops, engine {s.engine} {s.precision} ({s.engine_description}), "
+        f"bundle {s.bundle_name} {s.bundle_version}"),
+        f"run: windows skipped {s.windows_skipped}; dropped samples {s.dropped_samples}; ring overwrites {s.overwrites}",
+    ]
+    lines += [f"run: latency {stage}: {_pct(p)}" for stage, p in s.latency.items()]
+    for st in s.streams:
+        clock = (
+            f"drift {st.clock_drift_ppm:.1f} ppm, jitter {st.clock_jitter_ms:.2f} ms, jumps {st.clock_jumps}"
+            if st.clock_drift_ppm is not None else "no clock fit"
+        )
+        lines.append(
+            f"run: stream {st.index} {st.name}: {st.samples} samples, gaps {st.gap_samples}, "
+            f"lost {st.lost_samples}, lag {_pct(st.lag)}, {clock}"
+        )
+    lines += [f"run: engine fallback: {f}" for f in s.engine_fallbacks]
+    return lines

@@ -1,0 +1,253 @@
+"""Per-stream state of the pipeline: ring, clock, streaming DSP and window cutter.
+
+``StreamState.ingest`` runs on the stream's ingest thread (stamp, push); ``advance`` runs on the
+inference thread (read new rows, fill gaps and overwrite losses, filter + resample, cut
+windows). Work is per chunk and vectorised; the only loops are over gaps and windows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge_edge.devices.base import Chunk, Source, StreamInfo
+from bridge_edge.errors import BundleError, ConfigError
+from bridge_edge.runtime.clock import ClockMapper
+from bridge_edge.runtime.ring import RingBuffer, RingCursor
+from bridge_edge.runtime.stream_dsp import StreamingPreprocessor, warmup_seconds
+from bridge_edge.runtime.windowing import GapSpan, Window, WindowCutter
+from bridge_edge.signals.preprocess import PreprocessSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What the pipeline needs from a bundle manifest."""
+
+    modality: str
+    fs: float
+    window_len: int
+    hop_len: int
+    channels: tuple[str, ...]
+    preprocess: PreprocessSpec
+    labels: list[str]
+    positive_label: str | None
+    bundle_name: str
+    bundle_version: str
+
+    @classmethod
+    def from_manifest(cls, manifest) -> ModelInput:
+        inp, out = manifest.input, manifest.output
+        spec = PreprocessSpec.from_dict(inp.preprocess)
+        if abs(spec.fs_out - inp.fs) > 1e-9:
+            raise BundleError(
+                f"bundle {manifest.name}: preprocess fs_out {spec.fs_out} Hz differs from input fs {inp.fs} Hz",
+                file="manifest.json", problems=["input.preprocess.fs_out"],
+            )
+        return cls(
+            modality=inp.modality,
+            fs=float(inp.fs),
+            window_len=round(inp.fs * inp.window_s),
+            hop_len=round(inp.fs * inp.hop_s),
+            channels=tuple(inp.channels),
+            preprocess=spec,
+            labels=list(out.labels),
+            positive_label=out.positive_label,
+            bundle_name=manifest.name,
+            bundle_version=manifest.version,
+        )
+
+
+@dataclass(frozen=True)
+class WindowJob:
+    """A complete window waiting for the gate and the engine."""
+
+    stream_index: int
+    window: Window
+    t_end_ns: float  # fitted host-monotonic time of the window's last sample
+    arrival_ns: int  # arrival of the input sample that completed the window
+    dsp_ms: float  # time spent reading + filtering + cutting in the pass that produced it
+    warmup: bool  # the window starts while the filter still rings from its start at rest
+
+
+def model_channel(info: StreamInfo, model: ModelInput) -> int:
+    """Index of the source channel the model reads (e.g. "ppg" in ("ecg", "ppg"))."""
+    wanted = [c.lower() for c in model.channels] + [model.modality.lower()]
+    names = [c.lower() for c in info.channels]
+    for w in wanted:
+        for i, name in enumerate(names):
+            if name == w or name.startswith(w):
+                return i
+    if len(names) == 1:
+        log.warning("stream %s channel %r used as the model's %s input", info.name, info.channels[0], model.modality)
+        return 0
+    raise ConfigError(
+        f"stream {info.name} has channels {list(info.channels)}; the bundle expects {model.modality} "
+        f"({', '.join(model.channels)})",
+        key="channels", value=list(info.channels), expected=list(model.channels),
+    )
+
+
+class StreamState:
+    def __init__(self, index: int, source: Source, model: ModelInput, ring_seconds: float) -> None:
+        self.index = index
+        self.source = source
+        self.info = source.info
+        self.model = model
+        self.channel = model_channel(self.info, model)
+        window_in = int(np.ceil(model.window_len * self.info.fs / model.fs))  # one window of input
+        capacity = max(int(ring_seconds * self.info.fs), 4 * window_in)
+        self.ring = RingBuffer(capacity, len(self.info.channels), time_columns=2, name=self.info.name)
+        self.cursor: RingCursor = self.ring.cursor()
+        self.clock: ClockMapper | None = None  # kind known at the first chunk
+        self.dsp = StreamingPreprocessor(model.preprocess, self.info.fs)
+        self.cutter = WindowCutter(model.window_len, model.hop_len)
+        self.warmup_out = int(np.ceil(warmup_seconds(model.preprocess, self.info.fs) * model.fs))
+        self._input_needed = self.input_needed()
+        self._gaps: deque[tuple[int, int]] = deque()  # (ring index the gap precedes, missing samples)
+        self._gap_lock = threading.Lock()
+        self._read_values = np.empty((capacity, len(self.info.channels)), np.float32)
+        self._read_times = np.empty((capacity, 2), np.int64)
+        self._source_events_seen = 0
+        self.pushed = 0  # samples pushed into the ring
+        self.timeline = 0  # samples on the stream's time axis (pushed + gap samples)
+        self.gap_samples = 0  # missing samples the source reported
+        self.gaps = 0
+        self.gap_first_last_ns: tuple[int, int] | None = None  # arrival of the first and last gap
+        self.lost_samples = 0  # samples the inference reader lost to ring overwrites
+        self.last_arrival_ns: int | None = None
+        self.newest_t_est_ns: float | None = None
+        self.lag_ms: deque[float] = deque(maxlen=4096)
+        self.ended = False
+        self.stale = False
+        self.events = 0
+
+    @classmethod
+    def open(cls, index: int, source: Source, model: ModelInput, ring_seconds: float) -> StreamState:
+        return cls(index, source, model, ring_seconds)
+
+    # --- ingest thread -------------------------------------------------------------------------
+
+    def ingest(self, chunk: Chunk) -> list[dict]:
+        events: list[dict] = []
+        samples = chunk.samples
+        n = len(samples)
+        if chunk.gap_before > 0:
+            with self._gap_lock:
+                self._gaps.append((self.pushed, int(chunk.gap_before)))
+            self.timeline += int(chunk.gap_before)
+            self.gap_samples += int(chunk.gap_before)
+            self.gaps += 1
+            first = self.gap_first_last_ns[0] if self.gap_first_last_ns else chunk.t_host_ns
+            self.gap_first_last_ns = (first, chunk.t_host_ns)
+            events.append({"kind": "gap", "missing_samples": int(chunk.gap_before), "at_sample": self.timeline})
+        if n == 0:
+            return events
+        if self.clock is None:
+            self.clock = ClockMapper(self.info.fs, device_clock=chunk.t_device_ns is not None)
+        if chunk.t_device_ns is not None:
+            x = np.asarray(chunk.t_device_ns, dtype=np.float64)
+        else:  # host-stamped: the nominal sample clock, fitted to arrivals
+            x = (self.timeline + np.arange(n)) * (1e9 / self.info.fs)
+        events.extend(self.clock.observe(float(x[-1]), chunk.t_host_ns))
+        times = np.empty((n, 2), np.int64)
+        times[:, 0] = self.clock.map(x)
+        if self.newest_t_est_ns is not None and times[0, 0] <= self.newest_t_est_ns:
+            # a refit (early on, or a replay faster than real time) must not move time backwards
+            times[:, 0] += int(self.newest_t_est_ns - times[0, 0]) + 1
+        times[:, 1] = chunk.t_host_ns
+        self.ring.push(samples, times)
+        self.pushed += n
+        self.timeline += n
+        self.last_arrival_ns = chunk.t_host_ns
+        self.newest_t_est_ns = float(times[-1, 0])
+        self.stale = False
+        return events
+
+    def new_source_events(self) -> list[dict]:
+        """Events the source logged (disconnect, reconnect, corrupt, lead-off) since last asked."""
+        stats = getattr(self.source, "stats", None)
+        events = list(getattr(stats, "events", []) or [])
+        new = events[self._source_events_seen :]
+        self._source_events_seen = len(events)
+        return new
+
+    # --- inference thread ----------------------------------------------------------------------
+
+    def input_needed(self) -> int:
+        """Input samples (on the stream's time axis) after which the next window is complete."""
+        last_out = self.cutter.next_window_end - 1
+        return int(np.floor(last_out * self.info.fs / self.model.fs)) + 1
+
+    def ready(self) -> bool:
+        """True when enough input arrived to complete the next window (ingest updates timeline)."""
+        return self.timeline >= self._input_needed
+
+    def advance(self, timer) -> list[WindowJob]:
+        """Consume new ring rows: fill gaps/losses, filter, resample, cut complete windows.
+
+        Reads only once the next window can be completed: DSP runs once per hop on the
+        accumulated samples instead of once per chunk (same output, far fewer calls), and the
+        window is still cut in the pass right after its last sample arrived."""
+        if self.newest_t_est_ns is not None:
+            self.lag_ms.append((time.monotonic_ns() - self.newest_t_est_ns) / 1e6)
+        if not self.ready():
+            return []
+        values, times, r = self.ring.read_new(self.cursor, out=self._read_values, out_times=self._read_times)
+        if r.n == 0 and r.lost == 0:
+            return []
+        t0 = time.perf_counter_ns()
+        base = self.dsp.n_in
+        t_parts: list[np.ndarray] = []
+        arrival_parts: list[np.ndarray] = []
+        windows: list[Window] = []
+        last_t = [times[0, 0] - 1e9 / self.info.fs if r.n else 0.0]
+
+        def fill(missing: int, arrival: int) -> None:
+            block = self.dsp.fill_gap(missing)
+            self.cutter.mark_gap(GapSpan(block.first_index, block.first_index + len(block.values) + 1, missing))
+            windows.extend(self.cutter.push(block.values, block.source_index, block.first_index))
+            t_parts.append(last_t[0] + np.arange(1, missing + 1) * (1e9 / self.info.fs))
+            arrival_parts.append(np.full(missing, arrival, np.int64))
+            last_t[0] = t_parts[-1][-1]
+
+        def rows(a: int, b: int) -> None:
+            if b <= a:
+                return
+            block = self.dsp.process(values[a:b, self.channel])
+            windows.extend(self.cutter.push(block.values, block.source_index, block.first_index))
+            t_parts.append(times[a:b, 0].astype(np.float64))
+            arrival_parts.append(times[a:b, 1])
+            last_t[0] = float(times[b - 1, 0])
+
+        if r.lost:
+            self.lost_samples += r.lost
+            fill(r.lost, int(times[0, 1]))
+        end = r.start + r.n
+        with self._gap_lock:
+            gaps = []
+            while self._gaps and self._gaps[0][0] < end:
+                gaps.append(self._gaps.popleft())
+        row = 0
+        for ring_index, missing in gaps:
+            cut = max(0, ring_index - r.start)
+            rows(row, cut)
+            fill(missing, int(times[cut, 1]))
+            row = cut
+        rows(row, r.n)
+        t_lookup = np.concatenate(t_parts)
+        arrival_lookup = np.concatenate(arrival_parts)
+        dsp_ms = (time.perf_counter_ns() - t0) / 1e6
+        self._input_needed = self.input_needed()
+        jobs = []
+        for w in windows:
+            k = min(max(w.source_last - base, 0), len(t_lookup) - 1)
+            warmup = w.index * self.model.hop_len < self.warmup_out
+            jobs.append(WindowJob(self.index, w, float(t_lookup[k]), int(arrival_lookup[k]), dsp_ms, warmup))
+        return jobs

@@ -1,0 +1,76 @@
+"""SQI and beat/HR detection on simulated PPG and ECG with known truth."""
+
+import numpy as np
+import pytest
+
+from bridge_edge.signals.beats import detect_beats, heart_rate_bpm
+from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample
+from bridge_edge.signals.quality import LOW_SQI, ecg_sqi, ppg_sqi
+from bridge_edge.signals.simulator import PatientSimulator
+
+FS = 125.0
+L = int(10 * FS)
+
+
+def ppg_windows(x: np.ndarray) -> np.ndarray:
+    y = filter_and_resample(x, FS, PreprocessSpec())[int(5 * FS):]  # past the filter warm-up
+    return np.stack([y[a : a + L] for a in range(0, len(y) - L + 1, L // 5)])
+
+
+@pytest.fixture(scope="module")
+def sim():
+    rec = PatientSimulator(11, fs_ecg=500.0, fs_ppg=FS, script=[("sinus", 60.0), ("afib", 60.0)]).generate(120.0)
+    return rec
+
+
+def test_clean_ppg_scores_high_in_sinus_and_in_af(sim):
+    n = int(60 * FS)
+    assert np.all(ppg_sqi(ppg_windows(sim.ppg[:n]), FS) > 0.8)
+    assert np.all(ppg_sqi(ppg_windows(sim.ppg[n:]), FS) > 0.8)  # irregular is not "noisy"
+
+
+def test_noise_and_flat_ppg_score_low():
+    rng = np.random.default_rng(0)
+    noise = ppg_sqi(ppg_windows(rng.standard_normal(int(60 * FS))), FS)
+    assert np.median(noise) < 0.25 and np.all(noise < LOW_SQI)
+    assert np.all(ppg_sqi(np.zeros((3, L)), FS) == 0.0)
+
+
+def test_ecg_sqi_separates_ecg_from_noise(sim):
+    fs = 500.0
+    w = int(10 * fs)
+    ecg = np.stack([sim.ecg[a : a + w] for a in range(0, len(sim.ecg) - w + 1, w)])
+    noise = np.random.default_rng(1).standard_normal((4, w))
+    assert np.median(ecg_sqi(ecg, fs)) > 0.6
+    assert np.all(ecg_sqi(noise, fs) < LOW_SQI)
+
+
+def test_ppg_heart_rate_matches_the_simulated_beats(sim):
+    # truth: R peaks of the paired ECG (the pulse follows each beat after the transit time)
+    r_s = sim.r_peaks / sim.fs_ecg
+    y = filter_and_resample(sim.ppg, FS, PreprocessSpec())
+    for start_s in (10.0, 30.0, 45.0):
+        seg = y[int(start_s * FS) : int((start_s + 10) * FS)]
+        hr = heart_rate_bpm(detect_beats(seg, FS, "ppg"), FS)
+        last = r_s[(r_s > start_s + 1.0) & (r_s < start_s + 9.5)][-8:]
+        truth = 60 * (len(last) - 1) / (last[-1] - last[0])
+        assert hr is not None and abs(hr - truth) < 5.0, (start_s, hr, truth)
+
+
+def test_ecg_beats_match_the_r_peaks(sim):
+    fs = 500.0
+    seg = slice(int(20 * fs), int(30 * fs))
+    found = detect_beats(sim.ecg[seg], fs, "ecg") + seg.start
+    truth = sim.r_peaks[(sim.r_peaks >= seg.start + 50) & (sim.r_peaks < seg.stop - 50)]
+    nearest = np.min(np.abs(found[:, None] - truth[None, :]), axis=0)
+    assert np.all(nearest <= int(0.03 * fs))  # every R peak found within 30 ms
+    assert len(found) <= len(truth) + 2
+    hr = heart_rate_bpm(found - seg.start, fs)
+    assert hr is not None and 30 < hr < 220
+
+
+def test_heart_rate_is_none_when_not_trustworthy():
+    assert heart_rate_bpm(np.array([0, 100, 200]), 100.0) is None  # only 3 beats
+    assert heart_rate_bpm(np.array([0, 100, 200, 900]), 100.0) is None  # a 7 s pause
+    assert heart_rate_bpm(np.array([0, 100, 200, 300, 400]), 100.0) == pytest.approx(60.0)
+    assert heart_rate_bpm(np.arange(0, 2000, 100), 100.0) == pytest.approx(60.0)  # last 8 beats
