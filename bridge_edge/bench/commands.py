@@ -1,9 +1,166 @@
-"""`bridge-edge` subcommands owned by bridge_edge.bench (see bridge_edge/cli.py)."""
+"""``bridge-edge bench latency|streams|training|power`` (DESIGN §4, §9).
+
+Every bench writes ``<out>/<bench>.json`` (rows + one ``machine`` object + summary) and its PNG,
+prints the markdown table section (or, with ``--json``, one JSON object per line), and reports
+what it could not measure as ``unmeasured`` rows with the reason. ``--quick`` runs a CI-sized
+version (≤ 2 min) and writes under ``<out>/quick/`` so it never overwrites the full results.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+DEFAULT_OUT = Path("benchmarks/results")
+DEFAULT_RUN_DIR = Path("runs/default")
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _csv(kind):
+    return lambda text: tuple(kind(v) for v in text.split(",") if v)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add this area's subcommands. Handlers import heavy modules lazily."""
+    bench = subparsers.add_parser("bench", help="benchmarks: latency, streams, training cost, power")
+    which = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--quick", action="store_true", help="CI-sized run (<= 2 min), written under OUT/quick/")
+        p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+        p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
+        p.add_argument("--threads", type=int, default=_cores(), help="threads for every engine (default: all cores)")
+
+    def model(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bundle", default="default", help="bundle to measure (default: the embedded default)")
+        p.add_argument("--run-dir", type=Path, default=None,
+                       help=f"training run with the composed torch module (default {DEFAULT_RUN_DIR} if present)")
+
+    p = which.add_parser("latency", help="per-stage latency percentiles per engine x precision x batch")
+    common(p)
+    model(p)
+    p.add_argument("--engines", type=_csv(str), default=("torch", "ort", "trt"))
+    p.add_argument("--precisions", type=_csv(str), default=("fp32", "fp16", "int8"))
+    p.add_argument("--batches", type=_csv(int), default=(1, 8))
+    p.add_argument("--windows", type=int, default=1024, help="timed windows per configuration (default 1024)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for the torch engine")
+    p.set_defaults(handler=run_latency)
+
+    p = which.add_parser("streams", help="most concurrent simulated streams that keep up in real time")
+    common(p)
+    model(p)
+    p.add_argument("--engines", type=_csv(str), default=("ort",))
+    p.add_argument("--precisions", type=_csv(str), default=("fp32", "int8"))
+    p.add_argument("--trial-seconds", type=float, default=30.0, help="real time per stream-count trial")
+    p.set_defaults(handler=run_streams)
+
+    p = which.add_parser("training", help="bridge vs KD: parameters, memory, time per epoch, test metrics")
+    common(p)
+    p.add_argument("--recipe", type=Path, default=None, help="recipe (default recipes/default.toml; --quick smoke.toml)")
+    p.add_argument("--from-run", type=Path, default=None, help="read a finished run's report instead of training")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.set_defaults(handler=run_training)
+
+    p = which.add_parser("power", help="mean watts and joules per inference from every readable energy source")
+    common(p)
+    model(p)
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds per interval (idle and each workload)")
+    p.set_defaults(handler=run_power)
+
+
+# --- handlers (heavy imports inside) ------------------------------------------------------------
+
+
+def _out_dir(args) -> Path:
+    return args.out / "quick" if args.quick else args.out
+
+
+def _run_dir(args) -> Path | None:
+    if args.run_dir is not None:
+        return args.run_dir
+    return DEFAULT_RUN_DIR if DEFAULT_RUN_DIR.exists() else None
+
+
+def _finish(report, args, plot) -> int:
+    import sys
+
+    from bridge_edge.bench import machine, table
+
+    machine.finish(report.machine)
+    out = _out_dir(args)
+    path = report.write(out)
+    figure = plot(out)
+    if args.json:
+        for line in report.json_lines():
+            print(line)
+    else:
+        print("\n".join(table.SECTIONS[report.bench](report)))
+    print(f"wrote {path}" + (f" and {figure}" if figure else ""), file=sys.stderr)
+    return 0
+
+
+def run_latency(args) -> int:
+    from bridge_edge.bench import latency, machine, plots
+    from bridge_edge.bench.results import BenchReport
+    from bridge_edge.bench.subject import load_subject
+
+    subject = load_subject(args.bundle, _run_dir(args))
+    if args.quick:
+        cfg = latency.LatencyConfig(engines=("torch", "ort"), precisions=("fp32", "int8"), batches=(1,),
+                                    windows=64, warmup_calls=3, threads=args.threads, device=args.device,
+                                    matmul_seconds=0.3)
+    else:
+        cfg = latency.LatencyConfig(engines=args.engines, precisions=args.precisions, batches=args.batches,
+                                    windows=args.windows, threads=args.threads, device=args.device)
+    report = BenchReport("latency", machine.collect())
+    raw = latency.run(subject, cfg, report)
+    title = f"{subject.label}: {report.machine['cpu_model']}, {cfg.threads} threads"
+    return _finish(report, args, lambda out: plots.latency_distributions(raw, out / "latency.png", title))
+
+
+def run_streams(args) -> int:
+    from bridge_edge.bench import machine, plots, streams
+    from bridge_edge.bench.results import BenchReport
+    from bridge_edge.bench.subject import load_subject
+
+    subject = load_subject(args.bundle, _run_dir(args))
+    cfg = streams.StreamsConfig.quick(args) if args.quick else streams.StreamsConfig.full(args)
+    report = BenchReport("streams", machine.collect())
+    streams.run(subject, cfg, report)
+    title = f"{subject.label}: {report.machine['cpu_model']}, {cfg.threads} threads"
+    return _finish(report, args, lambda out: plots.streams_vs_lag(report.rows, out / "streams.png", title,
+                                                                  hop_ms=subject.hop_s * 1e3))
+
+
+def run_training(args) -> int:
+    import tempfile
+
+    from bridge_edge.bench import machine, plots, training
+    from bridge_edge.bench.results import BenchReport
+
+    recipe = args.recipe or Path("recipes/smoke.toml" if args.quick else "recipes/default.toml")
+    report = BenchReport("training", machine.collect())
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
+        training.run(report, recipe=recipe, run_dir=Path(tmp) / "run", from_run=args.from_run, device=args.device)
+    title = f"bridge vs KD ({recipe.name if args.from_run is None else args.from_run}): {report.machine['cpu_model']}"
+    return _finish(report, args, lambda out: plots.training_bars(report.rows, out / "training.png", title))
+
+
+def run_power(args) -> int:
+    from bridge_edge.bench import machine, plots, power_bench
+    from bridge_edge.bench.results import BenchReport
+    from bridge_edge.bench.subject import load_subject
+    from bridge_edge.errors import BridgeEdgeError
+
+    report = BenchReport("power", machine.collect())
+    try:
+        subject = load_subject(args.bundle, None)
+    except BridgeEdgeError as err:  # power sources are still probed and reported without a model
+        subject = None
+        report.summary["model"] = f"unmeasured: {err}"
+    cfg = power_bench.PowerConfig(seconds=2.0 if args.quick else args.seconds, threads=args.threads)
+    power_bench.run(subject, cfg, report)
+    return _finish(report, args, lambda out: plots.power_bars(report.rows, out / "power.png", "energy per inference"))

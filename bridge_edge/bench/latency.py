@@ -1,0 +1,230 @@
+"""``bench latency``: per engine × precision × batch, per stage, percentiles over ≥ 1024 windows.
+
+One call = one hop of B simulated streams, the same work ``bridge-edge run`` does per hop:
+
+- preprocess: each stream's ``StreamingPreprocessor`` takes one hop of raw samples (band-pass,
+  resample), the model-rate window slides on, beats and SQI are computed (the pipeline gates
+  windows on them), and the B windows are z-scored;
+- infer: one ``engine.infer`` call on the (B, L) batch;
+- postprocess: per-stream probability smoothing and the label (argmax);
+- end_to_end: the three together, timed as one.
+
+The model's FLOPs (counted from the fp32 ONNX graph) turn each infer p50 into achieved GFLOP/s,
+shown next to this machine's sgemm throughput measured in the same run (``roofline``). The key
+ratio — ORT int8 vs torch fp32 eager at batch 1 — is the quotient of two p50s of this run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from bridge_edge.bench import roofline
+from bridge_edge.bench.flops import count_flops
+from bridge_edge.bench.results import STATUS_OK, STATUS_UNMEASURED, BenchReport, LatencySummary, Unmeasured
+from bridge_edge.bench.subject import Subject, open_engine
+
+log = logging.getLogger(__name__)
+
+STAGES = ("preprocess", "infer", "postprocess", "end_to_end")
+KEY_RATIO_TARGET = 0.5  # ORT int8 at most half of torch fp32 eager, batch 1 (export issue floor)
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    engines: tuple[str, ...] = ("torch", "ort", "trt")
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    batches: tuple[int, ...] = (1, 8)
+    windows: int = 1024  # timed windows per configuration, after warm-up
+    warmup_calls: int = 10
+    threads: int = 1
+    raw_fs: float = 250.0  # sensor rate fed to the streaming preprocessing
+    device: str = "cpu"
+    matmul_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    engine: str
+    precision: str
+    batch: int
+    stage: str
+    n: int  # timed calls
+    windows: int  # timed windows (n × batch)
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    mean_ms: float | None
+    throughput_windows_s: float | None  # batch / mean time of this stage
+    achieved_gflops: float | None  # model FLOPs per call / p50 (infer and end_to_end only)
+    pct_of_matmul_limit: float | None
+    status: str = STATUS_OK
+    reason: str | None = None
+    device: str = "cpu"
+    engine_description: str = ""
+    bench: str = "latency"
+
+
+def synthetic_ppg(seconds: float, fs: float, seed: int) -> np.ndarray:
+    """A pulse-like raw signal (the bench times work, so realism only needs plausible bands)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fs)) / fs
+    hr_hz = rng.uniform(1.0, 1.6)
+    phase = 2 * np.pi * hr_hz * t
+    return (np.sin(phase) + 0.4 * np.sin(2 * phase + 0.8) + 0.05 * rng.standard_normal(len(t))).astype(
+        np.float32
+    )
+
+
+class HopFeeder:
+    """B simulated streams; each call pushes one hop of raw samples per stream, returns (B, L)."""
+
+    def __init__(self, subject: Subject, raw_fs: float, batch: int, seed: int = 0):
+        from bridge_edge.runtime.stream_dsp import StreamingPreprocessor
+        from bridge_edge.signals.preprocess import PreprocessSpec
+
+        self.spec = PreprocessSpec.from_dict(subject.preprocess)
+        self.modality = subject.modality
+        self.pre = [StreamingPreprocessor(self.spec, raw_fs) for _ in range(batch)]
+        self.hop_raw = max(1, round(subject.hop_s * raw_fs))
+        window_raw = math.ceil(subject.n_samples / self.spec.fs_out * raw_fs) + self.hop_raw
+        self.raw = [synthetic_ppg(max(60.0, 4 * window_raw / raw_fs), raw_fs, seed + i) for i in range(batch)]
+        self.pos = 0
+        self.windows = np.zeros((batch, subject.n_samples))
+        self._push(window_raw)  # fill the first window (untimed)
+
+    def _push(self, n_raw: int) -> None:
+        for i, (pre, raw) in enumerate(zip(self.pre, self.raw)):
+            idx = (self.pos + np.arange(n_raw)) % len(raw)
+            new = pre.process(raw[idx]).values
+            if len(new) >= self.windows.shape[1]:
+                self.windows[i] = new[-self.windows.shape[1] :]
+            elif len(new):
+                self.windows[i, : -len(new)] = self.windows[i, len(new) :]
+                self.windows[i, -len(new) :] = new
+        self.pos += n_raw
+
+    def next_batch(self) -> np.ndarray:
+        """One hop: DSP, window slide, beats + SQI (as the pipeline gates on them), z-score."""
+        from bridge_edge.signals.beats import detect_beats
+        from bridge_edge.signals.preprocess import normalise_windows
+        from bridge_edge.signals.quality import window_sqi
+
+        self._push(self.hop_raw)
+        beats = [detect_beats(w, self.spec.fs_out, self.modality) for w in self.windows]
+        self.sqi = window_sqi(self.windows, self.spec.fs_out, self.modality, beats=beats)
+        return normalise_windows(self.windows, self.spec)
+
+
+def time_engine(engine, subject: Subject, batch: int, cfg: LatencyConfig) -> dict[str, np.ndarray]:
+    """Seconds per call for every stage, over ceil(windows / batch) calls after warm-up."""
+    from bridge_edge.runtime.outputs import ProbabilitySmoother
+
+    feeder = HopFeeder(subject, cfg.raw_fs, batch)
+    smoother = ProbabilitySmoother(subject.labels)
+    labels = np.asarray(subject.labels)
+    n_calls = math.ceil(cfg.windows / batch)
+    times = np.zeros((len(STAGES), n_calls))
+    clock = time.perf_counter
+    for call in range(-cfg.warmup_calls, n_calls):
+        t0 = clock()
+        x = feeder.next_batch()
+        t1 = clock()
+        probs = engine.infer(x)
+        t2 = clock()
+        smoothed = np.stack([smoother.update(i, p) for i, p in enumerate(probs)])
+        _predicted = labels[np.argmax(smoothed, axis=1)]
+        t3 = clock()
+        if call >= 0:
+            times[:, call] = (t1 - t0, t2 - t1, t3 - t2, t3 - t0)
+    return dict(zip(STAGES, times))
+
+
+def _row(engine: str, precision: str, batch: int, stage: str, samples: np.ndarray, gflop_per_call: float,
+         limit_gflops: float, cfg: LatencyConfig, description: str) -> LatencyRow:
+    s = LatencySummary.of_seconds(samples)
+    achieved = pct = None
+    if stage in ("infer", "end_to_end") and gflop_per_call > 0 and s.p50_ms:
+        achieved = round(gflop_per_call / (s.p50_ms / 1e3), 3)
+        pct = round(100 * achieved / limit_gflops, 2)
+    return LatencyRow(
+        engine=engine, precision=precision, batch=batch, stage=stage, n=s.n, windows=s.n * batch,
+        p50_ms=s.p50_ms, p90_ms=s.p90_ms, p99_ms=s.p99_ms, max_ms=s.max_ms, mean_ms=s.mean_ms,
+        throughput_windows_s=round(batch / (s.mean_ms / 1e3), 2) if s.mean_ms else None,
+        achieved_gflops=achieved, pct_of_matmul_limit=pct, device=cfg.device, engine_description=description,
+    )
+
+
+def _unmeasured_row(engine: str, precision: str, batch: int, reason: str, device: str) -> LatencyRow:
+    return LatencyRow(
+        engine=engine, precision=precision, batch=batch, stage="end_to_end", n=0, windows=0,
+        p50_ms=None, p90_ms=None, p99_ms=None, max_ms=None, mean_ms=None, throughput_windows_s=None,
+        achieved_gflops=None, pct_of_matmul_limit=None, status=STATUS_UNMEASURED, reason=reason, device=device,
+    )
+
+
+def key_ratio(rows: list[dict]) -> dict:
+    """ORT int8 / torch fp32 eager at batch 1, from the infer and end-to-end p50s of this run."""
+
+    def p50(engine: str, precision: str, stage: str) -> float | None:
+        for r in rows:
+            if (r["engine"], r["precision"], r["batch"], r["stage"], r["status"]) == (
+                engine, precision, 1, stage, STATUS_OK
+            ):
+                return r["p50_ms"]
+        return None
+
+    out: dict = {"numerator": "ort int8 batch 1", "denominator": "torch fp32 eager batch 1",
+                 "target_max": KEY_RATIO_TARGET}
+    for stage in ("infer", "end_to_end"):
+        num, den = p50("ort", "int8", stage), p50("torch", "fp32", stage)
+        out[f"{stage}_p50_ratio"] = round(num / den, 4) if num and den else None
+    ratio = out["infer_p50_ratio"]
+    out["meets_target"] = None if ratio is None else bool(ratio <= KEY_RATIO_TARGET)
+    if ratio is None:
+        out["reason"] = "ort int8 or torch fp32 batch 1 was not measured in this run (see rows)"
+    return out
+
+
+def run(subject: Subject, cfg: LatencyConfig, report: BenchReport) -> dict[tuple, dict[str, np.ndarray]]:
+    """Fill ``report`` with rows and summary; returns raw per-call seconds for the plots."""
+    peaks = roofline.measure(cfg.threads, seconds=cfg.matmul_seconds)
+    limit = roofline.limit_gflops(peaks)
+    fp32_path = subject.onnx_paths.get("fp32")
+    flops = count_flops(fp32_path, batch=1) if fp32_path else None
+    gflop_per_window = flops.per_window / 1e9 if flops else 0.0
+    raw: dict[tuple, dict[str, np.ndarray]] = {}
+    combos = [(e, p) for e in cfg.engines for p in cfg.precisions]
+    for engine_name, precision in tqdm(combos, desc="bench latency", unit="config"):
+        engine = open_engine(subject, engine_name, precision, cfg.threads, cfg.device)
+        if isinstance(engine, Unmeasured):
+            log.info("latency %s: unmeasured (%s)", engine.source, engine.reason)
+            for batch in cfg.batches:
+                report.add(_unmeasured_row(engine_name, precision, batch, engine.reason, cfg.device))
+            continue
+        try:
+            for batch in cfg.batches:
+                samples = time_engine(engine, subject, batch, cfg)
+                raw[(engine_name, precision, batch)] = samples
+                for stage in STAGES:
+                    report.add(_row(engine_name, precision, batch, stage, samples[stage],
+                                    gflop_per_window * batch, limit, cfg, engine.description))
+        finally:
+            engine.close()
+    report.summary.update(
+        subject=subject.label,
+        notes=subject.notes,
+        config=asdict(cfg),
+        flops={"per_window": flops.per_window if flops else None, "by_op": flops.by_op if flops else {},
+               "uncounted_ops": flops.uncounted if flops else [],
+               "counted": "Conv/ConvTranspose/MatMul/Gemm (+ quantized forms), 2 FLOPs per MAC"},
+        matmul_limit={"gflops": limit, "peaks": [asdict(p) for p in peaks]},
+        key_ratio=key_ratio(report.rows),
+    )
+    return raw

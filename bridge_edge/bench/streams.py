@@ -1,0 +1,126 @@
+"""``bench streams``: the most concurrent real-time streams one machine keeps up with.
+
+The measurement is the runtime's own (``bridge_edge.runtime.bench``), so it is the pipeline
+``bridge-edge run`` runs: pre-rendered simulated PPG replayed at real-time pace into the full
+pipeline. ``max_realtime_streams`` doubles then bisects the stream count; a count keeps up when
+nothing is lost, every hop is emitted and the end-to-end p99 stays under one hop. At the
+largest count that keeps up, one more paced run (``pipeline_latency``) gives the latency and
+lag percentiles there. The per-stream ingest path alone (no model) is reported as samples/s.
+
+Rows: ``kind: "trial"`` (one per stream count tried), ``kind: "max"`` (the answer per
+engine/precision, with percentiles at that count), ``kind: "ingest"`` (throughput).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+from bridge_edge.bench.results import STATUS_OK, STATUS_UNMEASURED, BenchReport, Unmeasured
+from bridge_edge.bench.subject import Subject, open_engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamsConfig:
+    engines: tuple[str, ...] = ("ort",)
+    precisions: tuple[str, ...] = ("fp32", "int8")
+    trial_seconds: float = 30.0  # real time per trial (must exceed the model window)
+    limit: int = 128  # largest stream count tried
+    ingest_seconds: float = 600.0  # signal pushed through the ingest path (not wall time)
+    threads: int = 1
+
+    @classmethod
+    def full(cls, args) -> StreamsConfig:
+        return cls(engines=args.engines, precisions=args.precisions, trial_seconds=args.trial_seconds,
+                   threads=args.threads)
+
+    @classmethod
+    def quick(cls, args) -> StreamsConfig:
+        return cls(engines=("ort",), precisions=("int8",), trial_seconds=15.0, limit=2, ingest_seconds=60.0,
+                   threads=args.threads)
+
+
+@dataclass(frozen=True)
+class StreamsRow:
+    kind: str  # "trial" | "max" | "ingest"
+    engine: str
+    precision: str
+    status: str
+    reason: str | None = None
+    streams: int | None = None  # trial: streams tried; max: the answer
+    keeps_up: bool | None = None
+    capped: bool | None = None  # max: the search stopped at its limit, so the answer is a lower bound
+    hops: int | None = None
+    expected_hops: int | None = None
+    lost_samples: int | None = None
+    max_realtime_streams: int | None = None
+    e2e_p50_ms: float | None = None  # arrival of a window's last sample -> prediction emitted
+    e2e_p99_ms: float | None = None
+    infer_p50_ms: float | None = None
+    infer_p99_ms: float | None = None
+    lag_p99_ms: float | None = None  # now - newest sample, worst stream
+    samples_per_s: float | None = None  # ingest only
+    trial_seconds: float | None = None
+    bench: str = "streams"
+
+
+def _engine_reason(subject: Subject, engine: str, precision: str, threads: int) -> str | None:
+    """Why this engine cannot run here (checked once, so the trials never silently fall back)."""
+    if engine == "torch":
+        return "the runtime's stream trials open engines without a run dir, so torch would fall back to ORT"
+    opened = open_engine(subject, engine, precision, threads)
+    if isinstance(opened, Unmeasured):
+        return opened.reason
+    opened.close()
+    return None
+
+
+def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
+    from bridge_edge.runtime import bench as runtime_bench
+
+    ingest = runtime_bench.ingest_throughput(seconds=cfg.ingest_seconds)
+    report.add(StreamsRow("ingest", "none", "none", STATUS_OK, samples_per_s=round(ingest.samples_per_s, 1),
+                          streams=1))
+    for engine in cfg.engines:
+        for precision in cfg.precisions:
+            reason = _engine_reason(subject, engine, precision, cfg.threads)
+            if reason is not None:
+                report.add(StreamsRow("max", engine, precision, STATUS_UNMEASURED, reason=reason))
+                continue
+            log.info("bench streams: %s %s, %.0f s per trial", engine, precision, cfg.trial_seconds)
+            result = runtime_bench.max_realtime_streams(
+                subject.bundle, engine=engine, precision=precision, seconds=cfg.trial_seconds,
+                threads=cfg.threads, limit=cfg.limit,
+            )
+            for t in result.trials:
+                report.add(StreamsRow("trial", engine, precision, STATUS_OK, reason=t.reason, streams=t.streams,
+                                      keeps_up=t.keeps_up, hops=t.hops, expected_hops=t.expected_hops,
+                                      lost_samples=t.lost_samples, e2e_p99_ms=t.total_p99_ms,
+                                      trial_seconds=cfg.trial_seconds))
+            if result.max_streams == 0:
+                report.add(StreamsRow("max", engine, precision, STATUS_OK, max_realtime_streams=0,
+                                      reason="not even one stream keeps up", trial_seconds=cfg.trial_seconds))
+                continue
+            at_max = runtime_bench.pipeline_latency(
+                subject.bundle, engine=engine, precision=precision, streams=result.max_streams,
+                seconds=cfg.trial_seconds, speed=1.0, threads=cfg.threads,
+            )
+            if (at_max.engine, at_max.precision) != (engine, precision):
+                report.add(StreamsRow("max", engine, precision, STATUS_UNMEASURED,
+                                      reason=f"the pipeline ran {at_max.engine} {at_max.precision} instead"))
+                continue
+            capped = result.max_streams >= cfg.limit
+            report.add(StreamsRow(
+                "max", engine, precision, STATUS_OK, streams=result.max_streams, capped=capped,
+                reason=f"search cap {cfg.limit} reached: the true maximum is at least this" if capped else None,
+                max_realtime_streams=result.max_streams, hops=at_max.hops, lost_samples=at_max.dropped_samples,
+                e2e_p50_ms=at_max.total_p50_ms, e2e_p99_ms=at_max.total_p99_ms, infer_p50_ms=at_max.infer_p50_ms,
+                infer_p99_ms=at_max.infer_p99_ms, lag_p99_ms=at_max.lag_p99_ms, trial_seconds=cfg.trial_seconds,
+            ))
+    report.summary.update(
+        subject=subject.label, config=asdict(cfg), hop_ms=subject.hop_s * 1e3,
+        keeps_up_rule="nothing lost, every hop emitted, end-to-end p99 under one hop",
+        search="doubling from 1, then bisection to ~12 %; capped at config.limit",
+    )

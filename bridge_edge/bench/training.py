@@ -1,0 +1,110 @@
+"""``bench training``: the bridge and the KD baseline, trained on the same data in the same run.
+
+The whole offline chain (``bridge_edge.bridge.pipeline.fit``) trains both on the same pair
+windows with the same batch size and bookkeeping, then scores both on the same test subjects;
+this bench runs it (``--quick``: recipes/smoke.toml) and lays the two side by side: trainable
+parameters, peak step memory, seconds per epoch and test metrics. ``--from-run RUN_DIR`` reads
+a finished run's report instead of training again (the numbers still come from one run).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge_edge.bench.results import STATUS_OK, STATUS_UNMEASURED, BenchReport
+from bridge_edge.errors import DataError
+
+log = logging.getLogger(__name__)
+
+METHODS = (("bridge", "bridge"), ("kd", "kd"))  # (row name, report.json key)
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    method: str  # "bridge" | "kd"
+    status: str
+    reason: str | None = None
+    trainable_params: int | None = None
+    peak_memory_mb: float | None = None
+    memory_method: str | None = None
+    seconds_per_epoch: float | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    test_macro_f1: float | None = None
+    test_balanced_accuracy: float | None = None
+    test_positive_auroc: float | None = None
+    test_n_windows: int | None = None
+    bench: str = "training"
+
+
+def rows_from_report(run_report: dict) -> list[TrainingRow]:
+    rows = []
+    for name, key in METHODS:
+        block = run_report.get(key)
+        if block is None:
+            rows.append(TrainingRow(name, STATUS_UNMEASURED, reason=f"the run report has no '{key}' block"))
+            continue
+        test = block.get("test", {})
+        rows.append(TrainingRow(
+            method=name, status=STATUS_OK,
+            trainable_params=block["trainable_params"],
+            peak_memory_mb=round(block["peak_memory_bytes"] / 2**20, 3),
+            memory_method=block.get("memory_method"),
+            seconds_per_epoch=round(block["seconds_per_epoch"], 3),
+            epochs=block.get("epochs"), batch_size=block.get("batch_size"),
+            test_macro_f1=test.get("macro_f1"), test_balanced_accuracy=test.get("balanced_accuracy"),
+            test_positive_auroc=test.get("positive_auroc"), test_n_windows=test.get("n_windows"),
+        ))
+    return rows
+
+
+def fit_without_position_check(recipe: Path, run_dir: Path, device: str) -> dict:
+    """``pipeline.fit``'s stages up to KD, then its report; the position check (extra bridges
+    at other positions, a method diagnostic) is left out: it is not part of either method's cost."""
+    import dataclasses
+
+    from bridge_edge.bridge import pipeline
+    from bridge_edge.bridge.evaluate import write_report
+    from bridge_edge.bridge.recipe import load_recipe
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loaded = load_recipe(recipe)
+    (run_dir / "recipe.toml").write_text(recipe.read_text())
+    run = pipeline.Run(run_dir, dataclasses.replace(loaded, source_path=str(run_dir / "recipe.toml")), device)
+    for name, stage in (("data", pipeline.stage_data), ("pretrain", pipeline.stage_pretrain),
+                        ("features", pipeline.stage_features), ("select", pipeline.stage_select),
+                        ("bridge", pipeline.stage_bridge), ("kd", pipeline.stage_kd)):
+        with run.stage(name):
+            stage(run)
+    with run.stage("evaluate"):
+        return write_report(run, position_check=[])
+
+
+def run(report: BenchReport, *, recipe: Path | None, run_dir: Path, from_run: Path | None = None,
+        device: str = "cpu") -> None:
+    if from_run is not None:
+        path = Path(from_run) / "report.json"
+        try:
+            run_report = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: cannot read the run report ({err}); expected a finished `fit` run",
+                            path=str(path), reason=str(err)) from err
+        source = {"from_run": str(from_run)}
+    else:
+        log.info("bench training: %s -> %s (bridge and KD on the same data)", recipe, run_dir)
+        run_report = fit_without_position_check(Path(recipe), Path(run_dir), device)
+        source = {"recipe": str(recipe), "run_dir": str(run_dir)}
+    for row in rows_from_report(run_report):
+        report.add(row)
+    report.summary.update(
+        source=source,
+        recipe=run_report.get("recipe"),
+        positions=run_report.get("positions"),
+        bridge_vs_kd=run_report.get("bridge_vs_kd"),
+        n_windows=run_report.get("n_windows"),
+        timings_s=run_report.get("timings_s"),
+        device=device,
+    )

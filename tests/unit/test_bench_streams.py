@@ -1,0 +1,61 @@
+"""Streams bench: rows and plot assembled from the runtime's measurement functions.
+
+The runtime's functions run real-time trials (tens of seconds each); their own tests live with
+the runtime. Here they are replaced by recorded-shape results so the bench's bookkeeping —
+trials, the answer with its percentiles, unmeasured engines — is checked quickly.
+"""
+
+from types import SimpleNamespace
+
+import pytest
+
+from bridge_edge.bench import plots, streams, table
+from bridge_edge.bench.results import BenchReport
+from bridge_edge.bench.subject import Subject
+
+
+@pytest.fixture
+def fake_runtime(monkeypatch):
+    from bridge_edge.runtime import bench as runtime_bench
+
+    def trial(n, ok, p99):
+        return SimpleNamespace(streams=n, keeps_up=ok, hops=10 * n if ok else 5 * n, expected_hops=10 * n,
+                               total_p99_ms=p99, lost_samples=0 if ok else 40, reason="keeps up" if ok else "lost")
+
+    calls = {}
+
+    def max_realtime_streams(bundle, engine, precision, seconds, threads, limit):
+        calls["max"] = (engine, precision, seconds, threads, limit)
+        return SimpleNamespace(max_streams=6, trials=[trial(1, True, 20.0), trial(2, True, 25.0), trial(4, True, 40.0),
+                                                      trial(8, False, 3000.0), trial(6, True, 90.0)])
+
+    def pipeline_latency(bundle, engine, precision, streams, seconds, speed, threads):
+        calls["latency"] = (streams, speed)
+        return SimpleNamespace(engine=engine, precision=precision, hops=60, dropped_samples=0, total_p50_ms=30.0, total_p99_ms=88.0, infer_p50_ms=5.0,
+                               infer_p99_ms=9.0, lag_p99_ms=95.0)
+
+    monkeypatch.setattr(runtime_bench, "max_realtime_streams", max_realtime_streams)
+    monkeypatch.setattr(runtime_bench, "pipeline_latency", pipeline_latency)
+    monkeypatch.setattr(runtime_bench, "ingest_throughput", lambda seconds: SimpleNamespace(samples_per_s=1.5e6))
+    monkeypatch.setattr(streams, "_engine_reason",
+                        lambda subject, engine, precision, threads: None if engine == "ort" else "not installed")
+    return calls
+
+
+def test_streams_rows_trials_answer_and_unmeasured(fake_runtime, tmp_path):
+    subject = Subject("tiny", {}, 1250, 125.0, 2.0, {}, ["sinus", "afib"], bundle=object())
+    cfg = streams.StreamsConfig(engines=("ort", "trt"), precisions=("int8",), trial_seconds=20.0, threads=2)
+    report = BenchReport("streams", machine={})
+    streams.run(subject, cfg, report)
+    trials = [r for r in report.rows if r["kind"] == "trial"]
+    assert [r["streams"] for r in trials] == [1, 2, 4, 8, 6] and trials[3]["keeps_up"] is False
+    (best,) = [r for r in report.rows if r["kind"] == "max" and r["status"] == "ok"]
+    assert best["max_realtime_streams"] == 6 and best["e2e_p99_ms"] == 88.0 and best["lag_p99_ms"] == 95.0
+    assert fake_runtime["latency"] == (6, 1.0)  # percentiles at the answer, in real time
+    assert fake_runtime["max"] == ("ort", "int8", 20.0, 2, 128)
+    assert best["capped"] is False
+    (trt,) = [r for r in report.rows if r["engine"] == "trt"]
+    assert trt["status"] == "unmeasured" and trt["reason"] == "not installed"
+    text = "\n".join(table.streams_section(report))
+    assert "| ort | int8 | 6 | 30 / 88 / 95 |" in text and "unmeasured: not installed" in text
+    assert plots.streams_vs_lag(report.rows, tmp_path / "s.png", "t").stat().st_size > 1000
