@@ -29,15 +29,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which = bench.add_subparsers(dest="bench", metavar="BENCH", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--quick", action="store_true", help="CI-sized run (<= 2 min), written under OUT/quick/")
+        p.add_argument(
+            "--quick", action="store_true", help="CI-sized run (<= 2 min), written under OUT/quick/"
+        )
         p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
-        p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})")
-        p.add_argument("--threads", type=int, default=_cores(), help="threads for every engine (default: all cores)")
+        p.add_argument(
+            "--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})"
+        )
+        p.add_argument(
+            "--threads", type=int, default=_cores(), help="threads for every engine (default: all cores)"
+        )
 
     def model(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--bundle", default="default", help="bundle to measure (default: the embedded default)")
-        p.add_argument("--run-dir", type=Path, default=None,
-                       help=f"training run with the composed torch module (default {DEFAULT_RUN_DIR} if present)")
+        p.add_argument(
+            "--bundle", default="default", help="bundle to measure (default: the embedded default)"
+        )
+        p.add_argument(
+            "--run-dir",
+            type=Path,
+            default=None,
+            help=f"training run with the composed torch module (default {DEFAULT_RUN_DIR} if present)",
+        )
 
     p = which.add_parser("latency", help="per-stage latency percentiles per engine x precision x batch")
     common(p)
@@ -59,15 +71,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = which.add_parser("training", help="bridge vs KD: parameters, memory, time per epoch, test metrics")
     common(p)
-    p.add_argument("--recipe", type=Path, default=None, help="recipe (default recipes/default.toml; --quick smoke.toml)")
-    p.add_argument("--from-run", type=Path, default=None, help="read a finished run's report instead of training")
+    p.add_argument(
+        "--recipe", type=Path, default=None, help="recipe (default recipes/default.toml; --quick smoke.toml)"
+    )
+    p.add_argument(
+        "--from-run", type=Path, default=None, help="read a finished run's report instead of training"
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.set_defaults(handler=run_training)
 
-    p = which.add_parser("power", help="mean watts and joules per inference from every readable energy source")
+    p = which.add_parser(
+        "power", help="mean watts and joules per inference from every readable energy source"
+    )
     common(p)
     model(p)
-    p.add_argument("--seconds", type=float, default=10.0, help="seconds per interval (idle and each workload)")
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="seconds per interval (idle and each workload)"
+    )
     p.set_defaults(handler=run_power)
 
 
@@ -109,12 +129,25 @@ def run_latency(args) -> int:
 
     subject = load_subject(args.bundle, _run_dir(args))
     if args.quick:
-        cfg = latency.LatencyConfig(engines=("torch", "ort"), precisions=("fp32", "int8"), batches=(1,),
-                                    windows=64, warmup_calls=3, threads=args.threads, device=args.device,
-                                    matmul_seconds=0.3)
+        cfg = latency.LatencyConfig(
+            engines=("torch", "ort"),
+            precisions=("fp32", "int8"),
+            batches=(1,),
+            windows=64,
+            warmup_calls=3,
+            threads=args.threads,
+            device=args.device,
+            matmul_seconds=0.3,
+        )
     else:
-        cfg = latency.LatencyConfig(engines=args.engines, precisions=args.precisions, batches=args.batches,
-                                    windows=args.windows, threads=args.threads, device=args.device)
+        cfg = latency.LatencyConfig(
+            engines=args.engines,
+            precisions=args.precisions,
+            batches=args.batches,
+            windows=args.windows,
+            threads=args.threads,
+            device=args.device,
+        )
     report = BenchReport("latency", machine.collect())
     raw = latency.run(subject, cfg, report)
     title = f"{subject.label}: {report.machine['cpu_model']}, {cfg.threads} threads"
@@ -131,8 +164,11 @@ def run_streams(args) -> int:
     report = BenchReport("streams", machine.collect())
     streams.run(subject, cfg, report)
     title = f"{subject.label}: {report.machine['cpu_model']}, {cfg.threads} threads"
-    return _finish(report, args, lambda out: plots.streams_vs_lag(report.rows, out / "streams.png", title,
-                                                                  hop_ms=subject.hop_s * 1e3))
+    return _finish(
+        report,
+        args,
+        lambda out: plots.streams_vs_lag(report.rows, out / "streams.png", title, hop_ms=subject.hop_s * 1e3),
+    )
 
 
 def run_training(args) -> int:
@@ -144,7 +180,9 @@ def run_training(args) -> int:
     recipe = args.recipe or Path("recipes/smoke.toml" if args.quick else "recipes/default.toml")
     report = BenchReport("training", machine.collect())
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
-        training.run(report, recipe=recipe, run_dir=Path(tmp) / "run", from_run=args.from_run, device=args.device)
+        training.run(
+            report, recipe=recipe, run_dir=Path(tmp) / "run", from_run=args.from_run, device=args.device
+        )
     title = f"bridge vs KD ({recipe.name if args.from_run is None else args.from_run}): {report.machine['cpu_model']}"
     return _finish(report, args, lambda out: plots.training_bars(report.rows, out / "training.png", title))
 
@@ -163,4 +201,6 @@ def run_power(args) -> int:
         report.summary["model"] = f"unmeasured: {err}"
     cfg = power_bench.PowerConfig(seconds=2.0 if args.quick else args.seconds, threads=args.threads)
     power_bench.run(subject, cfg, report)
-    return _finish(report, args, lambda out: plots.power_bars(report.rows, out / "power.png", "energy per inference"))
+    return _finish(
+        report, args, lambda out: plots.power_bars(report.rows, out / "power.png", "energy per inference")
+    )

@@ -89,7 +89,9 @@ def count_flops(model_path: Path | str, batch: int = 1) -> FlopCount:
     try:
         model = onnx.load(str(model_path))
     except Exception as err:  # noqa: BLE001 - onnx raises several types for unreadable files
-        raise ModelError(f"cannot read ONNX model {model_path}: {err}", model=str(model_path), reason=str(err))
+        raise ModelError(
+            f"cannot read ONNX model {model_path}: {err}", model=str(model_path), reason=str(err)
+        ) from err
     _fix_batch(model, batch)
     model = onnx.shape_inference.infer_shapes(model, data_prop=True)
     shapes = _shapes(model)

@@ -146,26 +146,61 @@ def time_engine(engine, subject: Subject, batch: int, cfg: LatencyConfig) -> dic
     return dict(zip(STAGES, times))
 
 
-def _row(engine: str, precision: str, batch: int, stage: str, samples: np.ndarray, gflop_per_call: float,
-         limit_gflops: float, cfg: LatencyConfig, description: str) -> LatencyRow:
+def _row(
+    engine: str,
+    precision: str,
+    batch: int,
+    stage: str,
+    samples: np.ndarray,
+    gflop_per_call: float,
+    limit_gflops: float,
+    cfg: LatencyConfig,
+    description: str,
+) -> LatencyRow:
     s = LatencySummary.of_seconds(samples)
     achieved = pct = None
     if stage in ("infer", "end_to_end") and gflop_per_call > 0 and s.p50_ms:
         achieved = round(gflop_per_call / (s.p50_ms / 1e3), 3)
         pct = round(100 * achieved / limit_gflops, 2)
     return LatencyRow(
-        engine=engine, precision=precision, batch=batch, stage=stage, n=s.n, windows=s.n * batch,
-        p50_ms=s.p50_ms, p90_ms=s.p90_ms, p99_ms=s.p99_ms, max_ms=s.max_ms, mean_ms=s.mean_ms,
+        engine=engine,
+        precision=precision,
+        batch=batch,
+        stage=stage,
+        n=s.n,
+        windows=s.n * batch,
+        p50_ms=s.p50_ms,
+        p90_ms=s.p90_ms,
+        p99_ms=s.p99_ms,
+        max_ms=s.max_ms,
+        mean_ms=s.mean_ms,
         throughput_windows_s=round(batch / (s.mean_ms / 1e3), 2) if s.mean_ms else None,
-        achieved_gflops=achieved, pct_of_matmul_limit=pct, device=cfg.device, engine_description=description,
+        achieved_gflops=achieved,
+        pct_of_matmul_limit=pct,
+        device=cfg.device,
+        engine_description=description,
     )
 
 
 def _unmeasured_row(engine: str, precision: str, batch: int, reason: str, device: str) -> LatencyRow:
     return LatencyRow(
-        engine=engine, precision=precision, batch=batch, stage="end_to_end", n=0, windows=0,
-        p50_ms=None, p90_ms=None, p99_ms=None, max_ms=None, mean_ms=None, throughput_windows_s=None,
-        achieved_gflops=None, pct_of_matmul_limit=None, status=STATUS_UNMEASURED, reason=reason, device=device,
+        engine=engine,
+        precision=precision,
+        batch=batch,
+        stage="end_to_end",
+        n=0,
+        windows=0,
+        p50_ms=None,
+        p90_ms=None,
+        p99_ms=None,
+        max_ms=None,
+        mean_ms=None,
+        throughput_windows_s=None,
+        achieved_gflops=None,
+        pct_of_matmul_limit=None,
+        status=STATUS_UNMEASURED,
+        reason=reason,
+        device=device,
     )
 
 
@@ -175,13 +210,20 @@ def key_ratio(rows: list[dict]) -> dict:
     def p50(engine: str, precision: str, stage: str) -> float | None:
         for r in rows:
             if (r["engine"], r["precision"], r["batch"], r["stage"], r["status"]) == (
-                engine, precision, 1, stage, STATUS_OK
+                engine,
+                precision,
+                1,
+                stage,
+                STATUS_OK,
             ):
                 return r["p50_ms"]
         return None
 
-    out: dict = {"numerator": "ort int8 batch 1", "denominator": "torch fp32 eager batch 1",
-                 "target_max": KEY_RATIO_TARGET}
+    out: dict = {
+        "numerator": "ort int8 batch 1",
+        "denominator": "torch fp32 eager batch 1",
+        "target_max": KEY_RATIO_TARGET,
+    }
     for stage in ("infer", "end_to_end"):
         num, den = p50("ort", "int8", stage), p50("torch", "fp32", stage)
         out[f"{stage}_p50_ratio"] = round(num / den, 4) if num and den else None
@@ -213,17 +255,31 @@ def run(subject: Subject, cfg: LatencyConfig, report: BenchReport) -> dict[tuple
                 samples = time_engine(engine, subject, batch, cfg)
                 raw[(engine_name, precision, batch)] = samples
                 for stage in STAGES:
-                    report.add(_row(engine_name, precision, batch, stage, samples[stage],
-                                    gflop_per_window * batch, limit, cfg, engine.description))
+                    report.add(
+                        _row(
+                            engine_name,
+                            precision,
+                            batch,
+                            stage,
+                            samples[stage],
+                            gflop_per_window * batch,
+                            limit,
+                            cfg,
+                            engine.description,
+                        )
+                    )
         finally:
             engine.close()
     report.summary.update(
         subject=subject.label,
         notes=subject.notes,
         config=asdict(cfg),
-        flops={"per_window": flops.per_window if flops else None, "by_op": flops.by_op if flops else {},
-               "uncounted_ops": flops.uncounted if flops else [],
-               "counted": "Conv/ConvTranspose/MatMul/Gemm (+ quantized forms), 2 FLOPs per MAC"},
+        flops={
+            "per_window": flops.per_window if flops else None,
+            "by_op": flops.by_op if flops else {},
+            "uncounted_ops": flops.uncounted if flops else [],
+            "counted": "Conv/ConvTranspose/MatMul/Gemm (+ quantized forms), 2 FLOPs per MAC",
+        },
         matmul_limit={"gflops": limit, "peaks": [asdict(p) for p in peaks]},
         key_ratio=key_ratio(report.rows),
     )

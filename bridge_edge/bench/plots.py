@@ -72,20 +72,34 @@ def streams_vs_lag(rows: list[dict], path: Path, title: str, hop_ms: float | Non
     fig, ax = plt.subplots(figsize=(7, 4.5))
     configs = sorted({(r["engine"], r["precision"]) for r in trials})
     for i, (engine, precision) in enumerate(configs):
-        pts = sorted((r for r in trials if (r["engine"], r["precision"]) == (engine, precision)),
-                     key=lambda r: r["streams"])
+        pts = sorted(
+            (r for r in trials if (r["engine"], r["precision"]) == (engine, precision)),
+            key=lambda r: r["streams"],
+        )
         color = f"C{i}"
         ax.plot([r["streams"] for r in pts], [r["e2e_p99_ms"] for r in pts], "-", color=color, alpha=0.5)
         for r in pts:
-            ax.plot(r["streams"], r["e2e_p99_ms"], "o", color=color,
-                    markerfacecolor=color if r["keeps_up"] else "white")
-        best = [r for r in rows if r.get("kind") == "max" and (r["engine"], r["precision"]) == (engine, precision)
-                and r.get("e2e_p50_ms") is not None]
+            ax.plot(
+                r["streams"],
+                r["e2e_p99_ms"],
+                "o",
+                color=color,
+                markerfacecolor=color if r["keeps_up"] else "white",
+            )
+        best = [
+            r
+            for r in rows
+            if r.get("kind") == "max"
+            and (r["engine"], r["precision"]) == (engine, precision)
+            and r.get("e2e_p50_ms") is not None
+        ]
         for r in best:
             ax.plot(r["streams"], r["e2e_p50_ms"], "*", color=color, markersize=12)
         ax.plot([], [], "o-", color=color, label=f"{engine} {precision}")
     if hop_ms:
-        ax.axhline(hop_ms, color="k", linestyle="--", linewidth=1, label=f"hop ({hop_ms:.0f} ms): real-time budget")
+        ax.axhline(
+            hop_ms, color="k", linestyle="--", linewidth=1, label=f"hop ({hop_ms:.0f} ms): real-time budget"
+        )
     from matplotlib.ticker import FormatStrFormatter
 
     ax.set_xlabel("concurrent simulated real-time streams")

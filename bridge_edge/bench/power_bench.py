@@ -70,17 +70,31 @@ def _inference_loop(engine, x: np.ndarray, seconds: float):
 def run(subject: Subject | None, cfg: PowerConfig, report: BenchReport, root: Path = Path("/")) -> None:
     meters, unmeasured = probe_all(root)
     for u in unmeasured:
-        report.add(PowerRow(source=u.source, scope=None, workload="all", status=STATUS_UNMEASURED,
-                            reason=u.reason))
-    report.summary.update(config=asdict(cfg), sources_read=[m.source for m in meters],
-                          sources_unmeasured={u.source: u.reason for u in unmeasured})
+        report.add(
+            PowerRow(source=u.source, scope=None, workload="all", status=STATUS_UNMEASURED, reason=u.reason)
+        )
+    report.summary.update(
+        config=asdict(cfg),
+        sources_read=[m.source for m in meters],
+        sources_unmeasured={u.source: u.reason for u in unmeasured},
+    )
     if not meters:
         report.summary["energy_per_inference"] = "unmeasured: no energy source is readable on this machine"
         return
     idle, _ = _measure(meters, lambda: time.sleep(cfg.seconds) or 0)
     for m, e in zip(meters, idle):
-        report.add(PowerRow(m.source, m.scope, "idle", STATUS_OK, seconds=round(e.seconds, 3),
-                            joules=e.joules, mean_watts=e.mean_watts, samples=e.samples))
+        report.add(
+            PowerRow(
+                m.source,
+                m.scope,
+                "idle",
+                STATUS_OK,
+                seconds=round(e.seconds, 3),
+                joules=e.joules,
+                mean_watts=e.mean_watts,
+                samples=e.samples,
+            )
+        )
     if subject is None:
         return
     x = np.zeros((1, subject.n_samples), dtype=np.float32)
@@ -98,7 +112,18 @@ def run(subject: Subject | None, cfg: PowerConfig, report: BenchReport, root: Pa
         for m, e, base in zip(meters, intervals, idle):
             per = e.joules / count if count else None
             marginal = (e.joules - base.mean_watts * e.seconds) / count if count else None
-            report.add(PowerRow(m.source, m.scope, name, STATUS_OK, seconds=round(e.seconds, 3),
-                                joules=e.joules, mean_watts=e.mean_watts, inferences=count,
-                                joules_per_inference=per, marginal_joules_per_inference=marginal,
-                                samples=e.samples))
+            report.add(
+                PowerRow(
+                    m.source,
+                    m.scope,
+                    name,
+                    STATUS_OK,
+                    seconds=round(e.seconds, 3),
+                    joules=e.joules,
+                    mean_watts=e.mean_watts,
+                    inferences=count,
+                    joules_per_inference=per,
+                    marginal_joules_per_inference=marginal,
+                    samples=e.samples,
+                )
+            )

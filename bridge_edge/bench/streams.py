@@ -33,13 +33,23 @@ class StreamsConfig:
 
     @classmethod
     def full(cls, args) -> StreamsConfig:
-        return cls(engines=args.engines, precisions=args.precisions, trial_seconds=args.trial_seconds,
-                   threads=args.threads)
+        return cls(
+            engines=args.engines,
+            precisions=args.precisions,
+            trial_seconds=args.trial_seconds,
+            threads=args.threads,
+        )
 
     @classmethod
     def quick(cls, args) -> StreamsConfig:
-        return cls(engines=("ort",), precisions=("int8",), trial_seconds=15.0, limit=2, ingest_seconds=60.0,
-                   threads=args.threads)
+        return cls(
+            engines=("ort",),
+            precisions=("int8",),
+            trial_seconds=15.0,
+            limit=2,
+            ingest_seconds=60.0,
+            threads=args.threads,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,8 +91,11 @@ def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
     from bridge_edge.runtime import bench as runtime_bench
 
     ingest = runtime_bench.ingest_throughput(seconds=cfg.ingest_seconds)
-    report.add(StreamsRow("ingest", "none", "none", STATUS_OK, samples_per_s=round(ingest.samples_per_s, 1),
-                          streams=1))
+    report.add(
+        StreamsRow(
+            "ingest", "none", "none", STATUS_OK, samples_per_s=round(ingest.samples_per_s, 1), streams=1
+        )
+    )
     for engine in cfg.engines:
         for precision in cfg.precisions:
             reason = _engine_reason(subject, engine, precision, cfg.threads)
@@ -91,36 +104,90 @@ def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
                 continue
             log.info("bench streams: %s %s, %.0f s per trial", engine, precision, cfg.trial_seconds)
             result = runtime_bench.max_realtime_streams(
-                subject.bundle, engine=engine, precision=precision, seconds=cfg.trial_seconds,
-                threads=cfg.threads, limit=cfg.limit,
+                subject.bundle,
+                engine=engine,
+                precision=precision,
+                seconds=cfg.trial_seconds,
+                threads=cfg.threads,
+                limit=cfg.limit,
             )
             for t in result.trials:
-                report.add(StreamsRow("trial", engine, precision, STATUS_OK, reason=t.reason, streams=t.streams,
-                                      keeps_up=t.keeps_up, hops=t.hops, expected_hops=t.expected_hops,
-                                      lost_samples=t.lost_samples, e2e_p99_ms=t.total_p99_ms,
-                                      trial_seconds=cfg.trial_seconds))
+                report.add(
+                    StreamsRow(
+                        "trial",
+                        engine,
+                        precision,
+                        STATUS_OK,
+                        reason=t.reason,
+                        streams=t.streams,
+                        keeps_up=t.keeps_up,
+                        hops=t.hops,
+                        expected_hops=t.expected_hops,
+                        lost_samples=t.lost_samples,
+                        e2e_p99_ms=t.total_p99_ms,
+                        trial_seconds=cfg.trial_seconds,
+                    )
+                )
             if result.max_streams == 0:
-                report.add(StreamsRow("max", engine, precision, STATUS_OK, max_realtime_streams=0,
-                                      reason="not even one stream keeps up", trial_seconds=cfg.trial_seconds))
+                report.add(
+                    StreamsRow(
+                        "max",
+                        engine,
+                        precision,
+                        STATUS_OK,
+                        max_realtime_streams=0,
+                        reason="not even one stream keeps up",
+                        trial_seconds=cfg.trial_seconds,
+                    )
+                )
                 continue
             at_max = runtime_bench.pipeline_latency(
-                subject.bundle, engine=engine, precision=precision, streams=result.max_streams,
-                seconds=cfg.trial_seconds, speed=1.0, threads=cfg.threads,
+                subject.bundle,
+                engine=engine,
+                precision=precision,
+                streams=result.max_streams,
+                seconds=cfg.trial_seconds,
+                speed=1.0,
+                threads=cfg.threads,
             )
             if (at_max.engine, at_max.precision) != (engine, precision):
-                report.add(StreamsRow("max", engine, precision, STATUS_UNMEASURED,
-                                      reason=f"the pipeline ran {at_max.engine} {at_max.precision} instead"))
+                report.add(
+                    StreamsRow(
+                        "max",
+                        engine,
+                        precision,
+                        STATUS_UNMEASURED,
+                        reason=f"the pipeline ran {at_max.engine} {at_max.precision} instead",
+                    )
+                )
                 continue
             capped = result.max_streams >= cfg.limit
-            report.add(StreamsRow(
-                "max", engine, precision, STATUS_OK, streams=result.max_streams, capped=capped,
-                reason=f"search cap {cfg.limit} reached: the true maximum is at least this" if capped else None,
-                max_realtime_streams=result.max_streams, hops=at_max.hops, lost_samples=at_max.dropped_samples,
-                e2e_p50_ms=at_max.total_p50_ms, e2e_p99_ms=at_max.total_p99_ms, infer_p50_ms=at_max.infer_p50_ms,
-                infer_p99_ms=at_max.infer_p99_ms, lag_p99_ms=at_max.lag_p99_ms, trial_seconds=cfg.trial_seconds,
-            ))
+            report.add(
+                StreamsRow(
+                    "max",
+                    engine,
+                    precision,
+                    STATUS_OK,
+                    streams=result.max_streams,
+                    capped=capped,
+                    reason=f"search cap {cfg.limit} reached: the true maximum is at least this"
+                    if capped
+                    else None,
+                    max_realtime_streams=result.max_streams,
+                    hops=at_max.hops,
+                    lost_samples=at_max.dropped_samples,
+                    e2e_p50_ms=at_max.total_p50_ms,
+                    e2e_p99_ms=at_max.total_p99_ms,
+                    infer_p50_ms=at_max.infer_p50_ms,
+                    infer_p99_ms=at_max.infer_p99_ms,
+                    lag_p99_ms=at_max.lag_p99_ms,
+                    trial_seconds=cfg.trial_seconds,
+                )
+            )
     report.summary.update(
-        subject=subject.label, config=asdict(cfg), hop_ms=subject.hop_s * 1e3,
+        subject=subject.label,
+        config=asdict(cfg),
+        hop_ms=subject.hop_s * 1e3,
         keeps_up_rule="nothing lost, every hop emitted, end-to-end p99 under one hop",
         search="doubling from 1, then bisection to ~12 %; capped at config.limit",
     )

@@ -62,7 +62,9 @@ def open_engine(subject: Subject, engine: str, precision: str, threads: int, dev
     what = f"{engine} {precision} ({device})"
     if engine == "torch":
         if precision != "fp32" and device == "cpu":
-            return Unmeasured(what, "torch eager is the fp32 reference; fp16/int8 on CPU are not a deploy path")
+            return Unmeasured(
+                what, "torch eager is the fp32 reference; fp16/int8 on CPU are not a deploy path"
+            )
         if subject.run_dir is None:
             return Unmeasured(what, "no run dir with the composed torch module (pass --run-dir RUN_DIR)")
         if device == "cuda" and not _cuda_available():
@@ -78,9 +80,7 @@ def open_engine(subject: Subject, engine: str, precision: str, threads: int, dev
             return OrtEngine(subject.onnx_paths[precision], precision, threads=threads)
         from bridge_edge.runtime.engines import select_engine
 
-        choice = select_engine(
-            engine, subject.bundle, precision, threads=threads, run_dir=subject.run_dir
-        )
+        choice = select_engine(engine, subject.bundle, precision, threads=threads, run_dir=subject.run_dir)
     except (BridgeEdgeError, ImportError) as err:
         return Unmeasured(what, str(err))
     if choice.engine.name != engine:

@@ -46,8 +46,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def machine_line(report: BenchReport) -> str:
     m = report.machine
     versions = m.get("versions", {})
-    parts = [f"{m.get('cpu_model', '?')}, {m.get('cpu_logical_cores', '?')} cores",
-             ", ".join(f"{k} {v}" for k, v in versions.items() if v)]
+    parts = [
+        f"{m.get('cpu_model', '?')}, {m.get('cpu_logical_cores', '?')} cores",
+        ", ".join(f"{k} {v}" for k, v in versions.items() if v),
+    ]
     return "_Machine: " + "; ".join(parts) + "._"
 
 
@@ -72,29 +74,58 @@ def latency_section(report: BenchReport) -> list[str]:
             unmeasured.setdefault((engine, precision, e2e.get("reason")), []).append(str(batch))
             continue
         inf = stages["infer"]
-        rows.append([
-            engine, precision, str(batch), str(inf["n"]),
-            f"{_fmt(inf['p50_ms'])} / {_fmt(inf['p99_ms'])}",
-            f"{_fmt(e2e['p50_ms'])} / {_fmt(e2e['p99_ms'])} / {_fmt(e2e['max_ms'])}",
-            _fmt(e2e["throughput_windows_s"]), _fmt(inf["achieved_gflops"]), _fmt(inf["pct_of_matmul_limit"]),
-        ])
+        rows.append(
+            [
+                engine,
+                precision,
+                str(batch),
+                str(inf["n"]),
+                f"{_fmt(inf['p50_ms'])} / {_fmt(inf['p99_ms'])}",
+                f"{_fmt(e2e['p50_ms'])} / {_fmt(e2e['p99_ms'])} / {_fmt(e2e['max_ms'])}",
+                _fmt(e2e["throughput_windows_s"]),
+                _fmt(inf["achieved_gflops"]),
+                _fmt(inf["pct_of_matmul_limit"]),
+            ]
+        )
     for (engine, precision, reason), batches in sorted(
         unmeasured.items(), key=lambda kv: (_order(kv[0][0], ENGINE_ORDER), _order(kv[0][1], PRECISION_ORDER))
     ):
         rows.append([engine, precision, ", ".join(batches), f"unmeasured: {reason}", "", "", "", "", ""])
     s = report.summary
-    out = [f"**Latency** (bundle {s.get('subject', '?')}; ms per call of one hop of B streams; {run_note(report)})", ""]
-    out += _table(["engine", "precision", "batch", "n calls", "infer p50 / p99", "end-to-end p50 / p99 / max",
-                   "windows/s", "GFLOP/s", "% of sgemm"], rows)
+    out = [
+        f"**Latency** (bundle {s.get('subject', '?')}; ms per call of one hop of B streams; {run_note(report)})",
+        "",
+    ]
+    out += _table(
+        [
+            "engine",
+            "precision",
+            "batch",
+            "n calls",
+            "infer p50 / p99",
+            "end-to-end p50 / p99 / max",
+            "windows/s",
+            "GFLOP/s",
+            "% of sgemm",
+        ],
+        rows,
+    )
     limit = s.get("matmul_limit", {}).get("gflops")
     flops = s.get("flops", {}).get("per_window")
     ratio = s.get("key_ratio", {})
-    out += ["", (f"Model: {_fmt(flops / 1e9 if flops else None)} GFLOP per window; this machine's sgemm limit "
-                 f"measured in the same run: {_fmt(limit)} GFLOP/s.")]
+    out += [
+        "",
+        (
+            f"Model: {_fmt(flops / 1e9 if flops else None)} GFLOP per window; this machine's sgemm limit "
+            f"measured in the same run: {_fmt(limit)} GFLOP/s."
+        ),
+    ]
     if ratio.get("infer_p50_ratio") is not None:
         verdict = "meets" if ratio["meets_target"] else "misses"
-        out.append(f"ORT int8 vs torch fp32 eager, batch 1 (p50, same run): infer **{ratio['infer_p50_ratio']:.3f}×**, "
-                   f"end to end {_fmt(ratio.get('end_to_end_p50_ratio'))}× — {verdict} the ≤ {ratio['target_max']}× target.")
+        out.append(
+            f"ORT int8 vs torch fp32 eager, batch 1 (p50, same run): infer **{ratio['infer_p50_ratio']:.3f}×**, "
+            f"end to end {_fmt(ratio.get('end_to_end_p50_ratio'))}× — {verdict} the ≤ {ratio['target_max']}× target."
+        )
     elif ratio:
         out.append(f"ORT int8 vs torch fp32 ratio: not measured ({ratio.get('reason')}).")
     return out
@@ -107,36 +138,65 @@ def streams_section(report: BenchReport) -> list[str]:
             rows.append(["ingest path alone (no model)", "", f"{_fmt(r.get('samples_per_s'))} samples/s", ""])
         elif r.get("kind") == "max" and r.get("status") == STATUS_OK:
             answer = ("≥ " if r.get("capped") else "") + _fmt(r.get("max_realtime_streams"))
-            rows.append([r["engine"], r["precision"], answer,
-                         f"{_fmt(r.get('e2e_p50_ms'))} / {_fmt(r.get('e2e_p99_ms'))} / {_fmt(r.get('lag_p99_ms'))}"])
+            rows.append(
+                [
+                    r["engine"],
+                    r["precision"],
+                    answer,
+                    f"{_fmt(r.get('e2e_p50_ms'))} / {_fmt(r.get('e2e_p99_ms'))} / {_fmt(r.get('lag_p99_ms'))}",
+                ]
+            )
         elif r.get("kind") == "max":
             rows.append([r["engine"], r["precision"], f"unmeasured: {r.get('reason')}", ""])
     seconds = report.summary.get("config", {}).get("trial_seconds")
     title = f"**Concurrent real-time streams** (bundle {report.summary.get('subject', '?')}; {_fmt(seconds)} s trials; "
     return [title + f"{run_note(report)})", ""] + _table(
-        ["engine", "precision", "max streams kept up", "at that count: end-to-end p50 / p99, lag p99 (ms)"], rows)
+        ["engine", "precision", "max streams kept up", "at that count: end-to-end p50 / p99, lag p99 (ms)"],
+        rows,
+    )
 
 
 def training_section(report: BenchReport) -> list[str]:
-    rows = [[r["method"], _fmt(r.get("trainable_params")), _fmt(r.get("peak_memory_mb")),
-             _fmt(r.get("seconds_per_epoch")), _fmt(r.get("test_macro_f1")), _fmt(r.get("test_positive_auroc"))]
-            if r["status"] == STATUS_OK else [r["method"], f"unmeasured: {r.get('reason')}", "", "", "", ""]
-            for r in report.rows]
+    rows = [
+        [
+            r["method"],
+            _fmt(r.get("trainable_params")),
+            _fmt(r.get("peak_memory_mb")),
+            _fmt(r.get("seconds_per_epoch")),
+            _fmt(r.get("test_macro_f1")),
+            _fmt(r.get("test_positive_auroc")),
+        ]
+        if r["status"] == STATUS_OK
+        else [r["method"], f"unmeasured: {r.get('reason')}", "", "", "", ""]
+        for r in report.rows
+    ]
     recipe = (report.summary.get("recipe") or {}).get("name", "?")
     return [f"**Training cost, bridge vs KD** (recipe `{recipe}`, same data, same run)", ""] + _table(
-        ["method", "trainable params", "peak memory MB", "s / epoch", "test macro-F1", "test AF AUROC"], rows)
+        ["method", "trainable params", "peak memory MB", "s / epoch", "test macro-F1", "test AF AUROC"], rows
+    )
 
 
 def power_section(report: BenchReport) -> list[str]:
-    rows = [[r["source"], r.get("workload", ""), _fmt(r.get("mean_watts")),
-             _fmt(r["joules_per_inference"] * 1e3 if r.get("joules_per_inference") is not None else None)]
-            if r["status"] == STATUS_OK else [r["source"], r.get("workload", ""), f"unmeasured: {r.get('reason')}", ""]
-            for r in report.rows]
+    rows = [
+        [
+            r["source"],
+            r.get("workload", ""),
+            _fmt(r.get("mean_watts")),
+            _fmt(r["joules_per_inference"] * 1e3 if r.get("joules_per_inference") is not None else None),
+        ]
+        if r["status"] == STATUS_OK
+        else [r["source"], r.get("workload", ""), f"unmeasured: {r.get('reason')}", ""]
+        for r in report.rows
+    ]
     return ["**Power**", ""] + _table(["source", "workload", "mean W", "mJ / inference"], rows)
 
 
-SECTIONS = {"latency": latency_section, "streams": streams_section, "training": training_section,
-            "power": power_section}
+SECTIONS = {
+    "latency": latency_section,
+    "streams": streams_section,
+    "training": training_section,
+    "power": power_section,
+}
 
 
 def render(results_dir: Path, link_prefix: str = "benchmarks/results") -> str:
@@ -165,6 +225,8 @@ def rewrite_between_markers(text: str, table: str, where: str = "README.md") -> 
     if start < 0 or end < 0 or end < start:
         raise ConfigError(
             f"{where} has no '{START}' ... '{END}' block; expected both markers, start first",
-            key="markers", value=where, expected=[START, END],
+            key="markers",
+            value=where,
+            expected=[START, END],
         )
     return text[: start + len(START)] + "\n" + table.rstrip("\n") + "\n" + text[end:]

@@ -48,16 +48,22 @@ def rows_from_report(run_report: dict) -> list[TrainingRow]:
             rows.append(TrainingRow(name, STATUS_UNMEASURED, reason=f"the run report has no '{key}' block"))
             continue
         test = block.get("test", {})
-        rows.append(TrainingRow(
-            method=name, status=STATUS_OK,
-            trainable_params=block["trainable_params"],
-            peak_memory_mb=round(block["peak_memory_bytes"] / 2**20, 3),
-            memory_method=block.get("memory_method"),
-            seconds_per_epoch=round(block["seconds_per_epoch"], 3),
-            epochs=block.get("epochs"), batch_size=block.get("batch_size"),
-            test_macro_f1=test.get("macro_f1"), test_balanced_accuracy=test.get("balanced_accuracy"),
-            test_positive_auroc=test.get("positive_auroc"), test_n_windows=test.get("n_windows"),
-        ))
+        rows.append(
+            TrainingRow(
+                method=name,
+                status=STATUS_OK,
+                trainable_params=block["trainable_params"],
+                peak_memory_mb=round(block["peak_memory_bytes"] / 2**20, 3),
+                memory_method=block.get("memory_method"),
+                seconds_per_epoch=round(block["seconds_per_epoch"], 3),
+                epochs=block.get("epochs"),
+                batch_size=block.get("batch_size"),
+                test_macro_f1=test.get("macro_f1"),
+                test_balanced_accuracy=test.get("balanced_accuracy"),
+                test_positive_auroc=test.get("positive_auroc"),
+                test_n_windows=test.get("n_windows"),
+            )
+        )
     return rows
 
 
@@ -74,24 +80,38 @@ def fit_without_position_check(recipe: Path, run_dir: Path, device: str) -> dict
     loaded = load_recipe(recipe)
     (run_dir / "recipe.toml").write_text(recipe.read_text())
     run = pipeline.Run(run_dir, dataclasses.replace(loaded, source_path=str(run_dir / "recipe.toml")), device)
-    for name, stage in (("data", pipeline.stage_data), ("pretrain", pipeline.stage_pretrain),
-                        ("features", pipeline.stage_features), ("select", pipeline.stage_select),
-                        ("bridge", pipeline.stage_bridge), ("kd", pipeline.stage_kd)):
+    for name, stage in (
+        ("data", pipeline.stage_data),
+        ("pretrain", pipeline.stage_pretrain),
+        ("features", pipeline.stage_features),
+        ("select", pipeline.stage_select),
+        ("bridge", pipeline.stage_bridge),
+        ("kd", pipeline.stage_kd),
+    ):
         with run.stage(name):
             stage(run)
     with run.stage("evaluate"):
         return write_report(run, position_check=[])
 
 
-def run(report: BenchReport, *, recipe: Path | None, run_dir: Path, from_run: Path | None = None,
-        device: str = "cpu") -> None:
+def run(
+    report: BenchReport,
+    *,
+    recipe: Path | None,
+    run_dir: Path,
+    from_run: Path | None = None,
+    device: str = "cpu",
+) -> None:
     if from_run is not None:
         path = Path(from_run) / "report.json"
         try:
             run_report = json.loads(path.read_text())
         except (OSError, ValueError) as err:
-            raise DataError(f"{path}: cannot read the run report ({err}); expected a finished `fit` run",
-                            path=str(path), reason=str(err)) from err
+            raise DataError(
+                f"{path}: cannot read the run report ({err}); expected a finished `fit` run",
+                path=str(path),
+                reason=str(err),
+            ) from err
         source = {"from_run": str(from_run)}
     else:
         log.info("bench training: %s -> %s (bridge and KD on the same data)", recipe, run_dir)

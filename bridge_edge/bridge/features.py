@@ -67,7 +67,10 @@ def collect_features(
         if keep_target:
             targets.append(h.reshape(h.shape[0], -1).to(torch.float16).cpu().numpy())
         probs.append(old.head(h).float().cpu().numpy())
-    cat = lambda parts: np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
+
     return FeatureStore(
         new_pooled=[cat(p) for p in new_parts],
         old_pooled=[cat(p) for p in old_parts],

@@ -42,7 +42,9 @@ class PretrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     max_windows: int = 0  # 0 = all unlabelled PPG windows of the train split
-    aux_weight: float = 0.0  # weight of the signal-derived targets (models.pretrain.signal_targets); 0 = SimCLR only
+    aux_weight: float = (
+        0.0  # weight of the signal-derived targets (models.pretrain.signal_targets); 0 = SimCLR only
+    )
 
 
 @dataclass(frozen=True)

@@ -86,11 +86,23 @@ def default_model_input(fs_in: float = 125.0, window_s: float = 10.0, hop_s: flo
     from bridge_edge.signals.preprocess import PreprocessSpec
 
     spec = PreprocessSpec()
-    return ModelInput("ppg", spec.fs_out, int(window_s * spec.fs_out), int(hop_s * spec.fs_out), ("ppg",), spec,
-                      ["sinus", "afib"], "afib", "bench", "0")
+    return ModelInput(
+        "ppg",
+        spec.fs_out,
+        int(window_s * spec.fs_out),
+        int(hop_s * spec.fs_out),
+        ("ppg",),
+        spec,
+        ["sinus", "afib"],
+        "afib",
+        "bench",
+        "0",
+    )
 
 
-def ingest_throughput(fs: float = 500.0, chunk: int = 64, seconds: float = 600.0, model=None) -> ThroughputResult:
+def ingest_throughput(
+    fs: float = 500.0, chunk: int = 64, seconds: float = 600.0, model=None
+) -> ThroughputResult:
     """Samples/s through ingest + ring + streaming DSP + window cutting, on one thread.
 
     Every chunk of ``chunk`` samples is ingested (clock fit, ring push) and then the reader is
@@ -116,35 +128,61 @@ def ingest_throughput(fs: float = 500.0, chunk: int = 64, seconds: float = 600.0
     return ThroughputResult(fs, chunk, n, windows, elapsed, cpu, n / elapsed, n / max(cpu, 1e-9))
 
 
-def _paced_sources(n_streams: int, seconds: float, fs: float, speed: float = 1.0, chunk: int = 5,
-                   stagger_s: float = 0.0):
+def _paced_sources(
+    n_streams: int, seconds: float, fs: float, speed: float = 1.0, chunk: int = 5, stagger_s: float = 0.0
+):
     """Pre-rendered PPG streams paced at ``speed``; starts spread evenly over ``stagger_s``."""
     return [
-        ArraySource(simulated_ppg(seconds, fs, seed=100 + i), fs, chunk_sizes=(chunk,), speed=speed,
-                    name=f"ppg{i}", start_delay_s=stagger_s * i / n_streams)
+        ArraySource(
+            simulated_ppg(seconds, fs, seed=100 + i),
+            fs,
+            chunk_sizes=(chunk,),
+            speed=speed,
+            name=f"ppg{i}",
+            start_delay_s=stagger_s * i / n_streams,
+        )
         for i in range(n_streams)
     ]
 
 
-def pipeline_latency(bundle, engine: str = "auto", precision: str = "auto", streams: int = 1,
-                     seconds: float = 60.0, speed: float = 4.0, threads: int | None = None) -> LatencyResult:
+def pipeline_latency(
+    bundle,
+    engine: str = "auto",
+    precision: str = "auto",
+    streams: int = 1,
+    seconds: float = 60.0,
+    speed: float = 4.0,
+    threads: int | None = None,
+) -> LatencyResult:
     """Run ``streams`` paced PPG streams (``speed`` x real time, starts spread over one hop)."""
     from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 
     fs = 125.0
     stagger_s = float(bundle.manifest.input.hop_s) / speed if streams > 1 else 0.0
-    pipe = Pipeline(_paced_sources(streams, seconds, fs, speed, stagger_s=stagger_s), bundle, engine=engine,
-                    precision=precision, config=PipelineConfig(threads=threads, sqi_policy="off"))
+    pipe = Pipeline(
+        _paced_sources(streams, seconds, fs, speed, stagger_s=stagger_s),
+        bundle,
+        engine=engine,
+        precision=precision,
+        config=PipelineConfig(threads=threads, sqi_policy="off"),
+    )
     stats = pipe.run_until_done(timeout_s=seconds / speed + stagger_s + 30.0)
     lat = stats.latency
     infer, total = lat["infer"], lat["total"]
     lags = [s.lag.p99_ms for s in stats.streams if s.lag.p99_ms is not None]
     return LatencyResult(
-        engine=stats.engine, precision=stats.precision, streams=streams, hops=stats.hops,
-        infer_p50_ms=infer.p50_ms, infer_p99_ms=infer.p99_ms, preprocess_p99_ms=lat["preprocess"].p99_ms,
-        total_p50_ms=total.p50_ms, total_p99_ms=total.p99_ms,
+        engine=stats.engine,
+        precision=stats.precision,
+        streams=streams,
+        hops=stats.hops,
+        infer_p50_ms=infer.p50_ms,
+        infer_p99_ms=infer.p99_ms,
+        preprocess_p99_ms=lat["preprocess"].p99_ms,
+        total_p50_ms=total.p50_ms,
+        total_p99_ms=total.p99_ms,
         overhead_p99_ms=None if total.p99_ms is None or infer.p99_ms is None else total.p99_ms - infer.p99_ms,
-        lag_p99_ms=max(lags) if lags else None, dropped_samples=stats.dropped_samples,
+        lag_p99_ms=max(lags) if lags else None,
+        dropped_samples=stats.dropped_samples,
     )
 
 
@@ -153,8 +191,13 @@ def _trial(bundle, engine: str, precision: str, n: int, seconds: float, threads:
 
     fs = 125.0
     hop_s = float(bundle.manifest.input.hop_s)
-    pipe = Pipeline(_paced_sources(n, seconds, fs, stagger_s=hop_s), bundle, engine=engine, precision=precision,
-                    config=PipelineConfig(threads=threads, sqi_policy="off"))
+    pipe = Pipeline(
+        _paced_sources(n, seconds, fs, stagger_s=hop_s),
+        bundle,
+        engine=engine,
+        precision=precision,
+        config=PipelineConfig(threads=threads, sqi_policy="off"),
+    )
     stats = pipe.run_until_done(timeout_s=seconds + hop_s + 30.0)
     hop_ms = hop_s * 1e3
     per_stream = (int(seconds * fs) - pipe.model.window_len) // pipe.model.hop_len + 1  # fs is the model rate
@@ -171,8 +214,15 @@ def _trial(bundle, engine: str, precision: str, n: int, seconds: float, threads:
     return StreamTrial(n, not reasons, stats.hops, expected, p99, lost, "; ".join(reasons) or "keeps up")
 
 
-def max_realtime_streams(bundle, engine: str = "auto", precision: str = "int8", seconds: float = 30.0,
-                         threads: int | None = None, limit: int = 64, progress=None) -> StreamsResult:
+def max_realtime_streams(
+    bundle,
+    engine: str = "auto",
+    precision: str = "int8",
+    seconds: float = 30.0,
+    threads: int | None = None,
+    limit: int = 64,
+    progress=None,
+) -> StreamsResult:
     """Doubling then bisection over the stream count; each trial runs ``seconds`` in real time."""
     trials: list[StreamTrial] = []
 
@@ -201,5 +251,6 @@ def max_realtime_streams(bundle, engine: str = "auto", precision: str = "int8", 
                 bad = mid
     from bridge_edge.runtime.engines import resolve_precision
 
-    return StreamsResult(engine, resolve_precision(precision, list(bundle.manifest.precisions)), threads, seconds,
-                         good, trials)
+    return StreamsResult(
+        engine, resolve_precision(precision, list(bundle.manifest.precisions)), threads, seconds, good, trials
+    )

@@ -16,21 +16,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Stream one or more sources through a bundle: one prediction per hop per stream "
         "(JSON lines with --json). Ends at the end of a replay, after --seconds, or on Ctrl-C.",
     )
-    p.add_argument("--source", action="append", required=True, metavar="URL",
-                   help="source URL (repeatable): sim://, replay://, serial://, ble://, loop://")
-    p.add_argument("--bundle", default="default", help="bundle directory, .tar or installed name (default: embedded)")
-    p.add_argument("--engine", choices=ENGINES, default="auto", help="inference backend (auto: trt, else ort)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="model precision (auto: int8 if present)")
+    p.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        metavar="URL",
+        help="source URL (repeatable): sim://, replay://, serial://, ble://, loop://",
+    )
+    p.add_argument(
+        "--bundle", default="default", help="bundle directory, .tar or installed name (default: embedded)"
+    )
+    p.add_argument(
+        "--engine", choices=ENGINES, default="auto", help="inference backend (auto: trt, else ort)"
+    )
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="model precision (auto: int8 if present)"
+    )
     p.add_argument("--record", metavar="DIR", help="also record the raw streams to DIR (replayable)")
     p.add_argument("--json", action="store_true", help="one JSON object per hop on stdout")
     p.add_argument("--seconds", type=float, help="stop after this many seconds")
-    p.add_argument("--gap-policy", choices=("flag", "skip"), default="flag",
-                   help="windows overlapping missing samples: infer and flag, or skip")
-    p.add_argument("--sqi-policy", choices=("skip", "flag", "off"), default="skip",
-                   help="windows below the SQI threshold: no model call, call and flag, or no gate")
+    p.add_argument(
+        "--gap-policy",
+        choices=("flag", "skip"),
+        default="flag",
+        help="windows overlapping missing samples: infer and flag, or skip",
+    )
+    p.add_argument(
+        "--sqi-policy",
+        choices=("skip", "flag", "off"),
+        default="skip",
+        help="windows below the SQI threshold: no model call, call and flag, or no gate",
+    )
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: cores - 1)")
-    p.add_argument("--lossless", action="store_true",
-                   help="replays: let ingest wait for inference instead of overwriting (never for live sensors)")
+    p.add_argument(
+        "--lossless",
+        action="store_true",
+        help="replays: let ingest wait for inference instead of overwriting (never for live sensors)",
+    )
     p.add_argument("--run-dir", help="torch engine only: the fit RUN_DIR holding the composed module")
     p.set_defaults(handler=run_command)
 
@@ -48,12 +70,15 @@ def run_command(args: argparse.Namespace) -> int:
     from bridge_edge.runtime.report import format_prediction, summary_lines
 
     log = logging.getLogger("bridge_edge.run")
-    config = PipelineConfig(gap_policy=args.gap_policy, sqi_policy=args.sqi_policy, threads=args.threads,
-                            lossless=args.lossless)
+    config = PipelineConfig(
+        gap_policy=args.gap_policy, sqi_policy=args.sqi_policy, threads=args.threads, lossless=args.lossless
+    )
     sources = [open_source(url) for url in args.source]  # a bad URL fails first, before any loading
     try:
         bundle = load_bundle(args.bundle)
-        choice = select_engine(args.engine, bundle, args.precision, threads=args.threads, run_dir=args.run_dir)
+        choice = select_engine(
+            args.engine, bundle, args.precision, threads=args.threads, run_dir=args.run_dir
+        )
         pipe = Pipeline(sources, bundle, record_dir=args.record, config=config, engine_choice=choice)
     except BaseException:
         for source in sources:
@@ -68,8 +93,13 @@ def run_command(args: argparse.Namespace) -> int:
                 print(line, flush=True)
 
     pipe.add_listener(Printer())
-    log.info("engine %s (%s), bundle %s %s", choice.engine.name, choice.engine.description,
-             bundle.manifest.name, bundle.manifest.version)
+    log.info(
+        "engine %s (%s), bundle %s %s",
+        choice.engine.name,
+        choice.engine.description,
+        bundle.manifest.name,
+        bundle.manifest.version,
+    )
     pipe.start()
     try:
         pipe.wait(args.seconds)

@@ -76,22 +76,43 @@ class _Collector:
         self.preds.append(p)
 
 
-def _stream(samples: np.ndarray, fs: float, bundle, engine: str, precision: str, threads: int | None, name: str,
-            engine_choice=None):
+def _stream(
+    samples: np.ndarray,
+    fs: float,
+    bundle,
+    engine: str,
+    precision: str,
+    threads: int | None,
+    name: str,
+    engine_choice=None,
+):
     from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 
     source = ArraySource(samples, fs, chunk_sizes=(max(1, int(fs * 0.04)),), name=name)
-    pipe = Pipeline([source], bundle, engine=engine, precision=precision,
-                    config=PipelineConfig(lossless=True, threads=threads), engine_choice=engine_choice)
+    pipe = Pipeline(
+        [source],
+        bundle,
+        engine=engine,
+        precision=precision,
+        config=PipelineConfig(lossless=True, threads=threads),
+        engine_choice=engine_choice,
+    )
     collector = _Collector()
     pipe.add_listener(collector)
     pipe.run_until_done()
     return collector.preds, pipe
 
 
-def af_episode_check(bundle, script=(("sinus", 180.0), ("afib", 180.0), ("sinus", 180.0)), seed: int = 7,
-                     fs: float = 125.0, engine: str = "auto", precision: str = "auto",
-                     threads: int | None = None, engine_choice=None) -> EpisodeResult:
+def af_episode_check(
+    bundle,
+    script=(("sinus", 180.0), ("afib", 180.0), ("sinus", 180.0)),
+    seed: int = 7,
+    fs: float = 125.0,
+    engine: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    engine_choice=None,
+) -> EpisodeResult:
     from bridge_edge.signals.simulator import PatientSimulator
 
     total = float(sum(s for _, s in script))
@@ -114,21 +135,37 @@ def af_episode_check(bundle, script=(("sinus", 180.0), ("afib", 180.0), ("sinus"
         ps = by_phase[i]
         scored = [p for p in ps if p.label is not None]
         smoothed = [p for p in ps if p.smoothed_label is not None]
-        phases.append(PhaseResult(
-            rhythm, float(edges[i]), float(edges[i + 1]), len(scored),
-            float(np.mean([p.label == positive for p in scored])) if scored else None,
-            float(np.mean([p.smoothed_label == positive for p in smoothed])) if smoothed else None,
-            len(ps) - len(scored),
-        ))
-    series = np.array([
-        (p.window_index * hop_s + window_s,
-         p.probs[positive] if p.probs else np.nan,
-         p.smoothed_probs[positive] if p.smoothed_probs and p.label is not None else np.nan)
-        for p in preds
-    ]).reshape(-1, 3)
-    return EpisodeResult(positive, pipe.engine.name, pipe.engine.precision,
-                         f"{pipe.model.bundle_name} {pipe.model.bundle_version}", phases, straddling,
-                         list(script), series)
+        phases.append(
+            PhaseResult(
+                rhythm,
+                float(edges[i]),
+                float(edges[i + 1]),
+                len(scored),
+                float(np.mean([p.label == positive for p in scored])) if scored else None,
+                float(np.mean([p.smoothed_label == positive for p in smoothed])) if smoothed else None,
+                len(ps) - len(scored),
+            )
+        )
+    series = np.array(
+        [
+            (
+                p.window_index * hop_s + window_s,
+                p.probs[positive] if p.probs else np.nan,
+                p.smoothed_probs[positive] if p.smoothed_probs and p.label is not None else np.nan,
+            )
+            for p in preds
+        ]
+    ).reshape(-1, 3)
+    return EpisodeResult(
+        positive,
+        pipe.engine.name,
+        pipe.engine.precision,
+        f"{pipe.model.bundle_name} {pipe.model.bundle_version}",
+        phases,
+        straddling,
+        list(script),
+        series,
+    )
 
 
 def plot_episode(result: EpisodeResult, path: str | Path) -> Path:
@@ -163,12 +200,16 @@ def plot_episode(result: EpisodeResult, path: str | Path) -> Path:
 def heartpy_csv(name: str = "data2.csv") -> Path:
     spec = importlib.util.find_spec("heartpy")
     if spec is None or not spec.submodule_search_locations:
-        raise DatasetNotFoundError("the heartpy package is not installed; expected its data/*.csv PPG files",
-                                   path="heartpy", expected=name)
+        raise DatasetNotFoundError(
+            "the heartpy package is not installed; expected its data/*.csv PPG files",
+            path="heartpy",
+            expected=name,
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
     if not path.is_file():
-        raise DatasetNotFoundError(f"{path} does not exist; expected heartpy's example PPG file", path=str(path),
-                                   expected=name)
+        raise DatasetNotFoundError(
+            f"{path} does not exist; expected heartpy's example PPG file", path=str(path), expected=name
+        )
     return path
 
 
@@ -181,26 +222,39 @@ def load_heartpy_ppg(name: str = "data2.csv") -> tuple[np.ndarray, float]:
         t_s, x = data[:, 0] / 1000.0, data[:, 1]
     else:
         raw = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str)
-        t_s = (raw[:, 0].astype("datetime64[us]") - np.datetime64("1970-01-01", "us")).astype(np.float64) / 1e6
+        t_s = (raw[:, 0].astype("datetime64[us]") - np.datetime64("1970-01-01", "us")).astype(
+            np.float64
+        ) / 1e6
         x = raw[:, 1].astype(np.float64)
     fs = (len(t_s) - 1) / (t_s[-1] - t_s[0])
     return x.astype(np.float32), float(fs)
 
 
-def replay_real_ppg(bundle, name: str = "data2.csv", engine: str = "auto", precision: str = "auto",
-                    threads: int | None = None, engine_choice=None) -> RealPpgResult:
+def replay_real_ppg(
+    bundle,
+    name: str = "data2.csv",
+    engine: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    engine_choice=None,
+) -> RealPpgResult:
     x, fs = load_heartpy_ppg(name)
     preds, pipe = _stream(x, fs, bundle, engine, precision, threads, f"heartpy {name}", engine_choice)
     scored = [p for p in preds if p.label is not None]
     same = [a.label == b.label for a, b in itertools.pairwise(scored)]
     hrs = [p.hr_bpm for p in preds if p.hr_bpm is not None and p.gated is None]
     return RealPpgResult(
-        file=name, fs=fs, seconds=len(x) / fs, hops=len(preds),
-        gated=dict(Counter(p.gated for p in preds if p.gated)), labels=dict(Counter(p.label for p in scored)),
+        file=name,
+        fs=fs,
+        seconds=len(x) / fs,
+        hops=len(preds),
+        gated=dict(Counter(p.gated for p in preds if p.gated)),
+        labels=dict(Counter(p.label for p in scored)),
         stability=float(np.mean(same)) if same else None,
         sqi_median=float(np.median([p.sqi for p in preds])) if preds else 0.0,
         hr_median_bpm=float(np.median(hrs)) if hrs else None,
-        engine=pipe.engine.name, precision=pipe.engine.precision,
+        engine=pipe.engine.name,
+        precision=pipe.engine.precision,
         bundle=f"{pipe.model.bundle_name} {pipe.model.bundle_version}",
         predictions=[p.as_json() for p in preds],
     )

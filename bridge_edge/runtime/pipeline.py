@@ -68,7 +68,9 @@ class Pipeline:
             raise ConfigError(
                 f"gap_policy {cfg.gap_policy!r} / sqi_policy {cfg.sqi_policy!r}; expected one of "
                 f"{GAP_POLICIES} / {SQI_POLICIES}",
-                key="policy", value=(cfg.gap_policy, cfg.sqi_policy), expected=(GAP_POLICIES, SQI_POLICIES),
+                key="policy",
+                value=(cfg.gap_policy, cfg.sqi_policy),
+                expected=(GAP_POLICIES, SQI_POLICIES),
             )
         if not sources:
             raise ConfigError("the pipeline needs at least one source", key="sources", value=0)
@@ -259,8 +261,16 @@ class Pipeline:
         for i, job in enumerate(jobs):
             self._emit(job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6)
 
-    def _emit(self, job: WindowJob, p, sqi: float, hr: float | None, gated: str | None,
-              batch_pre_ms: float, infer_ms: float) -> None:
+    def _emit(
+        self,
+        job: WindowJob,
+        p,
+        sqi: float,
+        hr: float | None,
+        gated: str | None,
+        batch_pre_ms: float,
+        infer_ms: float,
+    ) -> None:
         st = self.streams[job.stream_index]
         labels = self.model.labels
         smoothed = self._smoother.update(st.index, p)
@@ -282,7 +292,9 @@ class Pipeline:
             label=labels[int(np.argmax(p))] if p is not None else None,
             probs={lab: float(v) for lab, v in zip(labels, p)} if p is not None else None,
             smoothed_label=labels[int(np.argmax(smoothed))] if smoothed is not None else None,
-            smoothed_probs={lab: float(v) for lab, v in zip(labels, smoothed)} if smoothed is not None else None,
+            smoothed_probs={lab: float(v) for lab, v in zip(labels, smoothed)}
+            if smoothed is not None
+            else None,
             sqi=sqi,
             hr_bpm=hr,
             latency_ms=LatencyMs(preprocess=pre_ms, infer=infer_ms if p is not None else 0.0, total=total_ms),

@@ -18,7 +18,8 @@ class PipelineRecorder:
         root = Path(record_dir)
         self._sources = sources
         self._writers = [
-            RecordingWriter(root if len(sources) == 1 else root / f"stream{i}", s.info) for i, s in enumerate(sources)
+            RecordingWriter(root if len(sources) == 1 else root / f"stream{i}", s.info)
+            for i, s in enumerate(sources)
         ]
 
     def write(self, stream_index: int, chunk: Chunk) -> None:

@@ -30,15 +30,18 @@ def _pct(p: Percentiles) -> str:
 
 def summary_lines(s: PipelineStats) -> list[str]:
     lines = [
-        (f"run: {s.hops} hops, engine {s.engine} {s.precision} ({s.engine_description}), "
-        f"bundle {s.bundle_name} {s.bundle_version}"),
+        (
+            f"run: {s.hops} hops, engine {s.engine} {s.precision} ({s.engine_description}), "
+            f"bundle {s.bundle_name} {s.bundle_version}"
+        ),
         f"run: windows skipped {s.windows_skipped}; dropped samples {s.dropped_samples}; ring overwrites {s.overwrites}",
     ]
     lines += [f"run: latency {stage}: {_pct(p)}" for stage, p in s.latency.items()]
     for st in s.streams:
         clock = (
             f"drift {st.clock_drift_ppm:.1f} ppm, jitter {st.clock_jitter_ms:.2f} ms, jumps {st.clock_jumps}"
-            if st.clock_drift_ppm is not None else "no clock fit"
+            if st.clock_drift_ppm is not None
+            else "no clock fit"
         )
         lines.append(
             f"run: stream {st.index} {st.name}: {st.samples} samples, gaps {st.gap_samples}, "

@@ -161,7 +161,12 @@ class RingBuffer:
     def reset(self, reason: str) -> None:
         """Forget all held rows (explicit and logged); cursors move to the new start."""
         with self._lock:
-            log.warning("ring %s reset (%s): %d held rows discarded", self.name, reason, min(self._written, self.capacity))
+            log.warning(
+                "ring %s reset (%s): %d held rows discarded",
+                self.name,
+                reason,
+                min(self._written, self.capacity),
+            )
             for c in self._cursors:
                 c.position = self._written
             self.resets += 1

@@ -48,7 +48,8 @@ class ModelInput:
         if abs(spec.fs_out - inp.fs) > 1e-9:
             raise BundleError(
                 f"bundle {manifest.name}: preprocess fs_out {spec.fs_out} Hz differs from input fs {inp.fs} Hz",
-                file="manifest.json", problems=["input.preprocess.fs_out"],
+                file="manifest.json",
+                problems=["input.preprocess.fs_out"],
             )
         return cls(
             modality=inp.modality,
@@ -85,12 +86,16 @@ def model_channel(info: StreamInfo, model: ModelInput) -> int:
             if name == w or name.startswith(w):
                 return i
     if len(names) == 1:
-        log.warning("stream %s channel %r used as the model's %s input", info.name, info.channels[0], model.modality)
+        log.warning(
+            "stream %s channel %r used as the model's %s input", info.name, info.channels[0], model.modality
+        )
         return 0
     raise ConfigError(
         f"stream {info.name} has channels {list(info.channels)}; the bundle expects {model.modality} "
         f"({', '.join(model.channels)})",
-        key="channels", value=list(info.channels), expected=list(model.channels),
+        key="channels",
+        value=list(info.channels),
+        expected=list(model.channels),
     )
 
 
@@ -146,7 +151,9 @@ class StreamState:
             self.gaps += 1
             first = self.gap_first_last_ns[0] if self.gap_first_last_ns else chunk.t_host_ns
             self.gap_first_last_ns = (first, chunk.t_host_ns)
-            events.append({"kind": "gap", "missing_samples": int(chunk.gap_before), "at_sample": self.timeline})
+            events.append(
+                {"kind": "gap", "missing_samples": int(chunk.gap_before), "at_sample": self.timeline}
+            )
         if n == 0:
             return events
         if self.clock is None:
@@ -211,7 +218,9 @@ class StreamState:
 
         def fill(missing: int, arrival: int) -> None:
             block = self.dsp.fill_gap(missing)
-            self.cutter.mark_gap(GapSpan(block.first_index, block.first_index + len(block.values) + 1, missing))
+            self.cutter.mark_gap(
+                GapSpan(block.first_index, block.first_index + len(block.values) + 1, missing)
+            )
             windows.extend(self.cutter.push(block.values, block.source_index, block.first_index))
             t_parts.append(last_t[0] + np.arange(1, missing + 1) * (1e9 / self.info.fs))
             arrival_parts.append(np.full(missing, arrival, np.int64))

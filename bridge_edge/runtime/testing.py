@@ -119,14 +119,26 @@ def make_tiny_bundle(
     model.ir_version = 8
     onnx.save(model, out_dir / "model.fp32.onnx")
     manifest = Manifest(
-        schema_version=SCHEMA_VERSION, name="tiny", version="0.0.1", created="2026-01-01T00:00:00Z",
+        schema_version=SCHEMA_VERSION,
+        name="tiny",
+        version="0.0.1",
+        created="2026-01-01T00:00:00Z",
         recipe_hash="tiny",
         input=InputSection("ppg", fs, window_s, hop_s, ["ppg"], "a.u.", PreprocessSpec(fs_out=fs).as_dict()),
         output=OutputSection("class_probabilities", list(labels), "afib" if "afib" in labels else None),
         models=ModelsSection("tiny-linear", "none", 0, 0, BridgeSection(0, 0, 0)),
-        onnx=OnnxSection(17, "onnx.helper", [TensorSpec("ppg", "float32", [batch, length])],
-                         [TensorSpec("probs", "float32", [batch, k])]),
-        precisions=["fp32"], files={}, sizes={}, metrics={}, parity={}, golden={},
+        onnx=OnnxSection(
+            17,
+            "onnx.helper",
+            [TensorSpec("ppg", "float32", [batch, length])],
+            [TensorSpec("probs", "float32", [batch, k])],
+        ),
+        precisions=["fp32"],
+        files={},
+        sizes={},
+        metrics={},
+        parity={},
+        golden={},
     )
     seal(out_dir, manifest)
     return load_bundle(out_dir)

@@ -60,9 +60,7 @@ class WindowCutter:
     def mark_gap(self, span: GapSpan) -> None:
         self._gaps.append(span)
 
-    def push(
-        self, values: np.ndarray, source_index: np.ndarray, first_index: int
-    ) -> list[Window]:
+    def push(self, values: np.ndarray, source_index: np.ndarray, first_index: int) -> list[Window]:
         """Append model-rate samples (absolute index ``first_index`` onwards); return new windows."""
         if first_index != self._start + self._n:  # the stream must arrive contiguous
             raise ValueError(f"window cutter expected sample {self._start + self._n}, got {first_index}")

@@ -23,8 +23,14 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def bridge_edge(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "bridge_edge.cli", *args], capture_output=True, text=True, check=False,
-                          timeout=timeout, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "bridge_edge.cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        env=ENV,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +55,19 @@ def hops(stdout: str) -> list[dict]:
 def test_run_json_over_a_replay_ends_with_the_file(bundle_dir, ppg_csv, tmp_path):
     csv, n = ppg_csv
     rec_dir = tmp_path / "rec"
-    r = bridge_edge("run", "--source", f"replay://{csv}?fs=125&speed=0", "--bundle", str(bundle_dir),
-                    "--json", "--lossless", "--threads", "1", "--record", str(rec_dir))
+    r = bridge_edge(
+        "run",
+        "--source",
+        f"replay://{csv}?fs=125&speed=0",
+        "--bundle",
+        str(bundle_dir),
+        "--json",
+        "--lossless",
+        "--threads",
+        "1",
+        "--record",
+        str(rec_dir),
+    )
     assert r.returncode == 0, r.stderr
     lines = hops(r.stdout)
     expected = (n - 1250) // 250 + 1
@@ -68,8 +85,19 @@ def test_run_json_over_a_replay_ends_with_the_file(bundle_dir, ppg_csv, tmp_path
 
 
 def test_run_json_over_a_simulated_ppg_stream_stops_after_seconds(bundle_dir):
-    r = bridge_edge("run", "--source", "sim://ppg?rhythm=afib&speed=0&seed=2", "--bundle", str(bundle_dir),
-                    "--json", "--seconds", "5", "--lossless", "--threads", "1")
+    r = bridge_edge(
+        "run",
+        "--source",
+        "sim://ppg?rhythm=afib&speed=0&seed=2",
+        "--bundle",
+        str(bundle_dir),
+        "--json",
+        "--seconds",
+        "5",
+        "--lossless",
+        "--threads",
+        "1",
+    )
     assert r.returncode == 0, r.stderr
     lines = hops(r.stdout)
     assert len(lines) >= 2 and all(REQUIRED <= set(h) for h in lines)
@@ -77,8 +105,18 @@ def test_run_json_over_a_simulated_ppg_stream_stops_after_seconds(bundle_dir):
 
 
 def test_human_readable_lines_and_a_missing_bundle_error(bundle_dir, tmp_path):
-    r = bridge_edge("run", "--source", "sim://ecg+ppg?speed=0", "--bundle", str(bundle_dir), "--seconds", "2",
-                    "--lossless", "--threads", "1")
+    r = bridge_edge(
+        "run",
+        "--source",
+        "sim://ecg+ppg?speed=0",
+        "--bundle",
+        str(bundle_dir),
+        "--seconds",
+        "2",
+        "--lossless",
+        "--threads",
+        "1",
+    )
     assert r.returncode == 0, r.stderr
     assert "[0:sim ecg+ppg" in r.stdout and "SQI" in r.stdout
     bad = bridge_edge("run", "--source", "sim://ppg", "--bundle", str(tmp_path / "nope"), "--seconds", "1")
@@ -87,9 +125,23 @@ def test_human_readable_lines_and_a_missing_bundle_error(bundle_dir, tmp_path):
 
 def test_ctrl_c_shuts_down_cleanly(bundle_dir):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge_edge.cli", "run", "--source", "sim://ppg?speed=1", "--bundle",
-         str(bundle_dir), "--json", "--threads", "1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+        [
+            sys.executable,
+            "-m",
+            "bridge_edge.cli",
+            "run",
+            "--source",
+            "sim://ppg?speed=1",
+            "--bundle",
+            str(bundle_dir),
+            "--json",
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # wait until the pipeline runs (start-up is slow on a loaded machine)
@@ -106,8 +158,18 @@ def test_run_with_the_default_bundle_when_it_is_installed():
     default = Path(__file__).resolve().parents[2] / "bridge_edge" / "assets" / "bundles" / "default"
     if not (default / "manifest.json").exists():
         pytest.skip("the default bundle is not built in this checkout (bridge_edge/assets/bundles/default)")
-    r = bridge_edge("run", "--source", "sim://ppg?rhythm=sinus&speed=0&seed=3", "--json", "--seconds", "20",
-                    "--lossless", "--threads", "1", timeout=180)
+    r = bridge_edge(
+        "run",
+        "--source",
+        "sim://ppg?rhythm=sinus&speed=0&seed=3",
+        "--json",
+        "--seconds",
+        "20",
+        "--lossless",
+        "--threads",
+        "1",
+        timeout=180,
+    )
     assert r.returncode == 0, r.stderr
     lines = hops(r.stdout)
     assert lines and all(REQUIRED <= set(h) for h in lines)

@@ -13,8 +13,21 @@ from bridge_edge.bench.subject import Subject
 
 def test_bench_power_quick_json_reports_unreadable_sources_as_unmeasured_never_zero(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "bridge_edge.cli", "bench", "power", "--quick", "--json", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bridge_edge.cli",
+            "bench",
+            "power",
+            "--quick",
+            "--json",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
@@ -34,8 +47,25 @@ def test_bench_latency_cli_writes_json_png_and_prints_rows(tmp_path, monkeypatch
 
     tiny = make_tiny_bundle(tmp_path / "bundle", window_s=2.0, hop_s=0.5)
     monkeypatch.setattr(subject_module, "load_subject", lambda ref, run_dir: Subject.from_bundle(tiny, None))
-    code = cli.main(["bench", "latency", "--json", "--out", str(tmp_path / "res"), "--engines", "ort,trt",
-                     "--precisions", "fp32", "--batches", "1,2", "--windows", "8", "--threads", "1"])
+    code = cli.main(
+        [
+            "bench",
+            "latency",
+            "--json",
+            "--out",
+            str(tmp_path / "res"),
+            "--engines",
+            "ort,trt",
+            "--precisions",
+            "fp32",
+            "--batches",
+            "1,2",
+            "--windows",
+            "8",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     rows = [line for line in lines if line.get("bench") == "latency" and "stage" in line]
@@ -43,8 +73,21 @@ def test_bench_latency_cli_writes_json_png_and_prints_rows(tmp_path, monkeypatch
     assert ("ort", 1, "end_to_end") in measured and ("ort", 2, "infer") in measured
     assert all(r["reason"] for r in rows if r["engine"] == "trt")
     for row in rows:
-        assert {"bench", "engine", "precision", "batch", "stage", "n", "p50_ms", "p90_ms", "p99_ms", "max_ms"} <= set(row)
-    assert (tmp_path / "res" / "latency.json").exists() and (tmp_path / "res" / "latency.png").stat().st_size > 0
+        assert {
+            "bench",
+            "engine",
+            "precision",
+            "batch",
+            "stage",
+            "n",
+            "p50_ms",
+            "p90_ms",
+            "p99_ms",
+            "max_ms",
+        } <= set(row)
+    assert (tmp_path / "res" / "latency.json").exists() and (
+        tmp_path / "res" / "latency.png"
+    ).stat().st_size > 0
 
 
 def test_bench_help_lists_the_four_benches(capsys):

@@ -29,7 +29,8 @@ def tiny_model(path, batch_dim="batch"):
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
     ]
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch_dim, L])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [batch_dim, N_CLASSES])],
         initializer=[w, fc, shape],
@@ -57,8 +58,11 @@ def test_flop_counter_counts_gemm_with_transposed_a(tmp_path):
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [16, 4])  # (K, M), transA=1
     b = numpy_helper.from_array(np.ones((16, 32), np.float32), "b")
     graph = helper.make_graph(
-        [helper.make_node("Gemm", ["a", "b"], ["y"], transA=1)], "g", [a],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])], initializer=[b],
+        [helper.make_node("Gemm", ["a", "b"], ["y"], transA=1)],
+        "g",
+        [a],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
+        initializer=[b],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -70,8 +74,11 @@ def tiny_subject(tmp_path):
     return Subject(
         label="tiny stand-in",
         onnx_paths={"fp32": tiny_model(tmp_path / "tiny.onnx")},
-        n_samples=L, fs_model=125.0, hop_s=0.5,
-        preprocess=PreprocessSpec().as_dict(), labels=["sinus", "afib", "other"],
+        n_samples=L,
+        fs_model=125.0,
+        hop_s=0.5,
+        preprocess=PreprocessSpec().as_dict(),
+        labels=["sinus", "afib", "other"],
     )
 
 
@@ -89,8 +96,13 @@ def test_hop_feeder_gives_normalised_windows_that_slide_by_one_hop(tmp_path):
 
 def test_latency_run_measures_ort_and_reports_the_rest_unmeasured_with_reasons(tmp_path):
     cfg = latency.LatencyConfig(
-        engines=("torch", "ort", "trt"), precisions=("fp32", "int8"), batches=(1, 4), windows=16,
-        warmup_calls=2, threads=1, matmul_seconds=0.05,
+        engines=("torch", "ort", "trt"),
+        precisions=("fp32", "int8"),
+        batches=(1, 4),
+        windows=16,
+        warmup_calls=2,
+        threads=1,
+        matmul_seconds=0.05,
     )
     report = BenchReport("latency", machine={})
     raw = latency.run(tiny_subject(tmp_path), cfg, report)
@@ -115,11 +127,21 @@ def test_latency_run_measures_ort_and_reports_the_rest_unmeasured_with_reasons(t
 
 def test_key_ratio_is_the_quotient_of_two_p50s_of_the_same_run():
     def row(engine, precision, stage, p50):
-        return {"engine": engine, "precision": precision, "batch": 1, "stage": stage, "status": "ok",
-                "p50_ms": p50}
+        return {
+            "engine": engine,
+            "precision": precision,
+            "batch": 1,
+            "stage": stage,
+            "status": "ok",
+            "p50_ms": p50,
+        }
 
-    rows = [row("ort", "int8", "infer", 10.0), row("torch", "fp32", "infer", 40.0),
-            row("ort", "int8", "end_to_end", 12.0), row("torch", "fp32", "end_to_end", 42.0)]
+    rows = [
+        row("ort", "int8", "infer", 10.0),
+        row("torch", "fp32", "infer", 40.0),
+        row("ort", "int8", "end_to_end", 12.0),
+        row("torch", "fp32", "end_to_end", 42.0),
+    ]
     ratio = latency.key_ratio(rows)
     assert ratio["infer_p50_ratio"] == pytest.approx(0.25) and ratio["meets_target"] is True
     assert ratio["end_to_end_p50_ratio"] == pytest.approx(12 / 42, abs=1e-4)

@@ -147,8 +147,10 @@ def test_ina3221_found_by_name_and_label_uses_vdd_in_on_orin_nano(tmp_path):
 
 def test_ina3221_agx_two_chips_sum_real_rails_skip_nc(tmp_path):
     write_ina3221(
-        tmp_path, "1-0040", "hwmon2", {1: ("VDD_GPU_SOC", 5000, 400), 2: ("VDD_CPU_CV", 5000, 200),
-                                        3: ("VIN_SYS_5V0", 5000, 800)}
+        tmp_path,
+        "1-0040",
+        "hwmon2",
+        {1: ("VDD_GPU_SOC", 5000, 400), 2: ("VDD_CPU_CV", 5000, 200), 3: ("VIN_SYS_5V0", 5000, 800)},
     )
     write_ina3221(tmp_path, "1-0041", "hwmon3", {1: ("NC", 0, 0), 2: ("VDDQ_VDD2_1V8AO", 1800, 100)})
     rails = hwmon_ina3221.find_rails(tmp_path)

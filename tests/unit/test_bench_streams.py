@@ -19,26 +19,55 @@ def fake_runtime(monkeypatch):
     from bridge_edge.runtime import bench as runtime_bench
 
     def trial(n, ok, p99):
-        return SimpleNamespace(streams=n, keeps_up=ok, hops=10 * n if ok else 5 * n, expected_hops=10 * n,
-                               total_p99_ms=p99, lost_samples=0 if ok else 40, reason="keeps up" if ok else "lost")
+        return SimpleNamespace(
+            streams=n,
+            keeps_up=ok,
+            hops=10 * n if ok else 5 * n,
+            expected_hops=10 * n,
+            total_p99_ms=p99,
+            lost_samples=0 if ok else 40,
+            reason="keeps up" if ok else "lost",
+        )
 
     calls = {}
 
     def max_realtime_streams(bundle, engine, precision, seconds, threads, limit):
         calls["max"] = (engine, precision, seconds, threads, limit)
-        return SimpleNamespace(max_streams=6, trials=[trial(1, True, 20.0), trial(2, True, 25.0), trial(4, True, 40.0),
-                                                      trial(8, False, 3000.0), trial(6, True, 90.0)])
+        return SimpleNamespace(
+            max_streams=6,
+            trials=[
+                trial(1, True, 20.0),
+                trial(2, True, 25.0),
+                trial(4, True, 40.0),
+                trial(8, False, 3000.0),
+                trial(6, True, 90.0),
+            ],
+        )
 
     def pipeline_latency(bundle, engine, precision, streams, seconds, speed, threads):
         calls["latency"] = (streams, speed)
-        return SimpleNamespace(engine=engine, precision=precision, hops=60, dropped_samples=0, total_p50_ms=30.0, total_p99_ms=88.0, infer_p50_ms=5.0,
-                               infer_p99_ms=9.0, lag_p99_ms=95.0)
+        return SimpleNamespace(
+            engine=engine,
+            precision=precision,
+            hops=60,
+            dropped_samples=0,
+            total_p50_ms=30.0,
+            total_p99_ms=88.0,
+            infer_p50_ms=5.0,
+            infer_p99_ms=9.0,
+            lag_p99_ms=95.0,
+        )
 
     monkeypatch.setattr(runtime_bench, "max_realtime_streams", max_realtime_streams)
     monkeypatch.setattr(runtime_bench, "pipeline_latency", pipeline_latency)
-    monkeypatch.setattr(runtime_bench, "ingest_throughput", lambda seconds: SimpleNamespace(samples_per_s=1.5e6))
-    monkeypatch.setattr(streams, "_engine_reason",
-                        lambda subject, engine, precision, threads: None if engine == "ort" else "not installed")
+    monkeypatch.setattr(
+        runtime_bench, "ingest_throughput", lambda seconds: SimpleNamespace(samples_per_s=1.5e6)
+    )
+    monkeypatch.setattr(
+        streams,
+        "_engine_reason",
+        lambda subject, engine, precision, threads: None if engine == "ort" else "not installed",
+    )
     return calls
 
 

@@ -12,34 +12,92 @@ from bridge_edge.bench.results import BenchReport, LatencySummary, load_report
 from bridge_edge.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-MACHINE = {"cpu_model": "Test CPU", "cpu_logical_cores": 2, "versions": {"numpy": "2.0"},
-           "load_average_at_start": [0.5, 0.4, 0.3]}
+MACHINE = {
+    "cpu_model": "Test CPU",
+    "cpu_logical_cores": 2,
+    "versions": {"numpy": "2.0"},
+    "load_average_at_start": [0.5, 0.4, 0.3],
+}
 
 
 def latency_rows():
     rows = []
     for engine, precision, p50 in (("torch", "fp32", 40.0), ("ort", "int8", 12.0)):
-        for stage, scale in (("preprocess", 0.05), ("infer", 1.0), ("postprocess", 0.01), ("end_to_end", 1.1)):
-            rows.append({"bench": "latency", "engine": engine, "precision": precision, "batch": 1, "stage": stage,
-                         "n": 1024, "windows": 1024, "p50_ms": p50 * scale, "p90_ms": p50 * scale * 1.1,
-                         "p99_ms": p50 * scale * 1.3, "max_ms": p50 * scale * 2, "mean_ms": p50 * scale,
-                         "throughput_windows_s": 1000 / (p50 * scale), "achieved_gflops": 2.12 / (p50 * scale / 1e3),
-                         "pct_of_matmul_limit": 5.0, "status": "ok", "reason": None})
-    rows.append({"bench": "latency", "engine": "trt", "precision": "int8", "batch": 1, "stage": "end_to_end",
-                 "n": 0, "status": "unmeasured", "reason": "tensorrt not installed", "p50_ms": None})
+        for stage, scale in (
+            ("preprocess", 0.05),
+            ("infer", 1.0),
+            ("postprocess", 0.01),
+            ("end_to_end", 1.1),
+        ):
+            rows.append(
+                {
+                    "bench": "latency",
+                    "engine": engine,
+                    "precision": precision,
+                    "batch": 1,
+                    "stage": stage,
+                    "n": 1024,
+                    "windows": 1024,
+                    "p50_ms": p50 * scale,
+                    "p90_ms": p50 * scale * 1.1,
+                    "p99_ms": p50 * scale * 1.3,
+                    "max_ms": p50 * scale * 2,
+                    "mean_ms": p50 * scale,
+                    "throughput_windows_s": 1000 / (p50 * scale),
+                    "achieved_gflops": 2.12 / (p50 * scale / 1e3),
+                    "pct_of_matmul_limit": 5.0,
+                    "status": "ok",
+                    "reason": None,
+                }
+            )
+    rows.append(
+        {
+            "bench": "latency",
+            "engine": "trt",
+            "precision": "int8",
+            "batch": 1,
+            "stage": "end_to_end",
+            "n": 0,
+            "status": "unmeasured",
+            "reason": "tensorrt not installed",
+            "p50_ms": None,
+        }
+    )
     return rows
 
 
 def write_results(tmp_path):
     results = tmp_path / "results"
-    lat = BenchReport("latency", MACHINE, rows=latency_rows(), summary={
-        "subject": "default 1.0", "flops": {"per_window": 2.12e9}, "matmul_limit": {"gflops": 100.0},
-        "key_ratio": {"infer_p50_ratio": 0.3, "end_to_end_p50_ratio": 0.31, "meets_target": True,
-                      "target_max": 0.5}})
+    lat = BenchReport(
+        "latency",
+        MACHINE,
+        rows=latency_rows(),
+        summary={
+            "subject": "default 1.0",
+            "flops": {"per_window": 2.12e9},
+            "matmul_limit": {"gflops": 100.0},
+            "key_ratio": {
+                "infer_p50_ratio": 0.3,
+                "end_to_end_p50_ratio": 0.31,
+                "meets_target": True,
+                "target_max": 0.5,
+            },
+        },
+    )
     lat.write(results)
-    BenchReport("power", MACHINE, rows=[
-        {"bench": "power", "source": "rapl", "workload": "all", "status": "unmeasured",
-         "reason": "/sys/class/powercap absent"}]).write(results)
+    BenchReport(
+        "power",
+        MACHINE,
+        rows=[
+            {
+                "bench": "power",
+                "source": "rapl",
+                "workload": "all",
+                "status": "unmeasured",
+                "reason": "/sys/class/powercap absent",
+            }
+        ],
+    ).write(results)
     return results
 
 
@@ -70,8 +128,14 @@ def test_bench_table_script_rewrites_and_checks_a_readme(tmp_path):
     results = write_results(tmp_path)
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n{table.START}\n{table.END}\ntail\n")
-    script = [sys.executable, str(ROOT / "scripts" / "bench_table.py"), "--results", str(results),
-              "--readme", str(readme)]
+    script = [
+        sys.executable,
+        str(ROOT / "scripts" / "bench_table.py"),
+        "--results",
+        str(results),
+        "--readme",
+        str(readme),
+    ]
     assert subprocess.run(script + ["--check"], capture_output=True, check=False).returncode == 1
     subprocess.run(script, check=True, capture_output=True)
     assert "| ort | int8 | 1 |" in readme.read_text() and readme.read_text().endswith("tail\n")

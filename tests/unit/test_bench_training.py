@@ -8,12 +8,22 @@ from bridge_edge.bench.results import BenchReport
 
 def run_report(with_kd=True):
     def block(params, peak, sec, f1):
-        return {"trainable_params": params, "peak_memory_bytes": peak, "memory_method": "cpu.profiler+resident",
-                "seconds_per_epoch": sec, "epochs": 3, "batch_size": 16,
-                "test": {"macro_f1": f1, "balanced_accuracy": f1, "positive_auroc": 0.9, "n_windows": 40}}
+        return {
+            "trainable_params": params,
+            "peak_memory_bytes": peak,
+            "memory_method": "cpu.profiler+resident",
+            "seconds_per_epoch": sec,
+            "epochs": 3,
+            "batch_size": 16,
+            "test": {"macro_f1": f1, "balanced_accuracy": f1, "positive_auroc": 0.9, "n_windows": 40},
+        }
 
-    report = {"recipe": {"name": "smoke", "sha256": "x"}, "bridge": block(4544, 80 * 2**20, 21.5, 0.7),
-              "bridge_vs_kd": {"trainable_params_ratio": 0.27}, "n_windows": {"test": 40}}
+    report = {
+        "recipe": {"name": "smoke", "sha256": "x"},
+        "bridge": block(4544, 80 * 2**20, 21.5, 0.7),
+        "bridge_vs_kd": {"trainable_params_ratio": 0.27},
+        "n_windows": {"test": 40},
+    }
     if with_kd:
         report["kd"] = block(17074, 11 * 2**20, 2.6, 0.6)
     return report

@@ -35,7 +35,10 @@ def test_linear_cka_matches_gram_definition_and_invariances():
 
 def _store(rng, n=120):
     pseudo = np.repeat([0, 3], n // 2)  # two head classes present
-    noise = lambda d: rng.normal(size=(n, d))
+
+    def noise(d):
+        return rng.normal(size=(n, d))
+
     informative = noise(4) + 3.0 * pseudo[:, None]
     probs = np.zeros((n, 6))
     probs[np.arange(n), pseudo] = 1.0

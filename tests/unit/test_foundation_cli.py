@@ -8,8 +8,21 @@ import pytest
 from bridge_edge.cli import build_parser, main
 
 DESIGN_COMMANDS = (
-    "simulate", "fit", "select", "train-bridge", "evaluate", "export", "inspect", "build-engine",
-    "deploy", "devices", "record", "run", "monitor", "demo", "bench",
+    "simulate",
+    "fit",
+    "select",
+    "train-bridge",
+    "evaluate",
+    "export",
+    "inspect",
+    "build-engine",
+    "deploy",
+    "devices",
+    "record",
+    "run",
+    "monitor",
+    "demo",
+    "bench",
 )
 
 

@@ -46,7 +46,7 @@ def test_chunks_become_one_frame_per_channel_in_millivolts():
     t = np.arange(130) / 130.0
     ecg_uv = 1000.0 * np.sin(2 * np.pi * 5 * t)  # 1 mV at 5 Hz, in the display band
     samples = np.stack([ecg_uv, np.cos(2 * np.pi * 1.2 * t)], axis=1).astype(np.float32)
-    for k in range(5):
+    for _ in range(5):
         feed.on_chunk(0, None, Chunk(samples=samples, t_host_ns=time.monotonic_ns()))
     assert [(b.bed, b.channel) for b in server.blocks[:2]] == [(0, 0), (0, 1)]
     ecg_blocks = np.concatenate([b.samples for b in server.blocks if b.channel == 0])

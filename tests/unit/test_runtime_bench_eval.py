@@ -64,7 +64,9 @@ def test_trt_engine_wraps_the_export_runner_and_splits_at_the_profile_batch(tmp_
     built = SimpleNamespace(plan=b"plan", path=tmp_path / "x.engine", reason="cache hit")
     monkeypatch.setattr(trt_export, "build_or_load_engine", lambda *a, **k: built)
     monkeypatch.setattr(trt_export, "TrtEngineRunner", FakeRunner)
-    engine = trt_engine.TrtEngine(b, "fp32", trt_module=SimpleNamespace(__version__="10.3.0"), memory=object())
+    engine = trt_engine.TrtEngine(
+        b, "fp32", trt_module=SimpleNamespace(__version__="10.3.0"), memory=object()
+    )
     out = engine.infer(np.zeros((19, 250), np.float32))
     assert out.shape == (19, 3) and engine._runner.batches == [8, 8, 3]
     assert "cache hit" in engine.description
@@ -83,4 +85,6 @@ def test_trt_engine_on_a_machine_with_tensorrt(tmp_path):
     x = np.random.default_rng(0).standard_normal((3, 250)).astype(np.float32)
     from bridge_edge.runtime.engines.ort import OrtEngine
 
-    np.testing.assert_allclose(engine.infer(x), OrtEngine(b.onnx_path(), "fp32", threads=1).infer(x), atol=1e-3)
+    np.testing.assert_allclose(
+        engine.infer(x), OrtEngine(b.onnx_path(), "fp32", threads=1).infer(x), atol=1e-3
+    )

@@ -79,7 +79,9 @@ def test_predictions_equal_the_model_on_offline_preprocessed_windows(bundle, ppg
     rec, stats, engine = run([ArraySource(ppg, FS, chunk_sizes=(7, 31, 64, 3))], bundle)
     y = filter_and_resample(ppg, FS, PreprocessSpec(fs_out=FS))
     starts = np.arange(0, len(y) - L + 1, H)
-    expected = engine.inner.infer(normalise_windows(np.stack([y[s : s + L] for s in starts]), PreprocessSpec()))
+    expected = engine.inner.infer(
+        normalise_windows(np.stack([y[s : s + L] for s in starts]), PreprocessSpec())
+    )
     assert [p.window_index for p in rec.preds] == list(range(len(starts)))
     # windows starting while the filter rings (its first ~4 s) are not given to the model
     warm = [p.window_index for p in rec.preds if p.gated == "warmup"]
@@ -143,7 +145,9 @@ def test_streams_are_batched_into_one_engine_call(bundle, ppg):
 def test_one_engine_call_serves_windows_of_several_streams(bundle, ppg):
     sources = [ArraySource(ppg, FS, name=f"s{i}") for i in range(2)]
     engine = engine_for(bundle)
-    pipe = Pipeline(sources, bundle, config=PipelineConfig(sqi_policy="off"), engine_choice=EngineChoice(engine))
+    pipe = Pipeline(
+        sources, bundle, config=PipelineConfig(sqi_policy="off"), engine_choice=EngineChoice(engine)
+    )
     for st in pipe.streams:  # feed both streams by hand, then one inference pass
         for chunk in st.source:
             st.ingest(chunk)

@@ -13,13 +13,15 @@ L = int(10 * FS)
 
 
 def ppg_windows(x: np.ndarray) -> np.ndarray:
-    y = filter_and_resample(x, FS, PreprocessSpec())[int(5 * FS):]  # past the filter warm-up
+    y = filter_and_resample(x, FS, PreprocessSpec())[int(5 * FS) :]  # past the filter warm-up
     return np.stack([y[a : a + L] for a in range(0, len(y) - L + 1, L // 5)])
 
 
 @pytest.fixture(scope="module")
 def sim():
-    rec = PatientSimulator(11, fs_ecg=500.0, fs_ppg=FS, script=[("sinus", 60.0), ("afib", 60.0)]).generate(120.0)
+    rec = PatientSimulator(11, fs_ecg=500.0, fs_ppg=FS, script=[("sinus", 60.0), ("afib", 60.0)]).generate(
+        120.0
+    )
     return rec
 
 

@@ -119,8 +119,11 @@ def test_one_producer_many_readers_stress_no_torn_or_duplicated_rows():
             if r.n:
                 first = expected + r.lost
                 want = np.arange(first, first + r.n)
-                if not (np.array_equal(values[:, 0], want) and np.array_equal(values[:, 1], -want)
-                        and np.array_equal(times[:, 0], want)):
+                if not (
+                    np.array_equal(values[:, 0], want)
+                    and np.array_equal(values[:, 1], -want)
+                    and np.array_equal(times[:, 0], want)
+                ):
                     problems.append(f"reader {i}: torn or duplicated rows at {first}")
                     return
                 expected = first + r.n

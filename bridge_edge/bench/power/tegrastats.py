@@ -33,9 +33,7 @@ class TegrastatsSample:
 
 
 def parse_line(line: str) -> TegrastatsSample:
-    rails = {
-        name: float(now) for name, now, _avg, _max in RAIL.findall(line) if name not in NOT_RAILS
-    }
+    rails = {name: float(now) for name, now, _avg, _max in RAIL.findall(line) if name not in NOT_RAILS}
     return TegrastatsSample(rails_mw=rails, total=module_total(rails))
 
 
@@ -84,8 +82,9 @@ def probe(interval_ms: int = 100) -> TegrastatsMeter | Unmeasured:
     if binary is None:
         return Unmeasured("tegrastats", "tegrastats not on PATH (not a Jetson)")
     try:
-        out = subprocess.run([binary, "--interval", "100"], capture_output=True, text=True, timeout=1.5,
-                             check=False)
+        out = subprocess.run(
+            [binary, "--interval", "100"], capture_output=True, text=True, timeout=1.5, check=False
+        )
         first = out.stdout
     except subprocess.TimeoutExpired as err:  # tegrastats runs until stopped: a timeout is normal
         first = err.stdout.decode() if isinstance(err.stdout, bytes) else (err.stdout or "")

@@ -32,7 +32,9 @@ def resolve_precision(precision: str, available: list[str]) -> str:
     if precision not in available:
         raise ConfigError(
             f"the bundle has no {precision} model; expected one of {', '.join(available)}",
-            key="precision", value=precision, expected=available,
+            key="precision",
+            value=precision,
+            expected=available,
         )
     return precision
 
@@ -49,7 +51,9 @@ def select_engine(
     if name not in ENGINE_NAMES:
         raise ConfigError(
             f"unknown engine {name!r}; expected one of {', '.join(ENGINE_NAMES)}",
-            key="engine", value=name, expected=list(ENGINE_NAMES),
+            key="engine",
+            value=name,
+            expected=list(ENGINE_NAMES),
         )
     prec = resolve_precision(precision, list(bundle.manifest.precisions))
     fallbacks: list[str] = []
@@ -73,4 +77,6 @@ def select_engine(
         log.warning("%s; falling back to onnxruntime", reason)
     from bridge_edge.runtime.engines.ort import OrtEngine
 
-    return EngineChoice(OrtEngine(bundle.onnx_path(prec), prec, threads=threads, spinning=spinning), fallbacks)
+    return EngineChoice(
+        OrtEngine(bundle.onnx_path(prec), prec, threads=threads, spinning=spinning), fallbacks
+    )

@@ -17,5 +17,5 @@ class Engine(ABC):
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook; most engines hold nothing to release
         """Release native resources (sessions, CUDA buffers)."""

@@ -27,13 +27,17 @@ def default_threads() -> int:
 class OrtEngine(Engine):
     name = "ort"
 
-    def __init__(self, onnx_path: Path, precision: str, threads: int | None = None, spinning: bool = False) -> None:
+    def __init__(
+        self, onnx_path: Path, precision: str, threads: int | None = None, spinning: bool = False
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as err:
             raise EngineUnavailableError(
                 "onnxruntime is not installed; expected it for the ort engine",
-                engine="ort", package="onnxruntime", install_hint="pip install 'bridge-edge[device]'",
+                engine="ort",
+                package="onnxruntime",
+                install_hint="pip install 'bridge-edge[device]'",
             ) from err
         self.precision = precision
         self.threads = threads or default_threads()

@@ -25,7 +25,9 @@ class TorchEngine(Engine):
         except ImportError as err:
             raise EngineUnavailableError(
                 "torch is not installed; the torch engine is for development machines",
-                engine="torch", package="torch", install_hint="pip install 'bridge-edge[train]'",
+                engine="torch",
+                package="torch",
+                install_hint="pip install 'bridge-edge[train]'",
             ) from err
         from bridge_edge.bridge.compose import load_composed
 

@@ -33,24 +33,32 @@ class TrtEngine(Engine):
         if reason is not None:
             raise EngineUnavailableError(
                 f"TensorRT engine unavailable: {reason}",
-                engine="trt", package="tensorrt", install_hint="use JetPack's Python or an L4T TensorRT container",
+                engine="trt",
+                package="tensorrt",
+                install_hint="use JetPack's Python or an L4T TensorRT container",
                 reason=reason,
             )
         from bridge_edge.export import tensorrt as trt_export
         from bridge_edge.export.engine_cache import EngineCache
 
         trt = trt_module or trt_export.load_tensorrt()
-        build = trt_export.build_or_load_engine(trt, bundle, precision, EngineCache.default(), max_batch=max_batch)
+        build = trt_export.build_or_load_engine(
+            trt, bundle, precision, EngineCache.default(), max_batch=max_batch
+        )
         self._runner = trt_export.TrtEngineRunner(trt, build.plan, memory or trt_export.CudaRuntimeMemory())
         self._output = bundle.manifest.onnx.outputs[0].name
         self._max_batch = max_batch
         self.precision = precision
-        self.description = f"TensorRT {trt.__version__} {precision}, engine {build.path.name} ({build.reason})"
+        self.description = (
+            f"TensorRT {trt.__version__} {precision}, engine {build.path.name} ({build.reason})"
+        )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = np.ascontiguousarray(batch, np.float32)
-        parts = [self._runner.run(batch[i : i + self._max_batch])[self._output]
-                 for i in range(0, len(batch), self._max_batch)]  # the profile's max batch bounds one call
+        parts = [
+            self._runner.run(batch[i : i + self._max_batch])[self._output]
+            for i in range(0, len(batch), self._max_batch)
+        ]  # the profile's max batch bounds one call
         return np.concatenate(parts)
 
     def close(self) -> None:
