@@ -211,6 +211,11 @@ def _trial(bundle, engine: str, precision: str, n: int, seconds: float, threads:
         reasons.append(f"{stats.hops} of {expected} hops emitted")
     if p99 is None or p99 > hop_ms:
         reasons.append(f"end-to-end p99 {p99} ms exceeds the {hop_ms:.0f} ms hop")
+    # A growing backlog shows in the lag (now - newest sample seen by the inference thread), not
+    # in per-window latency: more than one hop behind means the streams are not kept up with.
+    lags = [s.lag.p99_ms for s in stats.streams if s.lag.p99_ms is not None]
+    if lags and max(lags) > hop_ms:
+        reasons.append(f"lag p99 {max(lags):.0f} ms exceeds the {hop_ms:.0f} ms hop")
     return StreamTrial(n, not reasons, stats.hops, expected, p99, lost, "; ".join(reasons) or "keeps up")
 
 
