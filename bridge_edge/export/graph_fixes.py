@@ -109,3 +109,16 @@ def name_batch_dim(model) -> None:
         dims = v.type.tensor_type.shape.dim
         if dims and not dims[0].dim_value:
             dims[0].dim_param = "batch"
+
+
+def strip_build_metadata(model) -> int:
+    """Drop the exporter's per-node stack traces: they name source paths of the build machine
+    and would ship with every bundle. Computation is untouched. Returns how many were removed."""
+    removed = 0
+    for node in model.graph.node:
+        keep = [p for p in node.metadata_props if "stack_trace" not in p.key]
+        removed += len(node.metadata_props) - len(keep)
+        if len(keep) != len(node.metadata_props):
+            del node.metadata_props[:]
+            node.metadata_props.extend(keep)
+    return removed

@@ -140,13 +140,18 @@ def _finalize(path: Path) -> None:
     """Exact graph rewrites every export gets (see graph_fixes)."""
     import onnx
 
-    from bridge_edge.export.graph_fixes import name_batch_dim, zero_pads_before_maxpool_as_concat
+    from bridge_edge.export.graph_fixes import (
+        name_batch_dim,
+        strip_build_metadata,
+        zero_pads_before_maxpool_as_concat,
+    )
 
     model = onnx.load(str(path))
     rewritten = zero_pads_before_maxpool_as_concat(model)
     if rewritten:
         log.info("rewrote %d zero Pad -> MaxPool pairs as Concat (ONNX Runtime pad-fusion bug)", rewritten)
     name_batch_dim(model)
+    strip_build_metadata(model)
     onnx.save(model, str(path))
 
 

@@ -61,3 +61,20 @@ def test_rewrite_leaves_other_pads_alone():
     model = helper.make_model(graph)
     assert zero_pads_before_maxpool_as_concat(model) == 0
     assert [n.op_type for n in model.graph.node] == ["Pad", "Relu"]
+
+
+def test_build_metadata_is_stripped_and_nothing_else():
+    from onnx import StringStringEntryProto, helper
+
+    from bridge_edge.export.graph_fixes import strip_build_metadata
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    node.metadata_props.extend(
+        [
+            StringStringEntryProto(key="pkg.torch.onnx.stack_trace", value='File "/home/me/model.py"'),
+            StringStringEntryProto(key="namespace", value="encoder.block0"),
+        ]
+    )
+    model = helper.make_model(helper.make_graph([node], "g", [], []))
+    assert strip_build_metadata(model) == 1
+    assert [p.key for p in model.graph.node[0].metadata_props] == ["namespace"]
