@@ -202,7 +202,8 @@ class StreamState:
         Reads only once the next window can be completed: DSP runs once per hop on the
         accumulated samples instead of once per chunk (same output, far fewer calls), and the
         window is still cut in the pass right after its last sample arrived."""
-        if self.newest_t_est_ns is not None:
+        if self.newest_t_est_ns is not None and not self.ended:
+            # an ended stream has no newest sample to be late for: its silence is not lag
             self.lag_ms.append((time.monotonic_ns() - self.newest_t_est_ns) / 1e6)
         if not self.ready():
             return []
