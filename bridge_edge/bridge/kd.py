@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bridge_edge.bridge.train import PairData, TrainResult, batch_indices, fit_epochs
+from bridge_edge.bridge.train import PairData, TrainResult, fit_epochs, mean_loss, optimiser_step
 from bridge_edge.models.base import ModelAdapter
 
 
@@ -87,16 +87,10 @@ def train_kd(
         )
 
     def step(idx: np.ndarray) -> float:
-        value = loss_on(pair, idx)
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-        return float(value.detach())
+        return optimiser_step(opt, loss_on(pair, idx))
 
     def val_loss() -> float:
-        data = val if len(val.ppg) else pair
-        total = sum(loss_on(data, i).item() * len(i) for i in batch_indices(len(data.ppg), batch_size))
-        return float(total / max(1, len(data.ppg)))
+        return mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)
 
     return fit_epochs(
         student,

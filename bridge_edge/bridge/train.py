@@ -94,6 +94,20 @@ def batch_indices(n: int, batch_size: int, gen: np.random.Generator | None = Non
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
+def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    """One gradient step on ``loss``; returns its value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def mean_loss(loss_on: Callable, data: PairData, batch_size: int) -> float:
+    """Sample-weighted mean of ``loss_on(data, batch)`` over all batches of ``data``."""
+    total = sum(loss_on(data, i).item() * len(i) for i in batch_indices(len(data.ppg), batch_size))
+    return float(total / max(1, len(data.ppg)))
+
+
 def fit_epochs(
     model: torch.nn.Module,
     step: Callable[[np.ndarray], float],
@@ -176,17 +190,12 @@ def train_bridge(
         )
 
     def step(idx: np.ndarray) -> float:
-        loss = loss_on(pair, idx)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
+        return optimiser_step(opt, loss_on(pair, idx))
 
     def val_loss() -> float:
         if not len(val.ppg):  # no validation subjects: fall back to the pair loss (reported as such)
             return float(np.mean([loss_on(pair, i).item() for i in batch_indices(len(pair.ppg), batch_size)]))
-        total = sum(loss_on(val, i).item() * len(i) for i in batch_indices(len(val.ppg), batch_size))
-        return float(total / len(val.ppg))
+        return mean_loss(loss_on, val, batch_size)
 
     # Resident during bridge training: the new model, the old blocks the step runs, the bridge. The
     # old model's earlier blocks and head never run here (its targets are cached).
