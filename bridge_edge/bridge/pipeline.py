@@ -242,40 +242,54 @@ def _pair_data(run: Run):
     return run.windows("pair"), run.windows("val"), pair_store, val_store
 
 
+def _train_bridge_at(run: Run, k_in: int, k_out: int, train_pairs, val_pairs, probe, epochs: int, desc: str):
+    """A fresh bridge for positions (k_in, k_out) with the recipe's [bridge] settings, trained.
+
+    ``probe`` = (PPG, ECG) windows for shape discovery. Returns (bridge, TrainResult, prototype
+    count). Used by the bridge stage and the position check.
+    """
+    from bridge_edge.bridge.prototype import parse_proto_init
+    from bridge_edge.bridge.train import make_bridge, train_bridge
+
+    old, new = run.models()
+    cfg = run.recipe.bridge
+    init, prototypes = parse_proto_init(cfg.init)
+    bridge = make_bridge(new, old, k_in, k_out, cfg.rank, prototypes, probe, init=init, seed=run.recipe.seed)
+    result = train_bridge(
+        old,
+        new,
+        bridge,
+        k_in,
+        k_out,
+        train_pairs,
+        val_pairs,
+        epochs=epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        seed=run.recipe.seed,
+        desc=desc,
+    )
+    return bridge, result, prototypes
+
+
 def stage_bridge(run: Run) -> None:
     from bridge_edge.bridge.compose import ComposedSpec, save_composed
-    from bridge_edge.bridge.prototype import parse_proto_init
     from bridge_edge.bridge.selection import read_selection
-    from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
+    from bridge_edge.bridge.train import PairData
 
     old, new = run.models()
     cfg = run.recipe.bridge
     sel = read_selection(run.run_dir)
     pair, val, pair_store, val_store = _pair_data(run)
-    init, prototypes = parse_proto_init(cfg.init)
-    bridge = make_bridge(
-        new,
-        old,
-        sel.k_in,
-        sel.k_out,
-        cfg.rank,
-        prototypes,
-        (pair.ppg[:4], pair.ecg[:4]),
-        init=init,
-        seed=run.recipe.seed,
-    )
-    result = train_bridge(
-        old,
-        new,
-        bridge,
+    bridge, result, prototypes = _train_bridge_at(
+        run,
         sel.k_in,
         sel.k_out,
         PairData(pair.ppg, pair_store.old_target),
         PairData(val.ppg, val_store.old_target),
+        (pair.ppg[:4], pair.ecg[:4]),
         epochs=cfg.epochs,
-        lr=cfg.lr,
-        batch_size=cfg.batch_size,
-        seed=run.recipe.seed,
+        desc="bridge",
     )
     spec = ComposedSpec(
         input=new.input_spec.as_dict(),
@@ -353,12 +367,11 @@ def stage_position_check(run: Run) -> list[dict]:
     """Briefly train a bridge at the chosen and >= 3 other positions; test AUROC of each."""
     from bridge_edge.bridge.compose import compose
     from bridge_edge.bridge.evaluate import evaluate_probs
-    from bridge_edge.bridge.prototype import parse_proto_init
     from bridge_edge.bridge.selection import read_selection
-    from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
+    from bridge_edge.bridge.train import PairData
 
     old, new = run.models()
-    cfg, check = run.recipe.bridge, run.recipe.position_check
+    check = run.recipe.position_check
     if check.epochs <= 0:
         return []
     sel = read_selection(run.run_dir)
@@ -367,32 +380,16 @@ def stage_position_check(run: Run) -> list[dict]:
     train_pairs = PairData(pair.ppg[:n], pair_store.old_target[:n])
     test = run.windows("test")
     truth = test.head_truth(old.labels)
-    init, prototypes = parse_proto_init(cfg.init)
     rows = []
     for k_in, k_out in check_pairs(sel.k_in, sel.k_out, new.n_blocks, old.n_blocks, check.pairs):
-        bridge = make_bridge(
-            new,
-            old,
-            k_in,
-            k_out,
-            cfg.rank,
-            prototypes,
-            (pair.ppg[:4], pair.ecg[:4]),
-            init=init,
-            seed=run.recipe.seed,
-        )
-        res = train_bridge(
-            old,
-            new,
-            bridge,
+        bridge, res, _ = _train_bridge_at(
+            run,
             k_in,
             k_out,
             train_pairs,
             PairData(val.ppg, val_store.old_target),
+            (pair.ppg[:4], pair.ecg[:4]),
             epochs=check.epochs,
-            lr=cfg.lr,
-            batch_size=cfg.batch_size,
-            seed=run.recipe.seed,
             desc=f"check {k_in}->{k_out}",
         )
         m = evaluate_probs(compose(new, old, bridge, k_in, k_out).predict_proba(test.ppg), truth, old.labels)
