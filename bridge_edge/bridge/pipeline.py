@@ -167,6 +167,36 @@ def stage_data(run: Run) -> None:
     np.save(run.run_dir / "windows" / "pretrain_ppg.npy", long.ppg)
 
 
+def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
+    """Pretraining windows (2 x window, hop = window) from ``[pretrain] simulated_subjects`` extra subjects.
+
+    Their seeds continue the dataset's subject seeds past its last subject, so none of them is in
+    any split. Only the PPG is windowed; rhythm labels are never read.
+    """
+    from bridge_edge.bridge.data import recording_windows
+    from bridge_edge.errors import ConfigError
+    from bridge_edge.signals.simulator import simulate_subject, subject_seed
+
+    d, n = recipe.data, recipe.pretrain.simulated_subjects
+    if d.source != "simulate":
+        raise ConfigError(
+            f'[pretrain] simulated_subjects needs [data] source = "simulate"; got source = {d.source!r}',
+            key="pretrain.simulated_subjects",
+            value=n,
+        )
+    windows = [
+        recording_windows(
+            simulate_subject(f"pre{i:04d}", d.minutes, subject_seed(d.seed, d.subjects + i)),
+            window_s=2 * d.window_s,
+            hop_s=d.window_s,
+            fs_ecg=None,
+            ppg_spec=ppg_preprocess_spec(fs),
+        ).ppg
+        for i in range(n)
+    ]
+    return np.concatenate(windows)
+
+
 def stage_pretrain(run: Run) -> None:
     """Self-supervised pretraining of the new-modality encoder on unlabelled train-split PPG."""
     from safetensors.torch import save_file
@@ -183,6 +213,9 @@ def stage_pretrain(run: Run) -> None:
         ppg = np.load(run.run_dir / "windows" / "pretrain_ppg.npy")  # PPG only: no label exists here
         if cfg.max_windows:
             ppg = ppg[np.random.default_rng(run.recipe.seed).permutation(len(ppg))[: cfg.max_windows]]
+        n_split = len(ppg)
+        if cfg.simulated_subjects:
+            ppg = np.concatenate([ppg, extra_simulated_ppg(run.recipe, new.input_spec.fs)])
         history = pretrain_ppg_encoder(
             ppg,
             new,
@@ -190,8 +223,12 @@ def stage_pretrain(run: Run) -> None:
             batch_size=cfg.batch_size,
             lr=cfg.lr,
             seed=run.recipe.seed,
+            contrastive_weight=cfg.contrastive_weight,
             aux_weight=cfg.aux_weight,
+            aux_min_sqi=cfg.aux_min_sqi,
         )
+        history["n_train_split_windows"] = n_split
+        history["n_simulated_windows"] = len(ppg) - n_split
         (run.run_dir / "pretrain.json").write_text(json.dumps(history, indent=2))
     state = {k: v.detach().cpu().contiguous() for k, v in new.module.state_dict().items()}
     save_file(state, str(run.run_dir / NEW_MODEL_WEIGHTS))

@@ -42,9 +42,12 @@ class PretrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     max_windows: int = 0  # 0 = all unlabelled PPG windows of the train split
-    aux_weight: float = (
-        0.0  # weight of the signal-derived targets (models.pretrain.signal_targets); 0 = SimCLR only
-    )
+    # Extra unlabelled PPG: this many more simulated subjects (seeds after the dataset's own, so
+    # never a subject of any split; only their PPG is read). Only with [data] source = "simulate".
+    simulated_subjects: int = 0
+    contrastive_weight: float = 1.0  # weight of the SimCLR loss; 0 = signal-derived targets only
+    aux_weight: float = 0.0  # weight of the signal-derived targets (models.pretrain.signal_targets)
+    aux_min_sqi: float = 0.0  # learn those targets only from windows with at least this PPG SQI
 
 
 @dataclass(frozen=True)

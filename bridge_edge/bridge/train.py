@@ -1,10 +1,13 @@
 """Bridge training (METHOD §3 with the §12 fixes).
 
 Frozen models (eval, no parameter gradients); clean old-model last-block outputs are cached
-once per pair window (FeatureStore.old_target). Each step runs only: new blocks [0..k_in]
-(no grad) -> pool -> bridge -> old layout -> old blocks [k_out..end] -> loss
-mean(1 - cos(vec(bridged), vec(clean))). Adam (defaults) on the bridge only. The best epoch is
-the one with the lowest loss on the *validation* subjects' pairs (label-free; test never seen).
+once per pair window (FeatureStore.old_target). The frozen new model is deterministic in eval
+mode and bridge training does not augment, so its pooled block-k_in output is also computed once
+per window, before the first epoch. Each step then runs only: bridge -> old layout -> old blocks
+[k_out..end] -> loss mean(1 - cos(vec(bridged), vec(clean))) — the same numbers as running the
+new model inside every step, without its time or memory. Adam (defaults) on the bridge only. The
+best epoch is the one with the lowest loss on the *validation* subjects' pairs (label-free; test
+never seen).
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ def new_features_at(new: ModelAdapter, x: np.ndarray | torch.Tensor, k_in: int) 
     with torch.no_grad():
         h = new.run_blocks(new.stem(new.prepare(x)), 0, k_in + 1)
         return new.pool(h)
+
+
+def bridge_inputs(new: ModelAdapter, windows: np.ndarray, k_in: int, batch_size: int = 64) -> torch.Tensor:
+    """Pooled block-k_in outputs of the frozen new model for all windows (N, d_in), in batches."""
+    new.freeze()
+    parts = [
+        new_features_at(new, windows[i : i + batch_size], k_in) for i in range(0, len(windows), batch_size)
+    ]
+    return torch.cat(parts) if parts else torch.empty(0)
 
 
 def bridged_last_hidden(
@@ -183,8 +195,10 @@ def train_bridge(
     opt = torch.optim.Adam(bridge.parameters(), lr=lr)
     torch.manual_seed(seed)
 
+    inputs = {id(pair): bridge_inputs(new, pair.ppg, k_in), id(val): bridge_inputs(new, val.ppg, k_in)}
+
     def loss_on(data: PairData, idx: np.ndarray) -> torch.Tensor:
-        z = new_features_at(new, data.ppg[idx], k_in)
+        z = inputs[id(data)][torch.from_numpy(idx)]
         return cosine_loss(
             bridged_last_hidden(old, bridge, z, k_out), torch.from_numpy(data.target[idx]).to(device)
         )
@@ -197,9 +211,9 @@ def train_bridge(
             return float(np.mean([loss_on(pair, i).item() for i in batch_indices(len(pair.ppg), batch_size)]))
         return mean_loss(loss_on, val, batch_size)
 
-    # Resident during bridge training: the new model, the old blocks the step runs, the bridge. The
-    # old model's earlier blocks and head never run here (its targets are cached).
-    resident = [new.module, bridge] + [old.block(k) for k in range(k_out, old.n_blocks)]
+    # Resident during a bridge step: the bridge and the old blocks the step runs. The new model's
+    # outputs and the old model's targets are cached, so neither model's other blocks run here.
+    resident = [bridge] + [old.block(k) for k in range(k_out, old.n_blocks)]
     return fit_epochs(
         bridge,
         step,

@@ -147,10 +147,12 @@ def pretrain_ppg_encoder(
     temperature: float = 0.2,
     augment_spec: AugmentSpec | None = None,
     aux_weight: float = 0.0,
+    contrastive_weight: float = 1.0,
+    aux_min_sqi: float = 0.0,
 ) -> dict:
     """Train ``adapter.module`` in place on preprocessed PPG windows (N, L >= n_samples).
 
-    Loss = NT-Xent + ``aux_weight`` x masked MSE of a linear head predicting the standardised
+    Loss = ``contrastive_weight`` x NT-Xent + ``aux_weight`` x masked MSE of a linear head predicting the standardised
     ``signal_targets`` of each source window (0 turns the auxiliary task off).
     The adapter must take (B, 1, L) input (PaPaGei layout). Returns the history:
     ``{"loss": [per epoch], "seconds_per_epoch": [...], "n_windows", "view_samples", ...}``.
@@ -183,7 +185,14 @@ def pretrain_ppg_encoder(
     # SimCLR projection head: trained alongside, thrown away afterwards.
     projector = nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, 64)).to(device)
     # Auxiliary head for the signal-derived targets: trained alongside, thrown away afterwards.
-    targets = torch.from_numpy(_standardise(signal_targets(x, adapter.input_spec.fs))).to(device)
+    raw_targets = signal_targets(x, adapter.input_spec.fs)
+    if aux_min_sqi > 0:
+        # Targets from motion-corrupted windows are wrong (missed or extra beats); learn them from
+        # clean windows only. The contrastive views of every window are still used.
+        from bridge_edge.signals.quality import ppg_sqi
+
+        raw_targets[ppg_sqi(x, adapter.input_spec.fs) < aux_min_sqi] = np.nan
+    targets = torch.from_numpy(_standardise(raw_targets)).to(device)
     aux_head = nn.Linear(width, targets.shape[1]).to(device)
     params = list(module.parameters()) + list(projector.parameters()) + list(aux_head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -200,6 +209,8 @@ def pretrain_ppg_encoder(
         "lr": lr,
         "temperature": temperature,
         "aux_weight": aux_weight,
+        "contrastive_weight": contrastive_weight,
+        "aux_min_sqi": aux_min_sqi,
         "aux_targets": list(SIGNAL_TARGETS),
         "aux_targets_valid_fraction": float(torch.isfinite(targets).all(dim=1).float().mean()),
         "seed": seed,
@@ -218,7 +229,7 @@ def pretrain_ppg_encoder(
             views = augment(data[rows].repeat(2, 1), length, adapter.input_spec.fs, gen, augment_spec)
             embedding = _embed(adapter, views)  # both views in one batch
             z1, z2 = projector(embedding).chunk(2)
-            loss = nt_xent(z1, z2, temperature)
+            loss = contrastive_weight * nt_xent(z1, z2, temperature)
             if aux_weight:
                 wanted = targets[rows].repeat(2, 1)
                 known = torch.isfinite(wanted)

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bridge_edge.bridge.recipe import RECIPES_DIR, Recipe, load_recipe, parse_recipe
@@ -72,3 +73,27 @@ def test_position_check_pairs_are_distinct_and_include_the_chosen_one():
         (3, 2),
         (2, 2),
     ]
+
+
+def test_extra_pretraining_subjects_are_simulated_past_the_dataset_and_need_simulated_data():
+    import dataclasses
+
+    from bridge_edge.bridge.pipeline import extra_simulated_ppg
+    from bridge_edge.errors import ConfigError
+
+    recipe = parse_recipe(
+        "[data]\nsubjects = 3\nminutes = 0.5\nseed = 4\n[pretrain]\nsimulated_subjects = 2\n"
+    )
+    windows = extra_simulated_ppg(recipe, 125.0)
+    assert windows.shape[1] == 2 * 10 * 125 and len(windows) >= 2  # 20-s views, hop 10 s, 30 s each
+    assert np.isfinite(windows).all()
+    np.testing.assert_allclose(windows.mean(axis=1), 0.0, atol=1e-4)  # z-scored like every ppg-v1 window
+    # the extra subjects' seeds follow the dataset's: none of them repeats a dataset subject
+    from bridge_edge.signals.simulator import subject_seed
+
+    dataset_seeds = {subject_seed(4, i) for i in range(3)}
+    assert not dataset_seeds & {subject_seed(4, 3 + i) for i in range(2)}
+
+    on_disk = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, source="dir", path="x"))
+    with pytest.raises(ConfigError, match="simulated_subjects"):
+        extra_simulated_ppg(on_disk, 125.0)

@@ -182,3 +182,14 @@ def test_composed_model_exports_to_onnx_and_matches_torch(tmp_path):
     )
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"ppg": ppg})[0]
     np.testing.assert_allclose(got, model.predict_proba(ppg), atol=1e-5)
+
+
+def test_cached_bridge_inputs_are_what_the_new_model_gives_each_batch():
+    from bridge_edge.bridge.train import bridge_inputs, new_features_at
+
+    new = TinyNew().freeze()
+    _, ppg = _data()
+    cached = bridge_inputs(new, ppg, k_in=1, batch_size=7)  # batch size unrelated to training's
+    assert cached.shape == (len(ppg), 8) and not cached.requires_grad
+    for idx in (np.arange(16), np.array([40, 3, 17])):
+        torch.testing.assert_close(cached[torch.from_numpy(idx)], new_features_at(new, ppg[idx], 1))

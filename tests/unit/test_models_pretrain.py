@@ -163,3 +163,27 @@ def test_auxiliary_targets_join_the_loss_when_weighted():
         assert history["aux_weight"] == weight and history["aux_targets_valid_fraction"] > 0.9
         losses[weight] = history["loss"][0]
     assert losses[5.0] > losses[0.0]  # same seed and batches: only the auxiliary term differs
+
+
+def test_targets_only_run_leaves_contrastive_out_and_masks_noisy_windows():
+    regular = _synthetic_ppg(12, np.zeros(12, bool), 9.0, seed=1)
+    noise = np.random.default_rng(2).standard_normal((4, regular.shape[1])).astype(np.float32)
+    windows = np.vstack([regular, noise])
+    torch.manual_seed(7)
+    history = pretrain_ppg_encoder(
+        windows,
+        PapageiAdapter(TINY),
+        epochs=1,
+        batch_size=8,
+        seed=3,
+        progress=False,
+        contrastive_weight=0.0,
+        aux_weight=1.0,
+        aux_min_sqi=0.5,
+    )
+    assert history["contrastive_weight"] == 0.0 and history["aux_min_sqi"] == 0.5
+    # white noise has no pulse shape: its targets are masked, the clean pulses' are kept
+    assert history["aux_targets_valid_fraction"] <= 12 / 16
+    assert history["aux_targets_valid_fraction"] > 0.5
+    # without the contrastive term the loss is the targets' MSE alone: small and non-negative
+    assert 0.0 <= history["loss"][0] < 10.0
