@@ -195,6 +195,7 @@ def train_bridge(
     opt = torch.optim.Adam(bridge.parameters(), lr=lr)
     torch.manual_seed(seed)
 
+    # The frozen new model's pooled outputs, computed once per window (keyed by the PairData they belong to).
     inputs = {id(pair): bridge_inputs(new, pair.ppg, k_in), id(val): bridge_inputs(new, val.ppg, k_in)}
 
     def loss_on(data: PairData, idx: np.ndarray) -> torch.Tensor:

@@ -162,3 +162,20 @@ def test_failed_export_leaves_the_old_bundle_in_place(exported, tmp_path):
         export_bundle(broken, target, ("fp32",), CalibrationRecipe())
     assert (target / "manifest.json").read_text() == before
     assert not list(tmp_path.glob(".kept.tmp-*"))
+
+
+def test_committed_default_bundle_comes_from_the_shipped_default_recipe():
+    """The embedded default is the export of `fit recipes/default.toml` (DESIGN §2): the manifest
+    carries the sha256 of the recipe the run was fitted with, and it must be today's recipe."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[2]
+    manifest = root / "bridge_edge" / "assets" / "bundles" / "default" / "manifest.json"
+    if not manifest.exists():
+        pytest.skip("the default bundle is not built in this checkout (bridge_edge/assets/bundles/default)")
+    recipe = root / "recipes" / "default.toml"
+    expected = hashlib.sha256(recipe.read_bytes()).hexdigest()
+    got = json.loads(manifest.read_text())["recipe_hash"]
+    assert got == expected, (
+        "recipes/default.toml changed since the default bundle was exported: refit and re-export"
+    )
