@@ -22,6 +22,9 @@ import monitor_chromium  # tests/system helper: Chromium over the DevTools proto
 import pytest
 from monitor_chromium import WAVE_PIXELS, median_fps
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from ctrl_c import default_sigint
+
 if not monitor_chromium.chromium_available():
     pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
@@ -40,6 +43,7 @@ class Demo:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=default_sigint,
         )
         self.lines: list[str] = []
         self.url: str | None = None

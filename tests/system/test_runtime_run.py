@@ -15,6 +15,9 @@ pytest.importorskip("onnx", reason="the test bundle's model is written with the 
 
 import itertools
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from ctrl_c import default_sigint
+
 from bridge_edge.runtime.testing import make_tiny_bundle
 from bridge_edge.signals.simulator import PatientSimulator
 
@@ -142,6 +145,7 @@ def test_ctrl_c_shuts_down_cleanly(bundle_dir):
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     for line in proc.stderr:  # wait until the pipeline runs (start-up is slow on a loaded machine)

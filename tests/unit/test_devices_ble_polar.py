@@ -13,12 +13,16 @@ import json
 import os
 import signal
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from ctrl_c import sigint_raises_keyboard_interrupt
 
 from bridge_edge.devices import ble, polar
 from bridge_edge.devices.base import SourceStats
@@ -280,7 +284,7 @@ def test_ctrl_c_in_the_consumer_still_stops_the_h10():
     config = polar.StreamerConfig("AA:BB", polar.PROFILES["polar-h10"], **FAST)
     source = ble.BleSource(config, transport_factory=lambda: ScriptedTransport(world))
     received = 0
-    with pytest.raises(KeyboardInterrupt):
+    with sigint_raises_keyboard_interrupt(), pytest.raises(KeyboardInterrupt):
         for _chunk in source:
             received += 1
             if received == 5:
