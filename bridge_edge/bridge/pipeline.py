@@ -171,7 +171,8 @@ def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
     """Pretraining windows (2 x window, hop = window) from ``[pretrain] simulated_subjects`` extra subjects.
 
     Their seeds continue the dataset's subject seeds past its last subject, so none of them is in
-    any split. Only the PPG is windowed; rhythm labels are never read.
+    any split. Only the PPG windows are kept: the window labels ``recording_windows`` derives are
+    dropped here, so nothing about rhythm reaches pretraining.
     """
     from bridge_edge.bridge.data import recording_windows
     from bridge_edge.errors import ConfigError
