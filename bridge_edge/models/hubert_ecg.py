@@ -6,11 +6,13 @@ when this adapter is built.
 Checkpoints. The published ``hubert_ecg_<size>.pt`` is a dict ``{"model_config":
 HuBERTECGConfig(...), "model_state_dict": {...}}`` whose config is a pickled *class*; reading
 it would execute code from the pickle, so bridge-edge refuses it (``weights_only=True``) and
-builds the architecture from the size name instead. The safe route, once, on a machine you
-trust::
+builds the architecture from the size name instead. The safe route is a one-off conversion a
+user types by hand (bridge-edge never runs it), on a machine they trust, of a checkpoint they
+downloaded themselves from the HuBERT-ECG authors — that provenance is why unpickling it there
+is acceptable::
 
     import torch, safetensors.torch as st
-    blob = torch.load("hubert_ecg_small.pt", weights_only=False)   # trusted file only
+    blob = torch.load("hubert_ecg_small.pt", weights_only=False)   # the authors' file only
     st.save_file({k: v.contiguous() for k, v in blob["model_state_dict"].items()},
                  "hubert_ecg_small.safetensors")
 

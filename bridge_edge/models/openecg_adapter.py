@@ -7,9 +7,11 @@ blocks transpose internally. The head replays the tail (nearest upsample x10, re
 per-sample ``rhythm_sample``) and returns window-level probabilities = mean over samples of the
 per-sample softmax (METHOD §12).
 
-Weights come from the installed package's ``codec_v6.pt``; openecg itself unpickles it with
-``weights_only=False``, so the adapter reads the same file with ``weights_only=True`` (it holds
-only tensors and plain data) and loads the state dict strictly into the package's class.
+Weights come from the installed package's ``codec_v6.pt``. openecg's own loader would unpickle
+it with ``weights_only=False``; bridge-edge never calls that loader. The adapter reads the same
+file through ``checkpoints.read_state_file`` (``weights_only=True``: tensors and plain data only,
+no code can run) and loads the state dict strictly into the package's class, so nothing here
+relies on trusting the file.
 """
 
 from __future__ import annotations
