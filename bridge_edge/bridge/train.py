@@ -207,10 +207,8 @@ def train_bridge(
     def step(idx: np.ndarray) -> float:
         return optimiser_step(opt, loss_on(pair, idx))
 
-    def val_loss() -> float:
-        if not len(val.ppg):  # no validation subjects: fall back to the pair loss (reported as such)
-            return float(np.mean([loss_on(pair, i).item() for i in batch_indices(len(pair.ppg), batch_size)]))
-        return mean_loss(loss_on, val, batch_size)
+    def val_loss() -> float:  # no validation subjects: the pair loss, as in KD
+        return mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)
 
     # Resident during a bridge step: the bridge and the old blocks the step runs. The new model's
     # outputs and the old model's targets are cached, so neither model's other blocks run here.
