@@ -255,11 +255,43 @@ def stage_features(run: Run) -> None:
 def stage_select(run: Run) -> None:
     from bridge_edge.bridge.features import load_feature_store
     from bridge_edge.bridge.selection import select_positions, write_selection
+    from bridge_edge.bridge.train import PairData
 
     old, new = run.models()
     s = run.recipe.selection
     store = load_feature_store(run.run_dir / "features_pair.npz")
-    sel = select_positions(store, old.labels, k_in=s.k_in, k_out=s.k_out, folds=s.cv_folds)
+    trial = None
+    if s.trial_epochs > 0:
+        pair, val, pair_store, val_store = _pair_data(run)
+        n = s.trial_max_windows or len(pair.ppg)
+
+        def trial(k_in: int, k_out: int) -> dict:
+            _, res, _ = _train_bridge_at(
+                run,
+                k_in,
+                k_out,
+                PairData(pair.ppg[:n], pair_store.old_target[:n]),
+                PairData(val.ppg, val_store.old_target),
+                (pair.ppg[:4], pair.ecg[:4]),
+                epochs=s.trial_epochs,
+                desc=f"trial {k_in}->{k_out}",
+            )
+            return {
+                "val_loss": res.val_loss[res.best_epoch - 1],
+                "epochs": s.trial_epochs,
+                "pair_windows": n,
+                "peak_memory_bytes": res.peak_memory_bytes,
+            }
+
+    sel = select_positions(
+        store,
+        old.labels,
+        k_in=s.k_in,
+        k_out=s.k_out,
+        folds=s.cv_folds,
+        cka_tolerance=s.cka_tolerance,
+        trial=trial,
+    )
     write_selection(sel, run.run_dir, new.block_paths, old.block_paths)
     log.info(
         "selected k_in=%d (%s) k_out=%d (%s) in %.1f s",
@@ -383,16 +415,19 @@ def stage_kd(run: Run) -> None:
 
 
 def check_pairs(k_in: int, k_out: int, n_new: int, n_old: int, pinned: list) -> list[tuple[int, int]]:
-    """The chosen pair plus 3 others spread over both models (or the recipe's list)."""
+    """The chosen pair plus 3 others: its neighbours, then pairs spread over both models (or the
+    recipe's list)."""
     if pinned:
         others = [tuple(p) for p in pinned]
     else:
         others = [
+            (k_in - 1, k_out),
+            (k_in, k_out - 1),
+            (n_new // 2, n_old // 2),
             (k_in, n_old - 1),
             (n_new - 1, k_out),
-            (n_new // 2, n_old // 2),
-            (0, 0),
             (n_new - 1, n_old - 1),
+            (0, 0),
         ]
     out = [(k_in, k_out)]
     for p in others:
@@ -455,7 +490,7 @@ STAGES = (
     ("data", stage_data, ("data", "old_model", "new_model"), ()),
     ("pretrain", stage_pretrain, ("pretrain",), ("data",)),
     ("features", stage_features, (), ("pretrain",)),
-    ("select", stage_select, ("selection",), ("features",)),
+    ("select", stage_select, ("selection", "bridge"), ("features",)),  # trials train bridges
     ("bridge", stage_bridge, ("bridge",), ("select",)),
     ("kd", stage_kd, ("kd",), ("features",)),
     ("position_check", None, ("position_check",), ("bridge",)),
@@ -466,6 +501,8 @@ def _stage_keys(recipe: Recipe) -> dict[str, str]:
     keys: dict[str, str] = {}
     table = dataclasses.asdict(recipe)
     for name, _, sections, upstream in STAGES:
+        if name == "select" and recipe.selection.trial_epochs <= 0:
+            sections = ("selection",)  # without trials, selection reads no [bridge] setting
         doc = {"sections": {s: table[s] for s in sections}, "upstream": [keys[u] for u in upstream]}
         keys[name] = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
     return keys

@@ -55,6 +55,10 @@ class SelectionConfig:
     k_in: int = -1  # -1 = chosen by position selection; >= 0 pins the position
     k_out: int = -1
     cv_folds: int = 5
+    # bridge-edge options (bridge.selection): 0 keeps METHOD §4's plain argmax.
+    trial_epochs: int = 0  # > 0: input blocks within one standard error are tried for this many epochs
+    trial_max_windows: int = 0  # trial bridges train on the first N pair windows (0 = all)
+    cka_tolerance: float = 0.0  # > 0: the deepest old block whose CKA is within this of the best
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,17 @@
 
 Unlike the authors' selector (§10.3), the input layer is scored on exactly the time-pooled
 vectors the bridge consumes.
+
+Two bridge-edge options (off by default, on in recipes/default.toml; docs/method.md):
+
+- ``trials``: neighbouring blocks' mean scores are often closer together than one standard
+  error over the folds, so the argmax among them is a coin flip. With a trial function, every input block within one
+  standard error of the best becomes a candidate, a bridge is trained briefly at each, and the
+  lowest *validation* cosine loss wins (the loss is always measured at the old model's last
+  block, so it compares across positions; still no labels).
+- ``cka_tolerance``: the deepest old block whose CKA is within the tolerance of the best. A
+  deeper output position leaves fewer old blocks to backpropagate through in training and to
+  run on the device.
 """
 
 from __future__ import annotations
@@ -16,7 +27,8 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +46,8 @@ class Selection:
     seconds: float
     n_windows: int
     pseudo_label_counts: dict[str, int]
+    input_score_se: list[float] = field(default_factory=list)  # standard error over the folds
+    trials: list[dict] = field(default_factory=list)  # {k_in, k_out, val_loss, ...} per candidate
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -51,7 +65,8 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(num / den) if den > 0 else 0.0
 
 
-def lr_macro_f1(features: np.ndarray, pseudo: np.ndarray, folds: int = 5) -> float:
+def lr_macro_f1(features: np.ndarray, pseudo: np.ndarray, folds: int = 5) -> tuple[float, float]:
+    """Mean and standard error over the folds of the LR macro-F1 (nan, nan if not scorable)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
@@ -59,7 +74,7 @@ def lr_macro_f1(features: np.ndarray, pseudo: np.ndarray, folds: int = 5) -> flo
     counts = np.bincount(pseudo)
     counts = counts[counts > 0]
     if len(counts) < 2 or counts.min() < folds:
-        return float("nan")  # stratified folds impossible: every window in one (or a tiny) class
+        return float("nan"), float("nan")  # stratified folds impossible: one (or a tiny) class
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         scores = cross_val_score(
@@ -69,35 +84,89 @@ def lr_macro_f1(features: np.ndarray, pseudo: np.ndarray, folds: int = 5) -> flo
             cv=StratifiedKFold(n_splits=folds),
             scoring="f1_macro",
         )
-    return float(np.mean(scores))
+    return float(np.mean(scores)), float(np.std(scores, ddof=1) / np.sqrt(len(scores)))
+
+
+def _scores(values: list[float]) -> np.ndarray:
+    return np.nan_to_num(np.asarray(values, np.float64), nan=-np.inf)
 
 
 def _argmax_shallowest(scores: list[float]) -> int:
-    arr = np.nan_to_num(np.asarray(scores, np.float64), nan=-np.inf)
-    return int(np.argmax(arr))  # np.argmax returns the first maximum = the shallowest block
+    return int(np.argmax(_scores(scores)))  # np.argmax returns the first maximum = the shallowest
+
+
+def within_one_se(scores: list[float], ses: list[float]) -> list[int]:
+    """Blocks whose score is at least the best score minus the best block's standard error."""
+    arr, best = _scores(scores), _argmax_shallowest(scores)
+    floor = arr[best] - np.nan_to_num(ses[best])
+    return [k for k in range(len(arr)) if arr[k] >= floor]
+
+
+def output_position(cka: list[float], tolerance: float = 0.0) -> int:
+    """Argmax (ties -> shallowest); with a tolerance, the deepest block within it of the best."""
+    if tolerance <= 0:
+        return _argmax_shallowest(cka)
+    arr = _scores(cka)
+    return int(np.flatnonzero(arr >= arr.max() - tolerance)[-1])
+
+
+# A trial: briefly train a bridge at (k_in, k_out) and return at least {"val_loss": ...}.
+Trial = Callable[[int, int], dict]
 
 
 def select_positions(
-    store: FeatureStore, labels: tuple[str, ...], *, k_in: int = -1, k_out: int = -1, folds: int = 5
+    store: FeatureStore,
+    labels: tuple[str, ...],
+    *,
+    k_in: int = -1,
+    k_out: int = -1,
+    folds: int = 5,
+    cka_tolerance: float = 0.0,
+    trial: Trial | None = None,
 ) -> Selection:
-    """Score every position; pinned positions (>= 0) are kept but still scored for the report."""
+    """Score every position; pinned positions (>= 0) are kept but still scored for the report.
+
+    With ``trial``, the input blocks within one standard error of the best are each tried (with
+    their own output position) and the lowest validation loss decides.
+    """
     start = time.perf_counter()
     pseudo = store.pseudo_labels
-    input_scores = [lr_macro_f1(f, pseudo, folds) for f in store.new_pooled]
-    chosen_in = k_in if k_in >= 0 else _argmax_shallowest(input_scores)
-    x = store.new_pooled[chosen_in]
-    output_scores = [linear_cka(x, y) for y in store.old_pooled]
-    chosen_out = k_out if k_out >= 0 else _argmax_shallowest(output_scores)
+    input_scores, input_se = (
+        list(v) for v in zip(*(lr_macro_f1(f, pseudo, folds) for f in store.new_pooled))
+    )
+
+    def cka_to(ki: int) -> list[float]:
+        return [linear_cka(store.new_pooled[ki], y) for y in store.old_pooled]
+
+    def out_for(ki: int) -> int:
+        return k_out if k_out >= 0 else output_position(cka_to(ki), cka_tolerance)
+
+    if k_in >= 0:
+        candidates = [k_in]
+    elif trial is None:
+        candidates = [_argmax_shallowest(input_scores)]
+    else:
+        candidates = within_one_se(input_scores, input_se)
+    trials = []
+    if len(candidates) > 1:
+        trials = [{"k_in": ki, "k_out": out_for(ki)} | trial(ki, out_for(ki)) for ki in candidates]
+        best = min(trials, key=lambda t: t["val_loss"])  # first (shallowest) on ties
+        chosen_in, chosen_out = best["k_in"], best["k_out"]
+    else:
+        chosen_in = candidates[0]
+        chosen_out = out_for(chosen_in)
     values, counts = np.unique(pseudo, return_counts=True)
     return Selection(
         k_in=chosen_in,
         k_out=chosen_out,
         input_scores=input_scores,
-        output_scores=output_scores,
+        output_scores=cka_to(chosen_in),
         pinned=k_in >= 0 or k_out >= 0,
         seconds=time.perf_counter() - start,
         n_windows=len(pseudo),
         pseudo_label_counts={labels[v]: int(c) for v, c in zip(values, counts)},
+        input_score_se=input_se,
+        trials=trials,
     )
 
 
@@ -120,13 +189,24 @@ def plot_selection(sel: Selection, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    a1.bar(range(len(sel.input_scores)), np.nan_to_num(sel.input_scores), color="tab:blue")
+    fig, axes = plt.subplots(1, 3 if sel.trials else 2, figsize=(13.5 if sel.trials else 9, 3.2))
+    a1, a2 = axes[:2]
+    se = np.nan_to_num(sel.input_score_se) if sel.input_score_se else None
+    a1.bar(range(len(sel.input_scores)), np.nan_to_num(sel.input_scores), yerr=se, color="tab:blue")
     a1.bar([sel.k_in], [np.nan_to_num(sel.input_scores[sel.k_in])], color="tab:red")
     a1.set(title="input: 5-fold LR macro-F1 (pseudo-labels)", xlabel="new-model block k", ylabel="macro-F1")
     a2.bar(range(len(sel.output_scores)), sel.output_scores, color="tab:green")
     a2.bar([sel.k_out], [sel.output_scores[sel.k_out]], color="tab:red")
     a2.set(title=f"output: linear CKA to new block {sel.k_in}", xlabel="old-model block k", ylabel="CKA")
+    if sel.trials:
+        names = [f"{t['k_in']}->{t['k_out']}" for t in sel.trials]
+        chosen = [(t["k_in"], t["k_out"]) == (sel.k_in, sel.k_out) for t in sel.trials]
+        axes[2].bar(
+            names, [t["val_loss"] for t in sel.trials], color=["tab:red" if c else "tab:gray" for c in chosen]
+        )
+        axes[2].set(
+            title="trials: validation cosine loss", xlabel="k_in -> k_out", ylabel="loss (lower wins)"
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -57,6 +57,9 @@ def test_stage_keys_change_only_downstream_of_an_edited_section():
     tuned = _stage_keys(parse_recipe("[bridge]\nlr = 0.01\n"))
     changed = {name for name in base if base[name] != tuned[name]}
     assert changed == {"bridge", "position_check"}
+    trials = "[selection]\ntrial_epochs = 2\n[bridge]\nlr = "
+    base, tuned = _stage_keys(parse_recipe(trials + "0.001\n")), _stage_keys(parse_recipe(trials + "0.01\n"))
+    assert {name for name in base if base[name] != tuned[name]} == {"select", "bridge", "position_check"}
     data = _stage_keys(parse_recipe("[data]\nsubjects = 5\n"))
     assert all(data[name] != base[name] for name in base)  # everything depends on the data
 
@@ -64,8 +67,9 @@ def test_stage_keys_change_only_downstream_of_an_edited_section():
 def test_position_check_pairs_are_distinct_and_include_the_chosen_one():
     from bridge_edge.bridge.pipeline import check_pairs
 
-    pairs = check_pairs(9, 6, n_new=10, n_old=8, pinned=[])
-    assert pairs[0] == (9, 6) and len(pairs) == 4 and len(set(pairs)) == 4
+    assert check_pairs(9, 6, n_new=10, n_old=8, pinned=[]) == [(9, 6), (8, 6), (9, 5), (5, 4)]
+    pairs = check_pairs(9, 7, n_new=10, n_old=8, pinned=[])  # the deepest pair still gets 3 others
+    assert pairs[0] == (9, 7) and len(pairs) == 4 and len(set(pairs)) == 4
     assert all(0 <= a < 10 and 0 <= b < 8 for a, b in pairs)
     assert check_pairs(1, 1, 4, 8, pinned=[[0, 7], [1, 1], [3, 2], [2, 2]]) == [
         (1, 1),

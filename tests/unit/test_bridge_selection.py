@@ -8,8 +8,10 @@ pytest.importorskip("sklearn")
 from bridge_edge.bridge.features import FeatureStore
 from bridge_edge.bridge.selection import (
     linear_cka,
+    output_position,
     read_selection,
     select_positions,
+    within_one_se,
     write_selection,
 )
 
@@ -67,3 +69,32 @@ def test_pinned_positions_are_kept_but_scored():
     sel = select_positions(store, ("sinus", "avb", "paced", "afib", "bbb", "ventricular"), k_in=3, k_out=2)
     assert (sel.k_in, sel.k_out, sel.pinned) == (3, 2, True)
     assert len(sel.input_scores) == 4 and len(sel.output_scores) == 3
+
+
+LABELS = ("sinus", "avb", "paced", "afib", "bbb", "ventricular")
+
+
+def test_one_standard_error_band_and_cka_tolerance():
+    assert within_one_se([0.80, 0.90, 0.88, float("nan"), 0.86], [0.1, 0.03, 0.2, 0.1, 0.1]) == [1, 2]
+    cka = [0.1, 0.69, 0.70, 0.66, 0.5]
+    assert output_position(cka) == 2  # METHOD: plain argmax
+    assert output_position(cka, tolerance=0.05) == 3  # deepest within 0.05 of the best
+    assert output_position(cka, tolerance=0.005) == 2
+
+
+def test_trials_decide_among_near_tied_input_blocks_by_validation_loss(tmp_path):
+    store = _store(np.random.default_rng(1))  # blocks 1 and 2 tie on the LR score
+    tried = []
+
+    def trial(k_in, k_out):
+        tried.append((k_in, k_out))
+        return {"val_loss": {1: 0.4, 2: 0.3}[k_in], "peak_memory_bytes": 10}
+
+    sel = select_positions(store, LABELS, trial=trial)
+    assert tried == [(1, 1), (2, 1)]  # only the blocks within one SE of the best, each with its output
+    assert (sel.k_in, sel.k_out) == (2, 1)
+    assert [t["val_loss"] for t in sel.trials] == [0.4, 0.3] and len(sel.input_score_se) == 4
+    write_selection(sel, tmp_path, ["n0", "n1", "n2", "n3"], ["o0", "o1", "o2"])
+    assert read_selection(tmp_path).trials[1]["k_in"] == 2
+    # pinned input: nothing to try
+    assert select_positions(store, LABELS, k_in=3, trial=trial).trials == [] and len(tried) == 2
