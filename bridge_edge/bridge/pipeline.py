@@ -255,31 +255,28 @@ def stage_features(run: Run) -> None:
 def stage_select(run: Run) -> None:
     from bridge_edge.bridge.features import load_feature_store
     from bridge_edge.bridge.selection import select_positions, write_selection
-    from bridge_edge.bridge.train import PairData
 
     old, new = run.models()
     s = run.recipe.selection
     store = load_feature_store(run.run_dir / "features_pair.npz")
     trial = None
     if s.trial_epochs > 0:
-        pair, val, pair_store, val_store = _pair_data(run)
-        n = s.trial_max_windows or len(pair.ppg)
+        data = _pair_data(run)
 
         def trial(k_in: int, k_out: int) -> dict:
             _, res, _ = _train_bridge_at(
                 run,
+                data,
                 k_in,
                 k_out,
-                PairData(pair.ppg[:n], pair_store.old_target[:n]),
-                PairData(val.ppg, val_store.old_target),
-                (pair.ppg[:4], pair.ecg[:4]),
                 epochs=s.trial_epochs,
+                max_windows=s.trial_max_windows,
                 desc=f"trial {k_in}->{k_out}",
             )
             return {
                 "val_loss": res.val_loss[res.best_epoch - 1],
                 "epochs": s.trial_epochs,
-                "pair_windows": n,
+                "pair_windows": s.trial_max_windows or len(data[0].ppg),
                 "peak_memory_bytes": res.peak_memory_bytes,
             }
 
@@ -312,14 +309,19 @@ def _pair_data(run: Run):
     return run.windows("pair"), run.windows("val"), pair_store, val_store
 
 
-def _train_bridge_at(run: Run, k_in: int, k_out: int, train_pairs, val_pairs, probe, epochs: int, desc: str):
+def _train_bridge_at(run: Run, data, k_in: int, k_out: int, *, epochs: int, desc: str, max_windows: int = 0):
     """A fresh bridge for positions (k_in, k_out) with the recipe's [bridge] settings, trained.
 
-    ``probe`` = (PPG, ECG) windows for shape discovery. Returns (bridge, TrainResult, prototype
-    count). Used by the bridge stage and the position check.
+    ``data`` is ``_pair_data(run)``; the bridge trains on the first ``max_windows`` pair windows
+    (0 = all) and picks its epoch on all validation windows. Returns (bridge, TrainResult,
+    prototype count). Used by the bridge stage, the selection trials and the position check.
     """
     from bridge_edge.bridge.prototype import parse_proto_init
-    from bridge_edge.bridge.train import make_bridge, train_bridge
+    from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
+
+    pair, val, pair_store, val_store = data
+    n = max_windows or len(pair.ppg)
+    probe = (pair.ppg[:4], pair.ecg[:4])  # shape discovery
 
     old, new = run.models()
     cfg = run.recipe.bridge
@@ -331,8 +333,8 @@ def _train_bridge_at(run: Run, k_in: int, k_out: int, train_pairs, val_pairs, pr
         bridge,
         k_in,
         k_out,
-        train_pairs,
-        val_pairs,
+        PairData(pair.ppg[:n], pair_store.old_target[:n]),
+        PairData(val.ppg, val_store.old_target),
         epochs=epochs,
         lr=cfg.lr,
         batch_size=cfg.batch_size,
@@ -345,21 +347,14 @@ def _train_bridge_at(run: Run, k_in: int, k_out: int, train_pairs, val_pairs, pr
 def stage_bridge(run: Run) -> None:
     from bridge_edge.bridge.compose import ComposedSpec, save_composed
     from bridge_edge.bridge.selection import read_selection
-    from bridge_edge.bridge.train import PairData
 
     old, new = run.models()
     cfg = run.recipe.bridge
     sel = read_selection(run.run_dir)
-    pair, val, pair_store, val_store = _pair_data(run)
+    data = _pair_data(run)
+    pair = data[0]
     bridge, result, prototypes = _train_bridge_at(
-        run,
-        sel.k_in,
-        sel.k_out,
-        PairData(pair.ppg, pair_store.old_target),
-        PairData(val.ppg, val_store.old_target),
-        (pair.ppg[:4], pair.ecg[:4]),
-        epochs=cfg.epochs,
-        desc="bridge",
+        run, data, sel.k_in, sel.k_out, epochs=cfg.epochs, desc="bridge"
     )
     spec = ComposedSpec(
         input=new.input_spec.as_dict(),
@@ -441,29 +436,20 @@ def stage_position_check(run: Run) -> list[dict]:
     from bridge_edge.bridge.compose import compose
     from bridge_edge.bridge.evaluate import evaluate_probs
     from bridge_edge.bridge.selection import read_selection
-    from bridge_edge.bridge.train import PairData
 
     old, new = run.models()
     check = run.recipe.position_check
     if check.epochs <= 0:
         return []
     sel = read_selection(run.run_dir)
-    pair, val, pair_store, val_store = _pair_data(run)
-    n = check.max_windows or len(pair.ppg)
-    train_pairs = PairData(pair.ppg[:n], pair_store.old_target[:n])
+    data = _pair_data(run)
+    n = check.max_windows or len(data[0].ppg)
     test = run.windows("test")
     truth = test.head_truth(old.labels)
     rows = []
     for k_in, k_out in check_pairs(sel.k_in, sel.k_out, new.n_blocks, old.n_blocks, check.pairs):
         bridge, res, _ = _train_bridge_at(
-            run,
-            k_in,
-            k_out,
-            train_pairs,
-            PairData(val.ppg, val_store.old_target),
-            (pair.ppg[:4], pair.ecg[:4]),
-            epochs=check.epochs,
-            desc=f"check {k_in}->{k_out}",
+            run, data, k_in, k_out, epochs=check.epochs, max_windows=n, desc=f"check {k_in}->{k_out}"
         )
         m = evaluate_probs(compose(new, old, bridge, k_in, k_out).predict_proba(test.ppg), truth, old.labels)
         rows.append(

@@ -13,9 +13,9 @@ vectors the bridge consumes.
 Two bridge-edge options (off by default, on in recipes/default.toml; docs/method.md):
 
 - ``trials``: neighbouring blocks' mean scores are often closer together than one standard
-  error over the folds, so the argmax among them is a coin flip. With a trial function, every input block within one
-  standard error of the best becomes a candidate, a bridge is trained briefly at each, and the
-  lowest *validation* cosine loss wins (the loss is always measured at the old model's last
+  error over the folds, so the argmax among them is a coin flip. With a trial function, every
+  input block within one standard error of the best becomes a candidate, a bridge is trained
+  briefly at each, and the lowest *validation* cosine loss wins (the loss is always measured at the old model's last
   block, so it compares across positions; still no labels).
 - ``cka_tolerance``: the deepest old block whose CKA is within the tolerance of the best. A
   deeper output position leaves fewer old blocks to backpropagate through in training and to
@@ -147,14 +147,14 @@ def select_positions(
         candidates = [_argmax_shallowest(input_scores)]
     else:
         candidates = within_one_se(input_scores, input_se)
+    pairs = [(ki, out_for(ki)) for ki in candidates]
     trials = []
-    if len(candidates) > 1:
-        trials = [{"k_in": ki, "k_out": out_for(ki)} | trial(ki, out_for(ki)) for ki in candidates]
+    if len(pairs) > 1:
+        trials = [{"k_in": ki, "k_out": ko} | trial(ki, ko) for ki, ko in pairs]
         best = min(trials, key=lambda t: t["val_loss"])  # first (shallowest) on ties
         chosen_in, chosen_out = best["k_in"], best["k_out"]
     else:
-        chosen_in = candidates[0]
-        chosen_out = out_for(chosen_in)
+        chosen_in, chosen_out = pairs[0]
     values, counts = np.unique(pseudo, return_counts=True)
     return Selection(
         k_in=chosen_in,

@@ -152,8 +152,9 @@ def pretrain_ppg_encoder(
 ) -> dict:
     """Train ``adapter.module`` in place on preprocessed PPG windows (N, L >= n_samples).
 
-    Loss = ``contrastive_weight`` x NT-Xent + ``aux_weight`` x masked MSE of a linear head predicting the standardised
-    ``signal_targets`` of each source window (0 turns the auxiliary task off).
+    Loss = ``contrastive_weight`` x NT-Xent + ``aux_weight`` x masked MSE of a linear head
+    predicting the standardised ``signal_targets`` of each source window (a weight of 0 turns
+    that term off).
     The adapter must take (B, 1, L) input (PaPaGei layout). Returns the history:
     ``{"loss": [per epoch], "seconds_per_epoch": [...], "n_windows", "view_samples", ...}``.
     The module is left in eval mode.
@@ -228,8 +229,10 @@ def pretrain_ppg_encoder(
             rows = order[i * batch : (i + 1) * batch]
             views = augment(data[rows].repeat(2, 1), length, adapter.input_spec.fs, gen, augment_spec)
             embedding = _embed(adapter, views)  # both views in one batch
-            z1, z2 = projector(embedding).chunk(2)
-            loss = contrastive_weight * nt_xent(z1, z2, temperature)
+            loss = torch.zeros((), device=device)
+            if contrastive_weight:  # weight 0 (the default recipe): no projector work at all
+                z1, z2 = projector(embedding).chunk(2)
+                loss = contrastive_weight * nt_xent(z1, z2, temperature)
             if aux_weight:
                 wanted = targets[rows].repeat(2, 1)
                 known = torch.isfinite(wanted)
