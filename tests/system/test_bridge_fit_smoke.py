@@ -66,6 +66,9 @@ def test_fit_report_has_every_field(run_dir):
     sel = json.loads((run_dir / "selection.json").read_text())
     assert (sel["k_in"], sel["k_out"]) == (pos["k_in"], pos["k_out"])
     assert len(sel["input_scores"]) == 4 and len(sel["output_scores"]) == 8
+    if sel["trials"]:  # the chosen pair is the trial with the lowest validation loss
+        best = min(sel["trials"], key=lambda t: t["val_loss"])
+        assert (best["k_in"], best["k_out"]) == (pos["k_in"], pos["k_out"])
     for png in ("selection.png", "training_curves.png", "confusions.png"):
         assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
 
