@@ -89,13 +89,13 @@ def train_kd(
     def step(idx: np.ndarray) -> float:
         return optimiser_step(opt, loss_on(pair, idx))
 
-    def val_loss() -> float:
-        return mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)
+    def validate() -> dict[str, float]:
+        return {"val_loss": mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)}
 
     return fit_epochs(
         student,
         step,
-        val_loss,
+        validate,
         n=len(pair.ppg),
         epochs=epochs,
         batch_size=batch_size,

@@ -203,6 +203,7 @@ def stage_pretrain(run: Run) -> None:
     from safetensors.torch import save_file
 
     from bridge_edge.bridge.compose import NEW_MODEL_WEIGHTS
+    from bridge_edge.models.ppg_augment import AugmentSpec
     from bridge_edge.models.pretrain import pretrain_ppg_encoder
     from bridge_edge.models.registry import build_adapter
 
@@ -227,6 +228,8 @@ def stage_pretrain(run: Run) -> None:
             contrastive_weight=cfg.contrastive_weight,
             aux_weight=cfg.aux_weight,
             aux_min_sqi=cfg.aux_min_sqi,
+            target_names=cfg.targets,
+            augment_spec=AugmentSpec(motion_prob=cfg.motion_prob),
         )
         history["n_train_split_windows"] = n_split
         history["n_simulated_windows"] = len(ppg) - n_split
@@ -274,7 +277,7 @@ def stage_select(run: Run) -> None:
                 desc=f"trial {k_in}->{k_out}",
             )
             return {
-                "val_loss": res.val_loss[res.best_epoch - 1],
+                **_best_epoch_scores(res),
                 "epochs": s.trial_epochs,
                 "pair_windows": s.trial_max_windows or len(data[0].ppg),
                 "peak_memory_bytes": res.peak_memory_bytes,
@@ -340,8 +343,18 @@ def _train_bridge_at(run: Run, data, k_in: int, k_out: int, *, epochs: int, desc
         batch_size=cfg.batch_size,
         seed=run.recipe.seed,
         desc=desc,
+        best_epoch_by=cfg.best_epoch_by,
+        val_old_probs=val_store.old_probs,
     )
     return bridge, result, prototypes
+
+
+def _best_epoch_scores(res) -> dict:
+    """Validation scores of a trained bridge at its chosen epoch (trials, position check)."""
+    scores = {"val_loss": res.val_loss[res.best_epoch - 1]}
+    if res.val_head_kl:
+        scores["val_head_kl"] = res.val_head_kl[res.best_epoch - 1]
+    return scores
 
 
 def stage_bridge(run: Run) -> None:
@@ -459,7 +472,7 @@ def stage_position_check(run: Run) -> list[dict]:
                 "chosen": (k_in, k_out) == (sel.k_in, sel.k_out),
                 "epochs": check.epochs,
                 "pair_windows": n,
-                "val_loss": res.val_loss[res.best_epoch - 1],
+                **_best_epoch_scores(res),
                 "test_auroc": m.positive_auroc,
                 "test_macro_f1": m.macro_f1,
                 "trainable_params": res.trainable_params,
@@ -505,9 +518,14 @@ def fit(recipe_path: str | Path, run_dir: str | Path, device: str = "cpu", fresh
     run = Run(run_dir, dataclasses.replace(recipe, source_path=str(run_dir / "recipe.toml")), device)
     keys, done_path = _stage_keys(recipe), run_dir / "stages.json"
     done = {} if fresh or not done_path.exists() else json.loads(done_path.read_text())
+    # A reused stage keeps the time it took when it ran, so the report's stage times stay whole.
+    timings_path = run_dir / "timings.json"
+    ran_before = {} if fresh or not timings_path.exists() else json.loads(timings_path.read_text())
     for name, fn, _, _ in STAGES:
         if done.get(name) == keys[name]:
             log.info("stage %s: unchanged since the last fit, reused", name)
+            if name in ran_before:
+                run.timings[name] = ran_before[name]
             continue
         with run.stage(name):
             if fn is None:  # position check: its rows are stored for the report
@@ -516,6 +534,7 @@ def fit(recipe_path: str | Path, run_dir: str | Path, device: str = "cpu", fresh
                 fn(run)
         done[name] = keys[name]
         done_path.write_text(json.dumps(done, indent=2))
+        timings_path.write_text(json.dumps(run.timings, indent=2))
     with run.stage("evaluate"):
         check = json.loads((run_dir / "position_check.json").read_text())
         return write_report(run, position_check=check)

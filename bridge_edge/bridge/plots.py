@@ -17,17 +17,27 @@ def _plt():
 
 
 def plot_training_curves(curves: dict[str, dict], path: Path) -> None:
-    """``curves``: {method: {"train_loss": [...], "val_loss": [...], "best_epoch": int}}."""
+    """``curves``: {method: TrainResult.as_dict()}: train/val loss, optional ``val_head_kl``
+    (drawn on a second axis), and the best epoch with the score that chose it."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.6 * len(curves), 3.4), squeeze=False)
     for ax, (name, c) in zip(axes[0], curves.items()):
         epochs = np.arange(1, len(c["train_loss"]) + 1)
-        ax.plot(epochs, c["train_loss"], "o-", label="train (pair)")
-        ax.plot(epochs, c["val_loss"], "s-", label="validation")
+        lines = ax.plot(epochs, c["train_loss"], "o-", ms=3, label="train loss (pair)")
+        lines += ax.plot(epochs, c["val_loss"], "s-", ms=3, label="val loss")
+        if c.get("val_head_kl"):
+            kl_ax = ax.twinx()
+            lines += kl_ax.plot(epochs, c["val_head_kl"], "^-", ms=3, color="tab:green", label="val head KL")
+            kl_ax.set_ylabel("KL to old head (val)")
         if c.get("best_epoch"):
-            ax.axvline(c["best_epoch"], color="gray", ls="--", lw=1, label=f"best epoch {c['best_epoch']}")
+            by = c.get("best_epoch_by", "val_loss").replace("_", " ")
+            lines.append(
+                ax.axvline(
+                    c["best_epoch"], color="gray", ls="--", lw=1, label=f"epoch {c['best_epoch']} (by {by})"
+                )
+            )
         ax.set(title=name, xlabel="epoch", ylabel="loss")
-        ax.legend(fontsize=8)
+        ax.legend(handles=lines, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

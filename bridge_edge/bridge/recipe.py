@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge_edge.errors import ConfigError
+from bridge_edge.signals.ppg_targets import DEFAULT_TARGETS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,8 +47,11 @@ class PretrainConfig:
     # never a subject of any split; only their PPG is read). Only with [data] source = "simulate".
     simulated_subjects: int = 0
     contrastive_weight: float = 1.0  # weight of the SimCLR loss; 0 = signal-derived targets only
-    aux_weight: float = 0.0  # weight of the signal-derived targets (models.pretrain.signal_targets)
+    aux_weight: float = 0.0  # weight of the signal-derived targets (signals.ppg_targets)
     aux_min_sqi: float = 0.0  # learn those targets only from windows with at least this PPG SQI
+    # Which signal-derived targets (signals.ppg_targets.SIGNAL_TARGETS); default: the beat targets.
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+    motion_prob: float = 0.0  # share of views given a motion burst (models.ppg_augment.motion_burst)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,10 @@ class BridgeConfig:
     lr: float = 1e-3
     epochs: int = 10
     batch_size: int = 16
+    # Which validation score picks the epoch (bridge.train): "val_loss" = the cosine training
+    # loss (METHOD); "val_head_kl" = KL of the bridged head's output to the old model's on the
+    # paired ECG. Both label-free; both recorded.
+    best_epoch_by: str = "val_loss"
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,15 @@ def _coerce(value, tp, key: str):
             raise ConfigError(f"recipe section [{key}] must be a table", key=key, expected="table")
         return _build(tp, value, key)
     origin = typing.get_origin(tp) or tp
+    if origin is tuple:  # tuple[str, ...]: a TOML array of strings
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ConfigError(
+                f"recipe key {key!r} = {value!r} has the wrong type; expected an array of strings",
+                key=key,
+                value=value,
+                expected="array of strings",
+            )
+        return tuple(value)
     if not _type_ok(value, origin):
         raise ConfigError(
             f"recipe key {key!r} = {value!r} has the wrong type; expected {origin.__name__}",
@@ -142,12 +159,32 @@ def _build(cls, table: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+# Keys whose value is one of a few names: checked when the recipe loads, not deep inside a stage.
+CHOICES = {
+    ("bridge", "best_epoch_by"): ("val_loss", "val_head_kl"),
+    ("kd", "loss"): ("kl", "ce"),
+}
+
+
+def _check_choices(recipe: Recipe) -> None:
+    for (section, key), allowed in CHOICES.items():
+        value = getattr(getattr(recipe, section), key)
+        if value not in allowed:
+            raise ConfigError(
+                f"recipe key '{section}.{key}' = {value!r}; expected one of {list(allowed)}",
+                key=f"{section}.{key}",
+                value=value,
+                expected=list(allowed),
+            )
+
+
 def parse_recipe(text: str, source_path: str = "") -> Recipe:
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"recipe {source_path or '<text>'} is not valid TOML: {err}", key="") from err
     recipe = _build(Recipe, table)
+    _check_choices(recipe)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return dataclasses.replace(recipe, source_path=source_path, sha256=digest)
 

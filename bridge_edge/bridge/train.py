@@ -5,9 +5,12 @@ once per pair window (FeatureStore.old_target). The frozen new model is determin
 mode and bridge training does not augment, so its pooled block-k_in output is also computed once
 per window, before the first epoch. Each step then runs only: bridge -> old layout -> old blocks
 [k_out..end] -> loss mean(1 - cos(vec(bridged), vec(clean))) — the same numbers as running the
-new model inside every step, without its time or memory. Adam (defaults) on the bridge only. The
-best epoch is the one with the lowest loss on the *validation* subjects' pairs (label-free; test
-never seen).
+new model inside every step, without its time or memory. Adam (defaults) on the bridge only.
+
+The best epoch is chosen on the *validation* subjects' pairs (label-free; test never seen), by
+``best_epoch_by``: ``"val_loss"`` (the training loss, as METHOD §3 trains) or ``"val_head_kl"``
+(KL from the old head's output on the paired ECG to the bridged head's output on the PPG: the
+same signal the KD baseline picks its epoch on). Both are recorded every epoch.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class TrainResult:
     batch_size: int
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    val_head_kl: list[float] = field(default_factory=list)  # bridge only; KD's val_loss is this already
+    best_epoch_by: str = "val_loss"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +78,12 @@ def bridged_last_hidden(
 
 def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1.0 - F.cosine_similarity(pred.reshape(pred.shape[0], -1), target.float(), dim=1)).mean()
+
+
+def head_kl(reference: torch.Tensor, probs: torch.Tensor, eps: float = 1e-8) -> float:
+    """Mean KL(reference || probs) over windows; both (N, K) class probabilities."""
+    ref = reference.float()
+    return float((ref * ((ref + eps).log() - (probs.float() + eps).log())).sum(dim=1).mean())
 
 
 def make_bridge(
@@ -120,10 +131,13 @@ def mean_loss(loss_on: Callable, data: PairData, batch_size: int) -> float:
     return float(total / max(1, len(data.ppg)))
 
 
+BEST_EPOCH_CRITERIA = ("val_loss", "val_head_kl")
+
+
 def fit_epochs(
     model: torch.nn.Module,
     step: Callable[[np.ndarray], float],
-    val_loss: Callable[[], float],
+    validate: Callable[[], dict[str, float]],
     *,
     n: int,
     epochs: int,
@@ -133,13 +147,18 @@ def fit_epochs(
     resident: list[torch.nn.Module],
     device: torch.device,
     desc: str,
+    best_epoch_by: str = "val_loss",
 ) -> TrainResult:
     """The loop the bridge and KD share: random batches, one measured step, best epoch on validation.
 
-    ``model`` holds the trainable parameters; on return it carries the best epoch's weights.
+    ``validate`` returns {TrainResult list field: value}, e.g. {"val_loss": ...}; the epoch with
+    the lowest ``best_epoch_by`` wins. ``model`` holds the trainable parameters; on return it
+    carries the best epoch's weights.
     """
     gen = np.random.default_rng(seed)
-    result = TrainResult(count_trainable([model]), 0, "", 0.0, 0, epochs, batch_size)
+    result = TrainResult(
+        count_trainable([model]), 0, "", 0.0, 0, epochs, batch_size, best_epoch_by=best_epoch_by
+    )
     best, best_state, seconds = np.inf, copy.deepcopy(model.state_dict()), []
     for epoch in range(epochs):
         model.train()
@@ -163,9 +182,11 @@ def fit_epochs(
         result.train_loss.append(float(np.mean(losses)))
         model.eval()
         with torch.no_grad():
-            result.val_loss.append(val_loss())
-        if result.val_loss[-1] < best:
-            best, result.best_epoch = result.val_loss[-1], epoch + 1
+            for name, value in validate().items():
+                getattr(result, name).append(value)
+        score = getattr(result, best_epoch_by)[-1]
+        if score < best:
+            best, result.best_epoch = score, epoch + 1
             best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     model.eval()
@@ -187,8 +208,18 @@ def train_bridge(
     batch_size: int = 16,
     seed: int = 0,
     desc: str = "bridge",
+    best_epoch_by: str = "val_loss",
+    val_old_probs: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train in place; on return ``bridge`` holds the best-validation epoch's weights."""
+    """Train in place; on return ``bridge`` holds the best-validation epoch's weights.
+
+    ``val_old_probs`` (N_val, K): the old head's window probabilities on the validation pairs'
+    ECG; with them every epoch also records ``val_head_kl``, which ``best_epoch_by`` may select on.
+    """
+    if best_epoch_by not in BEST_EPOCH_CRITERIA:
+        raise ValueError(f"best_epoch_by must be one of {BEST_EPOCH_CRITERIA}, got {best_epoch_by!r}")
+    if best_epoch_by == "val_head_kl" and val_old_probs is None:
+        raise ValueError("best_epoch_by='val_head_kl' needs val_old_probs")
     device = old.device
     old.freeze()
     new.freeze()
@@ -207,8 +238,18 @@ def train_bridge(
     def step(idx: np.ndarray) -> float:
         return optimiser_step(opt, loss_on(pair, idx))
 
-    def val_loss() -> float:  # no validation subjects: the pair loss, as in KD
-        return mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)
+    def validate() -> dict[str, float]:  # no validation subjects: the pair loss, as in KD
+        scores = {"val_loss": mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)}
+        if val_old_probs is not None and len(val.ppg):
+            z = inputs[id(val)]
+            probs = torch.cat(
+                [
+                    old.head(bridged_last_hidden(old, bridge, z[i : i + 64], k_out))
+                    for i in range(0, len(z), 64)
+                ]
+            )
+            scores["val_head_kl"] = head_kl(torch.as_tensor(val_old_probs, device=device), probs)
+        return scores
 
     # Resident during a bridge step: the bridge and the old blocks the step runs. The new model's
     # outputs and the old model's targets are cached, so neither model's other blocks run here.
@@ -216,7 +257,7 @@ def train_bridge(
     return fit_epochs(
         bridge,
         step,
-        val_loss,
+        validate,
         n=len(pair.ppg),
         epochs=epochs,
         batch_size=batch_size,
@@ -225,4 +266,5 @@ def train_bridge(
         resident=resident,
         device=device,
         desc=desc,
+        best_epoch_by=best_epoch_by,
     )

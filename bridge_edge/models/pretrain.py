@@ -24,6 +24,7 @@ from torch import nn
 from bridge_edge.errors import DataError
 from bridge_edge.models.base import ModelAdapter
 from bridge_edge.models.ppg_augment import AugmentSpec, augment
+from bridge_edge.signals.ppg_targets import DEFAULT_TARGETS, check_target_names, signal_targets
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -96,34 +97,6 @@ def unlabelled_ppg_windows(recordings, spec, window_s: float = 12.0, hop_s: floa
     return np.concatenate(out)
 
 
-SIGNAL_TARGETS = ("mean_ibi_s", "ibi_cv", "rmssd_over_ibi", "amplitude_cv")
-
-
-def signal_targets(windows: np.ndarray, fs: float) -> np.ndarray:
-    """Targets each PPG window carries in itself (no labels): (N, 4) float32, NaN where < 4 beats.
-
-    PaPaGei-S learns morphology-aware targets computed from the signal (sVRI, IPA, SQI); ours add
-    what rhythm analysis needs: beat-interval mean, variability (CV, RMSSD / mean interval) and
-    pulse-amplitude variability, from the beats ``signals.beats`` detects in the window.
-    """
-    from bridge_edge.signals.beats import detect_ppg_beats
-
-    out = np.full((len(windows), len(SIGNAL_TARGETS)), np.nan, dtype=np.float32)
-    for i, window in enumerate(windows):  # per window; beat detection is compiled scipy
-        peaks = detect_ppg_beats(window, fs)
-        if len(peaks) < 4:
-            continue
-        ibi = np.diff(peaks) / fs
-        amplitude = window[peaks]
-        out[i] = (
-            ibi.mean(),
-            ibi.std() / ibi.mean(),
-            np.sqrt(np.mean(np.diff(ibi) ** 2)) / ibi.mean(),
-            amplitude.std() / (np.abs(amplitude).mean() + 1e-6),
-        )
-    return out
-
-
 def _standardise(targets: np.ndarray) -> np.ndarray:
     valid = np.isfinite(targets)
     mean = np.nanmean(np.where(valid, targets, np.nan), axis=0)
@@ -149,12 +122,13 @@ def pretrain_ppg_encoder(
     aux_weight: float = 0.0,
     contrastive_weight: float = 1.0,
     aux_min_sqi: float = 0.0,
+    target_names: tuple[str, ...] = DEFAULT_TARGETS,
 ) -> dict:
     """Train ``adapter.module`` in place on preprocessed PPG windows (N, L >= n_samples).
 
     Loss = ``contrastive_weight`` x NT-Xent + ``aux_weight`` x masked MSE of a linear head
-    predicting the standardised ``signal_targets`` of each source window (a weight of 0 turns
-    that term off).
+    predicting the standardised ``signal_targets`` (``target_names``) of each source window
+    (a weight of 0 turns that term off).
     The adapter must take (B, 1, L) input (PaPaGei layout). Returns the history:
     ``{"loss": [per epoch], "seconds_per_epoch": [...], "n_windows", "view_samples", ...}``.
     The module is left in eval mode.
@@ -186,15 +160,16 @@ def pretrain_ppg_encoder(
     # SimCLR projection head: trained alongside, thrown away afterwards.
     projector = nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, 64)).to(device)
     # Auxiliary head for the signal-derived targets: trained alongside, thrown away afterwards.
-    raw_targets = signal_targets(x, adapter.input_spec.fs)
+    target_names = check_target_names(target_names)
+    raw_targets = signal_targets(x, adapter.input_spec.fs, target_names)
     if aux_min_sqi > 0:
         # Targets from motion-corrupted windows are wrong (missed or extra beats); learn them from
         # clean windows only. The contrastive views of every window are still used.
         from bridge_edge.signals.quality import ppg_sqi
 
         raw_targets[ppg_sqi(x, adapter.input_spec.fs) < aux_min_sqi] = np.nan
-    targets = torch.from_numpy(_standardise(raw_targets)).to(device)
-    aux_head = nn.Linear(width, targets.shape[1]).to(device)
+    target_values = torch.from_numpy(_standardise(raw_targets)).to(device)
+    aux_head = nn.Linear(width, len(target_names)).to(device)
     params = list(module.parameters()) + list(projector.parameters()) + list(aux_head.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
 
@@ -212,8 +187,9 @@ def pretrain_ppg_encoder(
         "aux_weight": aux_weight,
         "contrastive_weight": contrastive_weight,
         "aux_min_sqi": aux_min_sqi,
-        "aux_targets": list(SIGNAL_TARGETS),
-        "aux_targets_valid_fraction": float(torch.isfinite(targets).all(dim=1).float().mean()),
+        "motion_prob": augment_spec.motion_prob,
+        "aux_targets": list(target_names),
+        "aux_targets_valid_fraction": float(torch.isfinite(target_values).all(dim=1).float().mean()),
         "seed": seed,
     }
     bar = None
@@ -234,7 +210,7 @@ def pretrain_ppg_encoder(
                 z1, z2 = projector(embedding).chunk(2)
                 loss = contrastive_weight * nt_xent(z1, z2, temperature)
             if aux_weight:
-                wanted = targets[rows].repeat(2, 1)
+                wanted = target_values[rows].repeat(2, 1)
                 known = torch.isfinite(wanted)
                 error = (aux_head(embedding) - torch.nan_to_num(wanted)) ** 2
                 loss = loss + aux_weight * (error * known).sum() / known.sum().clamp_min(1)

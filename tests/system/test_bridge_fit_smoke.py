@@ -74,6 +74,26 @@ def test_fit_report_has_every_field(run_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_second_fit_reuses_every_stage_and_keeps_their_times(run_dir):
+    first = json.loads((run_dir / "report.json").read_text())
+    stages = {"data", "pretrain", "features", "select", "bridge", "kd", "position_check"}
+    assert set(first["timings_s"]) >= stages
+    _cli("fit", str(ROOT / "recipes" / "smoke.toml"), "--out", str(run_dir), "--json")
+    second = json.loads((run_dir / "report.json").read_text())
+    assert {k: second["timings_s"][k] for k in stages} == {k: first["timings_s"][k] for k in stages}
+    assert second["bridge"]["test"] == first["bridge"]["test"]  # nothing retrained
+
+
+def test_pretraining_used_the_recipes_targets_and_motion_bursts(run_dir):
+    from bridge_edge.bridge.recipe import load_recipe
+
+    history = json.loads((run_dir / "pretrain.json").read_text())
+    wanted = load_recipe("smoke").pretrain
+    assert history["aux_targets"] == list(wanted.targets) and "autocorrelation_peak" in wanted.targets
+    assert history["motion_prob"] == wanted.motion_prob > 0
+
+
 def test_composed_model_and_split_windows(run_dir):
     from bridge_edge.bridge.compose import load_composed, load_split_windows
 

@@ -45,6 +45,27 @@ def test_wrong_types_are_rejected_and_ints_widen_to_float():
     assert parse_recipe("[bridge]\nlr = 1\n").bridge.lr == 1.0
 
 
+def test_string_arrays_parse_to_tuples_and_anything_else_is_rejected():
+    recipe = parse_recipe('[pretrain]\ntargets = ["ibi_cv", "spectral_entropy"]\n')
+    assert recipe.pretrain.targets == ("ibi_cv", "spectral_entropy")
+    assert parse_recipe("").pretrain.targets == ("mean_ibi_s", "ibi_cv", "rmssd_over_ibi", "amplitude_cv")
+    for bad in ('"ibi_cv"', "[1, 2]"):
+        with pytest.raises(ConfigError, match="array of strings") as err:
+            parse_recipe(f"[pretrain]\ntargets = {bad}\n")
+        assert err.value.key == "pretrain.targets"
+
+
+def test_named_choices_are_checked_when_the_recipe_loads():
+    assert parse_recipe('[bridge]\nbest_epoch_by = "val_head_kl"\n').bridge.best_epoch_by == "val_head_kl"
+    for text, key in (
+        ('[bridge]\nbest_epoch_by = "test_auroc"\n', "bridge.best_epoch_by"),
+        ('[kd]\nloss = "mse"\n', "kd.loss"),
+    ):
+        with pytest.raises(ConfigError, match="expected one of") as err:
+            parse_recipe(text)
+        assert err.value.key == key
+
+
 def test_invalid_toml_is_a_config_error():
     with pytest.raises(ConfigError):
         parse_recipe("[bridge\n")

@@ -9,7 +9,8 @@ from torch import nn
 from bridge_edge.bridge.compose import compose
 from bridge_edge.bridge.features import collect_features
 from bridge_edge.bridge.kd import make_student, train_kd
-from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
+from bridge_edge.bridge.prototype import to_layout
+from bridge_edge.bridge.train import PairData, head_kl, make_bridge, train_bridge
 from bridge_edge.models.base import InputSpec, ModelAdapter
 
 torch.set_num_threads(1)
@@ -101,6 +102,57 @@ def test_feature_store_pools_every_block_in_one_pass():
         h1 = old.run_blocks(old.stem(old.prepare(ecg)), 0, 1)
     np.testing.assert_allclose(store.old_pooled[1], h1.mean(dim=1).numpy(), rtol=1e-5, atol=1e-6)
     assert not any(p.requires_grad for p in old.module.parameters())
+
+
+def test_head_kl_is_recorded_every_epoch_and_can_pick_the_epoch():
+    old, new = TinyOld(), TinyNew()
+    ecg, ppg = _data()
+    store = collect_features(old, new, ecg, ppg, batch_size=16)
+    results = {}
+    for by in ("val_loss", "val_head_kl"):
+        bridge = make_bridge(new, old, k_in=1, k_out=1, rank=3, prototypes=4, probe=(ppg[:2], ecg[:2]))
+        results[by] = result = train_bridge(
+            old,
+            new,
+            bridge,
+            1,
+            1,
+            PairData(ppg[:32], store.old_target[:32]),
+            PairData(ppg[32:], store.old_target[32:]),
+            epochs=5,
+            lr=0.05,
+            batch_size=16,
+            best_epoch_by=by,
+            val_old_probs=store.old_probs[32:],
+        )
+        assert len(result.val_head_kl) == len(result.val_loss) == 5 and result.best_epoch_by == by
+        assert getattr(result, by)[result.best_epoch - 1] == min(getattr(result, by))
+        # on return the bridge holds the chosen epoch: its head KL is the one recorded for it
+        with torch.no_grad():
+            z = new.pool(new.run_blocks(new.stem(new.prepare(ppg[32:])), 0, 2))
+            probs = old.head(old.run_blocks(to_layout(bridge(z), old.layout), 1, old.n_blocks))
+        kl = head_kl(torch.from_numpy(store.old_probs[32:]), probs)
+        assert kl == pytest.approx(result.val_head_kl[result.best_epoch - 1], rel=1e-4)
+    assert results["val_loss"].val_head_kl == results["val_head_kl"].val_head_kl  # same seed, same path
+    with pytest.raises(ValueError, match="val_old_probs"):
+        train_bridge(
+            old,
+            new,
+            bridge,
+            1,
+            1,
+            PairData(ppg, store.old_target),
+            PairData(ppg, store.old_target),
+            epochs=1,
+            lr=0.1,
+            best_epoch_by="val_head_kl",
+        )
+
+
+def test_head_kl_is_zero_for_identical_outputs_and_positive_otherwise():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    assert head_kl(p, p) == pytest.approx(0.0, abs=1e-6)
+    assert head_kl(p, p.flip(1)) > 0.5
 
 
 def test_bridge_training_lowers_loss_touches_only_the_bridge_and_composes():

@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from bridge_edge.models.papagei import PapageiAdapter, PapageiConfig
-from bridge_edge.models.ppg_augment import augment, random_crop
+from bridge_edge.models.ppg_augment import AugmentSpec, augment, motion_burst, random_crop
 from bridge_edge.models.pretrain import (
-    SIGNAL_TARGETS,
     nt_xent,
     pretrain_ppg_encoder,
     rhythm_probe,
-    signal_targets,
     unlabelled_ppg_windows,
 )
+from bridge_edge.signals.ppg_targets import SIGNAL_TARGETS, signal_targets
 
 torch.set_num_threads(1)
 TINY = PapageiConfig(base_filters=8, kernel_size=7, n_block=6, n_classes=8, window_s=8.0)
@@ -40,6 +39,22 @@ def test_views_keep_shape_and_are_normalised():
     assert v.shape == (5, 1000)
     assert torch.allclose(v.mean(dim=1), torch.zeros(5), atol=1e-4)
     assert torch.allclose(v.std(dim=1, unbiased=False), torch.ones(5), atol=1e-3)
+
+
+def test_motion_bursts_are_one_band_limited_span_and_off_by_default():
+    fs, n = 125.0, 1250
+    x = torch.sin(2 * torch.pi * 1.1 * torch.arange(n) / fs).repeat(6, 1)
+    gen = torch.Generator().manual_seed(4)
+    assert torch.equal(motion_burst(x, fs, gen, AugmentSpec()), x)  # motion_prob 0: untouched
+    added = (motion_burst(x, fs, gen, AugmentSpec(motion_prob=1.0)) - x).numpy()
+    for row in added:
+        touched = np.flatnonzero(np.abs(row) > 1e-6)
+        span_s = (touched[-1] - touched[0] + 1) / fs
+        assert 0.9 <= span_s <= 8.0 and len(touched) > 0.9 * (touched[-1] - touched[0] + 1)  # one span
+        power = np.abs(np.fft.rfft(row)) ** 2
+        freqs = np.fft.rfftfreq(n, 1 / fs)
+        assert power[freqs > 6.0].sum() < 0.05 * power.sum()  # motion, not hiss
+        assert row.std() > 0.1  # and big enough to matter
 
 
 def test_nt_xent_prefers_matching_views():
@@ -145,11 +160,28 @@ def test_signal_targets_come_from_the_signal_and_see_irregularity():
     ppg = filter_and_resample(rec.ppg, rec.fs_ppg, spec)
     windows = normalise_windows(ppg[: 20 * 1250].reshape(20, 1250), spec)
     afib = np.arange(20) >= 10
-    targets = signal_targets(np.vstack([windows, np.zeros((1, 1250), np.float32)]), spec.fs_out)
+    targets = signal_targets(
+        np.vstack([windows, np.zeros((1, 1250), np.float32)]), spec.fs_out, SIGNAL_TARGETS
+    )
     assert targets.shape == (21, len(SIGNAL_TARGETS))
     assert np.isnan(targets[-1]).all()  # a flat window has no beats: unknown, not zero
     rmssd = targets[1:-1, SIGNAL_TARGETS.index("rmssd_over_ibi")]  # skip the filter warm-up window
     assert np.median(rmssd[afib[1:]]) > 2 * np.median(rmssd[~afib[1:]])
+    acf = targets[1:-1, SIGNAL_TARGETS.index("autocorrelation_peak")]
+    assert np.median(acf[afib[1:]]) < np.median(acf[~afib[1:]])
+    # a subset by name is the same columns, in the asked order
+    subset = signal_targets(windows, spec.fs_out, ("spectral_entropy", "ibi_cv"))
+    both = targets[:-1, [SIGNAL_TARGETS.index("spectral_entropy"), SIGNAL_TARGETS.index("ibi_cv")]]
+    assert np.allclose(subset, both, equal_nan=True)
+
+
+@pytest.mark.parametrize("names", [(), ("ibi_cv", "ibi_cv"), ("ibi_cv", "heart_rhythm")])
+def test_unknown_duplicate_or_no_targets_are_config_errors(names):
+    from bridge_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pretraining targets") as err:
+        signal_targets(np.zeros((1, 1250), np.float32), 125.0, names)
+    assert err.value.key == "pretrain.targets"
 
 
 def test_auxiliary_targets_join_the_loss_when_weighted():

@@ -1,0 +1,64 @@
+"""Targets a PPG window carries in itself, for self-supervised pretraining (no labels).
+
+PaPaGei-S learns morphology-aware targets computed from the signal (sVRI, IPA, SQI); ours are
+what rhythm analysis needs. Beat targets come from the beats ``signals.beats`` detects; the
+periodicity targets (``signals.periodicity``) need no beat detection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bridge_edge.errors import ConfigError
+from bridge_edge.signals import periodicity
+from bridge_edge.signals.beats import detect_ppg_beats
+
+BEAT_TARGETS = ("mean_ibi_s", "ibi_cv", "rmssd_over_ibi", "amplitude_cv")
+PERIODICITY_TARGETS = ("autocorrelation_peak", "spectral_concentration", "spectral_entropy")
+SIGNAL_TARGETS = BEAT_TARGETS + PERIODICITY_TARGETS  # every target a recipe may name
+DEFAULT_TARGETS = BEAT_TARGETS
+
+
+def check_target_names(names) -> tuple[str, ...]:
+    names = tuple(names)
+    unknown = [n for n in names if n not in SIGNAL_TARGETS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ConfigError(
+            f"pretraining targets must be distinct names from {list(SIGNAL_TARGETS)}; got {list(names)}",
+            key="pretrain.targets",
+            value=list(names),
+        )
+    return names
+
+
+def signal_targets(windows: np.ndarray, fs: float, names=DEFAULT_TARGETS) -> np.ndarray:
+    """Targets each PPG window carries in itself (no labels): (N, len(names)) float32.
+
+    PaPaGei-S learns morphology-aware targets computed from the signal (sVRI, IPA, SQI); ours add
+    what rhythm analysis needs. Beat targets (interval mean, CV, RMSSD / mean interval, pulse
+    amplitude CV) come from the beats ``signals.beats`` detects and are NaN where a window has
+    < 4 beats; periodicity targets (``signals.periodicity``) need no beats.
+    """
+    names = check_target_names(names)
+    out = np.full((len(windows), len(names)), np.nan, dtype=np.float32)
+    beat_cols = [i for i, n in enumerate(names) if n in BEAT_TARGETS]
+    if beat_cols:
+        beat_values = np.full((len(windows), len(BEAT_TARGETS)), np.nan, dtype=np.float32)
+        for i, window in enumerate(windows):  # per window; beat detection is compiled scipy
+            peaks = detect_ppg_beats(window, fs)
+            if len(peaks) < 4:
+                continue
+            ibi = np.diff(peaks) / fs
+            amplitude = window[peaks]
+            beat_values[i] = (
+                ibi.mean(),
+                ibi.std() / ibi.mean(),
+                np.sqrt(np.mean(np.diff(ibi) ** 2)) / ibi.mean(),
+                amplitude.std() / (np.abs(amplitude).mean() + 1e-6),
+            )
+        for i in beat_cols:
+            out[:, i] = beat_values[:, BEAT_TARGETS.index(names[i])]
+    for i, name in enumerate(names):
+        if name in PERIODICITY_TARGETS:
+            out[:, i] = getattr(periodicity, name)(windows, fs)
+    return out
