@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from bridge_edge.bridge.cost import count_trainable, measure_step_memory
 from bridge_edge.bridge.prototype import PrototypeBridge, hidden_dims, to_layout
+from bridge_edge.bridge.recipe import CHOICES
 from bridge_edge.models.base import ModelAdapter
 
 
@@ -131,7 +132,7 @@ def mean_loss(loss_on: Callable, data: PairData, batch_size: int) -> float:
     return float(total / max(1, len(data.ppg)))
 
 
-BEST_EPOCH_CRITERIA = ("val_loss", "val_head_kl")
+BEST_EPOCH_CRITERIA = CHOICES[("bridge", "best_epoch_by")]
 
 
 def fit_epochs(
@@ -218,8 +219,8 @@ def train_bridge(
     """
     if best_epoch_by not in BEST_EPOCH_CRITERIA:
         raise ValueError(f"best_epoch_by must be one of {BEST_EPOCH_CRITERIA}, got {best_epoch_by!r}")
-    if best_epoch_by == "val_head_kl" and val_old_probs is None:
-        raise ValueError("best_epoch_by='val_head_kl' needs val_old_probs")
+    if best_epoch_by == "val_head_kl" and (val_old_probs is None or not len(val.ppg)):
+        raise ValueError("best_epoch_by='val_head_kl' needs validation windows and their val_old_probs")
     device = old.device
     old.freeze()
     new.freeze()

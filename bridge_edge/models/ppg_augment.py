@@ -2,8 +2,9 @@
 
 Each view is a random crop of a (longer) source window, then amplitude scaling, baseline
 wander, optionally a motion burst, additive noise and a time mask, then the per-window z-score
-of preprocessing ppg-v1 again so views look like what the model sees at inference. None of these change the beat
-intervals, so two views of one window agree on rhythm (regular or irregular) and heart rate.
+of preprocessing ppg-v1 again so views look like what the model sees at inference. None of
+these change the beat intervals, so two views of one window agree on rhythm (regular or
+irregular) and heart rate.
 """
 
 from __future__ import annotations
