@@ -15,8 +15,8 @@ Two bridge-edge options (off by default, on in recipes/default.toml; docs/method
 - ``trials``: neighbouring blocks' mean scores are often closer together than one standard
   error over the folds, so the argmax among them is a coin flip. With a trial function, every
   input block within one standard error of the best becomes a candidate, a bridge is trained
-  briefly at each, and the lowest *validation* cosine loss wins (the loss is always measured at the old model's last
-  block, so it compares across positions; still no labels).
+  briefly at each, and the lowest *validation* cosine loss wins (the loss is always measured
+  at the old model's last block, so it compares across positions; still no labels).
 - ``cka_tolerance``: the deepest old block whose CKA is within the tolerance of the best. A
   deeper output position leaves fewer old blocks to backpropagate through in training and to
   run on the device.

@@ -24,7 +24,7 @@ from torch import nn
 from bridge_edge.errors import DataError
 from bridge_edge.models.base import ModelAdapter
 from bridge_edge.models.ppg_augment import AugmentSpec, augment
-from bridge_edge.signals.ppg_targets import DEFAULT_TARGETS, check_target_names, signal_targets
+from bridge_edge.signals.ppg_targets import DEFAULT_TARGETS, signal_targets
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -160,8 +160,8 @@ def pretrain_ppg_encoder(
     # SimCLR projection head: trained alongside, thrown away afterwards.
     projector = nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, 64)).to(device)
     # Auxiliary head for the signal-derived targets: trained alongside, thrown away afterwards.
-    target_names = check_target_names(target_names)
-    raw_targets = signal_targets(x, adapter.input_spec.fs, target_names)
+    raw_targets = signal_targets(x, adapter.input_spec.fs, target_names)  # checks the names
+    target_names = tuple(target_names)
     if aux_min_sqi > 0:
         # Targets from motion-corrupted windows are wrong (missed or extra beats); learn them from
         # clean windows only. The contrastive views of every window are still used.

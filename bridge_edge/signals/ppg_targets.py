@@ -32,12 +32,10 @@ def check_target_names(names) -> tuple[str, ...]:
 
 
 def signal_targets(windows: np.ndarray, fs: float, names=DEFAULT_TARGETS) -> np.ndarray:
-    """Targets each PPG window carries in itself (no labels): (N, len(names)) float32.
+    """(N, len(names)) float32 targets by name (``SIGNAL_TARGETS``); unknown names: ConfigError.
 
-    PaPaGei-S learns morphology-aware targets computed from the signal (sVRI, IPA, SQI); ours add
-    what rhythm analysis needs. Beat targets (interval mean, CV, RMSSD / mean interval, pulse
-    amplitude CV) come from the beats ``signals.beats`` detects and are NaN where a window has
-    < 4 beats; periodicity targets (``signals.periodicity``) need no beats.
+    Beat targets (interval mean, CV, RMSSD / mean interval, pulse amplitude CV) are NaN where a
+    window has < 4 beats.
     """
     names = check_target_names(names)
     out = np.full((len(windows), len(names)), np.nan, dtype=np.float32)
