@@ -291,6 +291,7 @@ def stage_select(run: Run) -> None:
         folds=s.cv_folds,
         cka_tolerance=s.cka_tolerance,
         trial=trial,
+        trial_score=run.recipe.bridge.best_epoch_by,
     )
     write_selection(sel, run.run_dir, new.block_paths, old.block_paths)
     log.info(

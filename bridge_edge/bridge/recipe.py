@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge_edge.errors import ConfigError
-from bridge_edge.signals.ppg_targets import DEFAULT_TARGETS
+from bridge_edge.signals.ppg_targets import DEFAULT_TARGETS, check_target_names
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -185,6 +185,7 @@ def parse_recipe(text: str, source_path: str = "") -> Recipe:
         raise ConfigError(f"recipe {source_path or '<text>'} is not valid TOML: {err}", key="") from err
     recipe = _build(Recipe, table)
     _check_choices(recipe)
+    check_target_names(recipe.pretrain.targets)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return dataclasses.replace(recipe, source_path=source_path, sha256=digest)
 

@@ -15,8 +15,9 @@ Two bridge-edge options (off by default, on in recipes/default.toml; docs/method
 - ``trials``: neighbouring blocks' mean scores are often closer together than one standard
   error over the folds, so the argmax among them is a coin flip. With a trial function, every
   input block within one standard error of the best becomes a candidate, a bridge is trained
-  briefly at each, and the lowest *validation* cosine loss wins (the loss is always measured
-  at the old model's last block, so it compares across positions; still no labels).
+  briefly at each, and the lowest *validation* score wins: the same score the bridge picks its
+  epoch on (``trial_score``: the cosine loss at the old model's last block, or the old head's
+  KL; both are measured after the last old block, so they compare across positions; no labels).
 - ``cka_tolerance``: the deepest old block whose CKA is within the tolerance of the best. A
   deeper output position leaves fewer old blocks to backpropagate through in training and to
   run on the device.
@@ -48,6 +49,7 @@ class Selection:
     pseudo_label_counts: dict[str, int]
     input_score_se: list[float] = field(default_factory=list)  # standard error over the folds
     trials: list[dict] = field(default_factory=list)  # {k_in, k_out, val_loss, ...} per candidate
+    trial_score: str = "val_loss"  # the trials' key that decided
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -110,7 +112,7 @@ def output_position(cka: list[float], tolerance: float = 0.0) -> int:
     return int(np.flatnonzero(arr >= arr.max() - tolerance)[-1])
 
 
-# A trial: briefly train a bridge at (k_in, k_out) and return at least {"val_loss": ...}.
+# A trial: briefly train a bridge at (k_in, k_out) and return at least {trial_score: ...}.
 Trial = Callable[[int, int], dict]
 
 
@@ -123,11 +125,12 @@ def select_positions(
     folds: int = 5,
     cka_tolerance: float = 0.0,
     trial: Trial | None = None,
+    trial_score: str = "val_loss",
 ) -> Selection:
     """Score every position; pinned positions (>= 0) are kept but still scored for the report.
 
     With ``trial``, the input blocks within one standard error of the best are each tried (with
-    their own output position) and the lowest validation loss decides.
+    their own output position) and the lowest ``trial_score`` decides.
     """
     start = time.perf_counter()
     pseudo = store.pseudo_labels
@@ -151,7 +154,7 @@ def select_positions(
     trials = []
     if len(pairs) > 1:
         trials = [{"k_in": ki, "k_out": ko} | trial(ki, ko) for ki, ko in pairs]
-        best = min(trials, key=lambda t: t["val_loss"])  # first (shallowest) on ties
+        best = min(trials, key=lambda t: t[trial_score])  # first (shallowest) on ties
         chosen_in, chosen_out = best["k_in"], best["k_out"]
     else:
         chosen_in, chosen_out = pairs[0]
@@ -167,6 +170,7 @@ def select_positions(
         pseudo_label_counts={labels[v]: int(c) for v, c in zip(values, counts)},
         input_score_se=input_se,
         trials=trials,
+        trial_score=trial_score,
     )
 
 
@@ -202,11 +206,10 @@ def plot_selection(sel: Selection, path: Path) -> None:
         names = [f"{t['k_in']}->{t['k_out']}" for t in sel.trials]
         chosen = [(t["k_in"], t["k_out"]) == (sel.k_in, sel.k_out) for t in sel.trials]
         axes[2].bar(
-            names, [t["val_loss"] for t in sel.trials], color=["tab:red" if c else "tab:gray" for c in chosen]
+            names, [t[sel.trial_score] for t in sel.trials], color=["tab:red" if c else "tab:gray" for c in chosen]
         )
-        axes[2].set(
-            title="trials: validation cosine loss", xlabel="k_in -> k_out", ylabel="loss (lower wins)"
-        )
+        title = {"val_loss": "validation cosine loss", "val_head_kl": "validation head KL"}[sel.trial_score]
+        axes[2].set(title=f"trials: {title}", xlabel="k_in -> k_out", ylabel="lower wins")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -53,6 +53,10 @@ def test_string_arrays_parse_to_tuples_and_anything_else_is_rejected():
         with pytest.raises(ConfigError, match="array of strings") as err:
             parse_recipe(f"[pretrain]\ntargets = {bad}\n")
         assert err.value.key == "pretrain.targets"
+    # a name pretraining does not know fails when the recipe loads, not minutes into a fit
+    with pytest.raises(ConfigError, match="pretraining targets") as err:
+        parse_recipe('[pretrain]\ntargets = ["ibi_cv", "heart_rhythm"]\n')
+    assert err.value.key == "pretrain.targets"
 
 
 def test_named_choices_are_checked_when_the_recipe_loads():

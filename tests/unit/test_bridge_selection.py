@@ -98,3 +98,15 @@ def test_trials_decide_among_near_tied_input_blocks_by_validation_loss(tmp_path)
     assert read_selection(tmp_path).trials[1]["k_in"] == 2
     # pinned input: nothing to try
     assert select_positions(store, LABELS, k_in=3, trial=trial).trials == [] and len(tried) == 2
+
+
+def test_trials_can_be_decided_by_the_head_kl(tmp_path):
+    store = _store(np.random.default_rng(1))
+
+    def trial(k_in, k_out):  # the two scores disagree: the named one decides
+        return {"val_loss": {1: 0.4, 2: 0.3}[k_in], "val_head_kl": {1: 0.2, 2: 0.5}[k_in]}
+
+    sel = select_positions(store, LABELS, trial=trial, trial_score="val_head_kl")
+    assert (sel.k_in, sel.trial_score) == (1, "val_head_kl")
+    write_selection(sel, tmp_path, ["n0", "n1", "n2", "n3"], ["o0", "o1", "o2"])
+    assert read_selection(tmp_path).trial_score == "val_head_kl" and (tmp_path / "selection.png").stat().st_size
