@@ -8,7 +8,9 @@
    features and the pooled input of every old block; argmax, ties -> the shallowest.
 
 Unlike the authors' selector (§10.3), the input layer is scored on exactly the time-pooled
-vectors the bridge consumes.
+vectors the bridge consumes. A pseudo-label class with fewer windows than folds cannot be
+stratified; its windows are left out of the input score and counted in the report, so one
+stray pseudo-label (a single "paced" window) cannot make every block unscorable.
 
 Two bridge-edge options (off by default, on in recipes/default.toml; docs/method.md):
 
@@ -35,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge_edge.bridge.features import FeatureStore
+from bridge_edge.errors import DataError
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Selection:
     input_score_se: list[float] = field(default_factory=list)  # standard error over the folds
     trials: list[dict] = field(default_factory=list)  # {k_in, k_out, val_loss, ...} per candidate
     trial_score: str = "val_loss"  # the trials' key that decided
+    # windows left out of the input score: their pseudo-label class has fewer than `folds` windows
+    pseudo_labels_left_out: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -134,8 +139,18 @@ def select_positions(
     """
     start = time.perf_counter()
     pseudo = store.pseudo_labels
+    values, counts = np.unique(pseudo, return_counts=True)
+    scored = np.isin(pseudo, values[counts >= folds])
+    if len(np.unique(pseudo[scored])) < 2 and k_in < 0:
+        raise DataError(
+            f"position selection needs at least two pseudo-label classes with >= {folds} pair windows "
+            f"each (the {folds}-fold LR score); got "
+            f"{ {labels[v]: int(c) for v, c in zip(values, counts)} }. Use more pair windows, "
+            "or pin [selection] k_in",
+            reason="pseudo-labels",
+        )
     input_scores, input_se = (
-        list(v) for v in zip(*(lr_macro_f1(f, pseudo, folds) for f in store.new_pooled))
+        list(v) for v in zip(*(lr_macro_f1(f[scored], pseudo[scored], folds) for f in store.new_pooled))
     )
 
     def cka_to(ki: int) -> list[float]:
@@ -158,7 +173,6 @@ def select_positions(
         chosen_in, chosen_out = best["k_in"], best["k_out"]
     else:
         chosen_in, chosen_out = pairs[0]
-    values, counts = np.unique(pseudo, return_counts=True)
     return Selection(
         k_in=chosen_in,
         k_out=chosen_out,
@@ -171,6 +185,7 @@ def select_positions(
         input_score_se=input_se,
         trials=trials,
         trial_score=trial_score,
+        pseudo_labels_left_out={labels[v]: int(c) for v, c in zip(values, counts) if c < folds},
     )
 
 

@@ -11,6 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("openecg")
 
+from bridge_edge.bridge.recipe import load_recipe  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -66,8 +68,10 @@ def test_fit_report_has_every_field(run_dir):
     sel = json.loads((run_dir / "selection.json").read_text())
     assert (sel["k_in"], sel["k_out"]) == (pos["k_in"], pos["k_out"])
     assert len(sel["input_scores"]) == 4 and len(sel["output_scores"]) == 8
-    if sel["trials"]:  # the chosen pair is the trial with the lowest validation loss
-        best = min(sel["trials"], key=lambda t: t["val_loss"])
+    assert np.isfinite(sel["input_scores"]).all()  # the smoke pair windows hold two scorable classes
+    if sel["trials"]:  # the chosen pair is the trial with the lowest score the recipe picks epochs by
+        assert sel["trial_score"] == load_recipe("smoke").bridge.best_epoch_by
+        best = min(sel["trials"], key=lambda t: t[sel["trial_score"]])
         assert (best["k_in"], best["k_out"]) == (pos["k_in"], pos["k_out"])
     for png in ("selection.png", "training_curves.png", "confusions.png"):
         assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
@@ -86,8 +90,6 @@ def test_a_second_fit_reuses_every_stage_and_keeps_their_times(run_dir):
 
 
 def test_pretraining_used_the_recipes_targets_and_motion_bursts(run_dir):
-    from bridge_edge.bridge.recipe import load_recipe
-
     history = json.loads((run_dir / "pretrain.json").read_text())
     wanted = load_recipe("smoke").pretrain
     assert history["aux_targets"] == list(wanted.targets) and "autocorrelation_peak" in wanted.targets

@@ -110,3 +110,27 @@ def test_trials_can_be_decided_by_the_head_kl(tmp_path):
     assert (sel.k_in, sel.trial_score) == (1, "val_head_kl")
     write_selection(sel, tmp_path, ["n0", "n1", "n2", "n3"], ["o0", "o1", "o2"])
     assert read_selection(tmp_path).trial_score == "val_head_kl" and (tmp_path / "selection.png").stat().st_size
+
+
+def test_a_stray_pseudo_label_is_left_out_of_the_input_score_not_fatal_to_it():
+    store = _store(np.random.default_rng(1))
+    clean = select_positions(store, LABELS)
+    probs = store.old_probs.copy()
+    probs[0] = np.eye(6)[2]  # one window the old head calls "paced": too few for 5 stratified folds
+    stray = select_positions(FeatureStore(store.new_pooled, store.old_pooled, None, probs, 0.0), LABELS)
+    assert stray.pseudo_labels_left_out == {"paced": 1} and clean.pseudo_labels_left_out == {}
+    assert stray.pseudo_label_counts["paced"] == 1
+    assert np.isfinite(stray.input_scores).all() and stray.k_in == clean.k_in == 1
+
+
+def test_selection_without_two_scorable_pseudo_label_classes_is_a_clear_error():
+    from bridge_edge.errors import DataError
+
+    store = _store(np.random.default_rng(1))
+    probs = np.tile(np.eye(6)[0], (len(store.old_probs), 1))
+    probs[:3] = np.eye(6)[3]  # 3 afib windows: fewer than the 5 folds
+    one_class = FeatureStore(store.new_pooled, store.old_pooled, None, probs, 0.0)
+    with pytest.raises(DataError, match="two pseudo-label classes") as err:
+        select_positions(one_class, LABELS)
+    assert "'afib': 3" in str(err.value) and "pin [selection] k_in" in str(err.value)
+    assert select_positions(one_class, LABELS, k_in=2).k_in == 2  # a pinned input needs no score
