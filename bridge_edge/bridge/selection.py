@@ -221,7 +221,9 @@ def plot_selection(sel: Selection, path: Path) -> None:
         names = [f"{t['k_in']}->{t['k_out']}" for t in sel.trials]
         chosen = [(t["k_in"], t["k_out"]) == (sel.k_in, sel.k_out) for t in sel.trials]
         axes[2].bar(
-            names, [t[sel.trial_score] for t in sel.trials], color=["tab:red" if c else "tab:gray" for c in chosen]
+            names,
+            [t[sel.trial_score] for t in sel.trials],
+            color=["tab:red" if c else "tab:gray" for c in chosen],
         )
         title = {"val_loss": "validation cosine loss", "val_head_kl": "validation head KL"}[sel.trial_score]
         axes[2].set(title=f"trials: {title}", xlabel="k_in -> k_out", ylabel="lower wins")

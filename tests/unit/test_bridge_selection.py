@@ -109,7 +109,8 @@ def test_trials_can_be_decided_by_the_head_kl(tmp_path):
     sel = select_positions(store, LABELS, trial=trial, trial_score="val_head_kl")
     assert (sel.k_in, sel.trial_score) == (1, "val_head_kl")
     write_selection(sel, tmp_path, ["n0", "n1", "n2", "n3"], ["o0", "o1", "o2"])
-    assert read_selection(tmp_path).trial_score == "val_head_kl" and (tmp_path / "selection.png").stat().st_size
+    assert read_selection(tmp_path).trial_score == "val_head_kl"
+    assert (tmp_path / "selection.png").stat().st_size > 0
 
 
 def test_a_stray_pseudo_label_is_left_out_of_the_input_score_not_fatal_to_it():
