@@ -140,12 +140,12 @@ def select_positions(
     start = time.perf_counter()
     pseudo = store.pseudo_labels
     values, counts = np.unique(pseudo, return_counts=True)
+    count_of = {labels[v]: int(c) for v, c in zip(values, counts)}
     scored = np.isin(pseudo, values[counts >= folds])
     if len(np.unique(pseudo[scored])) < 2 and k_in < 0:
         raise DataError(
             f"position selection needs at least two pseudo-label classes with >= {folds} pair windows "
-            f"each (the {folds}-fold LR score); got "
-            f"{ {labels[v]: int(c) for v, c in zip(values, counts)} }. Use more pair windows, "
+            f"each (the {folds}-fold LR score); got {count_of}. Use more pair windows, "
             "or pin [selection] k_in",
             reason="pseudo-labels",
         )
@@ -181,11 +181,11 @@ def select_positions(
         pinned=k_in >= 0 or k_out >= 0,
         seconds=time.perf_counter() - start,
         n_windows=len(pseudo),
-        pseudo_label_counts={labels[v]: int(c) for v, c in zip(values, counts)},
+        pseudo_label_counts=count_of,
         input_score_se=input_se,
         trials=trials,
         trial_score=trial_score,
-        pseudo_labels_left_out={labels[v]: int(c) for v, c in zip(values, counts) if c < folds},
+        pseudo_labels_left_out={name: c for name, c in count_of.items() if c < folds},
     )
 
 
