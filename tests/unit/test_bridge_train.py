@@ -89,6 +89,12 @@ def _data(n=48, seed=0):
     return ecg, ppg
 
 
+def _train_on_split(old, new, bridge, ppg, store, **kwargs):
+    """train_bridge at positions (1, 1): the first 32 windows pair, the rest validate."""
+    pair, val = PairData(ppg[:32], store.old_target[:32]), PairData(ppg[32:], store.old_target[32:])
+    return train_bridge(old, new, bridge, 1, 1, pair, val, **kwargs)
+
+
 def test_feature_store_pools_every_block_in_one_pass():
     old, new = TinyOld(), TinyNew()
     ecg, ppg = _data(20)
@@ -111,14 +117,12 @@ def test_head_kl_is_recorded_every_epoch_and_can_pick_the_epoch():
     results = {}
     for by in ("val_loss", "val_head_kl"):
         bridge = make_bridge(new, old, k_in=1, k_out=1, rank=3, prototypes=4, probe=(ppg[:2], ecg[:2]))
-        results[by] = result = train_bridge(
+        results[by] = result = _train_on_split(
             old,
             new,
             bridge,
-            1,
-            1,
-            PairData(ppg[:32], store.old_target[:32]),
-            PairData(ppg[32:], store.old_target[32:]),
+            ppg,
+            store,
             epochs=5,
             lr=0.05,
             batch_size=16,
@@ -162,18 +166,7 @@ def test_bridge_training_lowers_loss_touches_only_the_bridge_and_composes():
     old_before = {k: v.clone() for k, v in old.module.state_dict().items()}
     bridge = make_bridge(new, old, k_in=1, k_out=1, rank=3, prototypes=4, probe=(ppg[:2], ecg[:2]))
     assert (bridge.d_in, bridge.d_out, bridge.n_tokens) == (8, 6, 4)  # discovered by the probe batch
-    result = train_bridge(
-        old,
-        new,
-        bridge,
-        1,
-        1,
-        PairData(ppg[:32], store.old_target[:32]),
-        PairData(ppg[32:], store.old_target[32:]),
-        epochs=6,
-        lr=0.05,
-        batch_size=16,
-    )
+    result = _train_on_split(old, new, bridge, ppg, store, epochs=6, lr=0.05, batch_size=16)
     assert result.trainable_params == bridge.n_params == 3 * 8 + 4 * 4 * 3 + 6 * 4
     assert result.train_loss[-1] < result.train_loss[0]
     assert result.val_loss[result.best_epoch - 1] == min(result.val_loss)
