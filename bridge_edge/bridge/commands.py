@@ -37,7 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("evaluate", help="metrics of a run directory or bundle on a dataset split")
     p.add_argument("path", help="fit run directory or bundle")
-    p.add_argument("--data", required=True, help="dataset directory (e.g. written by `bridge-edge simulate`)")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="dataset directory (e.g. written by `bridge-edge simulate`); repeat to pool the split of "
+        "several, e.g. a run's data/ and held_out_data/ for the test set its report scored",
+    )
     p.add_argument("--split", default="test", help="dataset split to score (default test)")
     _add_device(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from bridge_edge.errors import DataError
 from bridge_edge.signals.preprocess import (
     PreprocessSpec,
     filter_and_resample,
@@ -39,6 +40,18 @@ class WindowSet:
         return WindowSet(
             self.ecg[idx], self.ppg[idx], self.label[idx], self.subject[idx], self.start_s[idx], self.labels
         )
+
+    @staticmethod
+    def concat(parts: list[WindowSet]) -> WindowSet:
+        if len({w.labels for w in parts}) != 1:
+            raise DataError(
+                f"cannot pool windows of datasets with different label vocabularies: "
+                f"{[list(w.labels) for w in parts]}; expected one vocabulary",
+                reason="label vocabularies differ",
+            )
+        fields = ("ecg", "ppg", "label", "subject", "start_s")
+        joined = {f: np.concatenate([getattr(w, f) for w in parts]) for f in fields}
+        return WindowSet(**joined, labels=parts[0].labels)
 
     def head_truth(self, head_labels: tuple[str, ...]) -> np.ndarray:
         """Truth as indices into the head vocabulary (-1 where the label has no counterpart)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge_edge.bridge.compose import POSITIVE_LABEL
-from bridge_edge.bridge.metrics import Metrics, compute_metrics
+from bridge_edge.bridge.metrics import Metrics, compute_metrics, per_subject_scores, subject_bootstrap
 from bridge_edge.errors import ConfigError
 
 
@@ -23,8 +23,22 @@ def evaluate_probs(probs: np.ndarray, truth: np.ndarray, labels) -> Metrics:
     return compute_metrics(probs, truth, tuple(labels), POSITIVE_LABEL)
 
 
-def _test_block(m: Metrics) -> dict:
-    return {"test": m.as_dict()}
+def _test_block(m: Metrics, intervals: dict | None = None, name: str = "") -> dict:
+    test = m.as_dict()
+    if intervals is not None:
+        test["ci95"] = intervals["models"][name] | {"resamples": intervals["resamples"]}
+    return {"test": test}
+
+
+def describe_test_set(test, held_out_subjects: set[str]) -> dict:
+    """Which subjects the test windows come from: the dataset's test split and [held_out] extras."""
+    subjects = sorted(set(test.subject.tolist()))
+    return {
+        "subjects": len(subjects),
+        "dataset_test_subjects": [s for s in subjects if s not in held_out_subjects],
+        "held_out_extra_subjects": sorted(held_out_subjects),
+        "windows": len(test),
+    }
 
 
 @np.errstate(all="ignore")
@@ -72,7 +86,8 @@ def write_report(run, position_check: list[dict]) -> dict:
 
     from bridge_edge.bridge.compose import load_composed
     from bridge_edge.bridge.kd import make_student
-    from bridge_edge.bridge.plots import plot_confusions, plot_training_curves
+    from bridge_edge.bridge.pipeline import RunWindows
+    from bridge_edge.bridge.plots import plot_confusions, plot_test_subjects, plot_training_curves
     from bridge_edge.bridge.selection import read_selection
 
     run_dir = run.run_dir
@@ -80,8 +95,24 @@ def write_report(run, position_check: list[dict]) -> dict:
     test = run.windows("test")
     truth = test.head_truth(old.labels)
     composed, spec = load_composed(run_dir, device=run.device)
-    bridge_m = evaluate_probs(composed.predict_proba(test.ppg), truth, old.labels)
-    ceiling_m = evaluate_probs(old_model_probs(old, test.ecg), truth, old.labels)
+    probs = {
+        "bridge": composed.predict_proba(test.ppg),
+        "old_model_on_old_modality": old_model_probs(old, test.ecg),
+    }
+    kd_path = run_dir / "kd_student.safetensors"
+    if kd_path.exists():
+        student = make_student(new, len(old.labels), test.ppg[:2])
+        student.load_state_dict(load_file(str(kd_path)))
+        probs["kd"] = student.predict_proba(test.ppg)
+    metrics = {name: evaluate_probs(p, truth, old.labels) for name, p in probs.items()}
+    bridge_m, ceiling_m = metrics["bridge"], metrics["old_model_on_old_modality"]
+    n_resamples = run.recipe.held_out.bootstrap_resamples
+    intervals = None
+    if n_resamples:
+        # bridge first: the paired differences are bridge minus each other model
+        intervals = subject_bootstrap(
+            probs, truth, test.subject, old.labels, POSITIVE_LABEL, n_resamples, seed=run.recipe.seed
+        )
     bridge_train = json.loads((run_dir / "bridge_training.json").read_text())
     report = {
         "recipe": {"name": run.recipe.name, "sha256": run.recipe.sha256},
@@ -102,19 +133,19 @@ def write_report(run, position_check: list[dict]) -> dict:
             "old": old.describe() | {"parameters": old.parameter_count()},
             "new": {"name": new.name, "parameters": new.parameter_count()},
         },
-        "bridge": bridge_train | {"params_formula": spec.bridge} | _test_block(bridge_m),
-        "old_model_on_old_modality": _test_block(ceiling_m),
+        "bridge": bridge_train | {"params_formula": spec.bridge} | _test_block(bridge_m, intervals, "bridge"),
+        "old_model_on_old_modality": _test_block(ceiling_m, intervals, "old_model_on_old_modality"),
         "position_check": position_check,
         "n_windows": {s: len(run.windows(s)) for s in ("train", "val", "pair", "test")},
+        "test_set": describe_test_set(test, RunWindows.open(run_dir).held_out_subjects())
+        | {"by_subject": per_subject_scores(probs, truth, test.subject, old.labels, POSITIVE_LABEL)},
     }
     results = {"bridge (PPG)": bridge_m.as_dict(), "old model on ECG": ceiling_m.as_dict()}
     curves = {"bridge": bridge_train}
-    if (run_dir / "kd_student.safetensors").exists():
-        student = make_student(new, len(old.labels), test.ppg[:2])
-        student.load_state_dict(load_file(str(run_dir / "kd_student.safetensors")))
-        kd_m = evaluate_probs(student.predict_proba(test.ppg), truth, old.labels)
+    if "kd" in metrics:
+        kd_m = metrics["kd"]
         kd_train = json.loads((run_dir / "kd_training.json").read_text())
-        report["kd"] = kd_train | _test_block(kd_m)
+        report["kd"] = kd_train | _test_block(kd_m, intervals, "kd")
         results["KD student (PPG)"] = kd_m.as_dict()
         curves["KD"] = kd_train
         report["bridge_vs_kd"] = {
@@ -123,11 +154,22 @@ def write_report(run, position_check: list[dict]) -> dict:
             "seconds_per_epoch_ratio": bridge_train["seconds_per_epoch"]
             / max(1e-9, kd_train["seconds_per_epoch"]),
         }
+        if intervals is not None:
+            report["bridge_vs_kd"]["positive_auroc_difference"] = {
+                "estimate": None
+                if bridge_m.positive_auroc is None or kd_m.positive_auroc is None
+                else bridge_m.positive_auroc - kd_m.positive_auroc,
+                "ci95": intervals["differences"]["bridge - kd"]["positive_auroc"],
+                "resamples_without_auroc": intervals["resamples_without_auroc"],
+            }
     report["targets"] = target_checks(report)
     report["timings_s"] = dict(run.timings)
     report = _json_safe(report)
     plot_training_curves(curves, run_dir / "training_curves.png")
     plot_confusions(results, run_dir / "confusions.png")
+    plot_test_subjects(
+        report["test_set"]["by_subject"], intervals, run_dir / "test_subjects.png", POSITIVE_LABEL
+    )
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report
 
@@ -135,9 +177,9 @@ def write_report(run, position_check: list[dict]) -> dict:
 # --- `bridge-edge evaluate RUN_DIR|BUNDLE --data DIR` -----------------------------------------
 
 
-def _dataset_ppg_windows(data: str, split: str, window_s: float, hop_s: float, preprocess: dict):
-    """PPG-only windows of one split of any dataset ``load_dataset`` understands."""
-    from bridge_edge.bridge.data import split_windows
+def _dataset_ppg_windows(data: str | list[str], split: str, window_s: float, hop_s: float, preprocess: dict):
+    """PPG-only windows of one split of any dataset ``load_dataset`` understands (several: pooled)."""
+    from bridge_edge.bridge.data import WindowSet, split_windows
     from bridge_edge.signals.datasets import load_dataset
     from bridge_edge.signals.preprocess import PreprocessSpec
     from bridge_edge.signals.types import SPLIT_NAMES
@@ -149,18 +191,24 @@ def _dataset_ppg_windows(data: str, split: str, window_s: float, hop_s: float, p
             value=split,
             expected=list(SPLIT_NAMES),
         )
-    return split_windows(
-        load_dataset(data),
-        split,
-        window_s=window_s,
-        hop_s=hop_s,
-        fs_ecg=None,
-        ppg_spec=PreprocessSpec.from_dict(preprocess),
-    )
+    specs = [data] if isinstance(data, str) else list(data)
+    parts = [
+        split_windows(
+            load_dataset(spec),
+            split,
+            window_s=window_s,
+            hop_s=hop_s,
+            fs_ecg=None,
+            ppg_spec=PreprocessSpec.from_dict(preprocess),
+        )
+        for spec in specs
+    ]
+    return WindowSet.concat(parts)
 
 
-def evaluate_path(path: str | Path, data: str, split: str = "test", device: str = "cpu") -> dict:
-    """Metrics of a run directory (torch) or a bundle (ONNX Runtime, fp32) on a dataset split."""
+def evaluate_path(path: str | Path, data: str | list[str], split: str = "test", device: str = "cpu") -> dict:
+    """Metrics of a run directory (torch) or a bundle (ONNX Runtime, fp32) on a dataset split
+    (the same split of several datasets, pooled, when ``data`` is a list)."""
     if (Path(path) / "composed.json").exists():
         from bridge_edge.bridge.compose import load_composed
 
@@ -173,7 +221,7 @@ def evaluate_path(path: str | Path, data: str, split: str = "test", device: str 
     return _json_safe(
         {
             "path": str(path),
-            "data": str(data),
+            "data": [data] if isinstance(data, str) else list(data),
             "split": split,
             "n_windows": m.n_windows,
             "n_excluded": m.n_excluded,
@@ -188,7 +236,7 @@ def evaluate_path(path: str | Path, data: str, split: str = "test", device: str 
     )
 
 
-def _bundle_probs(path: str | Path, data: str, split: str):
+def _bundle_probs(path: str | Path, data: str | list[str], split: str):
     """fp32 ONNX of a bundle (verified on load) under ONNX Runtime."""
     import onnxruntime as ort
 

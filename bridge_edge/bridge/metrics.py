@@ -81,3 +81,117 @@ def compute_metrics(
         confusion=confusion_matrix(y, pred, labels=np.arange(len(labels))).tolist() if scored else [],
         confusion_labels=labels,
     )
+
+
+# --- subject-level bootstrap ---------------------------------------------------------------
+
+
+def _macro_f1(pred: np.ndarray, y: np.ndarray, n_labels: int) -> float:
+    """Macro F1 over the classes present in ``y`` (as ``compute_metrics``), from counts."""
+    tp = np.bincount(y[pred == y], minlength=n_labels)
+    n_true = np.bincount(y, minlength=n_labels)
+    n_pred = np.bincount(pred, minlength=n_labels)
+    present = n_true > 0
+    f1 = 2 * tp[present] / (n_true[present] + n_pred[present])
+    return float(f1.mean())
+
+
+def _auroc(is_pos: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney AUROC (ties count half); NaN without both classes."""
+    from scipy.stats import rankdata
+
+    n_pos = int(is_pos.sum())
+    n_neg = len(is_pos) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[is_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def subject_bootstrap(
+    probs_by_model: dict[str, np.ndarray],
+    truth: np.ndarray,
+    subjects: np.ndarray,
+    labels: tuple[str, ...] | list[str],
+    positive_label: str = "afib",
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """95 % percentile intervals of macro-F1 and positive-class AUROC, resampling whole subjects.
+
+    Windows of one subject share physiology and sensor, so resampling windows would give
+    intervals far too narrow. Every model is scored on the same resamples, so ``differences``
+    (first model minus each other, positive AUROC) is a paired interval. Resamples that hold
+    no positive or no negative window have no AUROC and are counted, not silently dropped.
+    """
+    truth = np.asarray(truth, np.int64)
+    keep = truth >= 0
+    y, subj = truth[keep], np.asarray(subjects)[keep]
+    preds = {name: np.asarray(p, np.float64)[keep] for name, p in probs_by_model.items()}
+    pos = list(labels).index(positive_label)
+    ids, subject_of = np.unique(subj, return_inverse=True)
+    members = [np.flatnonzero(subject_of == i) for i in range(len(ids))]
+    rng = np.random.default_rng(seed)
+    f1 = {name: np.empty(resamples) for name in preds}
+    auc = {name: np.empty(resamples) for name in preds}
+    for r in range(resamples):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(ids), len(ids))])
+        yr = y[idx]
+        for name, p in preds.items():
+            pr = p[idx]
+            f1[name][r] = _macro_f1(pr.argmax(axis=1), yr, len(labels))
+            auc[name][r] = _auroc(yr == pos, pr[:, pos])
+
+    def interval(values: np.ndarray) -> list[float] | None:
+        v = values[np.isfinite(values)]
+        return [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] if len(v) else None
+
+    first = next(iter(preds))
+    return {
+        "resamples": resamples,
+        "subjects": len(ids),
+        "resamples_without_auroc": int((~np.isfinite(auc[first])).sum()),
+        "models": {
+            name: {"macro_f1": interval(f1[name]), "positive_auroc": interval(auc[name])} for name in preds
+        },
+        "differences": {
+            f"{first} - {name}": {"positive_auroc": interval(auc[first] - auc[name])}
+            for name in preds
+            if name != first
+        },
+    }
+
+
+def per_subject_scores(
+    probs_by_model: dict[str, np.ndarray],
+    truth: np.ndarray,
+    subjects: np.ndarray,
+    labels: tuple[str, ...] | list[str],
+    positive_label: str = "afib",
+) -> list[dict]:
+    """Per test subject, at the argmax: recall of the positive class and accuracy on the rest.
+
+    Pooled scores hide where the errors sit; on a few subjects one of them can decide a target.
+    ``None`` where the subject has no window of that kind.
+    """
+    truth = np.asarray(truth, np.int64)
+    keep = truth >= 0
+    y, subj = truth[keep], np.asarray(subjects)[keep]
+    pos = list(labels).index(positive_label)
+    correct = {name: np.asarray(p)[keep].argmax(axis=1) == y for name, p in probs_by_model.items()}
+    rows = []
+    for sid in np.unique(subj):
+        mine = subj == sid
+        is_pos, is_neg = mine & (y == pos), mine & (y != pos)
+        row = {
+            "subject": str(sid),
+            "windows": int(mine.sum()),
+            f"{positive_label}_windows": int(is_pos.sum()),
+        }
+        for name, ok in correct.items():
+            row[name] = {
+                f"{positive_label}_recall": float(ok[is_pos].mean()) if is_pos.any() else None,
+                "other_accuracy": float(ok[is_neg].mean()) if is_neg.any() else None,
+            }
+        rows.append(row)
+    return rows

@@ -1,7 +1,8 @@
 """`bridge-edge fit`: the offline chain as rerunnable stages over one run directory.
 
     data -> windows -> pretrain new model (self-supervised, PPG only) -> features (one pass)
-         -> select positions -> bridge -> KD baseline -> position check -> evaluate -> report
+         -> select positions -> bridge -> KD baseline -> held-out test subjects -> position check
+         -> evaluate -> report
 
 Run directory::
 
@@ -10,10 +11,12 @@ Run directory::
     windows/<split>.npz    model-ready windows: ecg, ppg, label, subject, start_s
     new_model.safetensors  the pretrained new-modality encoder
     features_pair.npz      pooled features of every block, old targets/probs (pair split)
+    held_out_data/         extra simulated test subjects ([held_out]), in the dataset format
+    windows/held_out.npz   their windows; the test split is windows/test.npz plus these
     targets_val.npz        old targets/probs of the validation split (best-epoch choice)
     selection.json/.png    position selection
     composed.json, bridge.safetensors, kd_student.safetensors
-    report.json, training_curves.png, confusions.png
+    report.json, training_curves.png, confusions.png, test_subjects.png
 """
 
 from __future__ import annotations
@@ -50,6 +53,18 @@ class RunWindows:
         return cls(Path(run_dir) / "windows", tuple(meta["labels"]))
 
     def split(self, name: str) -> WindowSet:
+        """One split's windows; "test" includes the [held_out] extra subjects when there are any."""
+        windows = self._load(name)
+        if name == "test" and (self.root / "held_out.npz").exists():
+            windows = WindowSet.concat([windows, self._load("held_out")])
+        return windows
+
+    def held_out_subjects(self) -> set[str]:
+        if not (self.root / "held_out.npz").exists():
+            return set()
+        return set(self._load("held_out").subject.tolist())
+
+    def _load(self, name: str) -> WindowSet:
         with np.load(self.root / f"{name}.npz") as z:
             return WindowSet(z["ecg"], z["ppg"], z["label"], z["subject"], z["start_s"], self.labels)
 
@@ -59,17 +74,14 @@ class RunWindows:
         root.mkdir(parents=True, exist_ok=True)
         labels = next(iter(splits.values())).labels
         for name, w in splits.items():
-            np.savez(
-                root / f"{name}.npz",
-                ecg=w.ecg,
-                ppg=w.ppg,
-                label=w.label,
-                subject=w.subject,
-                start_s=w.start_s,
-            )
+            RunWindows.save(root / f"{name}.npz", w)
         counts = {n: {"windows": len(w), "mixed": int((w.label < 0).sum())} for n, w in splits.items()}
         meta = {"labels": list(labels), "preprocess": preprocess, "counts": counts}
         (root / "windows.json").write_text(json.dumps(meta, indent=2))
+
+    @staticmethod
+    def save(path: Path, w: WindowSet) -> None:
+        np.savez(path, ecg=w.ecg, ppg=w.ppg, label=w.label, subject=w.subject, start_s=w.start_s)
 
 
 def ppg_preprocess_spec(new_fs: float):
@@ -165,6 +177,32 @@ def stage_data(run: Run) -> None:
         ppg_spec=ppg_preprocess_spec(new.input_spec.fs),
     )
     np.save(run.run_dir / "windows" / "pretrain_ppg.npy", long.ppg)
+
+
+def stage_held_out(run: Run) -> None:
+    """Extra test subjects ([held_out] extra_simulated_subjects), simulated and windowed.
+
+    They join the test split only: no stage before evaluation reads them, and their seeds come
+    from a stream of their own (simulator.HELD_OUT_STREAM), so no train, val, pair or
+    pretraining subject can coincide with one of them.
+    """
+    import shutil
+
+    from bridge_edge.signals.datasets import load_dataset
+    from bridge_edge.signals.simulator import write_held_out_dataset
+
+    n, d = run.recipe.held_out.extra_simulated_subjects, run.recipe.data
+    data_dir, windows_path = run.run_dir / "held_out_data", run.run_dir / "windows" / "held_out.npz"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    windows_path.unlink(missing_ok=True)
+    if n == 0:
+        return
+    write_held_out_dataset(data_dir, n, d.minutes, d.seed, progress=True)
+    old, new = run.models()
+    test = dataset_windows(
+        load_dataset(str(data_dir)), run.recipe, old.input_spec.fs, new.input_spec.fs, ("test",)
+    )
+    RunWindows.save(windows_path, test["test"])
 
 
 def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
@@ -483,9 +521,10 @@ def stage_position_check(run: Run) -> list[dict]:
     return rows
 
 
-# Stage graph: (name, function, recipe sections it reads, upstream stages). A stage whose key
-# (hash of its sections and its upstream keys) is unchanged since the last fit of this run
-# directory is reused, so tuning the bridge does not redo data, pretraining and features.
+# Stage graph: (name, function, recipe sections or "section.key"s it reads, upstream stages).
+# A stage whose key (hash of what it reads and its upstream keys) is unchanged since the last
+# fit of this run directory is reused, so tuning the bridge does not redo data, pretraining
+# and features, and adding test subjects redoes only what reads the test split.
 STAGES = (
     ("data", stage_data, ("data", "old_model", "new_model"), ()),
     ("pretrain", stage_pretrain, ("pretrain",), ("data",)),
@@ -493,17 +532,23 @@ STAGES = (
     ("select", stage_select, ("selection", "bridge"), ("features",)),  # trials train bridges
     ("bridge", stage_bridge, ("bridge",), ("select",)),
     ("kd", stage_kd, ("kd",), ("features",)),
-    ("position_check", None, ("position_check",), ("bridge",)),
+    ("held_out", stage_held_out, ("held_out.extra_simulated_subjects",), ("data",)),
+    ("position_check", None, ("position_check",), ("bridge", "held_out")),  # scored on the test split
 )
 
 
 def _stage_keys(recipe: Recipe) -> dict[str, str]:
     keys: dict[str, str] = {}
     table = dataclasses.asdict(recipe)
+
+    def read(ref: str):
+        section, _, key = ref.partition(".")
+        return table[section][key] if key else table[section]
+
     for name, _, sections, upstream in STAGES:
         if name == "select" and recipe.selection.trial_epochs <= 0:
             sections = ("selection",)  # without trials, selection reads no [bridge] setting
-        doc = {"sections": {s: table[s] for s in sections}, "upstream": [keys[u] for u in upstream]}
+        doc = {"sections": {s: read(s) for s in sections}, "upstream": [keys[u] for u in upstream]}
         keys[name] = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
     return keys
 

@@ -61,3 +61,46 @@ def plot_confusions(results: dict[str, dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+SHOWN_AS = {"old_model_on_old_modality": "old model on ECG"}
+
+
+def plot_test_subjects(rows: list[dict], intervals: dict | None, path: Path, positive: str = "afib") -> None:
+    """Per test subject: positive-class recall and accuracy on the other windows, one marker per
+    model; marker area grows with the subject's window count. Titles carry the 95 % intervals."""
+    plt = _plt()
+    models = [k for k in rows[0] if isinstance(rows[0][k], dict)] if rows else []
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.32 * len(rows) + 2), 5.6), sharex=True)
+    order = sorted(
+        rows,
+        key=lambda r: (r[models[0]][f"{positive}_recall"] is None, r[models[0]][f"{positive}_recall"] or 0),
+    )
+    x = np.arange(len(order))
+    for ax, key, count in (
+        (axes[0], f"{positive}_recall", f"{positive}_windows"),
+        (axes[1], "other_accuracy", None),
+    ):
+        for i, name in enumerate(models):
+            vals = np.array([np.nan if r[name][key] is None else r[name][key] for r in order])
+            n = np.array([r[count] if count else r["windows"] - r[f"{positive}_windows"] for r in order])
+            label = SHOWN_AS.get(name, name)
+            ax.scatter(x + (i - (len(models) - 1) / 2) * 0.18, vals, s=8 + 1.5 * n, alpha=0.7, label=label)
+        ax.set(ylim=(-0.05, 1.05), ylabel=key.replace("_", " "))
+        ax.grid(axis="y", alpha=0.3)
+    if intervals:
+        parts = [
+            f"{SHOWN_AS.get(name, name)}: macro-F1 [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]"
+            for name, ci in intervals["models"].items()
+            if ci["macro_f1"]
+        ]
+        axes[0].set_title(
+            f"test subjects, at the argmax; 95 % subject-bootstrap intervals ({intervals['resamples']}):\n"
+            + "; ".join(parts),
+            fontsize=8,
+        )
+    axes[0].legend(fontsize=7, loc="lower right")
+    axes[1].set_xticks(x, [r["subject"] for r in order], rotation=90, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -95,6 +95,18 @@ class PositionCheckConfig:
 
 
 @dataclass(frozen=True)
+class HeldOutConfig:
+    """The test set: the dataset's test split, plus optional extra simulated subjects."""
+
+    # Extra test subjects simulated from their own seed stream (simulator.HELD_OUT_STREAM), so
+    # they are in no split and not in the pretraining pool. Only with [data] source = "simulate".
+    extra_simulated_subjects: int = 0
+    # Subject-level bootstrap: resample whole test subjects this many times for the report's
+    # 95 % intervals (0 = no intervals). Windows of one subject are not independent.
+    bootstrap_resamples: int = 1000
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str = "default"
     seed: int = 0
@@ -107,6 +119,7 @@ class Recipe:
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     position_check: PositionCheckConfig = field(default_factory=PositionCheckConfig)
+    held_out: HeldOutConfig = field(default_factory=HeldOutConfig)
     source_path: str = ""
     sha256: str = ""
 
@@ -178,6 +191,26 @@ def _check_choices(recipe: Recipe) -> None:
             )
 
 
+def _check_held_out(recipe: Recipe) -> None:
+    h = recipe.held_out
+    if h.extra_simulated_subjects < 0 or h.bootstrap_resamples < 0:
+        raise ConfigError(
+            f"[held_out] extra_simulated_subjects = {h.extra_simulated_subjects}, bootstrap_resamples = "
+            f"{h.bootstrap_resamples}; expected counts >= 0",
+            key="held_out",
+            value=[h.extra_simulated_subjects, h.bootstrap_resamples],
+            expected=">= 0",
+        )
+    if h.extra_simulated_subjects and recipe.data.source != "simulate":
+        raise ConfigError(
+            f'[held_out] extra_simulated_subjects needs [data] source = "simulate"; got source = '
+            f"{recipe.data.source!r}",
+            key="held_out.extra_simulated_subjects",
+            value=h.extra_simulated_subjects,
+            expected='[data] source = "simulate"',
+        )
+
+
 def parse_recipe(text: str, source_path: str = "") -> Recipe:
     try:
         table = tomllib.loads(text)
@@ -185,6 +218,7 @@ def parse_recipe(text: str, source_path: str = "") -> Recipe:
         raise ConfigError(f"recipe {source_path or '<text>'} is not valid TOML: {err}", key="") from err
     recipe = _build(Recipe, table)
     _check_choices(recipe)
+    _check_held_out(recipe)
     check_target_names(recipe.pretrain.targets)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return dataclasses.replace(recipe, source_path=source_path, sha256=digest)

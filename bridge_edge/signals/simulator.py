@@ -222,9 +222,17 @@ def _check_script(script: Sequence[tuple[str, float]]) -> None:
             )
 
 
-def subject_seed(dataset_seed: int, index: int) -> int:
-    """Seed of subject ``index`` of a dataset: independent streams per subject."""
-    return int(np.random.SeedSequence([int(dataset_seed), int(index)]).generate_state(1)[0])
+# Seed streams: the dataset's own subjects (and the pretraining pool that continues their
+# indices) use stream 0; extra held-out test subjects use their own stream, so they can never
+# coincide with a subject of any split or of pretraining, whatever those counts are.
+DATASET_STREAM = 0
+HELD_OUT_STREAM = 1
+
+
+def subject_seed(dataset_seed: int, index: int, stream: int = DATASET_STREAM) -> int:
+    """Seed of subject ``index`` of a dataset: independent streams per subject (and per stream)."""
+    key = [int(dataset_seed), int(index)] + ([int(stream)] if stream != DATASET_STREAM else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 def simulate_subject(
@@ -242,32 +250,51 @@ def write_dataset(
     """Write ``OUT/dataset.json`` and ``OUT/subjects/<id>.npz`` (DESIGN §4); returns OUT."""
     from bridge_edge.signals.datasets.splits import split_subjects
 
-    if subjects < 1 or not minutes > 0:
+    ids = [f"sim{i:03d}" for i in range(subjects)]
+    seeds = [subject_seed(seed, i) for i in range(subjects)]
+    return _write(out_dir, ids, seeds, minutes, lambda: split_subjects(ids, seed).as_dict(), progress)
+
+
+def write_held_out_dataset(
+    out_dir: str | Path, subjects: int, minutes: float, seed: int, progress: bool = False
+) -> Path:
+    """Extra test subjects ``tst000``.. from the held-out seed stream, all in the test split.
+
+    Same on-disk format as ``write_dataset``, so ``bridge-edge evaluate BUNDLE --data OUT``
+    scores a bundle on exactly the subjects a fit report added to its test split.
+    """
+    from bridge_edge.signals.types import SPLIT_NAMES
+
+    ids = [f"tst{i:03d}" for i in range(subjects)]
+    seeds = [subject_seed(seed, i, HELD_OUT_STREAM) for i in range(subjects)]
+
+    def splits() -> dict:
+        return {name: ids if name == "test" else [] for name in SPLIT_NAMES}
+
+    return _write(out_dir, ids, seeds, minutes, splits, progress)
+
+
+def _write(out_dir, ids: list[str], seeds: list[int], minutes: float, splits, progress: bool) -> Path:
+    if len(ids) < 1 or not minutes > 0:
         raise ConfigError(
-            f"need at least 1 subject and minutes > 0, got subjects={subjects}, minutes={minutes}",
+            f"need at least 1 subject and minutes > 0, got subjects={len(ids)}, minutes={minutes}",
             key="subjects/minutes",
-            value=[subjects, minutes],
+            value=[len(ids), minutes],
         )
     out = Path(out_dir)
     (out / "subjects").mkdir(parents=True, exist_ok=True)
-    ids = [f"sim{i:03d}" for i in range(subjects)]
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=subjects, desc="simulate", unit="subject", file=__import__("sys").stderr)
-    for i, sid in enumerate(ids):
-        rec = simulate_subject(sid, minutes, subject_seed(seed, i))
+        bar = tqdm(total=len(ids), desc="simulate", unit="subject", file=__import__("sys").stderr)
+    for sid, subject_seed_ in zip(ids, seeds):
+        rec = simulate_subject(sid, minutes, subject_seed_)
         np.savez_compressed(out / "subjects" / f"{sid}.npz", **rec.to_npz_dict())
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    index = {
-        "version": DATASET_VERSION,
-        "labels": list(LABELS),
-        "subjects": ids,
-        "splits": split_subjects(ids, seed).as_dict(),
-    }
+    index = {"version": DATASET_VERSION, "labels": list(LABELS), "subjects": ids, "splits": splits()}
     (out / "dataset.json").write_text(json.dumps(index, indent=2) + "\n")
     return out

@@ -73,15 +73,43 @@ def test_fit_report_has_every_field(run_dir):
         assert sel["trial_score"] == load_recipe("smoke").bridge.best_epoch_by
         best = min(sel["trials"], key=lambda t: t[sel["trial_score"]])
         assert (best["k_in"], best["k_out"]) == (pos["k_in"], pos["k_out"])
-    for png in ("selection.png", "training_curves.png", "confusions.png"):
+    for png in ("selection.png", "training_curves.png", "confusions.png", "test_subjects.png"):
         assert (run_dir / png).read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.slow
+def test_test_set_holds_the_extra_subjects_and_intervals_bracket_the_scores(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    held_out = load_recipe("smoke").held_out
+    test_set = report["test_set"]
+    assert test_set["held_out_extra_subjects"] == [
+        f"tst{i:03d}" for i in range(held_out.extra_simulated_subjects)
+    ]
+    assert test_set["dataset_test_subjects"] and not any(
+        s.startswith("tst") for s in test_set["dataset_test_subjects"]
+    )
+    assert test_set["windows"] == report["n_windows"]["test"]
+    for block in (report["bridge"], report["kd"], report["old_model_on_old_modality"]):
+        ci = block["test"]["ci95"]
+        assert ci["resamples"] == held_out.bootstrap_resamples
+        lo, hi = ci["macro_f1"]
+        assert 0.0 <= lo <= block["test"]["macro_f1"] <= hi <= 1.0
+    rows = test_set["by_subject"]
+    assert [r["subject"] for r in rows] == sorted(
+        test_set["dataset_test_subjects"] + test_set["held_out_extra_subjects"]
+    )
+    assert sum(r["windows"] for r in rows) == report["bridge"]["test"]["n_windows"]
+    diff = report["bridge_vs_kd"]["positive_auroc_difference"]
+    assert diff["estimate"] == pytest.approx(
+        report["bridge"]["test"]["positive_auroc"] - report["kd"]["test"]["positive_auroc"]
+    )
+    assert -1.0 <= diff["ci95"][0] <= diff["ci95"][1] <= 1.0
+
+
 @pytest.mark.slow
 def test_a_second_fit_reuses_every_stage_and_keeps_their_times(run_dir):
     first = json.loads((run_dir / "report.json").read_text())
-    stages = {"data", "pretrain", "features", "select", "bridge", "kd", "position_check"}
+    stages = {"data", "pretrain", "features", "select", "bridge", "kd", "held_out", "position_check"}
     assert set(first["timings_s"]) >= stages
     _cli("fit", str(ROOT / "recipes" / "smoke.toml"), "--out", str(run_dir), "--json")
     second = json.loads((run_dir / "report.json").read_text())
@@ -118,7 +146,9 @@ def test_composed_model_and_split_windows(run_dir):
 
 @pytest.mark.slow
 def test_evaluate_and_select_rerun(run_dir):
-    out = json.loads(_cli("evaluate", str(run_dir), "--data", str(run_dir / "data"), "--json").strip())
+    # the report's test set is the dataset's test split plus the [held_out] subjects
+    test_set = ("--data", str(run_dir / "data"), "--data", str(run_dir / "held_out_data"))
+    out = json.loads(_cli("evaluate", str(run_dir), *test_set, "--json").strip())
     report = json.loads((run_dir / "report.json").read_text())
     assert out["n_windows"] == report["bridge"]["test"]["n_windows"]
     assert out["macro_f1"] == pytest.approx(report["bridge"]["test"]["macro_f1"])

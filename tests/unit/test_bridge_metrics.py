@@ -57,3 +57,88 @@ def test_windowset_head_truth_and_subset():
     )
     assert w.head_truth(HEAD).tolist() == [3, -1, 0]
     assert len(w.subset(np.array([0, 2]))) == 2
+
+
+def _subjects_with_scores(seed=0, n_subjects=8, per_subject=20):
+    """Subjects with sinus/afib windows and a noisy AF score; every other subject has no AF."""
+    rng = np.random.default_rng(seed)
+    truth = np.concatenate(
+        [np.where(rng.random(per_subject) < 0.5 * (s % 2), 3, 0) for s in range(n_subjects)]
+    )
+    subjects = np.repeat([f"s{s}" for s in range(n_subjects)], per_subject)
+    probs = np.full((len(truth), 6), 0.05)
+    probs[:, 3] = np.clip(0.5 * (truth == 3) + 0.25 + rng.normal(0, 0.2, len(truth)), 0, 1)
+    probs[:, 0] = 1 - probs[:, 3]
+    return probs, truth, subjects
+
+
+def test_bootstrap_helpers_agree_with_sklearn():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from bridge_edge.bridge.metrics import _auroc, _macro_f1
+
+    probs, truth, _ = _subjects_with_scores()
+    pred = probs.argmax(axis=1)
+    assert _macro_f1(pred, truth, 6) == pytest.approx(
+        f1_score(truth, pred, labels=np.unique(truth), average="macro", zero_division=0)
+    )
+    assert _auroc(truth == 3, probs[:, 3]) == pytest.approx(roc_auc_score(truth == 3, probs[:, 3]))
+    assert np.isnan(_auroc(np.zeros(4, bool), np.arange(4.0)))
+
+
+def test_subject_bootstrap_resamples_subjects_and_pairs_the_models():
+    from bridge_edge.bridge.metrics import subject_bootstrap
+
+    probs, truth, subjects = _subjects_with_scores()
+    truth[:3] = -1  # excluded windows play no part
+    perfect = np.eye(6)[np.maximum(truth, 0)]
+    out = subject_bootstrap(
+        {"noisy": probs, "perfect": perfect, "same": probs.copy()}, truth, subjects, HEAD, "afib", 300, seed=1
+    )
+    assert out["subjects"] == 8 and out["resamples"] == 300
+    lo, hi = out["models"]["noisy"]["positive_auroc"]
+    point = compute_metrics(probs, truth, HEAD).positive_auroc
+    assert lo < point < hi and 0 <= lo < hi <= 1
+    assert out["models"]["perfect"]["macro_f1"] == [1.0, 1.0]
+    assert out["differences"]["noisy - same"]["positive_auroc"] == [0.0, 0.0]  # paired: same resamples
+    assert out["differences"]["noisy - perfect"]["positive_auroc"][1] < 0
+    # Half the subjects hold no AF: some resamples of 8 subjects have none, and are counted
+    assert 0 < out["resamples_without_auroc"] < 300
+    again = subject_bootstrap({"noisy": probs}, truth, subjects, HEAD, "afib", 300, seed=1)
+    assert again["models"]["noisy"] == out["models"]["noisy"]  # seeded
+
+
+def test_per_subject_scores_split_recall_and_the_rest_by_subject():
+    from bridge_edge.bridge.metrics import per_subject_scores
+
+    truth = np.array([3, 3, 0, 0, 0, 0, -1])
+    subjects = np.array(["a", "a", "a", "b", "b", "b", "b"])
+    probs = np.eye(6)[[3, 0, 0, 0, 3, 0, 0]]  # a: one of two AF found; b: one sinus called AF
+    rows = per_subject_scores({"m": probs}, truth, subjects, HEAD)
+    assert rows[0] == {
+        "subject": "a",
+        "windows": 3,
+        "afib_windows": 2,
+        "m": {"afib_recall": 0.5, "other_accuracy": 1.0},
+    }
+    assert rows[1]["windows"] == 3  # the excluded window is not scored
+    assert rows[1]["m"] == {"afib_recall": None, "other_accuracy": pytest.approx(2 / 3)}
+
+
+def test_window_sets_pool_only_with_one_vocabulary():
+    from bridge_edge.errors import DataError
+
+    def windows(n, labels):
+        return WindowSet(
+            np.zeros((n, 0)),
+            np.zeros((n, 5)),
+            np.zeros(n, np.int64),
+            np.array(["s"] * n),
+            np.zeros(n),
+            labels,
+        )
+
+    pooled = WindowSet.concat([windows(2, DATASET), windows(3, DATASET)])
+    assert len(pooled) == 5 and pooled.ppg.shape == (5, 5)
+    with pytest.raises(DataError, match="vocabular"):
+        WindowSet.concat([windows(2, DATASET), windows(1, ("sinus", "afib"))])

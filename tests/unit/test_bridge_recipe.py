@@ -87,6 +87,11 @@ def test_stage_keys_change_only_downstream_of_an_edited_section():
     assert {name for name in base if base[name] != tuned[name]} == {"select", "bridge", "position_check"}
     data = _stage_keys(parse_recipe("[data]\nsubjects = 5\n"))
     assert all(data[name] != base[name] for name in base)  # everything depends on the data
+    # more test subjects redo only what reads the test split; the bootstrap count redoes nothing
+    plain = _stage_keys(parse_recipe(""))
+    extra = _stage_keys(parse_recipe("[held_out]\nextra_simulated_subjects = 3\n"))
+    assert {name for name in plain if plain[name] != extra[name]} == {"held_out", "position_check"}
+    assert _stage_keys(parse_recipe("[held_out]\nbootstrap_resamples = 7\n")) == plain
 
 
 def test_position_check_pairs_are_distinct_and_include_the_chosen_one():
@@ -126,3 +131,13 @@ def test_extra_pretraining_subjects_are_simulated_past_the_dataset_and_need_simu
     on_disk = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, source="dir", path="x"))
     with pytest.raises(ConfigError, match="simulated_subjects"):
         extra_simulated_ppg(on_disk, 125.0)
+
+
+def test_held_out_subjects_need_simulated_data_and_counts_are_not_negative():
+    from bridge_edge.errors import ConfigError
+
+    assert parse_recipe("[held_out]\nextra_simulated_subjects = 2\n").held_out.extra_simulated_subjects == 2
+    with pytest.raises(ConfigError, match='source = "simulate"'):
+        parse_recipe('[data]\nsource = "dir"\npath = "x"\n[held_out]\nextra_simulated_subjects = 2\n')
+    with pytest.raises(ConfigError, match=">= 0"):
+        parse_recipe("[held_out]\nbootstrap_resamples = -1\n")

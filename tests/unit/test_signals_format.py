@@ -46,3 +46,17 @@ def test_simulate_without_out_is_one_clear_error(capsys):
     assert main(["simulate"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["bridge-edge: error: simulate needs an output directory OUT (or --judge)"]
+
+
+def test_held_out_subjects_come_from_their_own_seed_stream_and_sit_in_the_test_split(tmp_path):
+    from bridge_edge.signals.datasets import load_dataset
+    from bridge_edge.signals.simulator import HELD_OUT_STREAM, write_held_out_dataset
+
+    dataset_and_pretraining = {subject_seed(3, i) for i in range(500)}
+    assert not dataset_and_pretraining & {subject_seed(3, i, HELD_OUT_STREAM) for i in range(500)}
+    write_held_out_dataset(tmp_path, subjects=2, minutes=0.25, seed=3)
+    ds = load_dataset(str(tmp_path))
+    assert [r.subject_id for r in ds.subjects("test")] == ["tst000", "tst001"]
+    assert all(ds.subjects(name) == [] for name in ("train", "val", "pair"))
+    again = simulate_subject("tst001", 0.25, subject_seed(3, 1, HELD_OUT_STREAM))
+    np.testing.assert_array_equal(ds.recordings["tst001"].ecg, again.ecg)
