@@ -22,6 +22,7 @@ from torch import nn
 from bridge_edge.bridge.prototype import PrototypeBridge, to_layout
 from bridge_edge.errors import BundleError, ConfigError
 from bridge_edge.models.base import ModelAdapter
+from bridge_edge.models.probe import PROBE_WEIGHTS
 
 COMPOSED_SPEC = "composed.json"
 BRIDGE_WEIGHTS = "bridge.safetensors"
@@ -54,6 +55,8 @@ class ComposedModel(nn.Module):
         super().__init__()
         self.new_model = new.module
         self.old_model = old.module
+        if getattr(old, "probe", None) is not None:  # a trained probe head: its weights export too
+            self.old_probe = old.probe
         self.bridge = bridge
         self._new, self._old = new, old  # adapters: plain objects holding the same modules
         self.k_in, self.k_out = k_in, k_out
@@ -117,11 +120,25 @@ def build_models(old_table: dict, new_table: dict, run_dir: Path, device: str = 
     from bridge_edge.models.registry import build_adapter
 
     old = build_adapter(dict(old_table), device=device)
+    if (Path(run_dir) / PROBE_WEIGHTS).exists():  # a trained linear probe is the old model's head
+        old = _with_probe(old, Path(run_dir))
     new_cfg = dict(new_table)
     if (Path(run_dir) / NEW_MODEL_WEIGHTS).exists():
         new_cfg["checkpoint"] = str(Path(run_dir) / NEW_MODEL_WEIGHTS)
     new = build_adapter(new_cfg, device=device)
     return old.freeze(), new.freeze()
+
+
+def _with_probe(old: ModelAdapter, run_dir: Path) -> ModelAdapter:
+    from safetensors.torch import load_file
+
+    from bridge_edge.models.probe import PROBE_REPORT, ProbedAdapter
+
+    state = load_file(str(run_dir / PROBE_WEIGHTS))
+    probe = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
+    probe.load_state_dict(state)
+    labels = json.loads((run_dir / PROBE_REPORT).read_text())["labels"]
+    return ProbedAdapter(old, probe, tuple(labels))
 
 
 def _model_table(described: dict) -> dict:

@@ -128,7 +128,7 @@ def subject_bootstrap(
     keep = truth >= 0
     y, subj = truth[keep], np.asarray(subjects)[keep]
     preds = {name: np.asarray(p, np.float64)[keep] for name, p in probs_by_model.items()}
-    pos = list(labels).index(positive_label)
+    pos = list(labels).index(positive_label) if positive_label in labels else None  # None: no AUROC
     ids, subject_of = np.unique(subj, return_inverse=True)
     members = [np.flatnonzero(subject_of == i) for i in range(len(ids))]
     rng = np.random.default_rng(seed)
@@ -140,7 +140,7 @@ def subject_bootstrap(
         for name, p in preds.items():
             pr = p[idx]
             f1[name][r] = _macro_f1(pr.argmax(axis=1), yr, len(labels))
-            auc[name][r] = _auroc(yr == pos, pr[:, pos])
+            auc[name][r] = np.nan if pos is None else _auroc(yr == pos, pr[:, pos])
 
     def interval(values: np.ndarray) -> list[float] | None:
         v = values[np.isfinite(values)]
@@ -177,7 +177,7 @@ def per_subject_scores(
     truth = np.asarray(truth, np.int64)
     keep = truth >= 0
     y, subj = truth[keep], np.asarray(subjects)[keep]
-    pos = list(labels).index(positive_label)
+    pos = list(labels).index(positive_label) if positive_label in labels else -1  # -1: no window is
     correct = {name: np.asarray(p)[keep].argmax(axis=1) == y for name, p in probs_by_model.items()}
     rows = []
     for sid in np.unique(subj):

@@ -1,6 +1,7 @@
 """`bridge-edge fit`: the offline chain as rerunnable stages over one run directory.
 
-    data -> windows -> pretrain new model (self-supervised, PPG only) -> features (one pass)
+    data -> windows -> [probe: linear head for an old model without one] -> pretrain new model
+         (self-supervised, PPG only) -> features (one pass)
          -> select positions -> bridge -> KD baseline -> held-out test subjects -> position check
          -> evaluate -> report
 
@@ -9,6 +10,7 @@ Run directory::
     recipe.toml            the recipe as given (its sha256 is in the report)
     data/                  simulated dataset (when data.source = "simulate")
     windows/<split>.npz    model-ready windows: ecg, ppg, label, subject, start_s
+    probe.safetensors/.json  the old model's linear probe head ([probe] enabled only)
     new_model.safetensors  the pretrained new-modality encoder
     features_pair.npz      pooled features of every block, old targets/probs (pair split)
     held_out_data/         extra simulated test subjects ([held_out]), in the dataset format
@@ -236,6 +238,58 @@ def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
     return np.concatenate(windows)
 
 
+def stage_probe(run: Run) -> None:
+    """Linear probe on the frozen old model's pooled last block, from labelled old-modality
+    (train split) windows; epoch by the lowest validation loss (models.probe, METHOD §7)."""
+    from safetensors.torch import save_file
+
+    from bridge_edge.models.probe import PROBE_REPORT, PROBE_WEIGHTS, last_block_features, train_probe
+    from bridge_edge.models.registry import build_adapter
+
+    for name in (PROBE_WEIGHTS, PROBE_REPORT):
+        (run.run_dir / name).unlink(missing_ok=True)
+    run._models = None
+    cfg = run.recipe.probe
+    if not cfg.enabled:
+        return
+    train, val = run.windows("train"), run.windows("val")
+    labels = tuple(cfg.labels) or train.labels
+    unknown = sorted(set(labels) - set(train.labels))
+    if unknown:
+        from bridge_edge.errors import ConfigError
+
+        raise ConfigError(
+            f"[probe] labels {unknown} are not dataset labels; expected some of {list(train.labels)}",
+            key="probe.labels",
+            value=list(cfg.labels),
+            expected=list(train.labels),
+        )
+    old = build_adapter(dict(run.recipe.old_model), device=run.device).freeze()
+    probe, result = train_probe(
+        last_block_features(old, train.ecg, cfg.batch_size),
+        train.head_truth(labels),  # dataset label -> probe class by name; others -1 (skipped)
+        last_block_features(old, val.ecg, cfg.batch_size),
+        val.head_truth(labels),
+        labels,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        class_weighted=cfg.class_weighted,
+        seed=run.recipe.seed,
+    )
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in probe.state_dict().items()},
+        str(run.run_dir / PROBE_WEIGHTS),
+    )
+    (run.run_dir / PROBE_REPORT).write_text(json.dumps(result.as_dict(), indent=2))
+    log.info(
+        "probe: epoch %d of %d, val accuracy %.3f",
+        result.best_epoch,
+        cfg.epochs,
+        result.val_accuracy[result.best_epoch - 1],
+    )
+
+
 def stage_pretrain(run: Run) -> None:
     """Self-supervised pretraining of the new-modality encoder on unlabelled train-split PPG."""
     from safetensors.torch import save_file
@@ -281,6 +335,16 @@ def stage_features(run: Run) -> None:
     from bridge_edge.bridge.features import collect_features, save_feature_store
 
     old, new = run.models()
+    if not old.labels:
+        from bridge_edge.errors import ConfigError
+
+        raise ConfigError(
+            f"old model {old.name} has no task head (it returns embeddings, not class probabilities); "
+            "expected one: set [probe] enabled = true to train a linear probe on labelled old-modality windows",
+            key="probe.enabled",
+            value=False,
+            expected=True,
+        )
     bs = run.recipe.bridge.batch_size
     pair, val = run.windows("pair"), run.windows("val")
     save_feature_store(
@@ -527,8 +591,9 @@ def stage_position_check(run: Run) -> list[dict]:
 # and features, and adding test subjects redoes only what reads the test split.
 STAGES = (
     ("data", stage_data, ("data", "old_model", "new_model"), ()),
+    ("probe", stage_probe, ("probe",), ("data",)),
     ("pretrain", stage_pretrain, ("pretrain",), ("data",)),
-    ("features", stage_features, (), ("pretrain",)),
+    ("features", stage_features, (), ("pretrain", "probe")),  # the probe is the old head
     ("select", stage_select, ("selection", "bridge"), ("features",)),  # trials train bridges
     ("bridge", stage_bridge, ("bridge",), ("select",)),
     ("kd", stage_kd, ("kd",), ("features",)),
@@ -548,6 +613,8 @@ def _stage_keys(recipe: Recipe) -> dict[str, str]:
     for name, _, sections, upstream in STAGES:
         if name == "select" and recipe.selection.trial_epochs <= 0:
             sections = ("selection",)  # without trials, selection reads no [bridge] setting
+        if not recipe.probe.enabled:
+            upstream = tuple(u for u in upstream if u != "probe")  # the old model's own head
         doc = {"sections": {s: read(s) for s in sections}, "upstream": [keys[u] for u in upstream]}
         keys[name] = hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
     return keys

@@ -37,6 +37,20 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """A linear probe as the old model's head (models.probe; METHOD §7), for old models without one."""
+
+    enabled: bool = False  # train it on the labelled old-modality windows of the train split
+    epochs: int = 50
+    lr: float = 1e-5
+    batch_size: int = 32
+    class_weighted: bool = True  # cross-entropy weighted by inverse class counts
+    # The probe's classes, a subset of the dataset's labels (empty: all). Windows of other labels
+    # are not trained on, and in evaluation have no head counterpart (excluded and counted).
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     enabled: bool = True
     epochs: int = 5
@@ -114,6 +128,7 @@ class Recipe:
     # Model tables go to bridge_edge.models.registry.build_adapter, which validates their keys.
     old_model: dict = field(default_factory=lambda: {"kind": "openecg"})
     new_model: dict = field(default_factory=lambda: {"kind": "papagei", "size": "small"})
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)

@@ -184,3 +184,33 @@ def test_evaluate_bundle_matches_run_dir(run_dir, tmp_path):
         scores = np.sort(run_probs[:, list(labels).index(label)])
         if np.diff(scores).min() > 2 * parity:  # ranks cannot flip: the AUROC must match exactly
             assert on_bundle["auroc"][label] == pytest.approx(value, abs=1e-9)
+
+
+@pytest.mark.slow
+def test_a_probe_as_old_head_is_trained_reported_and_exported(tmp_path):
+    """The paper's WESAD setup needs a linear probe on the old model (METHOD §7); here it replaces
+    openecg's rhythm head on the smoke data, so the whole chain runs through a probed old model."""
+    pytest.importorskip("onnxruntime")
+    recipe = tmp_path / "probe.toml"
+    recipe.write_text(
+        (ROOT / "recipes" / "smoke.toml").read_text()
+        + "\n[probe]\nenabled = true\nepochs = 4\nlr = 1e-3\nbatch_size = 16\n"
+    )
+    run = tmp_path / "run"
+    _cli("fit", str(recipe), "--out", str(run), "--json")
+    probe = json.loads((run / "probe.json").read_text())
+    report = json.loads((run / "report.json").read_text())
+    assert probe["labels"] == report["labels"]["dataset"] == report["labels"]["head"]
+    assert 1 <= probe["best_epoch"] <= 4 and len(probe["val_loss"]) == 4
+    assert report["models"]["old"]["probe"]["labels"] == probe["labels"]
+    assert report["models"]["old"]["name"].endswith("+probe")
+    # every dataset label now has a head column, so only mixed windows are excluded
+    mixed = json.loads((run / "windows" / "windows.json").read_text())["counts"]["test"]["mixed"]
+    assert report["bridge"]["test"]["n_excluded"] >= mixed
+    bundle = tmp_path / "bundle"
+    _cli("export", str(run), "--out", str(bundle), "--precision", "fp32")
+    test_set = ("--data", str(run / "data"), "--data", str(run / "held_out_data"))
+    on_bundle = json.loads(_cli("evaluate", str(bundle), *test_set, "--json").strip())
+    on_run = json.loads(_cli("evaluate", str(run), *test_set, "--json").strip())
+    assert on_bundle["n_windows"] == on_run["n_windows"] == report["bridge"]["test"]["n_windows"]
+    assert on_bundle["macro_f1"] == pytest.approx(on_run["macro_f1"], abs=1e-6)

@@ -24,6 +24,9 @@ def test_wesad_recipe_pins_the_papers_positions():
     r = load_recipe(RECIPES_DIR / "wesad_ecg2ppg.toml")
     assert (r.selection.k_in, r.selection.k_out) == (4, 2)
     assert (r.bridge.rank, r.bridge.init, r.bridge.lr, r.bridge.epochs) == (8, "rand_150", 1e-6, 100)
+    # stage 1: HuBERT-ECG gets a class-weighted linear probe on the paper's 3 classes
+    assert r.probe.enabled and (r.probe.epochs, r.probe.lr, r.probe.batch_size) == (50, 1e-5, 32)
+    assert r.probe.class_weighted and r.probe.labels == ("baseline", "stress", "amusement")
 
 
 def test_unknown_key_is_a_config_error_naming_it():
@@ -92,6 +95,13 @@ def test_stage_keys_change_only_downstream_of_an_edited_section():
     extra = _stage_keys(parse_recipe("[held_out]\nextra_simulated_subjects = 3\n"))
     assert {name for name in plain if plain[name] != extra[name]} == {"held_out", "position_check"}
     assert _stage_keys(parse_recipe("[held_out]\nbootstrap_resamples = 7\n")) == plain
+    # a probe is the old head: with it on, everything from the features on depends on it
+    probed = _stage_keys(parse_recipe("[probe]\nenabled = true\n"))
+    assert {name for name in plain if plain[name] != probed[name]} == {
+        "probe", "features", "select", "bridge", "kd", "position_check"
+    }  # fmt: skip
+    off = _stage_keys(parse_recipe("[probe]\nepochs = 3\n"))  # still off: nothing downstream moves
+    assert {name for name in plain if plain[name] != off[name]} == {"probe"}
 
 
 def test_position_check_pairs_are_distinct_and_include_the_chosen_one():

@@ -114,3 +114,65 @@ def test_small_size_has_the_published_parameter_count():
     with torch.no_grad():
         h = adapter.stem(adapter.prepare(np.zeros((1, 6000), np.float32)))
     assert h.shape == (1, 93, 512)  # 60 s at 100 Hz -> 93 tokens (METHOD §2.6)
+
+
+def _two_rhythms(n, rng):
+    """Windows of 2 s at 100 Hz: class 0 a slow pulse train, class 1 a fast irregular one."""
+    y = np.arange(n) % 2
+    t = np.arange(200) / 100.0
+    rate = np.where(y == 0, 1.0, 2.5)[:, None] * (1 + 0.3 * y[:, None] * rng.standard_normal((n, 1)))
+    x = np.sin(2 * np.pi * rate * t) ** 15 + 0.05 * rng.standard_normal((n, 200))
+    return x.astype(np.float32), y
+
+
+def test_a_linear_probe_gives_hubert_a_task_head_that_composes(adapter):
+    """METHOD §7: the old model of the paper's WESAD setup (HuBERT-ECG) has no head; a probe on
+    its pooled last block, trained with labels, becomes one and travels inside the composed model."""
+    from bridge_edge.bridge.compose import compose
+    from bridge_edge.bridge.train import make_bridge
+    from bridge_edge.models.papagei import CONFIGS, PapageiAdapter
+    from bridge_edge.models.probe import ProbedAdapter, last_block_features, train_probe
+
+    assert adapter.labels == () and adapter.head(torch.zeros(1, 3, 32)).shape == (1, 32)  # embedding
+    rng = np.random.default_rng(0)
+    (x, y), (vx, vy) = _two_rhythms(64, rng), _two_rhythms(32, rng)
+    y[:4] = -1  # mixed windows are skipped
+    features = last_block_features(adapter, x, batch_size=16)
+    assert features.shape == (64, 32)
+    probe, result = train_probe(
+        features, y, last_block_features(adapter, vx), vy, ("slow", "fast"),
+        epochs=40, lr=1e-2, batch_size=16, class_weighted=True,
+    )  # fmt: skip
+    assert result.class_counts == [30, 30] and 1 <= result.best_epoch <= 40
+    assert result.val_loss[result.best_epoch - 1] == min(result.val_loss)
+    assert result.val_accuracy[result.best_epoch - 1] >= 0.75  # chance 0.5: a frozen random encoder sees rate
+    old = ProbedAdapter(adapter, probe, ("slow", "fast")).freeze()
+    with torch.no_grad():
+        probs = old.forward(old.prepare(vx[:5]))
+    assert probs.shape == (5, 2) and torch.allclose(probs.sum(dim=1), torch.ones(5))
+    assert old.parameter_count() == adapter.parameter_count() + 32 * 2 + 2
+    new = PapageiAdapter(CONFIGS["small"], device="cpu").freeze()
+    ppg = np.random.default_rng(1).standard_normal((4, new.input_spec.n_samples)).astype(np.float32)
+    bridge = make_bridge(new, old, 1, 1, rank=2, prototypes=4, probe=(ppg, vx[:4]), seed=0)
+    model = compose(new, old, bridge, 1, 1)
+    assert {"old_probe.weight", "old_probe.bias"} <= set(model.state_dict())  # exported with the model
+    assert model.predict_proba(ppg).shape == (4, 2)
+
+
+def test_a_probe_needs_two_labelled_classes():
+    from bridge_edge.errors import DataError
+    from bridge_edge.models.probe import train_probe
+
+    x = np.zeros((6, 4), np.float32)
+    with pytest.raises(DataError, match="at least two classes"):
+        train_probe(
+            x,
+            np.zeros(6, int),
+            x,
+            np.zeros(6, int),
+            ("a", "b"),
+            epochs=1,
+            lr=1e-3,
+            batch_size=2,
+            class_weighted=True,
+        )
