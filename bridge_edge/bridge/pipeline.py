@@ -36,6 +36,7 @@ import numpy as np
 
 from bridge_edge.bridge.data import WindowSet, split_windows
 from bridge_edge.bridge.recipe import Recipe, load_recipe
+from bridge_edge.errors import ConfigError
 from bridge_edge.signals.types import SPLIT_NAMES
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,6 @@ def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
     dropped here, so nothing about rhythm reaches pretraining.
     """
     from bridge_edge.bridge.data import recording_windows
-    from bridge_edge.errors import ConfigError
     from bridge_edge.signals.simulator import simulate_subject, subject_seed
 
     d, n = recipe.data, recipe.pretrain.simulated_subjects
@@ -248,7 +248,7 @@ def stage_probe(run: Run) -> None:
 
     for name in (PROBE_WEIGHTS, PROBE_REPORT):
         (run.run_dir / name).unlink(missing_ok=True)
-    run._models = None
+    run._models = None  # the old head changes with the probe
     cfg = run.recipe.probe
     if not cfg.enabled:
         return
@@ -256,8 +256,6 @@ def stage_probe(run: Run) -> None:
     labels = tuple(cfg.labels) or train.labels
     unknown = sorted(set(labels) - set(train.labels))
     if unknown:
-        from bridge_edge.errors import ConfigError
-
         raise ConfigError(
             f"[probe] labels {unknown} are not dataset labels; expected some of {list(train.labels)}",
             key="probe.labels",
@@ -336,8 +334,6 @@ def stage_features(run: Run) -> None:
 
     old, new = run.models()
     if not old.labels:
-        from bridge_edge.errors import ConfigError
-
         raise ConfigError(
             f"old model {old.name} has no task head (it returns embeddings, not class probabilities); "
             "expected one: set [probe] enabled = true to train a linear probe on labelled old-modality windows",

@@ -250,9 +250,10 @@ def write_dataset(
     """Write ``OUT/dataset.json`` and ``OUT/subjects/<id>.npz`` (DESIGN §4); returns OUT."""
     from bridge_edge.signals.datasets.splits import split_subjects
 
+    _check_counts(subjects, minutes)
     ids = [f"sim{i:03d}" for i in range(subjects)]
     seeds = [subject_seed(seed, i) for i in range(subjects)]
-    return _write(out_dir, ids, seeds, minutes, lambda: split_subjects(ids, seed).as_dict(), progress)
+    return _write(out_dir, ids, seeds, minutes, split_subjects(ids, seed).as_dict(), progress)
 
 
 def write_held_out_dataset(
@@ -265,22 +266,23 @@ def write_held_out_dataset(
     """
     from bridge_edge.signals.types import SPLIT_NAMES
 
+    _check_counts(subjects, minutes)
     ids = [f"tst{i:03d}" for i in range(subjects)]
     seeds = [subject_seed(seed, i, HELD_OUT_STREAM) for i in range(subjects)]
-
-    def splits() -> dict:
-        return {name: ids if name == "test" else [] for name in SPLIT_NAMES}
-
+    splits = {name: ids if name == "test" else [] for name in SPLIT_NAMES}
     return _write(out_dir, ids, seeds, minutes, splits, progress)
 
 
-def _write(out_dir, ids: list[str], seeds: list[int], minutes: float, splits, progress: bool) -> Path:
-    if len(ids) < 1 or not minutes > 0:
+def _check_counts(subjects: int, minutes: float) -> None:
+    if subjects < 1 or not minutes > 0:
         raise ConfigError(
-            f"need at least 1 subject and minutes > 0, got subjects={len(ids)}, minutes={minutes}",
+            f"need at least 1 subject and minutes > 0, got subjects={subjects}, minutes={minutes}",
             key="subjects/minutes",
-            value=[len(ids), minutes],
+            value=[subjects, minutes],
         )
+
+
+def _write(out_dir, ids: list[str], seeds: list[int], minutes: float, splits: dict, progress: bool) -> Path:
     out = Path(out_dir)
     (out / "subjects").mkdir(parents=True, exist_ok=True)
     bar = None
@@ -288,13 +290,13 @@ def _write(out_dir, ids: list[str], seeds: list[int], minutes: float, splits, pr
         from tqdm import tqdm
 
         bar = tqdm(total=len(ids), desc="simulate", unit="subject", file=__import__("sys").stderr)
-    for sid, subject_seed_ in zip(ids, seeds):
-        rec = simulate_subject(sid, minutes, subject_seed_)
+    for sid, sid_seed in zip(ids, seeds):
+        rec = simulate_subject(sid, minutes, sid_seed)
         np.savez_compressed(out / "subjects" / f"{sid}.npz", **rec.to_npz_dict())
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    index = {"version": DATASET_VERSION, "labels": list(LABELS), "subjects": ids, "splits": splits()}
+    index = {"version": DATASET_VERSION, "labels": list(LABELS), "subjects": ids, "splits": splits}
     (out / "dataset.json").write_text(json.dumps(index, indent=2) + "\n")
     return out
