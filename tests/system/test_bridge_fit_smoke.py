@@ -214,3 +214,21 @@ def test_a_probe_as_old_head_is_trained_reported_and_exported(tmp_path):
     on_run = json.loads(_cli("evaluate", str(run), *test_set, "--json").strip())
     assert on_bundle["n_windows"] == on_run["n_windows"] == report["bridge"]["test"]["n_windows"]
     assert on_bundle["macro_f1"] == pytest.approx(on_run["macro_f1"], abs=1e-6)
+
+
+def test_probe_labels_must_be_dataset_labels(tmp_path):
+    recipe = tmp_path / "bad_probe.toml"
+    recipe.write_text(
+        (ROOT / "recipes" / "smoke.toml").read_text()
+        + '\n[probe]\nenabled = true\nlabels = ["sinus", "stress"]\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "bridge_edge.cli", "fit", str(recipe), "--out", str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "['stress'] are not dataset labels" in proc.stderr and "sinus" in proc.stderr
