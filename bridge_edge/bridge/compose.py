@@ -95,12 +95,9 @@ def compose(
 
 
 def save_composed(run_dir: Path, spec: ComposedSpec, bridge: PrototypeBridge) -> None:
-    from safetensors.torch import save_file
+    from bridge_edge.models.checkpoints import save_module_state
 
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in bridge.state_dict().items()},
-        str(run_dir / BRIDGE_WEIGHTS),
-    )
+    save_module_state(bridge, run_dir / BRIDGE_WEIGHTS)
     (run_dir / COMPOSED_SPEC).write_text(json.dumps(spec.as_dict(), indent=2))
 
 

@@ -108,6 +108,16 @@ def _auroc(is_pos: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[is_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _scored_windows(probs_by_model: dict, truth, subjects, labels, positive_label: str):
+    """Scored windows only (truth >= 0): truth, subjects, {model: probs}, and the positive class
+    index (-1 when the head has no such label: no window is then positive)."""
+    truth = np.asarray(truth, np.int64)
+    keep = truth >= 0
+    preds = {name: np.asarray(p, np.float64)[keep] for name, p in probs_by_model.items()}
+    pos = list(labels).index(positive_label) if positive_label in labels else -1
+    return truth[keep], np.asarray(subjects)[keep], preds, pos
+
+
 def subject_bootstrap(
     probs_by_model: dict[str, np.ndarray],
     truth: np.ndarray,
@@ -124,11 +134,7 @@ def subject_bootstrap(
     (first model minus each other, positive AUROC) is a paired interval. Resamples that hold
     no positive or no negative window have no AUROC and are counted, not silently dropped.
     """
-    truth = np.asarray(truth, np.int64)
-    keep = truth >= 0
-    y, subj = truth[keep], np.asarray(subjects)[keep]
-    preds = {name: np.asarray(p, np.float64)[keep] for name, p in probs_by_model.items()}
-    pos = list(labels).index(positive_label) if positive_label in labels else None  # None: no AUROC
+    y, subj, preds, pos = _scored_windows(probs_by_model, truth, subjects, labels, positive_label)
     ids, subject_of = np.unique(subj, return_inverse=True)
     members = [np.flatnonzero(subject_of == i) for i in range(len(ids))]
     rng = np.random.default_rng(seed)
@@ -140,7 +146,7 @@ def subject_bootstrap(
         for name, p in preds.items():
             pr = p[idx]
             f1[name][r] = _macro_f1(pr.argmax(axis=1), yr, len(labels))
-            auc[name][r] = np.nan if pos is None else _auroc(yr == pos, pr[:, pos])
+            auc[name][r] = _auroc(yr == pos, pr[:, pos])  # no positive class: no positives, NaN
 
     def interval(values: np.ndarray) -> list[float] | None:
         v = values[np.isfinite(values)]
@@ -174,11 +180,8 @@ def per_subject_scores(
     Pooled scores hide where the errors sit; on a few subjects one of them can decide a target.
     ``None`` where the subject has no window of that kind.
     """
-    truth = np.asarray(truth, np.int64)
-    keep = truth >= 0
-    y, subj = truth[keep], np.asarray(subjects)[keep]
-    pos = list(labels).index(positive_label) if positive_label in labels else -1  # -1: no window is
-    correct = {name: np.asarray(p)[keep].argmax(axis=1) == y for name, p in probs_by_model.items()}
+    y, subj, preds, pos = _scored_windows(probs_by_model, truth, subjects, labels, positive_label)
+    correct = {name: p.argmax(axis=1) == y for name, p in preds.items()}
     rows = []
     for sid in np.unique(subj):
         mine = subj == sid

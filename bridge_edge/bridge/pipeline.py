@@ -37,6 +37,7 @@ import numpy as np
 from bridge_edge.bridge.data import WindowSet, split_windows
 from bridge_edge.bridge.recipe import Recipe, load_recipe
 from bridge_edge.errors import ConfigError
+from bridge_edge.models.checkpoints import save_module_state
 from bridge_edge.signals.types import SPLIT_NAMES
 
 log = logging.getLogger(__name__)
@@ -241,8 +242,6 @@ def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
 def stage_probe(run: Run) -> None:
     """Linear probe on the frozen old model's pooled last block, from labelled old-modality
     (train split) windows; epoch by the lowest validation loss (models.probe, METHOD §7)."""
-    from safetensors.torch import save_file
-
     from bridge_edge.models.probe import PROBE_REPORT, PROBE_WEIGHTS, last_block_features, train_probe
     from bridge_edge.models.registry import build_adapter
 
@@ -275,10 +274,7 @@ def stage_probe(run: Run) -> None:
         class_weighted=cfg.class_weighted,
         seed=run.recipe.seed,
     )
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in probe.state_dict().items()},
-        str(run.run_dir / PROBE_WEIGHTS),
-    )
+    save_module_state(probe, run.run_dir / PROBE_WEIGHTS)
     (run.run_dir / PROBE_REPORT).write_text(json.dumps(result.as_dict(), indent=2))
     log.info(
         "probe: epoch %d of %d, val accuracy %.3f",
@@ -290,8 +286,6 @@ def stage_probe(run: Run) -> None:
 
 def stage_pretrain(run: Run) -> None:
     """Self-supervised pretraining of the new-modality encoder on unlabelled train-split PPG."""
-    from safetensors.torch import save_file
-
     from bridge_edge.bridge.compose import NEW_MODEL_WEIGHTS
     from bridge_edge.models.ppg_augment import AugmentSpec
     from bridge_edge.models.pretrain import pretrain_ppg_encoder
@@ -324,8 +318,7 @@ def stage_pretrain(run: Run) -> None:
         history["n_train_split_windows"] = n_split
         history["n_simulated_windows"] = len(ppg) - n_split
         (run.run_dir / "pretrain.json").write_text(json.dumps(history, indent=2))
-    state = {k: v.detach().cpu().contiguous() for k, v in new.module.state_dict().items()}
-    save_file(state, str(run.run_dir / NEW_MODEL_WEIGHTS))
+    save_module_state(new.module, run.run_dir / NEW_MODEL_WEIGHTS)
     run._models = None  # later stages load the pretrained weights
 
 
@@ -495,8 +488,6 @@ def stage_bridge(run: Run) -> None:
 
 
 def stage_kd(run: Run) -> None:
-    from safetensors.torch import save_file
-
     from bridge_edge.bridge.kd import make_student, train_kd
     from bridge_edge.bridge.train import PairData
 
@@ -514,10 +505,7 @@ def stage_kd(run: Run) -> None:
         loss=cfg.loss,
         seed=run.recipe.seed,
     )
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()},
-        str(run.run_dir / "kd_student.safetensors"),
-    )
+    save_module_state(student, run.run_dir / "kd_student.safetensors")
     (run.run_dir / "kd_training.json").write_text(json.dumps(result.as_dict(), indent=2))
 
 

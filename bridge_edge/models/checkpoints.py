@@ -77,19 +77,24 @@ def load_state_strict(module, state: dict, source: str) -> None:
     module.load_state_dict(state, strict=True)
 
 
-def save_adapter_weights(adapter, path: str | Path, metadata: dict | None = None) -> Path:
-    """Write the adapter's module state dict as safetensors (metadata: JSON-able, stored as text)."""
+def save_module_state(module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write a torch module's state dict as safetensors (CPU, contiguous)."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in adapter.module.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    save_file(state, str(path), metadata=metadata)
+    return path
+
+
+def save_adapter_weights(adapter, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write the adapter's module state dict as safetensors (metadata: JSON-able, stored as text)."""
     meta = {
         "adapter": json.dumps(adapter.describe()),
         **{k: json.dumps(v) for k, v in (metadata or {}).items()},
     }
-    save_file(state, str(path), metadata=meta)
-    return path
+    return save_module_state(adapter.module, path, meta)
 
 
 def load_adapter_weights(adapter, path: str | Path) -> dict:
