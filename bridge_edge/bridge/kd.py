@@ -74,20 +74,27 @@ def train_kd(
     loss: str = "kl",
     seed: int = 0,
     desc: str = "kd",
+    pair_variants: list[np.ndarray] = (),
 ) -> TrainResult:
-    """Train in place; on return ``student`` holds the best-validation epoch's weights."""
+    """Train in place; on return ``student`` holds the best-validation epoch's weights.
+
+    ``pair_variants``: other versions of ``pair.ppg`` (as for the bridge, bridge.train): each
+    training step takes, per window, one version at random; validation uses the windows as recorded.
+    """
     device = next(student.parameters()).device
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     torch.manual_seed(seed)
     prep = student.adapter.prepare
+    versions = np.stack([pair.ppg, *pair_variants]) if len(pair_variants) else pair.ppg[None]
+    pick = np.random.default_rng([seed, 5])
 
-    def loss_on(data: PairData, idx: np.ndarray) -> torch.Tensor:
-        return kd_loss(
-            student(prep(data.ppg[idx])), torch.from_numpy(data.target[idx]).float().to(device), loss
-        )
+    def loss_on(data: PairData, idx: np.ndarray, windows: np.ndarray | None = None) -> torch.Tensor:
+        x = data.ppg[idx] if windows is None else windows
+        return kd_loss(student(prep(x)), torch.from_numpy(data.target[idx]).float().to(device), loss)
 
     def step(idx: np.ndarray) -> float:
-        return optimiser_step(opt, loss_on(pair, idx))
+        chosen = versions[pick.integers(0, len(versions), len(idx)), idx]
+        return optimiser_step(opt, loss_on(pair, idx, chosen))
 
     def validate() -> dict[str, float]:
         return {"val_loss": mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)}

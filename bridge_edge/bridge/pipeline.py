@@ -226,17 +226,41 @@ def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
             key="pretrain.simulated_subjects",
             value=n,
         )
-    windows = [
-        recording_windows(
-            simulate_subject(f"pre{i:04d}", d.minutes, subject_seed(d.seed, d.subjects + i)),
+    low, high = recipe.pretrain.time_stretch
+    windows = []
+    for i in range(n):
+        rec = simulate_subject(f"pre{i:04d}", d.minutes, subject_seed(d.seed, d.subjects + i))
+        # half of them played faster or slower: the same rhythm at another rate (targets follow)
+        speed = np.random.default_rng([d.seed, i, 9]).uniform(low, high) if i % 2 else 1.0
+        windows.append(recording_windows(
+            dataclasses.replace(rec, fs_ppg=rec.fs_ppg * speed),
             window_s=2 * d.window_s,
             hop_s=d.window_s,
             fs_ecg=None,
             ppg_spec=ppg_preprocess_spec(fs),
-        ).ppg
-        for i in range(n)
-    ]
+        ).ppg)
     return np.concatenate(windows)
+
+
+DEV_RECORDING_SPEEDS = (1.0, 0.8, 1.25)
+
+
+def dev_recording_ppg(recipe: Recipe, fs: float) -> np.ndarray:
+    """Pretraining windows (2 x window, hop 4 s) of the development real PPG recordings
+    (signals.dev_recordings; unlabelled), each also played x0.8 and x1.25."""
+    from bridge_edge.models.pretrain import unlabelled_ppg_windows
+    from bridge_edge.signals.dev_recordings import available_dev_recordings
+
+    recordings = available_dev_recordings()
+    if not recordings:
+        raise ConfigError(
+            "[pretrain] dev_recordings = true, but no development recording is installed; expected "
+            "the heartpy and biosignalsnotebooks data files (scripts/setup-tests.sh installs them)",
+            key="pretrain.dev_recordings",
+            value=True,
+        )
+    played = [dataclasses.replace(r, fs_ppg=r.fs_ppg * v) for r in recordings for v in DEV_RECORDING_SPEEDS]
+    return unlabelled_ppg_windows(played, ppg_preprocess_spec(fs), window_s=2 * recipe.data.window_s, hop_s=4.0)
 
 
 def stage_probe(run: Run) -> None:
@@ -302,8 +326,14 @@ def stage_pretrain(run: Run) -> None:
         n_split = len(ppg)
         if cfg.simulated_subjects:
             ppg = np.concatenate([ppg, extra_simulated_ppg(run.recipe, new.input_spec.fs)])
+        n_simulated = len(ppg) - n_split
+        if cfg.dev_recordings:
+            ppg = np.concatenate([ppg, dev_recording_ppg(run.recipe, new.input_spec.fs)])
+        views = ppg
+        if cfg.sensor_prob > 0:
+            views = seen_through_sensors(ppg, new.input_spec.fs, cfg.sensor_prob, run.recipe.seed)
         history = pretrain_ppg_encoder(
-            ppg,
+            views,
             new,
             epochs=cfg.epochs,
             batch_size=cfg.batch_size,
@@ -314,12 +344,28 @@ def stage_pretrain(run: Run) -> None:
             aux_min_sqi=cfg.aux_min_sqi,
             target_names=cfg.targets,
             augment_spec=AugmentSpec(motion_prob=cfg.motion_prob),
+            target_windows=ppg,
         )
         history["n_train_split_windows"] = n_split
-        history["n_simulated_windows"] = len(ppg) - n_split
+        history["n_simulated_windows"] = n_simulated
+        history["n_dev_recording_windows"] = len(ppg) - n_split - n_simulated
+        history["sensor_prob"] = cfg.sensor_prob
         (run.run_dir / "pretrain.json").write_text(json.dumps(history, indent=2))
     save_module_state(new.module, run.run_dir / NEW_MODEL_WEIGHTS)
     run._models = None  # later stages load the pretrained weights
+
+
+def seen_through_sensors(windows: np.ndarray, fs: float, share: float, seed: int) -> np.ndarray:
+    """``share`` of the windows (chosen by ``seed``) re-recorded by random sensors (signals.sensor)."""
+    from bridge_edge.signals.preprocess import normalise_windows
+    from bridge_edge.signals.sensor import resensor_windows
+
+    rng = np.random.default_rng([seed, 31])
+    chosen = rng.random(len(windows)) < share
+    out = windows.copy()
+    spec = ppg_preprocess_spec(fs)
+    out[chosen] = normalise_windows(resensor_windows(windows[chosen], spec.fs_out, rng), spec)
+    return out
 
 
 def stage_features(run: Run) -> None:
@@ -404,6 +450,21 @@ def _pair_data(run: Run):
     return run.windows("pair"), run.windows("val"), pair_store, val_store
 
 
+def _sensor_variants(run: Run, pair_ppg: np.ndarray) -> list[np.ndarray]:
+    """``[bridge] sensor_variants`` versions of the pair PPG windows, each window re-recorded by a
+    random sensor (signals.sensor); drawn from the recipe's seed, so trials and the final bridge
+    see the same ones."""
+    n = run.recipe.bridge.sensor_variants
+    if not n:
+        return []
+    rng = np.random.default_rng([run.recipe.seed, 47])
+    spec = ppg_preprocess_spec(run.models()[1].input_spec.fs)
+    from bridge_edge.signals.preprocess import normalise_windows
+    from bridge_edge.signals.sensor import resensor_windows
+
+    return [normalise_windows(resensor_windows(pair_ppg, spec.fs_out, rng), spec) for _ in range(n)]
+
+
 def _train_bridge_at(run: Run, data, k_in: int, k_out: int, *, epochs: int, desc: str, max_windows: int = 0):
     """A fresh bridge for positions (k_in, k_out) with the recipe's [bridge] settings, trained.
 
@@ -430,6 +491,7 @@ def _train_bridge_at(run: Run, data, k_in: int, k_out: int, *, epochs: int, desc
         k_out,
         PairData(pair.ppg[:n], pair_store.old_target[:n]),
         PairData(val.ppg, val_store.old_target),
+        pair_variants=[v[:n] for v in _sensor_variants(run, pair.ppg)],
         epochs=epochs,
         lr=cfg.lr,
         batch_size=cfg.batch_size,
@@ -504,6 +566,7 @@ def stage_kd(run: Run) -> None:
         batch_size=cfg.batch_size,
         loss=cfg.loss,
         seed=run.recipe.seed,
+        pair_variants=_sensor_variants(run, pair.ppg),  # the bridge's augmentation, for a fair baseline
     )
     save_module_state(student, run.run_dir / "kd_student.safetensors")
     (run.run_dir / "kd_training.json").write_text(json.dumps(result.as_dict(), indent=2))
@@ -580,7 +643,7 @@ STAGES = (
     ("features", stage_features, (), ("pretrain", "probe")),  # the probe is the old head
     ("select", stage_select, ("selection", "bridge"), ("features",)),  # trials train bridges
     ("bridge", stage_bridge, ("bridge",), ("select",)),
-    ("kd", stage_kd, ("kd",), ("features",)),
+    ("kd", stage_kd, ("kd", "bridge.sensor_variants"), ("features",)),
     ("held_out", stage_held_out, ("held_out.extra_simulated_subjects",), ("data",)),
     ("position_check", None, ("position_check",), ("bridge", "held_out")),  # scored on the test split
 )

@@ -66,6 +66,13 @@ class PretrainConfig:
     # Which signal-derived targets (signals.ppg_targets.SIGNAL_TARGETS); default: the beat targets.
     targets: tuple[str, ...] = DEFAULT_TARGETS
     motion_prob: float = 0.0  # share of views given a motion burst (models.ppg_augment.motion_burst)
+    # Rhythm, not sensor (docs/method.md, "Real PPG"): the development real recordings join the pool
+    # (unlabelled; also played x0.8 and x1.25), extra simulated subjects are played at a random
+    # speed in `time_stretch` (half of them), and this share of source windows is seen through a
+    # random sensor front end (signals.sensor) while its targets come from the window as recorded.
+    dev_recordings: bool = False
+    time_stretch: tuple[float, float] = (1.0, 1.0)
+    sensor_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,9 @@ class BridgeConfig:
     # loss (METHOD); "val_head_kl" = KL of the bridged head's output to the old model's on the
     # paired ECG. Both label-free; both recorded.
     best_epoch_by: str = "val_loss"
+    # Each pair window is also seen through this many random sensor front ends (signals.sensor;
+    # same ECG target): every step draws one version per window. 0 = as recorded only.
+    sensor_variants: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,15 @@ def _coerce(value, tp, key: str):
             raise ConfigError(f"recipe section [{key}] must be a table", key=key, expected="table")
         return _build(tp, value, key)
     origin = typing.get_origin(tp) or tp
+    if typing.get_args(tp) == (float, float):  # a [low, high] range
+        if not (isinstance(value, list) and len(value) == 2 and all(_type_ok(v, float) for v in value)):
+            raise ConfigError(
+                f"recipe key {key!r} = {value!r} has the wrong type; expected [low, high] numbers",
+                key=key,
+                value=value,
+                expected="array of 2 numbers",
+            )
+        return (float(value[0]), float(value[1]))
     if origin is tuple:  # tuple[str, ...]: a TOML array of strings
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ConfigError(

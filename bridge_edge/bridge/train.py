@@ -2,8 +2,8 @@
 
 Frozen models (eval, no parameter gradients); clean old-model last-block outputs are cached
 once per pair window (FeatureStore.old_target). The frozen new model is deterministic in eval
-mode and bridge training does not augment, so its pooled block-k_in output is also computed once
-per window, before the first epoch. Each step then runs only: bridge -> old layout -> old blocks
+mode, so its pooled block-k_in output is also computed once per window (and per sensor version
+of the window, when augmented), before the first epoch. Each step then runs only: bridge -> old layout -> old blocks
 [k_out..end] -> loss mean(1 - cos(vec(bridged), vec(clean))) — the same numbers as running the
 new model inside every step, without its time or memory. Adam (defaults) on the bridge only.
 
@@ -211,8 +211,13 @@ def train_bridge(
     desc: str = "bridge",
     best_epoch_by: str = "val_loss",
     val_old_probs: np.ndarray | None = None,
+    pair_variants: list[np.ndarray] = (),
 ) -> TrainResult:
     """Train in place; on return ``bridge`` holds the best-validation epoch's weights.
+
+    ``pair_variants``: other versions of ``pair.ppg`` (same shape, same targets, e.g. the windows
+    through other sensors); each training step takes, per window, one version at random.
+    Validation always uses the windows as recorded.
 
     ``val_old_probs`` (N_val, K): the old head's window probabilities on the validation pairs'
     ECG; with them every epoch also records ``val_head_kl``, which ``best_epoch_by`` may select on.
@@ -227,22 +232,27 @@ def train_bridge(
     opt = torch.optim.Adam(bridge.parameters(), lr=lr)
     torch.manual_seed(seed)
 
-    # The frozen new model's pooled outputs, computed once per window (keyed by the PairData they belong to).
-    inputs = {id(pair): bridge_inputs(new, pair.ppg, k_in), id(val): bridge_inputs(new, val.ppg, k_in)}
+    # The frozen new model's pooled outputs, computed once per window and version (keyed by the
+    # PairData they belong to): (versions, N, d_in).
+    inputs = {
+        id(pair): torch.stack([bridge_inputs(new, p, k_in) for p in [pair.ppg, *pair_variants]]),
+        id(val): bridge_inputs(new, val.ppg, k_in)[None],
+    }
+    pick = np.random.default_rng([seed, 5])
 
-    def loss_on(data: PairData, idx: np.ndarray) -> torch.Tensor:
-        z = inputs[id(data)][torch.from_numpy(idx)]
+    def loss_on(data: PairData, idx: np.ndarray, version: np.ndarray | int = 0) -> torch.Tensor:
+        z = inputs[id(data)][torch.as_tensor(version), torch.from_numpy(idx)]
         return cosine_loss(
             bridged_last_hidden(old, bridge, z, k_out), torch.from_numpy(data.target[idx]).to(device)
         )
 
     def step(idx: np.ndarray) -> float:
-        return optimiser_step(opt, loss_on(pair, idx))
+        return optimiser_step(opt, loss_on(pair, idx, pick.integers(0, 1 + len(pair_variants), len(idx))))
 
     def validate() -> dict[str, float]:  # no validation subjects: the pair loss, as in KD
         scores = {"val_loss": mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)}
         if val_old_probs is not None and len(val.ppg):
-            z = inputs[id(val)]
+            z = inputs[id(val)][0]
             probs = torch.cat(
                 [
                     old.head(bridged_last_hidden(old, bridge, z[i : i + 64], k_out))

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,49 +35,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
     return F.cross_entropy(sim, target)
 
 
-@dataclass(frozen=True)
-class UnlabelledPPG:
-    """A PPG recording without labels (reads like a PairedRecording for ``unlabelled_ppg_windows``)."""
-
-    source: str
-    ppg: np.ndarray
-    fs_ppg: float
-
-
-def heartpy_ppg_recordings() -> list[UnlabelledPPG]:
-    """The real finger-PPG example recordings shipped as data files of the installed ``heartpy``.
-
-    About 14 minutes in all (data.csv 100 Hz; data2.csv and data3.csv carry timestamps, from
-    which the mean rate is taken). Read with numpy only; heartpy is never imported. Returns []
-    when heartpy is not installed.
-    """
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("heartpy")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    out = []
-    if (data / "data.csv").is_file():
-        out.append(UnlabelledPPG("heartpy/data.csv", np.loadtxt(data / "data.csv"), 100.0))
-    if (data / "data2.csv").is_file():
-        d = np.genfromtxt(data / "data2.csv", delimiter=",", names=True)
-        fs = (len(d) - 1) / ((d["timer"][-1] - d["timer"][0]) / 1000.0)
-        out.append(UnlabelledPPG("heartpy/data2.csv", np.asarray(d["hr"], float), float(fs)))
-    if (data / "data3.csv").is_file():
-        d = np.genfromtxt(data / "data3.csv", delimiter=",", names=True, dtype=None, encoding="utf-8")
-        t = np.asarray(d["datetime"], dtype="datetime64[us]")
-        fs = (len(t) - 1) / ((t[-1] - t[0]) / np.timedelta64(1, "s"))
-        out.append(UnlabelledPPG("heartpy/data3.csv", np.asarray(d["hr"], float), float(fs)))
-    return out
-
-
 def unlabelled_ppg_windows(recordings, spec, window_s: float = 12.0, hop_s: float = 4.0) -> np.ndarray:
     """Preprocessed PPG windows (N, window_s * spec.fs_out) from recordings' PPG only.
 
     Each recording's PPG goes through ``signals.preprocess`` (causal filter + resample over the
-    whole recording, then per-window z-score). Only ``rec.ppg`` and ``rec.fs_ppg`` are read.
+    whole recording, then per-window z-score). Only ``rec.ppg`` and ``rec.fs_ppg`` are read
+    (a PairedRecording or a ``signals.dev_recordings.RealPPG``).
     Windows a little longer than the model window give the two views room for random crops.
     """
     from numpy.lib.stride_tricks import sliding_window_view
@@ -123,12 +84,15 @@ def pretrain_ppg_encoder(
     contrastive_weight: float = 1.0,
     aux_min_sqi: float = 0.0,
     target_names: tuple[str, ...] = DEFAULT_TARGETS,
+    target_windows: np.ndarray | None = None,
 ) -> dict:
     """Train ``adapter.module`` in place on preprocessed PPG windows (N, L >= n_samples).
 
     Loss = ``contrastive_weight`` x NT-Xent + ``aux_weight`` x masked MSE of a linear head
     predicting the standardised ``signal_targets`` (``target_names``) of each source window
-    (a weight of 0 turns that term off).
+    (a weight of 0 turns that term off). ``target_windows`` (same shape): where the targets are
+    read from, when ``windows`` are altered versions of them (e.g. seen through another sensor);
+    default ``windows``.
     The adapter must take (B, 1, L) input (PaPaGei layout). Returns the history:
     ``{"loss": [per epoch], "seconds_per_epoch": [...], "n_windows", "view_samples", ...}``.
     The module is left in eval mode.
@@ -141,7 +105,12 @@ def pretrain_ppg_encoder(
             path="pretrain",
             reason="window shape",
         )
-    if not np.isfinite(x).all():
+    clean = x if target_windows is None else np.asarray(target_windows, dtype=np.float32)
+    if clean.shape != x.shape:
+        raise DataError(
+            f"target windows {clean.shape} must match the windows {x.shape}", path="pretrain", reason="shape"
+        )
+    if not (np.isfinite(x).all() and np.isfinite(clean).all()):
         raise DataError(
             "pretraining windows contain non-finite samples", path="pretrain", reason="non-finite"
         )
@@ -160,14 +129,14 @@ def pretrain_ppg_encoder(
     # SimCLR projection head: trained alongside, thrown away afterwards.
     projector = nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, 64)).to(device)
     # Auxiliary head for the signal-derived targets: trained alongside, thrown away afterwards.
-    raw_targets = signal_targets(x, adapter.input_spec.fs, target_names)  # checks the names
+    raw_targets = signal_targets(clean, adapter.input_spec.fs, target_names)  # checks the names
     target_names = tuple(target_names)
     if aux_min_sqi > 0:
         # Targets from motion-corrupted windows are wrong (missed or extra beats); learn them from
         # clean windows only. The contrastive views of every window are still used.
         from bridge_edge.signals.quality import ppg_sqi
 
-        raw_targets[ppg_sqi(x, adapter.input_spec.fs) < aux_min_sqi] = np.nan
+        raw_targets[ppg_sqi(clean, adapter.input_spec.fs) < aux_min_sqi] = np.nan
     target_values = torch.from_numpy(_standardise(raw_targets)).to(device)
     aux_head = nn.Linear(width, len(target_names)).to(device)
     params = list(module.parameters()) + list(projector.parameters()) + list(aux_head.parameters())

@@ -41,11 +41,16 @@ class Physiology:
     pr_s: float
     qrs_s: float
     qtc_s: float
-    # pulse (PPG)
+    # pulse (PPG): the shape of a subject's pulse, drawn independently of every rhythm parameter
     ptt_s: float  # R peak to pulse foot
     pulse_rise_s: float  # foot to systolic peak
-    dicrotic_ratio: float  # diastolic / systolic wave amplitude
+    pulse_width: float  # scales the whole pulse: < 1 narrow (young, finger), > 1 wide (wrist, stiff)
+    reflected_ratio: float  # late-systolic reflected wave / systolic amplitude (0 = none)
+    dicrotic_ratio: float  # diastolic / systolic wave amplitude (near 0: no notch)
     dicrotic_delay_s: float  # systolic peak to diastolic peak
+    squeeze_strength: float  # how much the pulse narrows after a short interval (0 = fixed width)
+    starling_strength: float  # how much pulse amplitude follows the filling time (0 = fixed)
+    beat_shape_jitter: float  # beat-to-beat random variation of pulse width and amplitude (every rhythm)
     perfusion: float  # pulse amplitude, arbitrary units
     # sensor noise
     baseline_mv: float
@@ -64,16 +69,18 @@ class Physiology:
 
 def draw_physiology(rng: np.random.Generator, motion_level: float | None = None) -> Physiology:
     u = rng.uniform
-    resting = u(55, 85)
+    # Rates overlap across rhythms on purpose: sinus covers 40-150 bpm without a hole, AF 50-160,
+    # so a model cannot read AF off the rate (docs/simulator.md).
+    resting = u(50, 102)
     return Physiology(
         resting_hr_bpm=resting,
-        brady_hr_bpm=u(42, 55),
-        tachy_hr_bpm=u(102, 135),
-        resp_rate_hz=u(0.18, 0.32),
-        rsa_fraction=u(0.015, 0.05),
+        brady_hr_bpm=u(40, 58),
+        tachy_hr_bpm=u(100, 150),  # openecg calls simulated sinus above ~150 bpm "bbb" (P merges into T)
+        resp_rate_hz=u(0.15, 0.35),
+        rsa_fraction=float(np.exp(u(np.log(0.01), np.log(0.10)))),
         mayer_fraction=u(0.005, 0.02),
         rr_jitter_s=u(0.005, 0.015),
-        af_hr_bpm=u(80, 130),
+        af_hr_bpm=u(50, 160),
         af_rr_cv=u(0.18, 0.30),
         fwave_mv=u(0.03, 0.09),
         fwave_hz=u(5.0, 7.5),
@@ -88,10 +95,15 @@ def draw_physiology(rng: np.random.Generator, motion_level: float | None = None)
         pr_s=u(0.14, 0.19),
         qrs_s=u(0.08, 0.10),
         qtc_s=u(0.38, 0.43),
-        ptt_s=u(0.15, 0.35),
-        pulse_rise_s=u(0.09, 0.15),
-        dicrotic_ratio=u(0.25, 0.55),
-        dicrotic_delay_s=u(0.22, 0.3),
+        ptt_s=u(0.12, 0.35),
+        pulse_rise_s=u(0.07, 0.18),
+        pulse_width=float(np.exp(u(np.log(0.55), np.log(1.7)))),
+        reflected_ratio=u(0.0, 0.5) if rng.random() < 0.5 else 0.0,
+        dicrotic_ratio=u(0.0, 0.6),
+        dicrotic_delay_s=u(0.18, 0.32),
+        squeeze_strength=u(0.0, 1.0),
+        starling_strength=u(0.0, 1.0),
+        beat_shape_jitter=u(0.0, 0.08),
         perfusion=float(np.exp(rng.normal(0.0, 0.35))),
         baseline_mv=u(0.05, 0.2),
         powerline_hz=float(rng.choice([50.0, 60.0])),

@@ -1,12 +1,17 @@
 """Versioned offline preprocessing: the one definition training and the device both follow.
 
-Version ``ppg-v1`` (recorded in every bundle manifest as ``input.preprocess``):
+Version ``ppg-v2`` (recorded in every bundle manifest as ``input.preprocess``):
 1. causal Butterworth band-pass (second-order sections) at the *input* rate, state starting
    from rest (zeros) — causal so a stream can reproduce it exactly chunk by chunk;
 2. resampling to the model rate by linear interpolation on the absolute sample grid
    t_out[k] = k / fs_out (input sample i sits at t = i / fs_in);
 3. per-window normalisation (z-score with a floor on the standard deviation), applied to each
-   model window when it is cut, never across windows, so no future data leaks in.
+   model window when it is cut, never across windows, so no future data leaks in;
+4. per-window polarity: a window whose skewness is negative is negated. A pulse wave has narrow
+   peaks over broad troughs (positive skew) and an intensity-type sensor delivers it upside
+   down; negating by the sign of the skew maps a window and its inverse onto the same input,
+   so the model cannot tell a sensor's polarity by construction (docs/method.md, "Real PPG").
+``ppg-v1`` (bundles up to 0.4.x) is steps 1-3; ``from_dict`` reads either.
 
 ``bridge_edge.runtime`` implements the same steps with state carried across chunks and is
 tested to match this module within 1e-5 after the filter warm-up.
@@ -22,18 +27,24 @@ from scipy import signal as sps
 from bridge_edge.errors import NonFiniteError, SampleRateError
 
 
+POLARITY_CHOICES = ("none", "skew_sign")
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
-    version: str = "ppg-v1"
+    version: str = "ppg-v2"
     fs_out: float = 125.0
     band_hz: tuple[float, float] = (0.5, 8.0)
     filter_order: int = 2  # per band edge (the band-pass has 2 * order poles)
     std_floor: float = 1e-6
+    polarity: str = "skew_sign"  # "none" in ppg-v1
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["band_hz"] = list(self.band_hz)
-        d["steps"] = ["bandpass_causal_sos", "resample_linear", "zscore_window"]
+        d["steps"] = ["bandpass_causal_sos", "resample_linear", "zscore_window"] + (
+            ["polarity_skew_sign"] if self.polarity == "skew_sign" else []
+        )
         return d
 
     @classmethod
@@ -44,6 +55,7 @@ class PreprocessSpec:
             band_hz=tuple(d["band_hz"]),
             filter_order=int(d["filter_order"]),
             std_floor=float(d.get("std_floor", 1e-6)),
+            polarity=str(d.get("polarity", "none")),
         )
 
 
@@ -90,8 +102,19 @@ def filter_and_resample(x: np.ndarray, fs_in: float, spec: PreprocessSpec) -> np
 
 
 def normalise_windows(windows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Step 3: z-score each window (last axis) independently; returns float32."""
+    """Steps 3-4: z-score each window (last axis) independently, then (ppg-v2) make its
+    skewness non-negative; returns float32."""
     w = np.asarray(windows, dtype=np.float64)
     mean = w.mean(axis=-1, keepdims=True)
     std = np.maximum(w.std(axis=-1, keepdims=True), spec.std_floor)
-    return ((w - mean) / std).astype(np.float32)
+    z = (w - mean) / std
+    if spec.polarity == "skew_sign":
+        z = z * np.where((z**3).mean(axis=-1, keepdims=True) < 0, -1.0, 1.0)
+    return z.astype(np.float32)
+
+
+def window_polarity(windows: np.ndarray) -> np.ndarray:
+    """+1 / -1 per window: the sign step 4 applies (for reports: how often a stream was flipped)."""
+    w = np.asarray(windows, dtype=np.float64)
+    centred = w - w.mean(axis=-1, keepdims=True)
+    return np.where((centred**3).mean(axis=-1) < 0, -1, 1)

@@ -20,7 +20,8 @@ EPISODE_LABEL = {
     "brady": "sinus",  # sinus bradycardia
     "tachy": "sinus",  # sinus tachycardia
     "afib": "afib",
-    "ectopy": "ectopy",  # sinus with premature atrial and ventricular beats
+    "ectopy": "ectopy",  # sinus with isolated premature atrial and ventricular beats
+    "bigeminy": "ectopy",  # every other beat premature: regularly irregular, not AF
 }
 
 # Beat kinds (how the beat was conducted).
@@ -34,6 +35,13 @@ class BeatTrain:
     times: np.ndarray  # float64 s
     kinds: np.ndarray  # int8, one of SINUS / AF_CONDUCTED / PVC / PAC
     rr_prev: np.ndarray  # float64 s, interval since the previous beat
+    # (n, 2) standard-normal draws per beat for its pulse width and amplitude jitter, drawn with
+    # the beat so a beat rendered in two blocks looks the same in both; the same for every rhythm
+    shape_noise: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.shape_noise is None:
+            self.shape_noise = np.zeros((len(self.times), 2))
 
     @classmethod
     def empty(cls) -> BeatTrain:
@@ -43,13 +51,14 @@ class BeatTrain:
         return len(self.times)
 
     def select(self, mask: np.ndarray) -> BeatTrain:
-        return BeatTrain(self.times[mask], self.kinds[mask], self.rr_prev[mask])
+        return BeatTrain(self.times[mask], self.kinds[mask], self.rr_prev[mask], self.shape_noise[mask])
 
     def extend(self, other: BeatTrain) -> BeatTrain:
         return BeatTrain(
             np.concatenate([self.times, other.times]),
             np.concatenate([self.kinds, other.kinds]),
             np.concatenate([self.rr_prev, other.rr_prev]),
+            np.concatenate([self.shape_noise, other.shape_noise]),
         )
 
 
@@ -67,14 +76,15 @@ def episode_beats(
         hr = {"brady": phys.brady_hr_bpm, "tachy": phys.tachy_hr_bpm}.get(name, phys.resting_hr_bpm)
         times = _sinus_times(last_beat_s, end_s, 60.0 / hr, phys, rng)
         kinds = np.full(len(times), SINUS, np.int8)
-        if name == "ectopy":
-            times, kinds = _insert_ectopy(times, kinds, last_beat_s, phys, rng)
+        if name in ("ectopy", "bigeminy"):
+            every_other = name == "bigeminy"
+            times, kinds = _insert_ectopy(times, kinds, last_beat_s, phys, rng, every_other)
     if len(times) and times[0] < start_s:
         times = times + (start_s - times[0])
     keep = times <= end_s
     times, kinds = times[keep], kinds[keep]
     rr_prev = np.diff(np.concatenate([[last_beat_s], times]))
-    return BeatTrain(times, kinds, rr_prev)
+    return BeatTrain(times, kinds, rr_prev, rng.standard_normal((len(times), 2)))
 
 
 def _sinus_times(
@@ -103,19 +113,28 @@ def _afib_times(
 
 
 def _insert_ectopy(
-    times: np.ndarray, kinds: np.ndarray, last_s: float, phys: Physiology, rng: np.random.Generator
+    times: np.ndarray,
+    kinds: np.ndarray,
+    last_s: float,
+    phys: Physiology,
+    rng: np.random.Generator,
+    every_other: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Replace some sinus beats with premature beats.
+    """Replace some sinus beats with premature beats (``every_other``: bigeminy, all of one kind).
 
     A PVC does not reset the sinus node: the next sinus beat keeps its time, so the pause
     after it is fully compensatory (coupling + pause = 2 RR). A PAC resets the sinus node:
     every later beat moves earlier by the prematurity.
     """
     n = len(times)
-    chosen = rng.random(n) < phys.ectopic_fraction
-    chosen[0] = False
-    chosen[1:] &= ~chosen[:-1]  # no couplets: each premature beat follows a sinus beat
-    is_pvc = chosen & (rng.random(n) < phys.pvc_share)
+    if every_other:
+        chosen = np.arange(n) % 2 == 1
+        is_pvc = chosen & (rng.random() < phys.pvc_share)
+    else:
+        chosen = rng.random(n) < phys.ectopic_fraction
+        chosen[0] = False
+        chosen[1:] &= ~chosen[:-1]  # no couplets: each premature beat follows a sinus beat
+        is_pvc = chosen & (rng.random(n) < phys.pvc_share)
     is_pac = chosen & ~is_pvc
     previous = np.concatenate([[last_s], times[:-1]])
     rr = times - previous

@@ -7,9 +7,11 @@ subject with random rhythm episodes; ``write_dataset`` writes the DESIGN §4 on-
 
 What is modelled (details in docs/simulator.md): per-subject physiology (physiology.py);
 sinus rhythm with respiratory and Mayer-wave HRV, bradycardia and tachycardia, atrial
-fibrillation and ectopy (rhythms.py); ECG and PPG beats (waveforms.py); baseline wander,
-powerline, EMG, motion artefacts, saturation and dropouts (noise.py). Every clipped or dropped
-sample is counted in the recording's ``meta["artefacts"]``.
+fibrillation, isolated ectopy and bigeminy (rhythms.py); ECG and PPG beats (waveforms.py);
+baseline wander, powerline, EMG, motion artefacts, saturation and dropouts (noise.py); the PPG
+sensor's front end: polarity, AC coupling, analog low-pass and ringing, ADC (sensor.py). Pulse
+shape, sensor and sampling rate are drawn per subject, independently of its rhythm episodes.
+Every clipped or dropped sample is counted in the recording's ``meta["artefacts"]``.
 """
 
 from __future__ import annotations
@@ -24,19 +26,27 @@ import numpy as np
 
 from bridge_edge.errors import ConfigError
 from bridge_edge.signals import noise, waveforms
+from bridge_edge.signals import sensor as sensor_module
 from bridge_edge.signals.physiology import Physiology, draw_physiology
 from bridge_edge.signals.rhythms import EPISODE_LABEL, BeatTrain, episode_beats
 from bridge_edge.signals.types import PairedRecording
 
 LABELS: tuple[str, ...] = ("sinus", "afib", "ectopy")
-DATASET_VERSION = "1"
+DATASET_VERSION = "2"  # 2: rhythm-independent pulse shapes and sensors, rates 40-180 bpm
 
 ECG_RANGE_MV = 5.0  # front-end saturation of the ECG amplifier
 PPG_RANGE = 3.0  # PPG saturation in units of the subject's perfusion (the AFE gain is set per subject)
 BLOCK_S = 30.0  # rendering block; bounds memory, invisible in the output
 
 # Random episodes: (name, weight). Durations are uniform in RANDOM_EPISODE_S.
-RANDOM_EPISODES = (("sinus", 0.3), ("brady", 0.1), ("tachy", 0.1), ("afib", 0.35), ("ectopy", 0.15))
+RANDOM_EPISODES = (
+    ("sinus", 0.3),
+    ("brady", 0.1),
+    ("tachy", 0.1),
+    ("afib", 0.35),
+    ("ectopy", 0.1),
+    ("bigeminy", 0.05),
+)
 RANDOM_EPISODE_S = (30.0, 150.0)
 
 
@@ -44,8 +54,10 @@ class PatientSimulator:
     """A continuous paired ECG + PPG stream of one simulated patient.
 
     ``script`` is a list of (episode, seconds) with episodes from ``rhythms.EPISODE_LABEL``
-    (sinus, brady, tachy, afib, ectopy); it repeats when it runs out. Without a script the
-    episodes are random. ``motion_noise`` (0 = still, 1 = restless) scales PPG motion artefacts.
+    (sinus, brady, tachy, afib, ectopy, bigeminy); it repeats when it runs out. Without a script
+    the episodes are random. ``motion_noise`` (0 = still, 1 = restless) scales PPG motion
+    artefacts. ``sensor``: a random PPG front end drawn from the seed (True), an ideal sensor
+    (False, the pulse wave itself), or a given ``sensor.FrontEnd``.
     """
 
     def __init__(
@@ -56,6 +68,7 @@ class PatientSimulator:
         script: Sequence[tuple[str, float]] | None = None,
         motion_noise: float = 0.0,
         subject_id: str = "sim",
+        sensor: bool | sensor_module.FrontEnd = True,
     ) -> None:
         if script is not None:
             _check_script(script)
@@ -73,6 +86,14 @@ class PatientSimulator:
         self._ecg_dropouts = noise.EventTrack(rngs[8], 0.05, (0.2, 1.0))
         self._ppg_dropouts = noise.EventTrack(rngs[9], 0.2, (0.2, 1.5))
         self._phases = rngs[10].uniform(0, 2 * np.pi, 8)
+        front_end_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 12]))
+        drawn = sensor_module.draw_front_end(front_end_rng)  # drawn always: same physiology either way
+        self.front_end = sensor if isinstance(sensor, sensor_module.FrontEnd) else (drawn if sensor else None)
+        self._sensor = (
+            None
+            if self.front_end is None
+            else sensor_module.SensorChain(self.front_end, self.fs_ppg, 1.2 * p.perfusion)
+        )
         self._script = list(script) if script is not None else None
         self._episodes: list[tuple[str, float, float]] = []  # name, start s, end s
         self._beats = BeatTrain.empty()
@@ -129,6 +150,7 @@ class PatientSimulator:
             "seed": self.seed,
             "t_start_s": t0,
             "physiology": self.physiology.as_dict(),
+            "ppg_sensor": None if self.front_end is None else self.front_end.as_dict(),
             "episodes": episodes,
             "artefacts": artefacts,
         }
@@ -178,6 +200,9 @@ class PatientSimulator:
         limit = PPG_RANGE * p.perfusion
         ppg_clipped = np.abs(ppg) > limit
         ppg = np.clip(ppg, -limit, limit)
+        adc_clipped = 0
+        if self._sensor is not None:
+            ppg, adc_clipped = self._sensor.apply(ppg)
         ppg_off = self._ppg_dropouts.mask(n_p0, n_p, self.fs_ppg)  # sensor lifted off the skin
         ppg[ppg_off] = 0.0
 
@@ -188,6 +213,7 @@ class PatientSimulator:
             "ecg_clipped_samples": int((ecg_clipped & ~ecg_off).sum()),
             "ecg_dropout_samples": int(ecg_off.sum()),
             "ppg_clipped_samples": int((ppg_clipped & ~ppg_off).sum()),
+            "ppg_adc_clipped_samples": int(adc_clipped),
             "ppg_dropout_samples": int(ppg_off.sum()),
             "ppg_motion_samples": int(motion.sum()),
             "pulse_deficit_beats": int(deficit.sum()),
@@ -236,10 +262,13 @@ def subject_seed(dataset_seed: int, index: int, stream: int = DATASET_STREAM) ->
 
 
 def simulate_subject(
-    subject_id: str, minutes: float, seed: int, fs_ecg: float = 500.0, fs_ppg: float = 125.0
+    subject_id: str, minutes: float, seed: int, fs_ecg: float = 500.0, fs_ppg: float | None = None
 ) -> PairedRecording:
-    """One subject with random physiology, random rhythm episodes and random motion level."""
+    """One subject with random physiology, rhythm episodes, motion level, PPG sensor and (unless
+    ``fs_ppg`` is given) a PPG sampling rate drawn from ``sensor.SENSOR_RATES_HZ``."""
     motion = float(np.random.default_rng([int(seed), 7]).uniform(0.0, 0.6))
+    if fs_ppg is None:
+        fs_ppg = float(np.random.default_rng([int(seed), 8]).choice(sensor_module.SENSOR_RATES_HZ))
     sim = PatientSimulator(seed, fs_ecg=fs_ecg, fs_ppg=fs_ppg, motion_noise=motion, subject_id=subject_id)
     return sim.generate(minutes * 60.0)
 

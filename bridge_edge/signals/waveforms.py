@@ -1,7 +1,7 @@
 """ECG and PPG waveforms rendered from a beat train, vectorised over beats.
 
 Each beat is a sum of asymmetric Gaussian waves placed at its R time (ECG: P, Q, R, S, T;
-PPG: systolic and diastolic wave, the dicrotic notch is the valley between them). All beats of
+PPG: systolic, reflected and diastolic wave, the dicrotic notch is the valley before the last). All beats of
 a block are evaluated on one (beats x support) grid of sample times and added into the output
 with ``np.bincount``, so there is no per-sample or per-beat Python loop. Times are absolute
 seconds and sample k of the output sits at ``k / fs``, so blocks rendered separately join
@@ -16,7 +16,7 @@ from bridge_edge.signals.physiology import Physiology
 from bridge_edge.signals.rhythms import PAC, PVC, SINUS, BeatTrain
 
 ECG_SUPPORT_S = (-0.4, 0.7)  # every ECG wave of a beat lies within this range of its R time
-PPG_SUPPORT_S = (0.0, 1.5)
+PPG_SUPPORT_S = (0.0, 2.0)  # wide pulses of slow hearts fit
 FILLING_DEAD_S = 0.3  # no effective ejection after a shorter RR interval
 FILLING_TAU_S = 0.15  # time constant of ventricular filling
 
@@ -93,29 +93,41 @@ def fibrillatory_waves(t: np.ndarray, phys: Physiology) -> np.ndarray:
 def pulse_amplitude(beats: BeatTrain, phys: Physiology) -> np.ndarray:
     """Stroke volume follows diastolic filling time (Frank-Starling): ventricular filling rises
     exponentially with the preceding RR, so a short RR gives a small pulse and below
-    FILLING_DEAD_S no palpable pulse at all (pulse deficit). Normalised to the resting RR."""
+    FILLING_DEAD_S no palpable pulse at all (pulse deficit). Normalised to the resting RR and
+    raised to the subject's ``starling_strength``; the same rule for every rhythm."""
 
     def filling(rr):
         return 1.0 - np.exp(-np.maximum(rr - FILLING_DEAD_S, 0.0) / FILLING_TAU_S)
 
-    relative = filling(beats.rr_prev) / filling(60.0 / phys.resting_hr_bpm)
+    relative = np.minimum(filling(beats.rr_prev) / filling(60.0 / phys.resting_hr_bpm), 1.15)
+    relative = np.where(relative > 0, relative**phys.starling_strength, 0.0)
     contractility = np.where(beats.kinds == PVC, 0.75, 1.0)  # dyssynchronous contraction
     breathing = 1.0 + 0.08 * np.sin(2 * np.pi * phys.resp_rate_hz * beats.times)
-    return phys.perfusion * np.minimum(relative, 1.15) * contractility * breathing
+    jitter = np.exp(phys.beat_shape_jitter * beats.shape_noise[:, 1])
+    return phys.perfusion * relative * contractility * breathing * jitter
 
 
 def render_ppg(beats: BeatTrain, phys: Physiology, n0: int, n: int, fs: float) -> np.ndarray:
+    """Systolic, reflected (late-systolic) and diastolic waves per beat; the pulse's shape is the
+    subject's (``pulse_width``, ``reflected_ratio``, ``dicrotic_ratio``), whatever the rhythm."""
     amp = pulse_amplitude(beats, phys)
-    # a shorter cycle shortens ejection and run-off: the decaying parts of the pulse scale with RR
-    squeeze = np.clip(beats.rr_prev * phys.resting_hr_bpm / 60.0, 0.45, 1.3)
-    peak = phys.ptt_s + phys.pulse_rise_s
-    w = np.zeros((len(beats), 2, 4))
+    # a shorter cycle shortens ejection and run-off: the decaying parts of the pulse follow RR, as
+    # strongly as the subject's squeeze_strength says, under every rhythm alike
+    ratio = np.clip(beats.rr_prev * phys.resting_hr_bpm / 60.0, 0.45, 1.3)
+    squeeze = ratio**phys.squeeze_strength * np.exp(phys.beat_shape_jitter * beats.shape_noise[:, 0])
+    width = phys.pulse_width
+    rise = phys.pulse_rise_s * width
+    peak = phys.ptt_s + rise
+    w = np.zeros((len(beats), 3, 4))
     w[:, 0, 0] = peak
-    w[:, 0, 1] = phys.pulse_rise_s / 2.2
-    w[:, 0, 2] = (0.6 * phys.pulse_rise_s + 0.06) * squeeze
+    w[:, 0, 1] = rise / 2.2
+    w[:, 0, 2] = (0.6 * rise + 0.06 * width) * squeeze
     w[:, 0, 3] = amp
-    w[:, 1, 0] = peak + phys.dicrotic_delay_s * np.sqrt(squeeze)
-    w[:, 1, 1] = 0.05 * np.sqrt(squeeze)
-    w[:, 1, 2] = 0.11 * squeeze
-    w[:, 1, 3] = amp * phys.dicrotic_ratio
+    w[:, 1, 0] = peak + 0.12 * width * squeeze
+    w[:, 1, 1:3] = (0.05 * width * squeeze)[:, None]
+    w[:, 1, 3] = amp * phys.reflected_ratio
+    w[:, 2, 0] = peak + phys.dicrotic_delay_s * width * np.sqrt(squeeze)
+    w[:, 2, 1] = 0.05 * width * np.sqrt(squeeze)
+    w[:, 2, 2] = 0.11 * width * squeeze
+    w[:, 2, 3] = amp * phys.dicrotic_ratio
     return _place(beats.times, PPG_SUPPORT_S, n0, n, fs, w)

@@ -138,14 +138,14 @@ def test_unlabelled_windows_from_recordings():
     assert np.allclose(w.mean(axis=1), 0, atol=1e-4)
 
 
-def test_real_unlabelled_ppg_from_installed_heartpy_files():
-    from bridge_edge.models.pretrain import heartpy_ppg_recordings
+def test_real_unlabelled_ppg_from_installed_development_recordings():
+    from bridge_edge.signals.dev_recordings import available_dev_recordings
     from bridge_edge.signals.preprocess import PreprocessSpec
 
-    recs = heartpy_ppg_recordings()
+    recs = available_dev_recordings()
     if not recs:
-        pytest.skip("heartpy is not installed: no real example PPG on this machine")
-    assert all(16.0 < r.fs_ppg < 200.0 and np.isfinite(r.ppg).all() for r in recs)
+        pytest.skip("neither heartpy nor biosignalsnotebooks is installed: no real example PPG here")
+    assert all(16.0 < r.fs_ppg <= 1000.0 and np.isfinite(r.ppg).all() for r in recs)
     w = unlabelled_ppg_windows(recs, PreprocessSpec(), window_s=20.0, hop_s=10.0)
     assert w.shape[1] == 2500 and len(w) > 50
     assert np.allclose(w.std(axis=1), 1.0, atol=1e-3)
