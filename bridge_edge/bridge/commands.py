@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from bridge_edge.errors import ConfigError
+
 
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to train (default cpu)")
@@ -35,11 +37,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_device(p)
     p.set_defaults(handler=_train_bridge)
 
-    p = subparsers.add_parser("evaluate", help="metrics of a run directory or bundle on a dataset split")
+    p = subparsers.add_parser(
+        "evaluate", help="metrics of a run directory or bundle on a dataset split, or a bundle's rhythm suite"
+    )
     p.add_argument("path", help="fit run directory or bundle")
     p.add_argument(
+        "--suite",
+        choices=("rhythm",),
+        help="instead of --data: the rhythm-not-shape suite (known rhythms, real pulses, the development "
+        "real recordings) through the bundle on a runtime engine; no torch; exit 1 if a goal is missed",
+    )
+    p.add_argument("--engine", default="ort", help="--suite: runtime engine (default ort)")
+    p.add_argument(
+        "--precision", default="auto", help="--suite: model precision (default auto: int8 if present)"
+    )
+    p.add_argument("--quick", action="store_true", help="--suite: fewer simulated cases")
+    p.add_argument("--out", help="--suite: folder for rhythm_suite.json and rhythm_suite.png")
+    p.add_argument(
         "--data",
-        required=True,
         action="append",
         help="dataset directory (e.g. written by `bridge-edge simulate`); repeat to pool the split of "
         "several, e.g. a run's data/ and held_out_data/ for the test set its report scored",
@@ -113,6 +128,19 @@ def _train_bridge(args) -> int:
 
 
 def _evaluate(args) -> int:
+    if args.suite:
+        from bridge_edge.checks.report import run_rhythm_suite_command
+
+        return run_rhythm_suite_command(
+            args.path,
+            engine=args.engine,
+            precision=args.precision,
+            quick=args.quick,
+            out=args.out,
+            as_json=args.json,
+        )
+    if not args.data:
+        raise ConfigError("evaluate needs --data DIR (a dataset to score) or --suite rhythm", key="data")
     from bridge_edge.bridge.evaluate import evaluate_path
 
     result = evaluate_path(args.path, args.data, split=args.split, device=_check_device(args.device))

@@ -232,13 +232,15 @@ def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
         rec = simulate_subject(f"pre{i:04d}", d.minutes, subject_seed(d.seed, d.subjects + i))
         # half of them played faster or slower: the same rhythm at another rate (targets follow)
         speed = np.random.default_rng([d.seed, i, 9]).uniform(low, high) if i % 2 else 1.0
-        windows.append(recording_windows(
-            dataclasses.replace(rec, fs_ppg=rec.fs_ppg * speed),
-            window_s=2 * d.window_s,
-            hop_s=d.window_s,
-            fs_ecg=None,
-            ppg_spec=ppg_preprocess_spec(fs),
-        ).ppg)
+        windows.append(
+            recording_windows(
+                dataclasses.replace(rec, fs_ppg=rec.fs_ppg * speed),
+                window_s=2 * d.window_s,
+                hop_s=d.window_s,
+                fs_ecg=None,
+                ppg_spec=ppg_preprocess_spec(fs),
+            ).ppg
+        )
     return np.concatenate(windows)
 
 
@@ -260,7 +262,9 @@ def dev_recording_ppg(recipe: Recipe, fs: float) -> np.ndarray:
             value=True,
         )
     played = [dataclasses.replace(r, fs_ppg=r.fs_ppg * v) for r in recordings for v in DEV_RECORDING_SPEEDS]
-    return unlabelled_ppg_windows(played, ppg_preprocess_spec(fs), window_s=2 * recipe.data.window_s, hop_s=4.0)
+    return unlabelled_ppg_windows(
+        played, ppg_preprocess_spec(fs), window_s=2 * recipe.data.window_s, hop_s=4.0
+    )
 
 
 def stage_probe(run: Run) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F

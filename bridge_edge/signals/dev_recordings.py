@@ -59,7 +59,9 @@ def _heartpy(name: str) -> RealPPG:
         t_s, x = data[:, 0] / 1000.0, data[:, 1]
     else:  # data3.csv: datetime, value
         raw = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str)
-        t_s = (raw[:, 0].astype("datetime64[us]") - np.datetime64("1970-01-01", "us")).astype(np.float64) / 1e6
+        t_s = (raw[:, 0].astype("datetime64[us]") - np.datetime64("1970-01-01", "us")).astype(
+            np.float64
+        ) / 1e6
         x = raw[:, 1].astype(np.float64)
     return RealPPG(f"heartpy/{name}", x.astype(np.float64), _clock_rate(t_s))
 

@@ -26,7 +26,6 @@ from scipy import signal as sps
 
 from bridge_edge.errors import NonFiniteError, SampleRateError
 
-
 POLARITY_CHOICES = ("none", "skew_sign")
 
 

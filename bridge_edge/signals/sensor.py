@@ -59,7 +59,9 @@ def draw_front_end(rng: np.random.Generator) -> FrontEnd:
     )
 
 
-IDENTITY = FrontEnd(polarity=1, highpass_hz=None, lowpass_hz=1e9, resonance_q=0.707, adc_bits=32, headroom=1e9)
+IDENTITY = FrontEnd(
+    polarity=1, highpass_hz=None, lowpass_hz=1e9, resonance_q=0.707, adc_bits=32, headroom=1e9
+)
 
 
 class SensorChain:

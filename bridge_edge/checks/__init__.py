@@ -1,0 +1,1 @@
+"""Checks with known answers that guard every bundle (the rhythm-not-shape suite)."""

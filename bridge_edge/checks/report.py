@@ -1,0 +1,116 @@
+"""`bridge-edge evaluate BUNDLE --suite rhythm`: run the suite, print it, write JSON and a picture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bridge_edge.checks.rhythm_suite import VARIANTS, SuiteReport, run_suite
+
+SUITE_JSON, SUITE_PNG = "rhythm_suite.json", "rhythm_suite.png"
+
+
+def run_rhythm_suite_command(
+    bundle_name: str, *, engine: str, precision: str, quick: bool, out: str | None, as_json: bool
+) -> int:
+    from bridge_edge.export.bundle import load_bundle
+
+    report = run_suite(load_bundle(bundle_name), engine=engine, precision=precision, quick=quick)
+    data = report.as_dict()
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / SUITE_JSON).write_text(json.dumps(data, indent=1) + "\n")
+        plot_suite(report, folder / SUITE_PNG)
+    if as_json:
+        print(json.dumps(data, allow_nan=False))
+    else:
+        print(text_table(report))
+    return 0 if all(t["met"] is not False for t in data["targets"].values()) else 1
+
+
+def _pct(x: float | None) -> str:
+    return "  -  " if x is None else f"{100 * x:5.1f}"
+
+
+def text_table(report: SuiteReport) -> str:
+    lines = [f"rhythm-not-shape suite: bundle {report.bundle}, {report.engine} {report.precision}"]
+    lines.append("% of scored windows called AF     " + "  ".join(f"{v:>11}" for v in VARIANTS))
+    for group, rhythm in (
+        ("fixed_shape", "afib"),
+        ("fixed_shape", "sinus"),
+        ("resequenced", "afib"),
+        ("resequenced", "sinus"),
+        ("resequenced", "ectopic"),
+    ):
+        row = "  ".join(f"{_pct(report.share(group, rhythm, v)):>11}" for v in VARIANTS)
+        lines.append(f"{group + ' ' + rhythm:33} {row}")
+    lines.append("development recordings (healthy; any AF call is false): % called AF of scored hops")
+    for c in report.cases:
+        if c.group in ("dev_recordings", "probe"):
+            name = c.source if c.group == "dev_recordings" else f"{c.variant}: {c.source}"
+            lines.append(
+                f"  {name:58} {_pct(c.positive_share)}  ({c.called_positive}/{c.scored} scored, {c.gated} gated)"
+            )
+    lines.append(f"  {'pooled':58} {_pct(report.share('dev_recordings', 'sinus'))}")
+    for key, t in report.targets().items():
+        verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
+        lines.append(f"target {key}: {t['value']} (goal {t['goal']}) {verdict}")
+    return "\n".join(lines)
+
+
+def plot_suite(report: SuiteReport, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    rows = [
+        ("fixed_shape", "afib"),
+        ("fixed_shape", "sinus"),
+        ("resequenced", "afib"),
+        ("resequenced", "sinus"),
+        ("resequenced", "ectopic"),
+    ]
+    x = np.arange(len(rows))
+    for i, variant in enumerate(VARIANTS):
+        values = [report.share(g, r, variant) or 0.0 for g, r in rows]
+        left.bar(x + (i - 1.5) * 0.2, values, 0.2, label=variant)
+    left.set_xticks(x, [f"{g}\n{r}" for g, r in rows], fontsize=8)
+    left.set_ylabel("share of scored windows called AF")
+    left.axhline(0.9, color="k", lw=0.6, ls="--")
+    left.axhline(0.05, color="r", lw=0.6, ls="--")
+    left.set_ylim(0, 1)
+    left.legend(fontsize=8)
+    left.set_title(
+        "known rhythms: AF should be called on AF only (dashed: 0.90 recall, 0.05 false-AF goals)", fontsize=9
+    )
+    dev = [c for c in report.cases if c.group in ("dev_recordings", "probe")]
+    names = [
+        (
+            c.source.split("/")[-1]
+            if c.group == "dev_recordings"
+            else f"{c.variant} {c.source.split('/')[-1]}"
+        )[:34]
+        for c in dev
+    ]
+    right.barh(
+        np.arange(len(dev)),
+        [c.positive_share or 0.0 for c in dev],
+        color=["tab:blue" if c.group == "dev_recordings" else "tab:gray" for c in dev],
+    )
+    right.set_yticks(np.arange(len(dev)), names, fontsize=7)
+    right.invert_yaxis()
+    right.axvline(0.05, color="r", lw=0.6, ls="--")
+    right.set_xlim(0, 1)
+    right.set_xlabel("share of scored hops called AF (all healthy)")
+    right.set_title("real PPG (blue) and shortcut probes (grey)", fontsize=9)
+    fig.suptitle(
+        f"rhythm-not-shape suite: bundle {report.bundle} ({report.engine} {report.precision})", fontsize=10
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,363 @@
+"""The rhythm-not-shape suite: does a bundle read the heart rhythm, or the sensor's pulse shape?
+
+Every case is a signal whose rhythm is known by construction; each goes through the bundle's own
+preprocessing, window grid, warm-up and SQI gate exactly as ``bridge-edge run`` would (offline
+preprocessing equals the stream's), and through a runtime engine (ONNX Runtime by default; no
+torch). Cases (docs/method.md, "Real PPG"):
+
+- ``fixed_shape``: simulated AF and sinus with one fixed pulse shape and amplitude and an ideal
+  sensor: only beat timing tells them apart;
+- ``resequenced``: real pulses cut from each development recording (signals.resequence) and laid
+  at sinus intervals with respiratory arrhythmia, sinus with isolated premature beats, and AF;
+- each of those ``inverted`` and time-stretched ``x0.8`` / ``x1.25``;
+- ``dev_recordings``: the development recordings themselves (healthy people: any AF call is false);
+- probes of the shortcuts the 0.4.x model took: ``dev_at_95bpm`` (each recording played so its
+  rate is 95 bpm) and ``sinus_hf_boost`` (simulated sinus with its > 3 Hz content tripled).
+
+``run_suite`` returns a ``SuiteReport``: per case the windows scored, gated, and the share called
+the positive label; ``targets`` checks the goals of docs/method.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from bridge_edge.signals import resequence
+from bridge_edge.signals.dev_recordings import RealPPG, available_dev_recordings
+from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample, normalise_windows
+
+VARIANTS = {"as_recorded": 1.0, "inverted": -1.0, "x0.8": 0.8, "x1.25": 1.25}
+CASE_SECONDS = 90.0
+
+# Goals (docs/method.md): AF recall, and the largest share of non-AF windows called AF.
+GOALS = {
+    "fixed_shape_af_recall": 0.90,
+    "resequenced_af_recall": 0.90,
+    "resequenced_sinus_false_af": 0.05,
+    "resequenced_ectopic_false_af": 0.10,
+    "variant_tolerance": 0.05,
+    "dev_pooled_false_af": 0.03,
+    "dev_each_false_af": 0.05,
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    group: str  # fixed_shape | resequenced | dev_recordings | probe
+    rhythm: str  # sinus | ectopic | afib
+    variant: str
+    source: str
+    signal: np.ndarray = field(repr=False)
+    fs: float
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    group: str
+    rhythm: str
+    variant: str
+    source: str
+    windows: int
+    gated: int
+    called_positive: int
+    rr_af_called: int | None = None  # the pulse-timing baseline on the same windows, where available
+
+    @property
+    def scored(self) -> int:
+        return self.windows - self.gated
+
+    @property
+    def positive_share(self) -> float | None:
+        return self.called_positive / self.scored if self.scored else None
+
+
+@dataclass
+class SuiteReport:
+    bundle: str
+    engine: str
+    precision: str
+    cases: list[CaseResult]
+
+    def share(
+        self, group: str, rhythm: str, variant: str = "as_recorded", model: str = "bundle"
+    ) -> float | None:
+        """Pooled share of scored windows called AF over every case of (group, rhythm, variant)."""
+        rows = [c for c in self.cases if (c.group, c.rhythm, c.variant) == (group, rhythm, variant)]
+        if model == "rr_timing":
+            rows = [c for c in rows if c.rr_af_called is not None]
+        scored = sum(c.scored for c in rows)
+        called = sum((c.rr_af_called if model == "rr_timing" else c.called_positive) for c in rows)
+        return called / scored if scored else None
+
+    def summary(self) -> dict:
+        out: dict = {}
+        for group, rhythms in (
+            ("fixed_shape", ("afib", "sinus")),
+            ("resequenced", ("afib", "sinus", "ectopic")),
+        ):
+            for rhythm in rhythms:
+                for variant in VARIANTS:
+                    key = f"{group}/{rhythm}/{variant}"
+                    out[key] = {
+                        m: _round(self.share(group, rhythm, variant, m)) for m in ("bundle", "rr_timing")
+                    }
+        for group, rhythm in (("dev_recordings", "sinus"), ("probe", "sinus")):
+            for c in self.cases:
+                if (c.group, c.rhythm) == (group, rhythm):
+                    out[f"{group}/{c.variant}/{c.source}"] = {
+                        "bundle": _round(c.positive_share),
+                        "scored": c.scored,
+                        "windows": c.windows,
+                    }
+        out["dev_recordings/pooled"] = {
+            "bundle": _round(self.share("dev_recordings", "sinus", "as_recorded"))
+        }
+        return out
+
+    def targets(self) -> dict:
+        """Each goal: the measured value and whether it is met (None: not measurable here)."""
+
+        def worst_variant(
+            group: str, rhythm: str, higher_is_better: bool
+        ) -> tuple[float | None, float | None]:
+            base = self.share(group, rhythm)
+            others = [self.share(group, rhythm, v) for v in VARIANTS if v != "as_recorded"]
+            others = [o for o in others if o is not None]
+            if base is None or not others:
+                return base, None
+            return base, max(abs(o - base) for o in others)
+
+        rows = {}
+        for key, group, rhythm, goal, higher in (
+            ("fixed_shape_af_recall", "fixed_shape", "afib", GOALS["fixed_shape_af_recall"], True),
+            ("resequenced_af_recall", "resequenced", "afib", GOALS["resequenced_af_recall"], True),
+            (
+                "resequenced_sinus_false_af",
+                "resequenced",
+                "sinus",
+                GOALS["resequenced_sinus_false_af"],
+                False,
+            ),
+            (
+                "resequenced_ectopic_false_af",
+                "resequenced",
+                "ectopic",
+                GOALS["resequenced_ectopic_false_af"],
+                False,
+            ),
+        ):
+            value, spread = worst_variant(group, rhythm, higher)
+            met = None if value is None else (value >= goal if higher else value <= goal)
+            rows[key] = {"value": _round(value), "goal": goal, "met": met}
+            rows[key + "_variant_spread"] = {
+                "value": _round(spread),
+                "goal": GOALS["variant_tolerance"],
+                "met": None if spread is None else spread <= GOALS["variant_tolerance"],
+            }
+        pooled = self.share("dev_recordings", "sinus")
+        rows["dev_pooled_false_af"] = {
+            "value": _round(pooled),
+            "goal": GOALS["dev_pooled_false_af"],
+            "met": None if pooled is None else pooled <= GOALS["dev_pooled_false_af"],
+        }
+        each = [
+            c.positive_share
+            for c in self.cases
+            if c.group == "dev_recordings" and c.positive_share is not None
+        ]
+        rows["dev_each_false_af"] = {
+            "value": _round(max(each) if each else None),
+            "goal": GOALS["dev_each_false_af"],
+            "met": None if not each else max(each) <= GOALS["dev_each_false_af"],
+        }
+        return rows
+
+    def as_dict(self) -> dict:
+        return {
+            "suite": "rhythm",
+            "bundle": self.bundle,
+            "engine": self.engine,
+            "precision": self.precision,
+            "summary": self.summary(),
+            "targets": self.targets(),
+            "cases": [asdict(c) | {"positive_share": _round(c.positive_share)} for c in self.cases],
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
+# --- cases ---------------------------------------------------------------------------------
+
+
+def fixed_shape_cases(seeds: range = range(8), fs: float = 125.0) -> list[Case]:
+    """Simulated AF and sinus with one fixed pulse shape and amplitude, ideal sensor, no motion."""
+    from bridge_edge.signals.simulator import PatientSimulator
+
+    cases = []
+    for seed in seeds:
+        for rhythm, episode in (("afib", "afib"), ("sinus", "sinus")):
+            sim = PatientSimulator(1000 + seed, fs_ppg=fs, script=[(episode, CASE_SECONDS)], sensor=False)
+            sim.physiology = dataclasses.replace(  # motion_noise defaults to 0: a still subject
+                sim.physiology, squeeze_strength=0.0, starling_strength=0.0, beat_shape_jitter=0.0
+            )
+            rec = sim.generate(CASE_SECONDS)
+            cases.append(Case("fixed_shape", rhythm, "as_recorded", f"sim{1000 + seed}", rec.ppg, fs))
+    return cases
+
+
+def resequenced_cases(recordings: list[RealPPG], seed: int = 0) -> list[Case]:
+    """Each recording's own pulses at sinus, sinus + ectopic and AF intervals."""
+    cases = []
+    for k, rec in enumerate(recordings):
+        try:
+            cycles = resequence.cut_cycles(rec.ppg, rec.fs_ppg)
+        except Exception:  # a recording without clean pulses cannot be re-sequenced
+            continue
+        if len(cycles) < 8:
+            continue
+        rng = np.random.default_rng([seed, k])
+        for rhythm, make, hr in (
+            ("sinus", resequence.sinus_intervals, rng.uniform(55, 100)),
+            ("ectopic", resequence.ectopic_intervals, rng.uniform(55, 100)),
+            ("afib", resequence.af_intervals, rng.uniform(60, 130)),
+        ):
+            x = resequence.place_cycles(cycles, make(CASE_SECONDS, 60.0 / hr, rng), rec.fs_ppg)
+            cases.append(Case("resequenced", rhythm, "as_recorded", rec.source, x, rec.fs_ppg))
+    return cases
+
+
+def with_variants(cases: list[Case]) -> list[Case]:
+    """Each case also inverted, and played at 0.8x and 1.25x its speed."""
+    out = list(cases)
+    for c in cases:
+        for name, v in VARIANTS.items():
+            if name == "as_recorded":
+                continue
+            if v < 0:
+                out.append(dataclasses.replace(c, variant=name, signal=-c.signal))
+            else:
+                out.append(dataclasses.replace(c, variant=name, fs=c.fs * v))
+    return out
+
+
+def dev_recording_cases(recordings: list[RealPPG]) -> list[Case]:
+    cases = [Case("dev_recordings", "sinus", "as_recorded", r.source, r.ppg, r.fs_ppg) for r in recordings]
+    for r in recordings:  # the heart-rate shortcut probe: every recording at 95 bpm
+        hr = _median_rate_bpm(r)
+        if hr is not None:
+            cases.append(Case("probe", "sinus", "dev_at_95bpm", r.source, r.ppg, r.fs_ppg * 95.0 / hr))
+    return cases
+
+
+def hf_boost_cases(seeds: range = range(4), fs: float = 125.0) -> list[Case]:
+    """Simulated sinus with its > 3 Hz content tripled (the sensor-brightness shortcut probe)."""
+    from bridge_edge.signals.simulator import PatientSimulator
+
+    cases = []
+    for seed in seeds:
+        x = (
+            PatientSimulator(2000 + seed, fs_ppg=fs, script=[("sinus", CASE_SECONDS)], sensor=False)
+            .generate(CASE_SECONDS)
+            .ppg
+        )
+        spectrum = np.fft.rfft(x)
+        spectrum[np.fft.rfftfreq(len(x), 1 / fs) > 3.0] *= 3.0
+        cases.append(
+            Case("probe", "sinus", "sinus_hf_boost", f"sim{2000 + seed}", np.fft.irfft(spectrum, len(x)), fs)
+        )
+    return cases
+
+
+def _median_rate_bpm(rec: RealPPG) -> float | None:
+    try:
+        cycles = resequence.cut_cycles(rec.ppg, rec.fs_ppg)
+    except Exception:
+        return None
+    return 60.0 * rec.fs_ppg / float(np.median([len(c) for c in cycles])) if len(cycles) >= 4 else None
+
+
+def all_cases(recordings: list[RealPPG] | None = None, quick: bool = False) -> list[Case]:
+    recordings = available_dev_recordings() if recordings is None else recordings
+    seeds = range(3) if quick else range(8)
+    cases = with_variants(fixed_shape_cases(seeds) + resequenced_cases(recordings))
+    return cases + dev_recording_cases(recordings) + hf_boost_cases(range(2) if quick else range(4))
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+
+def case_windows(
+    case: Case, spec: PreprocessSpec, window_s: float, hop_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(band-passed windows, SQI-gated mask) of a case, cut as the runtime cuts them: the model-rate
+    signal from ``filter_and_resample``, windows on the hop grid, warm-up windows dropped."""
+    from bridge_edge.runtime.stream_dsp import warmup_seconds
+    from bridge_edge.signals.beats import detect_beats
+    from bridge_edge.signals.quality import LOW_SQI, window_sqi
+
+    y = filter_and_resample(case.signal, case.fs, spec)
+    width, hop = round(window_s * spec.fs_out), round(hop_s * spec.fs_out)
+    first = int(np.ceil(warmup_seconds(spec, case.fs) * spec.fs_out / hop)) * hop
+    starts = np.arange(first, len(y) - width + 1, hop)
+    raw = np.stack([y[s : s + width] for s in starts]) if len(starts) else np.zeros((0, width))
+    beats = [detect_beats(w, spec.fs_out, "ppg") for w in raw]
+    sqi = window_sqi(raw, spec.fs_out, "ppg", beats=beats) if len(raw) else np.zeros(0)
+    return raw, sqi < LOW_SQI
+
+
+def run_suite(
+    bundle, engine: str = "ort", precision: str = "auto", quick: bool = False, cases=None
+) -> SuiteReport:
+    """Score every case through ``bundle`` (a loaded bundle) on a runtime engine."""
+    from bridge_edge.runtime.engines import select_engine
+    from bridge_edge.runtime.stream import ModelInput
+
+    model = ModelInput.from_manifest(bundle.manifest)
+    choice = select_engine(engine, bundle, precision=precision)
+    positive = model.labels.index(model.positive_label)
+    rr_scores = _rr_timing()
+    results = []
+    for case in all_cases(quick=quick) if cases is None else cases:
+        raw, gated = case_windows(
+            case, model.preprocess, model.window_len / model.fs, model.hop_len / model.fs
+        )
+        keep = raw[~gated]
+        called = rr_called = 0
+        if len(keep):
+            probs = choice.engine.infer(normalise_windows(keep, model.preprocess))
+            called = int((probs.argmax(axis=1) == positive).sum())
+            if rr_scores is not None:
+                rr_called = int(rr_scores(keep, model.fs).sum())
+        results.append(
+            CaseResult(
+                case.group,
+                case.rhythm,
+                case.variant,
+                case.source,
+                len(raw),
+                int(gated.sum()),
+                called,
+                None if rr_scores is None else rr_called,
+            )
+        )
+    engine_obj = choice.engine
+    return SuiteReport(
+        f"{bundle.name} {bundle.version}",
+        getattr(engine_obj, "name", engine),
+        getattr(engine_obj, "precision", precision),
+        results,
+    )
+
+
+def _rr_timing():
+    """The pulse-timing AF call per window (bridge_edge.signals.rr_timing), where that module exists."""
+    try:
+        from bridge_edge.signals import rr_timing
+    except ImportError:
+        return None
+    return lambda windows, fs: rr_timing.rr_af_calls(windows, fs)
