@@ -21,3 +21,6 @@ fi
 
 mkdir -p /run/sshd 2>/dev/null || true  # sshd refuses to start without its privilege-separation dir
 python3 -m pip install -q -c constraints/x86-cpu.txt -e ".[train,device,hubert,dev]"
+# Development real PPG recordings (signals.dev_recordings) ship as data files of biosignalsnotebooks;
+# only its files are read, so it is installed without its (heavy, notebook-only) dependencies.
+python3 -m pip install -q --no-deps "biosignalsnotebooks==0.6.14"

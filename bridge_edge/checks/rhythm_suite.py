@@ -318,21 +318,37 @@ def run_suite(
     from bridge_edge.runtime.stream import ModelInput
 
     model = ModelInput.from_manifest(bundle.manifest)
-    choice = select_engine(engine, bundle, precision=precision)
+    chosen = select_engine(engine, bundle, precision=precision).engine
     positive = model.labels.index(model.positive_label)
-    rr_scores = _rr_timing()
+
+    def calls_af(windows: np.ndarray) -> np.ndarray:
+        return chosen.infer(normalise_windows(windows, model.preprocess)).argmax(axis=1) == positive
+
+    results = score_cases(
+        all_cases(quick=quick) if cases is None else cases,
+        calls_af,
+        model.preprocess,
+        window_s=model.window_len / model.fs,
+        hop_s=model.hop_len / model.fs,
+    )
+    name = getattr(chosen, "name", engine)
+    return SuiteReport(
+        f"{bundle.name} {bundle.version}", name, getattr(chosen, "precision", precision), results
+    )
+
+
+def score_cases(cases, calls_af, spec: PreprocessSpec, *, window_s: float, hop_s: float) -> list[CaseResult]:
+    """``calls_af(band-passed windows) -> bool per window`` on every case's scored windows, with the
+    pulse-timing baseline beside it where bridge_edge.signals.rr_timing exists."""
+    rr_calls = _rr_timing()
     results = []
-    for case in all_cases(quick=quick) if cases is None else cases:
-        raw, gated = case_windows(
-            case, model.preprocess, model.window_len / model.fs, model.hop_len / model.fs
-        )
+    for case in cases:
+        raw, gated = case_windows(case, spec, window_s, hop_s)
         keep = raw[~gated]
-        called = rr_called = 0
-        if len(keep):
-            probs = choice.engine.infer(normalise_windows(keep, model.preprocess))
-            called = int((probs.argmax(axis=1) == positive).sum())
-            if rr_scores is not None:
-                rr_called = int(rr_scores(keep, model.fs).sum())
+        called = int(np.sum(calls_af(keep))) if len(keep) else 0
+        rr_called = None
+        if rr_calls is not None:
+            rr_called = int(np.sum(rr_calls(keep, spec.fs_out))) if len(keep) else 0
         results.append(
             CaseResult(
                 case.group,
@@ -342,16 +358,10 @@ def run_suite(
                 len(raw),
                 int(gated.sum()),
                 called,
-                None if rr_scores is None else rr_called,
+                rr_called,
             )
         )
-    engine_obj = choice.engine
-    return SuiteReport(
-        f"{bundle.name} {bundle.version}",
-        getattr(engine_obj, "name", engine),
-        getattr(engine_obj, "precision", precision),
-        results,
-    )
+    return results
 
 
 def _rr_timing():
