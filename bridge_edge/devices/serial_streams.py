@@ -13,9 +13,8 @@ import logging
 import numpy as np
 
 from bridge_edge.devices.base import Chunk, SourceStats
-from bridge_edge.devices.frame import FMT_FLOAT32, FrameDecoder
+from bridge_edge.devices.frame import FMT_FLOAT32, Frame, FrameDecoder
 from bridge_edge.devices.serial_formats import parse_ad8232, parse_csv, parse_sparkfun, split_lines
-from bridge_edge.errors import FrameError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +22,7 @@ U32 = 1 << 32
 
 
 class FrameStream:
-    """DESIGN §6 frames -> chunks; one chunk per frame so every chunk keeps its device seq."""
+    """Binary frames (docs/sources.md) -> chunks; one chunk per frame so every chunk keeps its device seq."""
 
     def __init__(self, fs: float, channels: int, scale: np.ndarray, stats: SourceStats):
         self.fs = fs
@@ -33,20 +32,21 @@ class FrameStream:
         self.decoder = FrameDecoder()
         self._prev: tuple[int, int, int] | None = None  # (seq, unwrapped t_us, n) of the last frame
         self._wraps = 0
+        self._warned_channels = False
 
     def feed(self, data: bytes, t_host_ns: int) -> list[Chunk]:
         corrupt_before = self.decoder.counts.corrupt_frames
         frames = self.decoder.feed(data)
         self._count_corrupt(corrupt_before)
+        return self._chunks(frames, t_host_ns)
+
+    def _chunks(self, frames: list[Frame], t_host_ns: int) -> list[Chunk]:
         chunks = []
         for frame in frames:  # one iteration per frame, never per sample
             n, channels = frame.samples.shape
             if channels != self.channels:
-                raise FrameError(
-                    f"frame seq {frame.seq} has {channels} channels but the URL declares {self.channels}",
-                    reason="channel_count",
-                    data=None,
-                )
+                self._skip_foreign(frame.seq, n, channels)
+                continue
             t_us = self._unwrap(frame.t_device_us)
             gap = self._gap(frame.seq, t_us, n)
             self._prev = (frame.seq, t_us, n)
@@ -54,6 +54,20 @@ class FrameStream:
             t_device = t_us * 1000 + np.round(np.arange(n) * (1e9 / self.fs)).astype(np.int64)
             chunks.append(Chunk(np.asarray(values, np.float32), t_host_ns, t_device, frame.seq, gap))
         return chunks
+
+    def _skip_foreign(self, seq: int, n: int, channels: int) -> None:
+        """A CRC-valid frame of another shape: skipped and counted. It does not become the
+        previous frame, so the next good frame's seq and device time count its samples as a gap."""
+        self.stats.corrupt_frames += 1
+        self.stats.event(
+            "corrupt_frames",
+            count=1,
+            samples=n,
+            reason=f"frame seq {seq} has {channels} channels but the URL declares {self.channels}",
+        )
+        if not self._warned_channels:
+            log.warning("serial frame seq %d has %d channels, not %d: skipped", seq, channels, self.channels)
+            self._warned_channels = True
 
     def on_disconnect(self) -> None:
         before = self.decoder.counts.corrupt_frames
