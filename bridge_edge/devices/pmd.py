@@ -306,7 +306,9 @@ def parse_frame(
     header = parse_header(data)
     if header.timestamp_ns >= MAX_TIMESTAMP_NS:  # the header keeps the u64; sample times are int64
         raise _reject(
-            "timestamp_out_of_range", f"timestamp {header.timestamp_ns} ns is not below 2^62 (year 2146)", data
+            "timestamp_out_of_range",
+            f"timestamp {header.timestamp_ns} ns is not below 2^62 (year 2146)",
+            data,
         )
     kind = measurement or header.measurement
     if kind not in _DECODERS:

@@ -14,7 +14,14 @@ import numpy as np
 
 from bridge_edge.devices.base import Chunk, SourceStats
 from bridge_edge.devices.frame import FMT_FLOAT32, Frame, FrameDecoder
-from bridge_edge.devices.serial_formats import parse_ad8232, parse_csv, parse_sparkfun, split_lines
+from bridge_edge.devices.serial_formats import (
+    MAX_LINE_BYTES,
+    cut_long_lines,
+    parse_ad8232,
+    parse_csv,
+    parse_sparkfun,
+    split_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +123,12 @@ class TextStream:
         self._carry_gap = 0  # lead-off markers or outage not yet attached to a chunk
         self._last_host_ns: int | None = None
         self._outage = False
+        self._dropping = False  # inside an over-long line: drop bytes up to its newline
+        self._cut_lines = self._cut_bytes = 0  # cut so far, counted when the cut line ends
+        self._line_bytes = self._lines = 0  # kept lines so far, for the length of a typical line
 
     def feed(self, data: bytes, t_host_ns: int) -> list[Chunk]:
-        block, self._rest = split_lines(self._rest + data)
+        block = self._bounded(data)
         if not block:
             return []
         parsed = self._parse(block)
@@ -143,7 +153,51 @@ class TextStream:
             self._last_host_ns = t_host_ns
         return chunks
 
+    def _bounded(self, data: bytes) -> bytes:
+        """Complete lines of at most MAX_LINE_BYTES; longer lines (finished or not) are cut, so
+        the buffer never grows past one line. Cut lines and bytes are counted once the cut line
+        ends; the samples they held are estimated from the typical line length so far and
+        become the next chunk's gap."""
+        data = self._rest + data
+        if self._dropping:
+            newline = data.find(b"\n")
+            self._cut_bytes += len(data) if newline < 0 else newline + 1
+            data = b"" if newline < 0 else data[newline + 1 :]
+            self._dropping = newline < 0
+        block, self._rest = split_lines(data)
+        cut = cut_long_lines(block)
+        self._line_bytes += len(cut.block)
+        self._lines += cut.block.count(b"\n")
+        self._cut_lines += cut.lines
+        self._cut_bytes += cut.bytes
+        if len(self._rest) > MAX_LINE_BYTES:
+            self._cut_lines += 1
+            self._cut_bytes += len(self._rest)
+            self._rest, self._dropping = b"", True
+        if not self._dropping:
+            self._count_cut()
+        return cut.block
+
+    def _count_cut(self) -> None:
+        if not self._cut_bytes:
+            return
+        typical = self._line_bytes / self._lines if self._lines else MAX_LINE_BYTES
+        lost = max(self._cut_lines, round(self._cut_bytes / typical))
+        self._carry_gap += lost
+        self.stats.skipped_lines += self._cut_lines
+        self.stats.corrupt_frames += self._cut_lines
+        self.stats.event(
+            "corrupt_frames",
+            count=self._cut_lines,
+            bytes=self._cut_bytes,
+            samples_lost_estimate=lost,
+            reason=f"line longer than {MAX_LINE_BYTES} bytes cut",
+        )
+        self._cut_lines = self._cut_bytes = 0
+
     def on_disconnect(self) -> None:
+        self._dropping = False
+        self._count_cut()
         if self._rest:
             self.stats.corrupt_frames += 1
             self.stats.event("corrupt_frames", count=1, reason="partial line at disconnect")

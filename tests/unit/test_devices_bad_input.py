@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bridge_edge.devices import frame, pmd
 from bridge_edge.devices.base import SourceStats
-from bridge_edge.devices.serial_streams import FrameStream, TextStream
+from bridge_edge.devices.serial_formats import (
+    MAX_LINE_BYTES,
+    cut_long_lines,
+    parse_csv,
+)
+from bridge_edge.devices.serial_streams import TextStream
 from bridge_edge.errors import FrameError
 
 
@@ -74,3 +82,64 @@ def test_unplug_behind_a_fake_header_recovers_the_good_frames_and_counts_the_res
     assert [f.seq for f in got] == [1, 2, 3, 4, 5]
     assert decoder.counts.corrupt_frames == 2  # the fake header; the cut frame
     assert decoder.counts.discarded_bytes == len(FAKE_HEADER) + len(tail)
+
+
+# -- text formats: long lines ----------------------------------------------------------------------
+
+PATHOLOGICAL = {  # lines that made a backtracking pattern explore every split of a digit run
+    "csv": (b"1" * 300 + b",") * 3 + b"\n",
+    "sparkfun": b"red=" + b"1" * 600 + b", ir=" + b"2" * 600 + b" x\n",
+    "ad8232": b" " * 500 + b"1" * 500 + b" !\n",
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(PATHOLOGICAL))
+def test_a_pathological_line_is_rejected_in_one_pass(fmt):
+    # A hang guard, not a timing: the old csv pattern needs hours on this line, the new one a few ms.
+    call = {"csv": "parse_csv(line, 3)", "sparkfun": "parse_sparkfun(line)", "ad8232": "parse_ad8232(line)"}
+    code = (
+        "from bridge_edge.devices.serial_formats import *\n"
+        f"line = {PATHOLOGICAL[fmt]!r} * 20\n"
+        f"parsed = {call[fmt]}\n"
+        "assert len(parsed.samples) == 0 and parsed.skipped == 20, parsed\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=Path(__file__).parents[2])
+
+
+def test_csv_issue_repro_parses_to_one_skipped_line():
+    parsed = parse_csv((b"1" * 80 + b",") * 3 + b"\n", 3)
+    assert parsed.skipped == 1 and len(parsed.samples) == 0
+
+
+def test_cut_long_lines_drops_only_the_long_ones():
+    cut = cut_long_lines(b"12\n" + b"x" * 2000 + b"\n34\n" + b"y" * 1025 + b"\n" + b"z" * 1024 + b"\n")
+    assert cut.block == b"12\n34\n" + b"z" * 1024 + b"\n"
+    assert cut.lines == 2 and cut.bytes == 2001 + 1026
+
+
+@pytest.mark.parametrize("fmt, good", [("csv", b"%d,%d\n"), ("sparkfun", b"red=%d, ir=%d\n")])
+def test_a_line_without_newline_is_bounded_cut_and_its_samples_counted_as_a_gap(fmt, good):
+    stats = SourceStats()
+    stream = TextStream(fmt, 100.0, ("red", "ir") if fmt == "sparkfun" else ("a", "b"), stats)
+    lines = b"".join(good % (i, i) for i in range(10, 20))  # 6-7 bytes a line
+    assert len(stream.feed(lines, 1)[0].samples) == 10
+    flood = b"1234567," * 400  # 3,200 bytes without a newline: lost lines, or line noise
+    for i in range(0, len(flood), 100):
+        assert stream.feed(flood[i : i + 100], 2) == []
+        assert len(stream._rest) <= MAX_LINE_BYTES  # the buffer never holds more than one line
+    (after,) = stream.feed(b"\n" + lines, 3)
+    assert len(after.samples) == 10
+    typical = len(lines) / 10
+    assert after.gap_before == round((len(flood) + 1) / typical)  # cut bytes / typical line length
+    (event,) = [e for e in stats.events if e["kind"] == "corrupt_frames"]
+    assert event["count"] == 1 and event["bytes"] == len(flood) + 1
+    assert stats.skipped_lines == 1 and stats.corrupt_frames == 1
+
+
+def test_a_complete_over_long_line_inside_a_block_is_cut_and_counted():
+    stats = SourceStats()
+    stream = TextStream("ad8232", 250.0, ("ecg",), stats)
+    chunks = stream.feed(b"1\n2\n" + b"5" * 2000 + b"\n3\n", 1)
+    assert [c.samples.ravel().tolist() for c in chunks] == [[1.0, 2.0, 3.0]]
+    assert stats.skipped_lines == 1
+    assert [e["samples_lost_estimate"] for e in stats.events if e["kind"] == "corrupt_frames"] == [1000]
