@@ -74,6 +74,20 @@ def decode_payload(payload: bytes, n: int, channels: int, fmt: int) -> np.ndarra
     return values.reshape(n, channels)
 
 
+def _candidates(buf: np.ndarray) -> np.ndarray:
+    """Offsets of the magic whose header could be valid (vectorised: version, n, channels, fmt),
+    or is not complete yet; the rest can only be rejected, so they are never looked at one by one."""
+    starts = np.flatnonzero((buf[:-1] == 0xA5) & (buf[1:] == 0x5A))
+    head = starts[starts + PREFIX_LEN <= len(buf)]
+    plausible = (
+        (buf[head + 2] == VERSION)
+        & (buf[head + 9] != 0)
+        & (buf[head + 10] != 0)
+        & np.isin(buf[head + 11], list(SAMPLE_BYTES))
+    )
+    return np.concatenate([head[plausible], starts[starts + PREFIX_LEN > len(buf)]])
+
+
 @dataclass
 class DecoderCounts:
     frames: int = 0
@@ -115,7 +129,7 @@ class FrameDecoder:
         arrived may be a fake one: a good frame behind it proves it corrupt, so the scan resyncs
         at the next magic behind the stalled header). Each candidate is checked once."""
         buf = np.frombuffer(bytes(self._buf), np.uint8)
-        starts = np.flatnonzero((buf[:-1] == 0xA5) & (buf[1:] == 0x5A))
+        starts = _candidates(buf)
         checks = [self._check(buf, int(start)) for start in starts]  # one check per candidate
         ok = np.array([status == "ok" for status, _ in checks] + [False])
         ok_later = np.flip(np.cumsum(np.flip(ok)) > 0)  # ok_later[i]: a good frame at i or after
