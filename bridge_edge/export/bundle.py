@@ -160,7 +160,7 @@ def verification_problems(
 
     Manifest rules and unlisted files first (bundle_checks.py), then size and sha256 of every
     listed file, each model's ONNX I/O, and, when all of that holds, the golden self-test for
-    ``selftest`` ("all" precisions, a list of them, or None)."""
+    ``selftest`` ("all", "auto", a precision, a list of them, or None)."""
     problems = manifest_problems(manifest) + directory_problems(bundle_dir, manifest)
     outside = {p.split(":", 1)[0] for p in problems if "leads outside" in p}
     for name, digest in manifest.files.items():
@@ -189,15 +189,20 @@ def verification_problems(
             problems += _io_problems(name, manifest.onnx.inputs, inputs, "inputs")
             problems += _io_problems(name, manifest.onnx.outputs, outputs, "outputs")
     if selftest and not problems:
-        chosen = (
-            list(manifest.precisions)
-            if selftest == "all"
-            else [selftest]
-            if isinstance(selftest, str)
-            else selftest
-        )
-        problems += golden_problems(bundle_dir, manifest, [p for p in chosen if p in manifest.precisions])
+        problems += golden_problems(bundle_dir, manifest, _selftest_precisions(manifest, selftest))
     return problems
+
+
+def _selftest_precisions(manifest: Manifest, selftest: str | list[str]) -> list[str]:
+    """ "all", a list, or one precision; "auto" is the one ``run --precision auto`` takes."""
+    if selftest == "all":
+        return list(manifest.precisions)
+    if selftest == "auto":
+        from bridge_edge.runtime.engines import resolve_precision
+
+        return [resolve_precision("auto", list(manifest.precisions))]
+    chosen = [selftest] if isinstance(selftest, str) else list(selftest)
+    return [p for p in chosen if p in manifest.precisions]
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -221,10 +226,13 @@ def resolve_bundle_path(path_or_name: str | os.PathLike) -> Path:
 
 
 def load_bundle(
-    path_or_name: str | os.PathLike = "default", verify: bool = True, selftest: str | list[str] | None = "all"
+    path_or_name: str | os.PathLike = "default",
+    verify: bool = True,
+    selftest: str | list[str] | None = "auto",
 ) -> Bundle:
     """Open a bundle; with ``verify`` every rule, hash and ONNX I/O is checked first, then the
-    golden self-test runs for ``selftest`` ("all" precisions, one, a list, or None).
+    golden self-test runs for ``selftest``: "auto" (the precision ``run`` picks by default), a
+    precision or a list of them, "all", or None.
 
     Raises BundleVerificationError naming the first bad file (all problems in ``.problems``).
     """
