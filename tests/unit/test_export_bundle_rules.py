@@ -191,3 +191,18 @@ def test_a_corrupt_tar_gz_is_one_bundle_error(tmp_path):
     cut.write_bytes(good.read_bytes()[:-200])
     with pytest.raises(BundleError, match="cannot extract the bundle tar"):
         extract_tar(cut, tmp_path / "cache")
+
+
+def test_inspect_shows_the_positive_label_auroc_named_as_such(bundle_dir, capsys):
+    from bridge_edge.cli import main
+
+    def metrics(raw):
+        raw["metrics"]["fp32"].update(auroc=0.5, auroc_positive=0.746)
+
+    edit_manifest(bundle_dir, metrics)
+    assert main(["inspect", str(bundle_dir)]) == 0
+    header, row = capsys.readouterr().out.splitlines()[-3:-1]
+    assert "afib AUROC" in header and "macro AUROC" in header
+    cells = dict(zip(["precision", "size", "f1", "pos", "macro"], row.split()))
+    assert cells["pos"] == "0.7460" and cells["macro"] == "0.5000"
+    assert header.index("afib AUROC") < header.index("macro AUROC")
