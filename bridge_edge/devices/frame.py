@@ -1,4 +1,4 @@
-"""The project's binary serial frame (DESIGN §6): encoder, CRC and a resyncing stream decoder.
+"""The project's binary serial frame (docs/sources.md): encoder, CRC and a resyncing stream decoder.
 
     0xA5 0x5A | version u8 = 1 | seq u16 LE | t_device_us u32 LE | n u8 | channels u8 |
     fmt u8 (1 = int16, 2 = int24, 3 = float32) | payload n × channels samples LE |
@@ -74,6 +74,20 @@ def decode_payload(payload: bytes, n: int, channels: int, fmt: int) -> np.ndarra
     return values.reshape(n, channels)
 
 
+def _candidates(buf: np.ndarray) -> np.ndarray:
+    """Offsets of the magic whose header could be valid (vectorised: version, n, channels, fmt),
+    or is not complete yet; the rest can only be rejected, so they are never looked at one by one."""
+    starts = np.flatnonzero((buf[:-1] == 0xA5) & (buf[1:] == 0x5A))
+    head = starts[starts + PREFIX_LEN <= len(buf)]
+    plausible = (
+        (buf[head + 2] == VERSION)
+        & (buf[head + 9] != 0)
+        & (buf[head + 10] != 0)
+        & np.isin(buf[head + 11], list(SAMPLE_BYTES))
+    )
+    return np.concatenate([head[plausible], starts[starts + PREFIX_LEN > len(buf)]])
+
+
 @dataclass
 class DecoderCounts:
     frames: int = 0
@@ -96,39 +110,11 @@ class FrameDecoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
-        buf = np.frombuffer(bytes(self._buf), np.uint8)
-        starts = np.flatnonzero((buf[:-1] == 0xA5) & (buf[1:] == 0x5A))
-        frames: list[Frame] = []
-        pos = 0  # everything before pos is consumed (accepted or rejected)
-        i = 0
-        while i < len(starts):
-            start = int(starts[i])
-            if start < pos:
-                i += 1
-                continue
-            status, end = self._check(buf, start)
-            if status == "incomplete" and not self._later_frame_exists(buf, starts[i + 1 :], start):
-                break  # wait for more bytes
-            if status == "ok":
-                self._reject(start - pos)
-                self._close_region(end - start)
-                frames.append(self._decode(buf, start, end))
-                pos = end
-            i += 1
-        else:
-            # no candidate is pending: keep only a possible half magic at the very end
-            keep_from = len(buf) - 1 if len(buf) and buf[-1] == 0xA5 else len(buf)
-            self._reject(max(keep_from, pos) - pos)
-            pos = max(keep_from, pos)
-        if i < len(starts):  # stopped at an incomplete candidate
-            self._reject(int(starts[i]) - pos)
-            pos = int(starts[i])
-        del self._buf[:pos]
-        self.counts.frames += len(frames)
-        return frames
+        return self._scan()
 
     def flush(self) -> None:
-        """End of stream (or unplug): whatever is buffered is a lost, partial frame."""
+        """End of stream (or unplug): whatever is buffered is a lost, partial frame. (No good
+        frame can be buffered here: ``feed`` accepts every one as soon as it is complete.)"""
         self._reject(len(self._buf))
         self._buf.clear()
         if self._rejected:
@@ -136,6 +122,38 @@ class FrameDecoder:
             self._rejected = 0
 
     # -- internals -------------------------------------------------------------------------
+
+    def _scan(self) -> list[Frame]:
+        """Accept every good frame in the buffer; stop at an incomplete candidate only while no
+        good frame follows it anywhere in the buffer (a header whose claimed length has not
+        arrived may be a fake one: a good frame behind it proves it corrupt, so the scan resyncs
+        at the next magic behind the stalled header). Each candidate is checked once."""
+        buf = np.frombuffer(bytes(self._buf), np.uint8)
+        starts = _candidates(buf)
+        checks = [self._check(buf, int(start)) for start in starts]  # one check per candidate
+        ok = np.array([status == "ok" for status, _ in checks] + [False])
+        ok_later = np.flip(np.cumsum(np.flip(ok)) > 0)  # ok_later[i]: a good frame at i or after
+        frames: list[Frame] = []
+        pos = 0  # everything before pos is consumed (accepted or rejected)
+        keep_from = None
+        for i, start in enumerate(starts.tolist()):
+            status, end = checks[i]
+            if start < pos:
+                continue
+            if status == "incomplete" and not ok_later[i + 1]:
+                keep_from = start  # wait for more bytes
+                break
+            if status == "ok":
+                self._reject(start - pos)
+                self._close_region(end - start)
+                frames.append(self._decode(buf, start, end))
+                pos = end
+        if keep_from is None:  # no candidate is pending: keep only a possible half magic at the end
+            keep_from = max(len(buf) - 1 if len(buf) and buf[-1] == 0xA5 else len(buf), pos)
+        self._reject(keep_from - pos)
+        del self._buf[:keep_from]
+        self.counts.frames += len(frames)
+        return frames
 
     @staticmethod
     def _check(buf: np.ndarray, start: int) -> tuple[str, int]:
@@ -153,10 +171,6 @@ class FrameDecoder:
         body = buf[start + 2 : end - CRC_LEN].tobytes()
         (crc,) = struct.unpack_from("<H", buf, end - CRC_LEN)
         return ("ok" if crc == crc16_ccitt_false(body) else "bad"), end
-
-    def _later_frame_exists(self, buf: np.ndarray, later: np.ndarray, start: int) -> bool:
-        # A complete good frame after an incomplete candidate proves the candidate corrupt.
-        return any(self._check(buf, int(q))[0] == "ok" for q in later[:8] if q > start)
 
     @staticmethod
     def _decode(buf: np.ndarray, start: int, end: int) -> Frame:

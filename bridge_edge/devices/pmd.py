@@ -1,6 +1,6 @@
 """Polar Measurement Data (PMD) frame decoding, pure: bytes in, samples and timestamps out.
 
-Layout (DEVICES.md §2.1; conformance vectors from Polar's SDK tests in
+Layout (docs/sources.md, Polar PMD; conformance vectors from Polar's SDK tests in
 ``tests/fixtures/polar_pmd.json``)::
 
     byte 0      measurement type (& 0x3F): 0 ECG, 1 PPG, 2 ACC, 3 PPI, 5 gyro, 6 magnetometer, ...
@@ -43,6 +43,11 @@ MEASUREMENTS = {
 MEASUREMENT_TYPES = {name: code for code, name in MEASUREMENTS.items()}
 KNOWN_FRAME_TYPES = frozenset(range(11)) | {13, 14}
 HEADER_LEN = 10
+# Timestamps are u64 on the wire; sample times are int64. 2^62 ns after 2000 is the year 2146, so
+# parse_frame rejects a frame stamped at or above it before its sample times can overflow int64.
+MAX_TIMESTAMP_NS = 1 << 62
+# Deltas are added as int32 (Polar's Kotlin/Swift code), so a wider delta block is corrupt.
+MAX_DELTA_WIDTH = 32
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,10 @@ def decode_delta(payload: bytes, channels: int, resolution_bits: int) -> np.ndar
         if offset + 2 > len(payload):
             raise _reject("bad_length", f"truncated delta block header at byte {offset}", payload)
         width, count = payload[offset], payload[offset + 1]
+        if width > MAX_DELTA_WIDTH:
+            raise _reject(
+                "bad_delta_width", f"delta block width {width} bits at byte {offset}; at most 32", payload
+            )
         nbytes = math.ceil(width * count * channels / 8)
         packed = payload[offset + 2 : offset + 2 + nbytes]
         if len(packed) < nbytes:
@@ -295,6 +304,12 @@ def parse_frame(
     that know what they subscribed to). Raises FrameError(reason=...) for rejected frames.
     """
     header = parse_header(data)
+    if header.timestamp_ns >= MAX_TIMESTAMP_NS:  # the header keeps the u64; sample times are int64
+        raise _reject(
+            "timestamp_out_of_range",
+            f"timestamp {header.timestamp_ns} ns is not below 2^62 (year 2146)",
+            data,
+        )
     kind = measurement or header.measurement
     if kind not in _DECODERS:
         raise _reject("unsupported_measurement", f"measurement {kind!r} (decoded: ecg, ppg, acc)", data)
@@ -323,6 +338,15 @@ class PreviousTimestamps:
         previous = self._last.get(key)
         self._last[key] = header.timestamp_ns
         return previous
+
+    def restore(self, header: PmdHeader, previous: int | None) -> None:
+        """Undo ``swap`` for a frame that failed to decode: its samples are lost, and the next
+        good frame's timestamp then shows them as a gap."""
+        key = (header.measurement_type, header.frame_type)
+        if previous is None:
+            self._last.pop(key, None)
+        else:
+            self._last[key] = previous
 
     def forget(self) -> None:
         """After a reconnect the chain restarts from the sample rate."""

@@ -290,7 +290,11 @@ class PolarStreamer:
             header = pmd.parse_header(data)
             previous = session.chain.swap(header)
             fs = self.rate.measured_hz or self.profile.fs
-            frame = self._parse(data, previous, fs, session)
+            try:
+                frame = self._parse(data, previous, fs, session)
+            except FrameError:
+                session.chain.restore(header, previous)  # the next frame's time counts the loss
+                raise
         except FrameError as err:
             self.stats.corrupt_frames += 1
             self.stats.event("corrupt_frames", count=1, reason=str(err))

@@ -1,4 +1,4 @@
-"""Recordings written by ``bridge-edge record`` (DESIGN §4) and read back by ``replay://DIR``.
+"""Recordings written by ``bridge-edge record`` (docs/sources.md) and read back by ``replay://DIR``.
 
 A recording directory holds:
 
@@ -92,12 +92,12 @@ class RecordingWriter:
     def _digitise(self, samples: np.ndarray) -> np.ndarray:
         scaled = np.asarray(samples, np.float64) / self._scale
         digital = np.round(scaled)
-        off_grid = np.count_nonzero(np.abs(digital - scaled) > 1e-3)  # beyond float noise: really off-grid
+        off_grid = np.count_nonzero(_off_grid(samples, self._scale))
         if off_grid and not self.requantised:
             log.warning(
                 "recording: %d samples are not multiples of the declared resolution; rounded", off_grid
             )
-        self.requantised += off_grid
+        self.requantised += int(off_grid)  # a numpy integer would reach recording.json as a string
         out_of_range = np.abs(digital) > INT32_MAX
         if out_of_range.any():
             self.clipped += int(out_of_range.sum())
@@ -144,7 +144,8 @@ class RecordingWriter:
             tuple(self.info.channels),
             tuple(self.info.units),
             tuple(float(s) for s in scale),
-            self._exact,
+            # exact only when every sample sat on the sensor's grid and nothing was clipped
+            bool(self._exact and self.requantised == 0 and self.clipped == 0),
         )
         counts = {} if stats is None else {k: v for k, v in asdict(stats).items() if k != "events"}
         document = {
@@ -163,14 +164,22 @@ def _choose_scale(samples: np.ndarray, resolution: tuple[float, ...] | None) -> 
     """The sensor's resolution when the data sits on its grid (exact), else a power-of-two step."""
     if resolution is not None:
         step = np.array(resolution, float)
-        scaled = np.asarray(samples, np.float64) / step
-        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-3):
+        if not np.any(_off_grid(samples, step)):
             return step, True
         log.warning(
             "recording: samples are not multiples of the declared resolution %s; storing them as float data",
             resolution,
         )
     return _power_of_two_scale(samples), False
+
+
+def _off_grid(samples: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Samples that are not a multiple of ``step``, beyond the rounding of their own float type
+    (a float32 holds k x 1e-5 only to within half an ulp, which at 100 is 0.4 of that step)."""
+    scaled = np.asarray(samples, np.float64) / step
+    eps = np.finfo(samples.dtype).eps if np.issubdtype(samples.dtype, np.floating) else 0.0
+    tolerance = 1e-3 + np.abs(np.asarray(samples, np.float64)) * eps / step
+    return np.abs(scaled - np.round(scaled)) > tolerance
 
 
 def _power_of_two_scale(samples: np.ndarray) -> np.ndarray:

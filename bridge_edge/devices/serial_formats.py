@@ -1,8 +1,12 @@
-"""Pure parsers for the text formats hobby sketches print (DEVICES.md §3.1-3.2).
+"""Pure parsers for the text formats hobby sketches print (docs/sources.md).
 
 Each parser takes a block of complete lines (bytes, ending at a newline) and returns the samples
 plus what it threw away. Whole blocks are matched with one compiled regular expression and
-converted with numpy, so there is no Python loop per line.
+converted with numpy, so there is no Python loop per line. Every pattern is linear in the line
+length: each quantifier can give back characters only where the next token cannot start, so a
+failing line is rejected in one pass (the old number pattern, digits, optional dot, digits,
+could split a digit run many ways and backtracked cubically on a long line). ``cut_long_lines``
+bounds a line at ``MAX_LINE_BYTES`` before any parser sees it.
 
 - ``csv``: one sample per line, channels separated by comma or tab (Arduino Serial Plotter /
   Edge Impulse data-forwarder convention). Header and malformed lines are skipped and counted.
@@ -15,6 +19,7 @@ converted with numpy, so there is no Python loop per line.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -24,7 +29,9 @@ import numpy as np
 TEXT_FORMATS = ("csv", "sparkfun", "ad8232")
 SPARKFUN_FIELDS = ("red", "ir", "green")
 
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+MAX_LINE_BYTES = 1024  # longer lines are cut and counted (no sketch prints lines this long)
+_NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"  # one way to match any digit run
+_SEP = r"(?:[ \t]*,[ \t]*|[ ]*\t[ \t]*)"  # a comma, or a tab, with blanks around it
 _INT = r"-?\d+"
 _SPARKFUN = re.compile(
     rf"^[ \t]*(?:R\[({_INT})\][ \t]*IR\[({_INT})\](?:[ \t]*G\[({_INT})\])?"  # Example1
@@ -63,14 +70,38 @@ def _one_segment(samples: np.ndarray, skipped: int) -> ParsedLines:
     return ParsedLines(samples, skipped, ((0, len(samples), 0),) if len(samples) else ())
 
 
+@dataclass(frozen=True)
+class CutLines:
+    block: bytes  # the block without its over-long lines
+    lines: int  # lines cut
+    bytes: int  # bytes cut, newlines included
+
+
+def cut_long_lines(block: bytes, limit: int = MAX_LINE_BYTES) -> CutLines:
+    """Drop every complete line longer than ``limit`` bytes (newline excluded) from a block."""
+    ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
+    starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else ends
+    long = np.flatnonzero(ends - starts > limit)
+    if not len(long):
+        return CutLines(block, 0, 0)
+    keep_from = np.concatenate([[0], ends[long] + 1])  # one slice per kept run, not per line
+    keep_to = np.concatenate([starts[long], [len(block)]])
+    kept = b"".join(block[a:b] for a, b in zip(keep_from.tolist(), keep_to.tolist()))
+    return CutLines(kept, len(long), len(block) - len(kept))
+
+
 def parse_csv(block: bytes, channels: int) -> ParsedLines:
     """Lines of exactly `channels` numbers separated by ',' or tab (spaces allowed around them)."""
-    sep = r"[ \t]*[,\t][ \t]*"
-    pattern = re.compile(r"^[ \t]*" + sep.join([f"({_NUM})"] * channels) + r"[ \t]*\r?$", re.MULTILINE)
+    pattern = _csv_pattern(channels)
     text, lines = _text(block)
     rows = pattern.findall(text)
     samples = np.array(rows, dtype=np.float64).reshape(len(rows), channels)
     return _one_segment(samples, lines - len(rows))
+
+
+@functools.lru_cache(maxsize=16)
+def _csv_pattern(channels: int) -> re.Pattern:
+    return re.compile(r"^[ \t]*" + _SEP.join([f"({_NUM})"] * channels) + r"[ \t]*\r?$", re.MULTILINE)
 
 
 def parse_sparkfun(block: bytes, fields: tuple[str, ...] = ("ir",)) -> ParsedLines:

@@ -11,7 +11,7 @@ timestamps (a mismatch is a warning with numbers). ``channels`` default: ``ppg``
 ``ir`` (sparkfun: any of red, ir, green), ``ecg`` (ad8232). ``scale`` turns integer counts into
 physical units (frame and text formats; default 1).
 
-Robustness (DEVICES.md §3.4): DTR/RTS are de-asserted before ``open()`` (an asserted DTR resets
+Robustness (docs/sources.md): DTR/RTS are de-asserted before ``open()`` (an asserted DTR resets
 Uno-class boards and can hold an ESP32 in its bootloader); reads time out after 50 ms; on a
 ``SerialException`` the port is closed, found again by identity (VID/PID/serial number when
 given, else the same path — use /dev/serial/by-id/...) and reopened with capped backoff. The

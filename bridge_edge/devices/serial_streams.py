@@ -13,9 +13,15 @@ import logging
 import numpy as np
 
 from bridge_edge.devices.base import Chunk, SourceStats
-from bridge_edge.devices.frame import FMT_FLOAT32, FrameDecoder
-from bridge_edge.devices.serial_formats import parse_ad8232, parse_csv, parse_sparkfun, split_lines
-from bridge_edge.errors import FrameError
+from bridge_edge.devices.frame import FMT_FLOAT32, Frame, FrameDecoder
+from bridge_edge.devices.serial_formats import (
+    MAX_LINE_BYTES,
+    cut_long_lines,
+    parse_ad8232,
+    parse_csv,
+    parse_sparkfun,
+    split_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +29,7 @@ U32 = 1 << 32
 
 
 class FrameStream:
-    """DESIGN §6 frames -> chunks; one chunk per frame so every chunk keeps its device seq."""
+    """Binary frames (docs/sources.md) -> chunks; one chunk per frame so every chunk keeps its device seq."""
 
     def __init__(self, fs: float, channels: int, scale: np.ndarray, stats: SourceStats):
         self.fs = fs
@@ -33,20 +39,21 @@ class FrameStream:
         self.decoder = FrameDecoder()
         self._prev: tuple[int, int, int] | None = None  # (seq, unwrapped t_us, n) of the last frame
         self._wraps = 0
+        self._warned_channels = False
 
     def feed(self, data: bytes, t_host_ns: int) -> list[Chunk]:
         corrupt_before = self.decoder.counts.corrupt_frames
         frames = self.decoder.feed(data)
         self._count_corrupt(corrupt_before)
+        return self._chunks(frames, t_host_ns)
+
+    def _chunks(self, frames: list[Frame], t_host_ns: int) -> list[Chunk]:
         chunks = []
         for frame in frames:  # one iteration per frame, never per sample
             n, channels = frame.samples.shape
             if channels != self.channels:
-                raise FrameError(
-                    f"frame seq {frame.seq} has {channels} channels but the URL declares {self.channels}",
-                    reason="channel_count",
-                    data=None,
-                )
+                self._skip_foreign(frame.seq, n, channels)
+                continue
             t_us = self._unwrap(frame.t_device_us)
             gap = self._gap(frame.seq, t_us, n)
             self._prev = (frame.seq, t_us, n)
@@ -54,6 +61,20 @@ class FrameStream:
             t_device = t_us * 1000 + np.round(np.arange(n) * (1e9 / self.fs)).astype(np.int64)
             chunks.append(Chunk(np.asarray(values, np.float32), t_host_ns, t_device, frame.seq, gap))
         return chunks
+
+    def _skip_foreign(self, seq: int, n: int, channels: int) -> None:
+        """A CRC-valid frame of another shape: skipped and counted. It does not become the
+        previous frame, so the next good frame's seq and device time count its samples as a gap."""
+        self.stats.corrupt_frames += 1
+        self.stats.event(
+            "corrupt_frames",
+            count=1,
+            samples=n,
+            reason=f"frame seq {seq} has {channels} channels but the URL declares {self.channels}",
+        )
+        if not self._warned_channels:
+            log.warning("serial frame seq %d has %d channels, not %d: skipped", seq, channels, self.channels)
+            self._warned_channels = True
 
     def on_disconnect(self) -> None:
         before = self.decoder.counts.corrupt_frames
@@ -102,9 +123,12 @@ class TextStream:
         self._carry_gap = 0  # lead-off markers or outage not yet attached to a chunk
         self._last_host_ns: int | None = None
         self._outage = False
+        self._dropping = False  # inside an over-long line: drop bytes up to its newline
+        self._cut_lines = self._cut_bytes = 0  # cut so far, counted when the cut line ends
+        self._line_bytes = self._lines = 0  # kept lines so far, for the length of a typical line
 
     def feed(self, data: bytes, t_host_ns: int) -> list[Chunk]:
-        block, self._rest = split_lines(self._rest + data)
+        block = self._bounded(data)
         if not block:
             return []
         parsed = self._parse(block)
@@ -129,7 +153,51 @@ class TextStream:
             self._last_host_ns = t_host_ns
         return chunks
 
+    def _bounded(self, data: bytes) -> bytes:
+        """Complete lines of at most MAX_LINE_BYTES; longer lines (finished or not) are cut, so
+        the buffer never grows past one line. Cut lines and bytes are counted once the cut line
+        ends; the samples they held are estimated from the typical line length so far and
+        become the next chunk's gap."""
+        data = self._rest + data
+        if self._dropping:
+            newline = data.find(b"\n")
+            self._cut_bytes += len(data) if newline < 0 else newline + 1
+            data = b"" if newline < 0 else data[newline + 1 :]
+            self._dropping = newline < 0
+        block, self._rest = split_lines(data)
+        cut = cut_long_lines(block)
+        self._line_bytes += len(cut.block)
+        self._lines += cut.block.count(b"\n")
+        self._cut_lines += cut.lines
+        self._cut_bytes += cut.bytes
+        if len(self._rest) > MAX_LINE_BYTES:
+            self._cut_lines += 1
+            self._cut_bytes += len(self._rest)
+            self._rest, self._dropping = b"", True
+        if not self._dropping:
+            self._count_cut()
+        return cut.block
+
+    def _count_cut(self) -> None:
+        if not self._cut_bytes:
+            return
+        typical = self._line_bytes / self._lines if self._lines else MAX_LINE_BYTES
+        lost = max(self._cut_lines, round(self._cut_bytes / typical))
+        self._carry_gap += lost
+        self.stats.skipped_lines += self._cut_lines
+        self.stats.corrupt_frames += self._cut_lines
+        self.stats.event(
+            "corrupt_frames",
+            count=self._cut_lines,
+            bytes=self._cut_bytes,
+            samples_lost_estimate=lost,
+            reason=f"line longer than {MAX_LINE_BYTES} bytes cut",
+        )
+        self._cut_lines = self._cut_bytes = 0
+
     def on_disconnect(self) -> None:
+        self._dropping = False
+        self._count_cut()
         if self._rest:
             self.stats.corrupt_frames += 1
             self.stats.event("corrupt_frames", count=1, reason="partial line at disconnect")

@@ -66,6 +66,10 @@ def floor_failures(m: PrecisionMetrics, fp32: PrecisionMetrics, floor: AccuracyF
     return failures
 
 
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
 def plot_precisions(metrics: dict[str, PrecisionMetrics], path) -> None:
     """PNG: accuracy per precision (left) and model size (right), fp32 as the reference."""
     import matplotlib
@@ -76,9 +80,10 @@ def plot_precisions(metrics: dict[str, PrecisionMetrics], path) -> None:
     names = list(metrics)
     scores = {
         "macro-F1": [metrics[p].macro_f1 for p in names],
-        "AUROC": [metrics[p].auroc or float("nan") for p in names],
+        "positive-label AUROC": [_nan(metrics[p].auroc_positive) for p in names],
+        "macro AUROC": [_nan(metrics[p].auroc) for p in names],
         "agreement with fp32": [metrics[p].agreement_with_fp32 for p in names],
-        "bridge cosine vs fp32": [metrics[p].bridge_cosine_with_fp32 or float("nan") for p in names],
+        "bridge cosine vs fp32": [_nan(metrics[p].bridge_cosine_with_fp32) for p in names],
     }
     fig, (ax, ax_size) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(names)

@@ -1,4 +1,4 @@
-"""Bundles on disk (DESIGN §7): load, verify, seal, and safe ``.tar`` extraction.
+"""Bundles on disk (docs/bundles.md): load, verify, seal, and safe ``.tar`` extraction.
 
 A bundle is a directory with ``manifest.json`` plus the files it lists by sha256. Loading
 verifies every listed file (missing, truncated, changed) and every ONNX model's I/O against the
@@ -13,17 +13,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tarfile
+import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from bridge_edge.errors import BundleError, BundleVerificationError
-from bridge_edge.export.manifest import MANIFEST_NAME, Manifest, TensorSpec, onnx_file_name
+from bridge_edge.export.bundle_checks import (
+    GOLDEN_NAME,
+    directory_problems,
+    file_name_problem,
+    golden_problems,
+    manifest_problems,
+)
+from bridge_edge.export.manifest import MANIFEST_NAME, PRECISIONS, Manifest, TensorSpec, onnx_file_name
 
 DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundles" / "default"
-GOLDEN_NAME = "golden.npz"
 CALIBRATION_NAME = "calibration.npz"
 
 
@@ -144,10 +153,19 @@ def _io_problems(name: str, declared: list[TensorSpec], actual: list[TensorSpec]
     return [f"{name}: ONNX {kind} {got} differ from the manifest's {want}"]
 
 
-def verification_problems(bundle_dir: Path, manifest: Manifest) -> list[str]:
-    """Every way the files on disk differ from the manifest; [] when the bundle is intact."""
-    problems: list[str] = []
+def verification_problems(
+    bundle_dir: Path, manifest: Manifest, selftest: str | list[str] | None = "all"
+) -> list[str]:
+    """Every way the bundle differs from its manifest or could not run; [] when it is intact.
+
+    Manifest rules and unlisted files first (bundle_checks.py), then size and sha256 of every
+    listed file, each model's ONNX I/O, and, when all of that holds, the golden self-test for
+    ``selftest`` ("all", "auto", a precision, a list of them, or None)."""
+    problems = manifest_problems(manifest) + directory_problems(bundle_dir, manifest)
+    outside = {p.split(":", 1)[0] for p in problems if "leads outside" in p}
     for name, digest in manifest.files.items():
+        if file_name_problem(name) or name in outside:
+            continue  # never read a file the manifest places outside the bundle
         path = bundle_dir / name
         if not path.is_file():
             problems.append(f"{name}: missing")
@@ -158,19 +176,33 @@ def verification_problems(bundle_dir: Path, manifest: Manifest) -> list[str]:
             problems.append(f"{name}: {what}, {size} bytes where the manifest says {want_size}")
         elif sha256_file(path) != digest:
             problems.append(f"{name}: sha256 differs from the manifest (file changed)")
-    for precision in manifest.precisions:
+    for precision in (p for p in manifest.precisions if p in PRECISIONS):
         name = onnx_file_name(precision)
         if name not in manifest.files:
             problems.append(f"{name}: precision {precision} is declared but the file is not listed")
         elif not any(p.startswith(f"{name}:") for p in problems):
             try:
                 inputs, outputs = read_onnx_io(bundle_dir / name)
-            except Exception as err:  # a file that hashes right but will not parse: still name it
+            except Exception as err:  # noqa: BLE001 - a file that hashes right but will not parse: still name it
                 problems.append(f"{name}: not a readable ONNX model ({type(err).__name__}: {err})")
                 continue
             problems += _io_problems(name, manifest.onnx.inputs, inputs, "inputs")
             problems += _io_problems(name, manifest.onnx.outputs, outputs, "outputs")
+    if selftest and not problems:
+        problems += golden_problems(bundle_dir, manifest, _selftest_precisions(manifest, selftest))
     return problems
+
+
+def _selftest_precisions(manifest: Manifest, selftest: str | list[str]) -> list[str]:
+    """ "all", a list, or one precision; "auto" is the one ``run --precision auto`` takes."""
+    if selftest == "all":
+        return list(manifest.precisions)
+    if selftest == "auto":
+        from bridge_edge.runtime.engines import resolve_precision
+
+        return [resolve_precision("auto", list(manifest.precisions))]
+    chosen = [selftest] if isinstance(selftest, str) else list(selftest)
+    return [p for p in chosen if p in manifest.precisions]
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -193,8 +225,14 @@ def resolve_bundle_path(path_or_name: str | os.PathLike) -> Path:
     return path
 
 
-def load_bundle(path_or_name: str | os.PathLike = "default", verify: bool = True) -> Bundle:
-    """Open a bundle; with ``verify`` every hash and ONNX I/O is checked first.
+def load_bundle(
+    path_or_name: str | os.PathLike = "default",
+    verify: bool = True,
+    selftest: str | list[str] | None = "auto",
+) -> Bundle:
+    """Open a bundle; with ``verify`` every rule, hash and ONNX I/O is checked first, then the
+    golden self-test runs for ``selftest``: "auto" (the precision ``run`` picks by default), a
+    precision or a list of them, "all", or None.
 
     Raises BundleVerificationError naming the first bad file (all problems in ``.problems``).
     """
@@ -202,7 +240,7 @@ def load_bundle(path_or_name: str | os.PathLike = "default", verify: bool = True
     manifest = Manifest.read(path / MANIFEST_NAME)
     bundle = Bundle(path=path, manifest=manifest)
     if verify:
-        problems = verification_problems(path, manifest)
+        problems = verification_problems(path, manifest, selftest)
         if problems:
             first_file = problems[0].split(":", 1)[0]
             raise BundleVerificationError(
@@ -231,9 +269,35 @@ def _cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bridge-edge" / "bundles"
 
 
+MAX_TAR_BYTES = 512 << 20  # a bundle is tens of MB (the default: ~10 MB); env BRIDGE_EDGE_MAX_BUNDLE_MB
+MAX_TAR_MEMBERS = 256
+MAX_TAR_RATIO = 100  # extracted bytes per compressed byte; ONNX weights barely compress
+
+
+def _max_tar_bytes() -> int:
+    value = os.environ.get("BRIDGE_EDGE_MAX_BUNDLE_MB")
+    return int(float(value) * (1 << 20)) if value else MAX_TAR_BYTES
+
+
 def check_tar_members(tar: tarfile.TarFile, where: Path) -> None:
-    """Refuse absolute paths, '..', links and device files before anything is written."""
-    for m in tar.getmembers():
+    """Refuse absolute paths, '..', links and device files, too many members or too many bytes
+    (a decompression bomb) before anything is written."""
+    total, count = 0, 0
+    limit = min(_max_tar_bytes(), MAX_TAR_RATIO * max(where.stat().st_size, 1 << 20))
+    for m in tar:  # streamed: a tar of millions of members is refused without listing them all
+        count += 1
+        total += max(m.size, 0)
+        if count > MAX_TAR_MEMBERS or total > limit:
+            what = (
+                f"more than {MAX_TAR_MEMBERS} members" if count > MAX_TAR_MEMBERS else f"over {limit} bytes"
+            )
+            raise BundleError(
+                f"{where}: refusing the tar: it extracts to {what}; expected a bundle of at most "
+                f"{MAX_TAR_MEMBERS} files and {limit >> 20} MiB (set BRIDGE_EDGE_MAX_BUNDLE_MB to allow more)",
+                path=str(where),
+                file=m.name,
+                problems=["tar too large"],
+            )
         parts = Path(m.name).parts
         if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
             raise BundleError(
@@ -246,15 +310,32 @@ def check_tar_members(tar: tarfile.TarFile, where: Path) -> None:
 
 
 def extract_tar(tar_path: Path, dest_root: Path | None = None) -> Path:
-    """Extract a bundle tar into ``dest_root/<sha256 prefix>/`` and return the bundle directory."""
+    """Extract a bundle tar into ``dest_root/<sha256 prefix>/`` and return the bundle directory.
+
+    Members are checked first; extraction goes to a temporary directory renamed into place, so a
+    refused or interrupted tar leaves nothing behind."""
     digest = sha256_file(tar_path)[:16]
     dest = (dest_root or _cache_root()) / digest
     if not (dest / ".complete").exists():
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(tar_path) as tar:
-            check_tar_members(tar, tar_path)
-            tar.extractall(dest, filter="data")
-        (dest / ".complete").touch()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with tarfile.open(tar_path) as tar:
+                check_tar_members(tar, tar_path)
+                tmp = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=dest.parent))
+                try:
+                    tar.extractall(tmp, filter="data")
+                    (tmp / ".complete").touch()
+                    shutil.rmtree(dest, ignore_errors=True)
+                    os.replace(tmp, dest)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+            raise BundleError(
+                f"{tar_path}: cannot extract the bundle tar ({type(err).__name__}: {err})",
+                path=str(tar_path),
+                file=str(tar_path),
+                problems=[str(err)],
+            ) from err
     manifests = sorted(dest.rglob(MANIFEST_NAME), key=lambda p: len(p.parts))
     if not manifests:
         raise BundleError(

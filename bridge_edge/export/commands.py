@@ -103,13 +103,21 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _metrics_table(manifest) -> str:
-    rows = [f"{'precision':<9} {'size MB':>8} {'macro-F1':>9} {'AUROC':>7} {'agree':>7} {'bridge cos':>10}"]
+    """Per precision; the AUROC users read first is the positive label's (e.g. afib vs rest),
+    named as such, with the macro one-vs-rest AUROC over the classes present beside it."""
+    positive = manifest.output.positive_label
+    head = f"{positive} AUROC" if positive else "pos. AUROC"
+    rows = [
+        f"{'precision':<9} {'size MB':>8} {'macro-F1':>9} {head:>{max(len(head), 10)}} "
+        f"{'macro AUROC':>11} {'agree':>7} {'bridge cos':>10}"
+    ]
     for p, m in manifest.metrics.items():
-        auroc = "n/a" if m.auroc is None else f"{m.auroc:.4f}"
+        pos = "n/a" if m.auroc_positive is None else f"{m.auroc_positive:.4f}"
+        macro = "n/a" if m.auroc is None else f"{m.auroc:.4f}"
         cos = "n/a" if m.bridge_cosine_with_fp32 is None else f"{m.bridge_cosine_with_fp32:.5f}"
         rows.append(
-            f"{p:<9} {m.size_bytes / 1e6:>8.2f} {m.macro_f1:>9.4f} {auroc:>7} "
-            f"{m.agreement_with_fp32:>7.4f} {cos:>10}"
+            f"{p:<9} {m.size_bytes / 1e6:>8.2f} {m.macro_f1:>9.4f} {pos:>{max(len(head), 10)}} "
+            f"{macro:>11} {m.agreement_with_fp32:>7.4f} {cos:>10}"
         )
     return "\n".join(rows)
 

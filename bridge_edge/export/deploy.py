@@ -1,26 +1,30 @@
 """Deploy a bundle over SSH: copy, install as a new version, self-test, build engine, flip ``current``.
 
-Remote layout (DESIGN §7): ``<dir>/<name>/<version>/`` per installed version, and two relative
+Remote layout (docs/bundles.md): ``<dir>/<name>/<version>/`` per installed version, and two relative
 symlinks ``current`` and ``previous`` beside them. Links are flipped atomically
 (``ln -s`` to a temporary name, then ``mv -T`` over the old link), so a reader of ``current``
 always sees a complete version; rollback swaps ``current`` and ``previous`` the same way.
 
-Transport is the system OpenSSH (``ssh``/``scp`` binaries) with host keys always checked
+Transport is the system OpenSSH ``ssh`` binary (files go as a tar stream on its stdin, never
+through scp) with host keys always checked
 (StrictHostKeyChecking=yes against a known_hosts file) and BatchMode (no password prompts).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shlex
 import subprocess
+import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from bridge_edge.errors import ConfigError, DeployError
 from bridge_edge.export.bundle import load_bundle
+from bridge_edge.export.bundle_checks import check_name
 
 log = logging.getLogger(__name__)
 
@@ -124,23 +128,27 @@ class _Remote:
         return proc
 
     def copy(self, local: Path, remote: str, step: str) -> None:
-        cmd = [
-            "scp",
-            *self.target.options(),
-            "-P",
-            str(self.target.port),
-            "-q",
-            "-r",
-            str(local),
-            f"{self.target.destination}:{remote}",
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        """Copy a file or a directory to ``remote`` as a tar stream on ssh's stdin. The remote
+        path only ever appears shell-quoted (legacy scp would hand it to a remote shell as is)."""
+        if local.is_dir():
+            script = f"mkdir -p {shlex.quote(remote)} && tar -xf - -C {shlex.quote(remote)}"
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                for path in sorted(local.rglob("*")):
+                    if path.is_file() and path.name != ".complete":
+                        tar.add(path, arcname=str(path.relative_to(local)))
+            payload = buffer.getvalue()
+        else:
+            script, payload = f"cat > {shlex.quote(remote)}", local.read_bytes()
+        cmd = ["ssh", *self.target.options(), "-p", str(self.target.port), self.target.destination, script]
+        proc = subprocess.run(cmd, input=payload, capture_output=True, timeout=900)
         if proc.returncode != 0:
+            stderr = proc.stderr.decode(errors="replace")
             raise DeployError(
-                f"{step} failed on {self.target}: {_last_line(proc.stderr)} (exit {proc.returncode})",
+                f"{step} failed on {self.target}: {_last_line(stderr)} (exit {proc.returncode})",
                 target=str(self.target),
                 step=step,
-                reason=proc.stderr.strip(),
+                reason=stderr.strip(),
             )
 
 
@@ -156,8 +164,10 @@ def _flip(link: str, to: str) -> str:
 
 
 def deploy(bundle_ref: str, target: SshTarget, *, remote_python: str = "python3") -> DeployResult:
-    bundle = load_bundle(bundle_ref, verify=True)  # never push a bundle that fails here
-    name, version = bundle.name, bundle.version
+    bundle = load_bundle(bundle_ref, verify=True, selftest="all")  # never push a bundle that fails here
+    # checked again here: these two become remote paths (load_bundle checks them too)
+    name = check_name("name", bundle.name, str(bundle.path))
+    version = check_name("version", bundle.version, str(bundle.path))
     remote = _Remote(target)
     root = f"{target.dir}/{name}"
     final, incoming = f"{root}/{version}", f"{root}/.incoming-{version}"
@@ -214,14 +224,17 @@ def _build_remote_engine(remote: _Remote, final: str, precisions: list[str]) -> 
         "probe TensorRT",
     ).stdout.split()
     if "cli" in probe:
-        remote.run(f"bridge-edge build-engine {shlex.quote(final)} --precision {precision}", "build engine")
+        remote.run(
+            f"bridge-edge build-engine {shlex.quote(final)} --precision {shlex.quote(precision)}",
+            "build engine",
+        )
         return f"built {precision} engine with bridge-edge build-engine"
     if "trtexec" in probe:
         script = Path(__file__).resolve().parents[2] / "export" / TRTEXEC_SCRIPT
         if script.exists():
             remote.copy(script, f"{final}/../.{TRTEXEC_SCRIPT}", "copy trtexec script")
             remote.run(
-                f"bash {shlex.quote(final + '/../.' + TRTEXEC_SCRIPT)} {shlex.quote(final)} {precision}",
+                f"bash {shlex.quote(final + '/../.' + TRTEXEC_SCRIPT)} {shlex.quote(final)} {shlex.quote(precision)}",
                 "build engine",
             )
             return f"built {precision} engine with trtexec"
@@ -230,7 +243,8 @@ def _build_remote_engine(remote: _Remote, final: str, precisions: list[str]) -> 
 
 def rollback(bundle_ref: str, target: SshTarget) -> DeployResult:
     """Swap ``current`` and ``previous`` of the bundle's name on the target."""
-    name = load_bundle(bundle_ref, verify=False).name
+    bundle = load_bundle(bundle_ref, verify=False)
+    name = check_name("name", bundle.name, str(bundle.path))
     remote = _Remote(target)
     root = f"{target.dir}/{name}"
     links = remote.run(f"cd {shlex.quote(root)} && readlink current; readlink previous || true", "read links")

@@ -1,9 +1,11 @@
-"""Where TensorRT engines are cached, and the key that says when one may be reused (DESIGN §7).
+"""Where TensorRT engines are cached, and the key that says when one may be reused (docs/bundles.md).
 
 Engines are specific to the ONNX, the TensorRT version, the GPU and the build settings, so the
 key covers sha256(onnx) + TensorRT version + GPU name + compute capability + precision +
-profile shapes + builder options. Each engine has a JSON sidecar with the full key; a missing
-or different sidecar marks the engine stale. Pure Python: no TensorRT needed here.
+profile shapes + builder options. Each engine has a JSON sidecar with the full key and a
+``.sha256`` file with the engine's own hash, written at build time; a missing or different key
+marks the engine stale, and an engine whose bytes no longer match its hash (changed or swapped
+on disk) is rebuilt with a warning. Pure Python: no TensorRT needed here.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class CachedEngine:
     path: Path
     sidecar: Path
 
+    @property
+    def digest_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".sha256")
+
 
 class EngineCache:
     def __init__(self, root: Path) -> None:
@@ -75,15 +81,38 @@ class EngineCache:
         except (OSError, json.JSONDecodeError):
             return "cached engine has no readable key sidecar"
         current = json.loads(json.dumps(key.as_dict()))  # tuples -> lists, as stored
-        if stored != current:
-            changed = sorted(k for k in current if stored.get(k) != current[k])
+        if not isinstance(stored, dict) or stored != current:
+            changed = sorted(
+                k for k in current if not isinstance(stored, dict) or stored.get(k) != current[k]
+            )
             return f"cached engine key differs ({', '.join(changed) or 'format'})"
         return None
 
+    def load(self, entry: CachedEngine, key: EngineKey) -> tuple[bytes | None, str]:
+        """(plan, "cache hit") when the cached engine matches ``key`` and the sha256 stored at
+        build time; (None, why it must be rebuilt) otherwise."""
+        reason = self.stale_reason(entry, key)
+        if reason is not None:
+            return None, reason
+        try:
+            plan = entry.path.read_bytes()
+            stored = entry.digest_path.read_text().strip()
+        except OSError:
+            return None, "cached engine has no readable sha256 beside it"
+        if hashlib.sha256(plan).hexdigest() != stored:
+            return None, "cached engine's sha256 differs from the one stored at build (file changed)"
+        return plan, "cache hit"
+
     def store(self, entry: CachedEngine, key: EngineKey, plan: bytes) -> None:
-        """Write engine then sidecar, each atomically (a crash never leaves a half engine as valid)."""
+        """Write engine, its sha256, then the key sidecar, each atomically (a crash never leaves a
+        half engine as valid: the sidecar that makes it valid comes last)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        for path, data in ((entry.path, plan), (entry.sidecar, json.dumps(key.as_dict(), indent=2).encode())):
+        files = (
+            (entry.path, plan),
+            (entry.digest_path, (hashlib.sha256(plan).hexdigest() + "\n").encode()),
+            (entry.sidecar, json.dumps(key.as_dict(), indent=2).encode()),
+        )
+        for path, data in files:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)

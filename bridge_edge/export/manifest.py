@@ -1,4 +1,4 @@
-"""The bundle manifest (DESIGN §7) as typed dataclasses, with lossless JSON round trip.
+"""The bundle manifest (docs/bundles.md) as typed dataclasses, with lossless JSON round trip.
 
 numpy only; the device reads this without torch or onnx. Unknown top-level keys written by a
 newer exporter are kept in ``extra`` so an older reader neither fails nor drops them.
@@ -144,6 +144,8 @@ class Manifest:
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, where: str = MANIFEST_NAME) -> Manifest:
         try:
+            if not isinstance(d, dict):
+                raise TypeError(f"the manifest is a JSON {type(d).__name__}, not an object")
             if d.get("schema_version") != SCHEMA_VERSION:
                 raise BundleError(
                     f"{where}: schema_version {d.get('schema_version')!r} is not supported; "
@@ -184,10 +186,10 @@ class Manifest:
             )
         except BundleError:
             raise
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as err:
             raise BundleError(
-                f"{where}: malformed manifest ({type(err).__name__}: {err}); expected the DESIGN §7 schema "
-                f"version {SCHEMA_VERSION}",
+                f"{where}: malformed manifest ({type(err).__name__}: {err}); expected the docs/bundles.md "
+                f"schema version {SCHEMA_VERSION}",
                 file=MANIFEST_NAME,
                 problems=[str(err)],
             ) from err
@@ -195,12 +197,26 @@ class Manifest:
     @classmethod
     def read(cls, path: Path) -> Manifest:
         try:
-            raw = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            text = Path(path).read_bytes()
+        except OSError as err:
             raise BundleError(
                 f"{path}: cannot read the manifest ({err}); expected a JSON file",
                 file=MANIFEST_NAME,
                 path=str(path),
                 problems=[str(err)],
             ) from err
-        return cls.from_dict(raw, where=str(path))
+        return cls.parse(text, where=str(path))
+
+    @classmethod
+    def parse(cls, text: bytes | str, *, where: str = MANIFEST_NAME) -> Manifest:
+        """A manifest from JSON text; anything else is one BundleError."""
+        try:
+            raw = json.loads(text)
+        except (ValueError, RecursionError) as err:  # JSONDecodeError and bad UTF-8 are ValueErrors
+            raise BundleError(
+                f"{where}: the manifest is not JSON ({str(err)[:200]}); expected a JSON object",
+                file=MANIFEST_NAME,
+                path=where,
+                problems=[str(err)[:200]],
+            ) from err
+        return cls.from_dict(raw, where=where)

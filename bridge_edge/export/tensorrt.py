@@ -214,11 +214,10 @@ def build_or_load_engine(
     options = BuildOptions(workspace_bytes=workspace_bytes)
     key = engine_key(trt, onnx_path, precision, profile, options, gpu or detect_gpu())
     entry = cache.entry(f"{bundle.name}-{bundle.version}", key)
-    reason = cache.stale_reason(entry, key)
-    if reason is None:
-        plan = entry.path.read_bytes()
+    plan, reason = cache.load(entry, key)
+    if plan is not None:
         if deserialize(trt, plan) is not None:
-            return EngineBuild(entry.path, key.digest(), False, "cache hit", plan)
+            return EngineBuild(entry.path, key.digest(), False, reason, plan)
         reason = "cached engine does not deserialize (corrupt or built by another TensorRT)"
     if reason != "no cached engine":
         log.warning("rebuilding TensorRT engine %s: %s", entry.path.name, reason)

@@ -75,7 +75,7 @@ def run_command(args: argparse.Namespace) -> int:
     )
     sources = [open_source(url) for url in args.source]  # a bad URL fails first, before any loading
     try:
-        bundle = load_bundle(args.bundle)
+        bundle = load_bundle(args.bundle, selftest=args.precision)  # golden windows, this precision
         choice = select_engine(
             args.engine, bundle, args.precision, threads=args.threads, run_dir=args.run_dir
         )

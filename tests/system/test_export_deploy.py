@@ -19,8 +19,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from export_standin import minimal_bundle
 
-from bridge_edge.errors import DeployError
-from bridge_edge.export.bundle import seal
+from bridge_edge.errors import BundleError, DeployError
+from bridge_edge.export import deploy as deploy_module
+from bridge_edge.export.bundle import load_bundle, seal
 from bridge_edge.export.deploy import SshTarget, deploy, rollback
 from bridge_edge.export.manifest import Manifest
 
@@ -150,12 +151,15 @@ def test_unknown_host_key_is_refused(sshd, tmp_path):
     assert not (tmp_path / "device").exists()
 
 
-def test_failed_selftest_leaves_current_alone(sshd, tmp_path):
+def test_failed_selftest_leaves_current_alone(sshd, tmp_path, monkeypatch):
     bad = minimal_bundle(tmp_path / "v2", version="2", name="mini")
-    # the bundle claims an impossible golden tolerance: the target must refuse to switch to it
+    # the bundle claims an impossible golden tolerance: the target must refuse to switch to it.
+    # Local verification refuses it too, so it is skipped here to reach the target's self-test
+    # (as a bundle that passes here but not on the target's CPU would).
     m = Manifest.read(bad / "manifest.json")
     m.golden["atol"]["fp32"] = -1.0
     seal(bad, m)
+    monkeypatch.setattr(deploy_module, "load_bundle", lambda ref, **_: load_bundle(ref, verify=False))
     root = _installed_by_hand(tmp_path / "device", "mini", "1")
     with pytest.raises(DeployError, match="self-test failed"):
         deploy(str(bad), _target(sshd, root), remote_python=sys.executable)
@@ -176,3 +180,58 @@ def test_bad_target_restates_the_grammar(url):
 
     with pytest.raises(ConfigError, match=r"ssh://\[user@\]host\[:port\]/dir"):
         SshTarget.parse(url)
+
+
+def _unsafe_copy(src: Path, dst: Path, field: str, value: str) -> Path:
+    shutil.copytree(src, dst)
+    raw = json.loads((dst / "manifest.json").read_text())
+    raw[field] = value
+    (dst / "manifest.json").write_text(json.dumps(raw))  # the hashes still match every file
+    return dst
+
+
+UNSAFE = [("name", "../../escaped"), ("version", "1.0`touch {marker}`"), ("version", "$(touch {marker})")]
+
+
+@pytest.mark.parametrize("field, value", UNSAFE)
+def test_unsafe_name_or_version_never_reaches_the_target(sshd, tmp_path, field, value):
+    marker = tmp_path / "pwned"
+    v1 = minimal_bundle(tmp_path / "v1", version="1", name="mini")
+    bad = _unsafe_copy(v1, tmp_path / "bad", field, value.format(marker=marker))
+    root = tmp_path / "device" / "models"
+    with pytest.raises(BundleError, match=f"{field} .* is not a safe name"):
+        deploy(str(bad), _target(sshd, root), remote_python=sys.executable)
+    assert not marker.exists() and not (tmp_path / "device").exists() and not (tmp_path / "escaped").exists()
+
+
+@pytest.mark.parametrize("field, value", UNSAFE)
+def test_deploy_checks_name_and_version_itself(sshd, tmp_path, monkeypatch, field, value):
+    marker = tmp_path / "pwned"
+    v1 = minimal_bundle(tmp_path / "v1", version="1", name="mini")
+    bad = _unsafe_copy(v1, tmp_path / "bad", field, value.format(marker=marker))
+    monkeypatch.setattr(deploy_module, "load_bundle", lambda ref, **_: load_bundle(ref, verify=False))
+    with pytest.raises(BundleError, match="is not a safe name"):
+        deploy(str(bad), _target(sshd, tmp_path / "device"), remote_python=sys.executable)
+    with pytest.raises(BundleError, match="is not a safe name") if field == "name" else _no_error():
+        rollback(str(bad), _target(sshd, tmp_path / "device"))
+    assert not marker.exists() and not (tmp_path / "device").exists()
+
+
+class _no_error:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *_):
+        return kind is DeployError  # rollback reads only the name; "nothing to roll back" is fine
+
+
+def test_target_dir_with_shell_characters_is_quoted_end_to_end(sshd, tmp_path):
+    marker = tmp_path / "pwned"
+    v1 = minimal_bundle(tmp_path / "v1", version="1.0_rc-1", name="mini")
+    root = tmp_path / f"dev ice $(touch {marker})" / "models"
+    result = deploy(str(v1), _target(sshd, root), remote_python=sys.executable)
+    assert result.current == "1.0_rc-1" and not marker.exists()
+    assert (root / "mini" / "current" / "manifest.json").is_file()
+    assert sorted(p.name for p in (root / "mini" / "1.0_rc-1").iterdir()) == sorted(
+        ["manifest.json", "model.fp32.onnx", "golden.npz", "calibration.npz"]
+    )

@@ -157,3 +157,18 @@ def test_latency_summary_percentiles():
     assert s.n == 100 and s.p50_ms == 1.0 and s.max_ms == 20.0
     assert s.p50_ms <= s.p90_ms <= s.p99_ms <= s.max_ms
     assert LatencySummary.of_seconds([]).p50_ms is None
+
+
+def test_an_impossible_pct_of_sgemm_is_never_printed():
+    from bridge_edge.bench.latency import pct_of_limit
+
+    assert pct_of_limit(50.0, 100.0) == 50.0
+    assert pct_of_limit(154.0, 100.0) is None and pct_of_limit(222.0, 100.0) is None
+    rows = latency_rows()
+    for row in rows:
+        if row.get("engine") == "ort" and row.get("stage") == "infer":
+            row["pct_of_matmul_limit"] = 154.0  # as an older result file measured under load says
+    report = BenchReport("latency", MACHINE, rows=rows)
+    text = "\n".join(table.latency_section(report))
+    assert "154" not in text and "over limit" in text
+    assert "| 5 |" in text  # the possible ratio is still shown

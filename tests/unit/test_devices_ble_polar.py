@@ -357,3 +357,35 @@ def test_bleak_transport_calls_the_real_bleak_api(monkeypatch):
     assert asyncio.run(session()) == [True]
     assert ("write", polar.PMD_CP_UUID, b"\x03\x00", True) in calls
     assert calls[0] == ("find_by_address", "AA:BB:CC:DD:EE:FF", 10.0) and calls[-1] == ("disconnect",)
+
+
+@dataclass
+class PoisonedWorld(World):
+    """Frames at these indices arrive corrupt: a u64 timestamp >= 2^63, or a 63-bit delta block."""
+
+    poisoned: tuple[int, ...] = ()
+
+    def frame_bytes(self, k: int) -> bytes:
+        good = super().frame_bytes(k)
+        if k not in self.poisoned:
+            return good
+        if self.frame is H10_FRAME:
+            return good[:1] + struct.pack("<Q", 1 << 63) + good[9:]
+        # compressed PPG: 4 reference samples x 3 bytes, then the first block's width byte
+        return good[:22] + bytes([63]) + good[23:]
+
+
+@pytest.mark.parametrize("frame", ["h10", "verity"])
+def test_an_overflowing_notification_is_one_corrupt_frame_and_the_session_goes_on(frame):
+    h10 = frame == "h10"
+    world = PoisonedWorld(poisoned=(5, 6), tick_s=0.01)
+    if not h10:
+        world.frame, world.features, world.fs = VERITY_FRAME, b"\x0f\x02", 55.0
+        world.start_reply = b"\xf0\x02\x01\x00\x00"
+    _, stats, chunks = run_streamer(world, profile="polar-h10" if h10 else "polar-verity", seconds=0.5)
+    assert stats.corrupt_frames == 2
+    reasons = [e["reason"] for e in stats.events if e["kind"] == "corrupt_frames"]
+    assert all(("2^62" if h10 else "delta block width 63") in r for r in reasons)
+    assert world.connections == 1  # the session was not ended
+    assert len(chunks) == len(world.emitted) - 2 and max(world.emitted) > 10
+    assert stats.gap_samples == 2 * world.n  # the two lost frames, from device time

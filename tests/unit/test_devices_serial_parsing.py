@@ -10,7 +10,7 @@ from bridge_edge.devices.frame import encode_frame
 from bridge_edge.devices.serial_formats import parse_ad8232, parse_csv, parse_sparkfun, split_lines
 from bridge_edge.devices.serial_source import SerialConfig
 from bridge_edge.devices.serial_streams import FrameStream, TextStream
-from bridge_edge.errors import FrameError, SourceURLError
+from bridge_edge.errors import SourceURLError
 
 
 def test_csv_comma_tab_and_spaces_with_header_and_garbage_counted():
@@ -101,10 +101,16 @@ def test_frame_stream_device_clock_wrap_and_backwards_jump():
     assert any(e["kind"] == "clock_jump" for e in stats.events)
 
 
-def test_frame_stream_rejects_a_channel_count_the_url_did_not_declare():
-    stream = FrameStream(100.0, 2, np.array([1.0, 1.0]), SourceStats())
-    with pytest.raises(FrameError, match="declares 2"):
-        stream.feed(frames([0]), 1)
+def test_frame_stream_skips_and_counts_a_channel_count_the_url_did_not_declare():
+    stats = SourceStats()
+    stream = FrameStream(100.0, 2, np.array([1.0, 1.0]), stats)
+    two = b"".join(encode_frame(s, s * 100_000, np.full((10, 2), s), 1) for s in (0, 2))
+    chunks = stream.feed(two[: len(two) // 2] + frames([1]) + two[len(two) // 2 :], 1)
+    assert [c.seq for c in chunks] == [0, 2]
+    assert chunks[1].gap_before == 10  # the skipped frame's samples, from seq and device time
+    assert stats.corrupt_frames == 1
+    (event,) = [e for e in stats.events if e["kind"] == "corrupt_frames"]
+    assert "declares 2" in event["reason"] and event["samples"] == 10
 
 
 @pytest.mark.parametrize(

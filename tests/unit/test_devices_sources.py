@@ -243,3 +243,14 @@ def test_recording_falls_back_to_float_storage_when_data_is_off_the_declared_gri
     meta = record_source(source, tmp_path / "rec")
     assert not meta.exact
     np.testing.assert_array_equal(read_recording(tmp_path / "rec").samples.ravel(), [0.5, 1.25, -3.75])
+
+
+def test_samples_off_the_grid_after_the_first_chunk_make_the_recording_inexact(tmp_path):
+    source = open_source("loop://sensor?fs=10&resolution=0.5")
+    source.push(np.array([[1.0], [1.5], [2.0]]))  # on the 0.5 grid: the first chunk picks it
+    source.push(np.full((600, 1), 0.3))  # 600 samples off the grid: rounded to 0.5
+    source.end()
+    meta = record_source(source, tmp_path / "rec")
+    doc = json.loads((tmp_path / "rec" / "recording.json").read_text())
+    assert doc["requantised"] == 600 and type(doc["requantised"]) is int
+    assert doc["exact"] is False and meta.exact is False

@@ -5,6 +5,7 @@ do (named-tensor API only, EXPLICIT_BATCH only on 8.x, workspace via memory-pool
 INT8 without any calibrator). The real build is tested at the end, skipped without TensorRT.
 """
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -226,13 +227,53 @@ def test_key_covers_version_gpu_and_builder_options(bundle, tmp_path, change):
 def test_unreadable_engine_is_rebuilt_with_a_warning(bundle, tmp_path, caplog):
     cache = EngineCache(tmp_path)
     first = _build(FakeTensorRT(), bundle, cache)
-    first.path.write_bytes(b"garbage that does not deserialize")
+    garbage = b"garbage that does not deserialize"
+    first.path.write_bytes(garbage)  # with a matching hash: a plan this TensorRT cannot read
+    first.path.with_name(first.path.name + ".sha256").write_text(hashlib.sha256(garbage).hexdigest())
     trt = FakeTensorRT()
     with caplog.at_level("WARNING"):
         second = _build(trt, bundle, cache)
     assert second.built and "does not deserialize" in second.reason
     assert "rebuilding TensorRT engine" in caplog.text
     assert first.path.read_bytes().startswith(b"PLAN:")
+
+
+@pytest.mark.parametrize("tamper", ["engine", "hash", "no hash"])
+def test_cached_engine_whose_bytes_do_not_match_its_hash_is_rebuilt_with_a_warning(
+    bundle, tmp_path, caplog, tamper
+):
+    cache = EngineCache(tmp_path)
+    first = _build(FakeTensorRT(), bundle, cache)
+    digest = first.path.with_name(first.path.name + ".sha256")
+    assert digest.read_text().strip() == hashlib.sha256(first.path.read_bytes()).hexdigest()
+    if tamper == "engine":  # still a plan that deserializes: only the hash can tell
+        first.path.write_bytes(first.path.read_bytes() + b"swapped")
+    elif tamper == "hash":
+        digest.write_text("0" * 64)
+    else:
+        digest.unlink()
+    trt = FakeTensorRT()
+    with caplog.at_level("WARNING"):
+        second = _build(trt, bundle, cache)
+    assert second.built and ("build_serialized_network",) in trt.calls
+    assert "sha256" in second.reason and "rebuilding TensorRT engine" in caplog.text
+    assert digest.read_text().strip() == hashlib.sha256(second.path.read_bytes()).hexdigest()
+
+
+def test_engine_cache_load_through_the_cache_module_alone(tmp_path):
+    from bridge_edge.export.engine_cache import EngineKey, ProfileShapes
+
+    cache = EngineCache(tmp_path)
+    key = EngineKey(
+        "ab" * 32, "10.3.0", "Orin", "8.7", "int8", ProfileShapes("ppg", (1, 6), (1, 6), (8, 6)), {}
+    )
+    entry = cache.entry("mini-1", key)
+    assert cache.load(entry, key) == (None, "no cached engine")
+    cache.store(entry, key, b"PLAN")
+    assert cache.load(entry, key) == (b"PLAN", "cache hit")
+    entry.path.write_bytes(b"PLAN but another")
+    plan, reason = cache.load(entry, key)
+    assert plan is None and "sha256 differs" in reason
 
 
 def test_stale_sidecar_forces_rebuild(bundle, tmp_path, caplog):
