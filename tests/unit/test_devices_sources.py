@@ -97,10 +97,10 @@ def test_sim_source_streams_the_simulator_continuously():
         ("sim://ppg?rhythm=vtach", "not one of sinus|brady|tachy|afib|ectopy"),
         ("sim://ppg?script=sinus:ten", "script='sinus:ten'"),
         ("sim://ppg?rhythm=afib&script=sinus:5", "not both"),
-        ("sim://ppg?speed=-1", "speed=-1.0 must be a finite number >= 0"),
-        ("sim://ppg?speed=nan", "speed=nan must be a finite number >= 0"),
-        ("sim://ppg?fs=inf", "fs=inf must be a finite number > 0"),
-        ("sim://ppg?fs=0", "fs=0.0 must be a finite number > 0"),
+        ("sim://ppg?speed=-1", "speed=-1.0 must be >= 0"),
+        ("sim://ppg?speed=nan", "speed=nan must be >= 0"),
+        ("sim://ppg?fs=inf", "fs=inf must be > 0"),
+        ("sim://ppg?fs=0", "fs=0.0 must be > 0"),
         ("replay:///nowhere.csv?fs=100&lol=1", "unknown option 'lol'"),
         ("loop://x", "missing fs"),
     ],
@@ -114,11 +114,11 @@ def test_bad_urls_restate_the_grammar(url, message):
 @pytest.mark.parametrize(
     "query, message",
     [
-        ("fs=inf", "fs=inf must be a finite number > 0"),
-        ("fs=nan", "fs=nan must be a finite number > 0"),
-        ("fs=-5", "fs=-5.0 must be a finite number > 0"),
-        ("fs=0", "fs=0.0 must be a finite number > 0"),
-        ("fs=100&speed=inf", "speed=inf must be a finite number >= 0"),
+        ("fs=inf", "fs=inf must be > 0"),
+        ("fs=nan", "fs=nan must be > 0"),
+        ("fs=-5", "fs=-5.0 must be > 0"),
+        ("fs=0", "fs=0.0 must be > 0"),
+        ("fs=100&speed=inf", "speed=inf must be >= 0"),
     ],
 )
 def test_replay_refuses_a_rate_or_speed_that_is_not_finite_and_positive(tmp_path, query, message):
