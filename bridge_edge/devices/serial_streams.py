@@ -105,12 +105,19 @@ class FrameStream:
             missing = max(0, round((self._t_host_ns - prev_host_ns) * self.fs / 1e9) - prev_n)
             missing = missing if missing > n_tolerance(prev_n) else 0  # arrival jitter is no gap
         self.stats.event(
-            "clock_reset", seq=seq, previous_seq=prev_seq, t_device_us=t_us, previous_t_device_us=prev_t_us,
-            missing_samples=missing, estimated_from="host time",
+            "clock_reset",
+            seq=seq,
+            previous_seq=prev_seq,
+            t_device_us=t_us,
+            previous_t_device_us=prev_t_us,
+            missing_samples=missing,
+            estimated_from="host time",
         )
         log.warning(
             "device clock went back by %d us at seq %d (sensor reboot); %d samples missing by host time",
-            prev_t_us - t_us, seq, missing,
+            prev_t_us - t_us,
+            seq,
+            missing,
         )
         return missing
 

@@ -83,7 +83,9 @@ class SourceURL:
         """Pacing factor: a finite number >= 0 (0 = as fast as possible)."""
         value = self.get("speed", float, default)
         if not (math.isfinite(value) and value >= 0):
-            raise self.fail(f"option speed={value!r} must be >= 0 (a finite number)", key="speed", value=value)
+            raise self.fail(
+                f"option speed={value!r} must be >= 0 (a finite number)", key="speed", value=value
+            )
         return value
 
 

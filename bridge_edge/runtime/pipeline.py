@@ -301,7 +301,11 @@ class Pipeline:
             if gated == "low_sqi":
                 self._event(
                     st.index,
-                    {"kind": "low_sqi", "sqi": round(sqi, 3) if np.isfinite(sqi) else None, "window": job.window.index},
+                    {
+                        "kind": "low_sqi",
+                        "sqi": round(sqi, 3) if np.isfinite(sqi) else None,
+                        "window": job.window.index,
+                    },
                 )
         now = time.monotonic_ns()
         pre_ms = job.dsp_ms + batch_pre_ms

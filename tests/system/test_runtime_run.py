@@ -231,8 +231,17 @@ def afib_csv_with_a_nan(tmp_path_factory):
 def test_run_json_over_nan_is_strict_json_with_gated_windows_and_a_summary(bundle_dir, afib_csv_with_a_nan):
     for name, speed in (("afib_nan.csv", "0"), ("all_nan.csv", "20")):  # the paced one used to never end
         r = bridge_edge(
-            "run", "--source", f"replay://{afib_csv_with_a_nan / name}?fs=64&speed={speed}",
-            "--bundle", str(bundle_dir), "--json", "--threads", "1", "--sqi-policy", "off", timeout=90,
+            "run",
+            "--source",
+            f"replay://{afib_csv_with_a_nan / name}?fs=64&speed={speed}",
+            "--bundle",
+            str(bundle_dir),
+            "--json",
+            "--threads",
+            "1",
+            "--sqi-policy",
+            "off",
+            timeout=90,
         )
         assert r.returncode == 0, r.stderr
         lines, end = hops(r.stdout), summary(r.stdout)  # both parsed strictly: no NaN, no Infinity
@@ -256,7 +265,10 @@ def test_run_json_over_nan_is_strict_json_with_gated_windows_and_a_summary(bundl
     [
         (["--source", "sim://ppg?fs=inf"], "fs=inf must be > 0"),
         (["--source", "sim://ppg?fs=nan"], "fs=nan must be > 0"),
-        (["--source", "serial:///dev/ttyNOPE_bridge_edge?format=csv&fs=100"], "serial port /dev/ttyNOPE_bridge_edge not found"),
+        (
+            ["--source", "serial:///dev/ttyNOPE_bridge_edge?format=csv&fs=100"],
+            "serial port /dev/ttyNOPE_bridge_edge not found",
+        ),
         (["--source", "sim://ppg", "--engine", "torch"], "--engine torch"),
     ],
 )

@@ -128,8 +128,15 @@ def test_a_gated_window_leaves_the_af_alarm_standing_and_shows_the_bed_unscored(
     def pred(gated, label, sqi):
         probs = None if gated else {"sinus": 0.1, "afib": 0.9}
         return SimpleNamespace(
-            stream=SimpleNamespace(index=0), t_end=1.0, label=label, smoothed_label=label,
-            smoothed_probs=probs, sqi=sqi, hr_bpm=90.0, gated=gated, dropped_samples=1 if gated else 0,
+            stream=SimpleNamespace(index=0),
+            t_end=1.0,
+            label=label,
+            smoothed_label=label,
+            smoothed_probs=probs,
+            sqi=sqi,
+            hr_bpm=90.0,
+            gated=gated,
+            dropped_samples=1 if gated else 0,
             gap=bool(gated),
         )
 

@@ -71,8 +71,12 @@ def touches(p, sample):
 def test_one_nan_in_a_replay_is_a_counted_gap_gated_windows_and_labels_resume(bundle, afib, tmp_path):
     poisoned = afib.copy()
     poisoned[NAN_AT] = np.nan
-    clean_rec, _ = run([open_source(f"replay://{write_csv(tmp_path / 'a.csv', afib)}?fs=125&speed=0")], bundle)
-    rec, stats = run([open_source(f"replay://{write_csv(tmp_path / 'n.csv', poisoned)}?fs=125&speed=0")], bundle)
+    clean_rec, _ = run(
+        [open_source(f"replay://{write_csv(tmp_path / 'a.csv', afib)}?fs=125&speed=0")], bundle
+    )
+    rec, stats = run(
+        [open_source(f"replay://{write_csv(tmp_path / 'n.csv', poisoned)}?fs=125&speed=0")], bundle
+    )
     assert len(rec.preds) == len(clean_rec.preds) == (len(afib) - L) // H + 1  # the time axis is kept
     hit = [p for p in rec.preds if touches(p, NAN_AT)]
     assert [p.window_index for p in hit] == list(range(NAN_AT // H - 3, NAN_AT // H + 1))
@@ -87,9 +91,13 @@ def test_one_nan_in_a_replay_is_a_counted_gap_gated_windows_and_labels_resume(bu
     settled = [p for p in later if p.window_index * H > NAN_AT + 2 * FS]
     assert settled
     for p in settled:
-        np.testing.assert_allclose(list(p.probs.values()), list(clean[p.window_index].probs.values()), atol=0.02)
+        np.testing.assert_allclose(
+            list(p.probs.values()), list(clean[p.window_index].probs.values()), atol=0.02
+        )
     s = stats.streams[0]
-    assert s.nonfinite_samples == 1 and s.nonfinite_runs == 1 and stats.windows_skipped["nonfinite"] == len(hit)
+    assert (
+        s.nonfinite_samples == 1 and s.nonfinite_runs == 1 and stats.windows_skipped["nonfinite"] == len(hit)
+    )
     assert stats.dropped_samples == 1 and s.samples == len(afib) - 1
     (event,) = [e for e in rec.events if e["kind"] == "nonfinite"]
     assert event == {"kind": "nonfinite", "samples": 1, "at_sample": NAN_AT}
