@@ -45,9 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _take_debug(argv: Sequence[str]) -> tuple[list[str], bool]:
+    """``--debug`` is global but may come anywhere, also after the subcommand
+    (``bridge-edge run --debug ...``); an argument after ``--`` is left alone."""
+    argv = list(argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    return [a for i, a in enumerate(argv) if not (i < end and a == "--debug")], debug
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv, debug = _take_debug(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.debug = args.debug or debug
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -12,6 +12,8 @@ import argparse
 import os
 from pathlib import Path
 
+from bridge_edge.runtime.commands import positive_int
+
 DEFAULT_OUT = Path("benchmarks/results")
 DEFAULT_RUN_DIR = Path("runs/default")
 
@@ -20,8 +22,27 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _csv(kind):
-    return lambda text: tuple(kind(v) for v in text.split(",") if v)
+def _csv(kind, choices: tuple | None = None, minimum: int | None = None):
+    """argparse type: a comma-separated list; items outside ``choices`` (or below ``minimum``)
+    are refused with what is accepted (``--engines foo`` used to be taken silently)."""
+
+    def parse(text: str) -> tuple:
+        items = tuple(kind(v) for v in text.split(",") if v)
+        bad = [
+            v
+            for v in items
+            if (choices is not None and v not in choices) or (minimum is not None and v < minimum)
+        ]
+        if not items or bad:
+            accepted = ",".join(map(str, choices)) if choices else f"integers >= {minimum}"
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list of {accepted}")
+        return items
+
+    return parse
+
+
+ENGINES = ("torch", "ort", "trt")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,7 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--out", type=Path, default=DEFAULT_OUT, help=f"results folder (default {DEFAULT_OUT})"
         )
         p.add_argument(
-            "--threads", type=int, default=_cores(), help="threads for every engine (default: all cores)"
+            "--threads",
+            type=positive_int,
+            default=_cores(),
+            help="threads for every engine, >= 1 (default: all cores)",
         )
 
     def model(p: argparse.ArgumentParser) -> None:
@@ -54,9 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = which.add_parser("latency", help="per-stage latency percentiles per engine x precision x batch")
     common(p)
     model(p)
-    p.add_argument("--engines", type=_csv(str), default=("torch", "ort", "trt"))
-    p.add_argument("--precisions", type=_csv(str), default=("fp32", "fp16", "int8"))
-    p.add_argument("--batches", type=_csv(int), default=(1, 8))
+    p.add_argument("--engines", type=_csv(str, ENGINES), default=ENGINES)
+    p.add_argument("--precisions", type=_csv(str, PRECISIONS), default=PRECISIONS)
+    p.add_argument("--batches", type=_csv(int, minimum=1), default=(1, 8))
     p.add_argument("--windows", type=int, default=1024, help="timed windows per configuration (default 1024)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device for the torch engine")
     p.set_defaults(handler=run_latency)
@@ -64,8 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = which.add_parser("streams", help="most concurrent simulated streams that keep up in real time")
     common(p)
     model(p)
-    p.add_argument("--engines", type=_csv(str), default=("ort",))
-    p.add_argument("--precisions", type=_csv(str), default=("fp32", "int8"))
+    p.add_argument("--engines", type=_csv(str, ENGINES), default=("ort",))
+    p.add_argument("--precisions", type=_csv(str, PRECISIONS), default=("fp32", "int8"))
     p.add_argument("--trial-seconds", type=float, default=30.0, help="real time per stream-count trial")
     p.set_defaults(handler=run_streams)
 

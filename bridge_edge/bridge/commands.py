@@ -99,8 +99,11 @@ def _summary(report: dict) -> str:
 
 def _fit(args) -> int:
     from bridge_edge.bridge.pipeline import fit
+    from bridge_edge.outdirs import removed_on_failure
 
-    report = fit(args.recipe, args.out, device=_check_device(args.device), fresh=args.fresh)
+    # a fit that completed a stage keeps its RUN_DIR (a rerun reuses the stage); else it is removed
+    with removed_on_failure(args.out, has_results=lambda d: (d / "stages.json").exists()):
+        report = fit(args.recipe, args.out, device=_check_device(args.device), fresh=args.fresh)
     print(json.dumps(report) if args.json else _summary(report))
     return 0
 

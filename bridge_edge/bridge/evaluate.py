@@ -16,7 +16,7 @@ import numpy as np
 
 from bridge_edge.bridge.compose import POSITIVE_LABEL
 from bridge_edge.bridge.metrics import Metrics, compute_metrics, per_subject_scores, subject_bootstrap
-from bridge_edge.errors import ConfigError
+from bridge_edge.errors import ConfigError, DataError
 
 
 def evaluate_probs(probs: np.ndarray, truth: np.ndarray, labels) -> Metrics:
@@ -217,6 +217,13 @@ def evaluate_path(path: str | Path, data: str | list[str], split: str = "test", 
         probs, labels = model.predict_proba(windows.ppg), spec.labels
     else:
         probs, labels, windows = _bundle_probs(path, data, split)
+    if len(probs) == 0:
+        raise DataError(
+            f"no windows to score: split {split!r} of {data} is empty (a simulation gives every split a "
+            f"subject from 4 subjects on); expected data whose {split} split has subjects, or another --split",
+            path=str(data),
+            reason=f"empty split {split}",
+        )
     m = evaluate_probs(probs, windows.head_truth(tuple(labels)), labels)
     return _json_safe(
         {

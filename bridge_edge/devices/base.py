@@ -54,6 +54,7 @@ EVENT_KINDS = (
     "corrupt_frames",
     "lead_off",
     "clock_jump",
+    "clock_reset",  # the sensor rebooted: device time (and seq) restarted; no phantom gap
     "rate_mismatch",
     "fallback",  # BLE: PMD lacks the measurement, streaming the Heart Rate Service instead
     "session_error",  # BLE: a session failed (e.g. a named control-point status); a retry follows
@@ -74,11 +75,14 @@ class SourceStats:
     reconnects: int = 0
     skipped_lines: int = 0  # text formats: banners and lines that are not samples
     lead_off: int = 0  # AD8232 `!` markers
+    nonfinite: int = 0  # NaN/±inf values delivered (the pipeline turns them into gaps)
     events: list[dict] = field(default_factory=list)  # disconnect/reconnect/corrupt/clock events
 
     def count_chunk(self, chunk: Chunk) -> None:
         self.samples += chunk.n
         self.chunks += 1
+        if chunk.samples.dtype.kind == "f":
+            self.nonfinite += int(chunk.samples.size - np.count_nonzero(np.isfinite(chunk.samples)))
         if chunk.gap_before:
             self.gaps += 1
             self.gap_samples += chunk.gap_before
@@ -102,6 +106,9 @@ class StreamInfo:
     # Physical size of one sensor step per channel (e.g. 1.0 µV for an H10); None = float data.
     # `record` picks the WFDB gain from it so the sensor's resolution is kept exactly.
     resolution: tuple[float, ...] | None = None
+    # True for files and simulations: sample k is at (first arrival + k / fs), so a replay at any
+    # speed keeps the file's time axis. False for live sensors: their clock is fitted to arrivals.
+    sample_clock: bool = False
     meta: dict[str, Any] = field(default_factory=dict, compare=False)  # e.g. measured fs
 
 

@@ -71,7 +71,12 @@ def record_command(args: argparse.Namespace) -> int:
         )
     source = open_source(args.source)
     total = None if args.seconds is None else round(args.seconds * source.info.fs)
-    with tqdm(total=total, unit="sample", file=sys.stderr, desc="record", disable=None) as bar:
+    from bridge_edge.outdirs import removed_on_failure
+
+    with (
+        tqdm(total=total, unit="sample", file=sys.stderr, desc="record", disable=None) as bar,
+        removed_on_failure(args.out, has_results=lambda _: source.stats.samples > 0),
+    ):
         try:
             meta = record_source(source, args.out, args.seconds, on_chunk=lambda chunk: bar.update(chunk.n))
         except KeyboardInterrupt:  # Ctrl-C ends a recording; what was written is kept and closed

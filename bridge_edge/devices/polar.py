@@ -327,7 +327,7 @@ class PolarStreamer:
             if err.reason != "non_increasing_timestamp":
                 raise
             # device clock went back (an H10 resets to 2019-01-01 after losing power): flag and re-anchor
-            self.stats.event("clock_jump", previous_ns=previous, now_ns=pmd.parse_header(data).timestamp_ns)
+            self.stats.event("clock_reset", previous_ns=previous, now_ns=pmd.parse_header(data).timestamp_ns)
             self.rate.reset()
             self._last_frame = None
             return pmd.parse_frame(
@@ -345,7 +345,7 @@ class PolarStreamer:
             return None
         last_ns, last_host = self._last_frame
         if frame.timestamp_ns <= last_ns:
-            self.stats.event("clock_jump", previous_ns=last_ns, now_ns=frame.timestamp_ns)
+            self.stats.event("clock_reset", previous_ns=last_ns, now_ns=frame.timestamp_ns)
             self.rate.reset()
             return max(0, round((time.monotonic() - last_host) * fs) - n)  # host-time estimate
         missing = round((frame.timestamp_ns - last_ns) / step) - n

@@ -21,6 +21,7 @@ possible); ``loop=1`` repeats forever with device time continuing.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ class PlaybackSource:
         self, samples: np.ndarray, info: StreamInfo, plan: ChunkPlan, speed: float = 1.0, loop: bool = False
     ):
         self.samples = samples
-        self.info = info
+        self.info = dataclasses.replace(info, sample_clock=True)  # a file keeps its own time axis
         self.plan = plan
         self.loop = loop
         self.stats = SourceStats()
@@ -264,7 +265,4 @@ def open(url: str) -> PlaybackSource:
         )
     if len(samples) == 0:
         raise DataError(f"{path} holds no samples", path=str(path), reason="empty")
-    speed = parsed.get("speed", float, 1.0)
-    if speed < 0:
-        raise parsed.fail("speed must be >= 0")
-    return PlaybackSource(samples, info, plan, speed, parsed.get("loop", flag, False))
+    return PlaybackSource(samples, info, plan, parsed.speed(), parsed.get("loop", flag, False))

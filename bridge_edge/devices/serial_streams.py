@@ -26,6 +26,9 @@ from bridge_edge.devices.serial_formats import (
 log = logging.getLogger(__name__)
 
 U32 = 1 << 32
+# A u32 microsecond clock wraps after 71.6 min: a drop from the top of its range to the bottom is a
+# wrap only if the step across the wrap is short; any other backward step is a sensor reboot.
+WRAP_MAX_STEP_US = 60_000_000
 
 
 class FrameStream:
@@ -40,8 +43,11 @@ class FrameStream:
         self._prev: tuple[int, int, int] | None = None  # (seq, unwrapped t_us, n) of the last frame
         self._wraps = 0
         self._warned_channels = False
+        self._t_host_ns = 0
+        self._prev_host_ns: int | None = None  # arrival of the last frame
 
     def feed(self, data: bytes, t_host_ns: int) -> list[Chunk]:
+        self._t_host_ns = t_host_ns  # a reboot's outage is estimated from host time (_gap)
         corrupt_before = self.decoder.counts.corrupt_frames
         frames = self.decoder.feed(data)
         self._count_corrupt(corrupt_before)
@@ -93,22 +99,53 @@ class FrameStream:
     def _unwrap(self, t_us: int) -> int:
         if self._prev is not None:
             last = self._prev[1] % U32
-            if t_us < last and last - t_us > U32 // 2:
+            if t_us < last and (U32 - last) + t_us <= WRAP_MAX_STEP_US:
                 self._wraps += 1  # u32 microseconds wrap every 71.6 minutes
         return self._wraps * U32 + t_us
 
     def _gap(self, seq: int, t_us: int, n: int) -> int:
+        prev_host_ns, self._prev_host_ns = self._prev_host_ns, self._t_host_ns
         if self._prev is None:
             return 0
         prev_seq, prev_t_us, prev_n = self._prev
         by_time = round((t_us - prev_t_us) * self.fs / 1e6) - prev_n
         by_seq = ((seq - prev_seq - 1) & 0xFFFF) * n
         if by_time < 0:
-            self.stats.event("clock_jump", seq=seq, jump_us=t_us - prev_t_us)
-            log.warning("device clock went back by %d us at seq %d", prev_t_us - t_us, seq)
-            return by_seq
+            return self._reset(seq, prev_seq, t_us, prev_t_us, prev_n, prev_host_ns)
         # seq is exact for short gaps; device time also covers seq wraps and long outages
         return by_seq if abs(by_time - by_seq) <= max(1, n // 2) else by_time
+
+    def _reset(self, seq: int, prev_seq: int, t_us: int, prev_t_us: int, prev_n: int, prev_host_ns) -> int:
+        """The device clock went back: the sensor rebooted (its seq restarts too).
+
+        Neither counter can say how long it was away (the old ``by_seq`` read a restart at 0 as
+        up to 65,535 lost frames: a phantom gap of ~10^6 samples), so the outage is what host
+        time says elapsed beyond the last frame's samples; a ``clock_reset`` event says so."""
+        missing = 0
+        if prev_host_ns is not None:
+            missing = max(0, round((self._t_host_ns - prev_host_ns) * self.fs / 1e9) - prev_n)
+            missing = missing if missing > n_tolerance(prev_n) else 0  # arrival jitter is no gap
+        self.stats.event(
+            "clock_reset",
+            seq=seq,
+            previous_seq=prev_seq,
+            t_device_us=t_us,
+            previous_t_device_us=prev_t_us,
+            missing_samples=missing,
+            estimated_from="host time",
+        )
+        log.warning(
+            "device clock went back by %d us at seq %d (sensor reboot); %d samples missing by host time",
+            prev_t_us - t_us,
+            seq,
+            missing,
+        )
+        return missing
+
+
+def n_tolerance(n: int) -> int:
+    """Host arrival jitter allowance, in samples, for a frame of ``n`` samples."""
+    return max(1, n)
 
 
 class TextStream:

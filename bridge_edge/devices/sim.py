@@ -75,6 +75,7 @@ class SimSource:
             channels,
             units,
             resolution=tuple(self.resolution),
+            sample_clock=True,  # a simulation is its own clock, at any speed
             meta={"seed": seed, "script": script, "hr_bpm": hr_bpm},
         )
         self.stats = SourceStats()
@@ -126,9 +127,7 @@ def open(url: str) -> SimSource:
         raise parsed.fail("give rhythm= or script=, not both")
     if rhythm is not None:
         script = [(rhythm, 3600.0)]
-    speed = parsed.get("speed", float, 1.0)
-    if speed < 0:
-        raise parsed.fail("speed must be >= 0")
+    speed = parsed.speed()
     if not parsed.get("realtime", flag, True):
         speed = 0.0
     motion = parsed.get("motion", float, 0.0)

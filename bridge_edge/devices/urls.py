@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -72,9 +73,19 @@ class SourceURL:
         return value
 
     def positive(self, key: str, default: float | None) -> float | None:
+        """A finite number > 0 (``fs=inf``, ``nan``, ``0`` and ``-1`` are refused)."""
         value = self.get(key, float, default)
-        if value is not None and not value > 0:
-            raise self.fail(f"option {key}={value!r} must be > 0", key=key, value=value)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise self.fail(f"option {key}={value!r} must be > 0 (a finite number)", key=key, value=value)
+        return value
+
+    def speed(self, default: float = 1.0) -> float:
+        """Pacing factor: a finite number >= 0 (0 = as fast as possible)."""
+        value = self.get("speed", float, default)
+        if not (math.isfinite(value) and value >= 0):
+            raise self.fail(
+                f"option speed={value!r} must be >= 0 (a finite number)", key="speed", value=value
+            )
         return value
 
 

@@ -79,7 +79,8 @@ class BedStatus:
     probs: dict[str, float] = field(default_factory=dict)
     sqi: float | None = None  # quality of the window the model classified
     hr_bpm: float | None = None
-    prediction_at: float | None = None  # monotonic seconds the last prediction arrived
+    prediction_at: float | None = None  # monotonic seconds the last scored prediction arrived
+    gated: str | None = None  # why the newest window was not scored (the bed shows "unscored")
 
 
 @dataclass(frozen=True)

@@ -222,24 +222,29 @@ class MonitorFeed:
                 history.push(block, t_end)
 
     def on_prediction(self, pred) -> None:
+        """A scored window updates the bed's label, probabilities, SQI and HR. A gated window
+        (non-finite input, a gap, low SQI, warm-up) leaves them as they were and marks the bed
+        unscored: gated data must never clear an active AF alarm (docs/monitor.md)."""
         bed = pred.stream.index
-        label = pred.smoothed_label
         with self._lock:
             status = self.status[bed]
-            status.label = label
-            status.probs = dict(pred.smoothed_probs or {})
-            status.sqi = _finite_or_none(pred.sqi)
-            status.hr_bpm = _finite_or_none(pred.hr_bpm)
-            status.prediction_at = time.monotonic()
+            status.gated = pred.gated
+            if pred.gated is None:
+                status.label = pred.smoothed_label
+                status.probs = dict(pred.smoothed_probs or {})
+                status.sqi = _finite_or_none(pred.sqi)
+                status.hr_bpm = _finite_or_none(pred.hr_bpm)
+                status.prediction_at = time.monotonic()
+            label = status.label
         self.server.send_json(
             {
                 "type": "prediction",
                 "bed": bed,
                 "t_end": pred.t_end,
-                "label": label,
+                "label": label if pred.gated is None else None,
                 "raw_label": pred.label,
-                "probs": _clean_probs(pred.smoothed_probs),
-                "sqi": status.sqi,
+                "probs": _clean_probs(pred.smoothed_probs if pred.gated is None else None),
+                "sqi": _finite_or_none(pred.sqi),
                 "gated": pred.gated,
                 "dropped_samples": int(pred.dropped_samples),
                 "gap": bool(pred.gap),
@@ -270,6 +275,8 @@ class MonitorFeed:
             beds.append(
                 {
                     "label": status.label,
+                    "scored": status.gated is None,  # False: the newest window was gated
+                    "gated": status.gated,
                     "probs": _clean_probs(status.probs),
                     "sqi": status.sqi,
                     "sqi_level": self.rules.sqi.level(status.sqi),

@@ -7,9 +7,11 @@ a sliding window of recent observations gives every sample its fitted time ``t_e
 residual standard deviation is reported as jitter. Arrival delays only add noise, so the fit
 never re-stamps samples with arrival or wall time.
 
-A device clock that jumps (a Polar H10 resetting to 2019-01-01, a counter wrapping) is detected
-as an observation far off the line or a clock going backwards: the fit is re-anchored at the
-new observation and a ``clock_jump`` event is returned to the caller. For host-stamped streams
+A device clock that jumps is detected as an observation far off the line or a clock going
+backwards: the fit is re-anchored at the new observation and an event is returned to the
+caller. Going backwards is a sensor reboot (a Polar H10 resetting to 2019-01-01, a framed
+sensor's counter restarting at 0): ``clock_reset``; a forward jump off the line: ``clock_jump``.
+Either way no time is invented: the new epoch is mapped onto the arrivals it comes with. For host-stamped streams
 the fitted slope gives the true sampling rate; a mismatch with the nominal rate beyond
 ``fs_tolerance`` is reported once as a ``rate_mismatch`` event with numbers.
 """
@@ -29,6 +31,7 @@ class ClockStats:
     jitter_ms: float  # residual std of arrival times around the fitted line
     observations: int
     jumps: int
+    resets: int  # jumps backwards (sensor reboots)
     fs_estimated: float | None  # host-stamped streams: rate implied by the fit
 
 
@@ -57,10 +60,11 @@ class ClockMapper:
         self._slope = 1.0
         self._intercept = 0.0  # seconds
         self.jumps = 0
+        self.resets = 0
         self._fs_warned = False
 
     def observe(self, x_ns: float, host_ns: int) -> list[dict]:
-        """Add one (clock, arrival) observation; returns events (clock_jump, rate_mismatch)."""
+        """Add one (clock, arrival) observation; returns events (clock_jump, clock_reset, rate_mismatch)."""
         events: list[dict] = []
         if self._x:
             predicted = self._predict_ns(x_ns)
@@ -69,12 +73,13 @@ class ClockMapper:
                 last_y_ns = self._y0 + self._y[-1] * 1e9
                 events.append(
                     {
-                        "kind": "clock_jump",
+                        "kind": "clock_reset" if went_back else "clock_jump",
                         "jump_s": (x_ns - self._last_x_ns - (host_ns - last_y_ns)) / 1e9,
                         "backwards": bool(went_back),
                     }
                 )
                 self.jumps += 1
+                self.resets += int(went_back)
                 self._x.clear()
                 self._y.clear()
         if not self._x:  # (re-)anchor at this observation
@@ -147,5 +152,6 @@ class ClockMapper:
             jitter_ms=self.jitter_ms(),
             observations=len(self._x),
             jumps=self.jumps,
+            resets=self.resets,
             fs_estimated=None if self.device_clock else self.fs_nominal / self._slope,
         )

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="run the streaming pipeline; one prediction line per hop",
         description="Stream one or more sources through a bundle: one prediction per hop per stream "
-        "(JSON lines with --json). Ends at the end of a replay, after --seconds, or on Ctrl-C.",
+        "(JSON lines with --json, then one summary object). Ends with exit 0 at the end of a replay, "
+        "after --seconds, or on Ctrl-C.",
     )
     p.add_argument(
         "--source",
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--record", metavar="DIR", help="also record the raw streams to DIR (replayable)")
     p.add_argument("--json", action="store_true", help="one JSON object per hop on stdout")
-    p.add_argument("--seconds", type=float, help="stop after this many seconds")
+    p.add_argument("--seconds", type=positive_float, help="stop after this many seconds (> 0)")
     p.add_argument(
         "--gap-policy",
         choices=("flag", "skip"),
@@ -47,29 +48,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="skip",
         help="windows below the SQI threshold: no model call, call and flag, or no gate",
     )
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: cores - 1)")
+    p.add_argument(
+        "--threads", type=positive_int, help="ONNX Runtime intra-op threads, >= 1 (default: cores - 1)"
+    )
     p.add_argument(
         "--lossless",
         action="store_true",
         help="replays: let ingest wait for inference instead of overwriting (never for live sensors)",
     )
-    p.add_argument("--run-dir", help="torch engine only: the fit RUN_DIR holding the composed module")
+    p.add_argument(
+        "--run-dir", help="torch engine only (required by it): the fit RUN_DIR holding the composed module"
+    )
     p.set_defaults(handler=run_command)
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``--seconds 0``, ``-1``, ``nan`` are refused)."""
+    import math
+
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--threads 0`` is refused)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
+
+
 def run_command(args: argparse.Namespace) -> int:
-    import json
     import logging
     import sys
     import threading
 
     from bridge_edge.devices.base import open_source
+    from bridge_edge.errors import ConfigError
     from bridge_edge.export.bundle import load_bundle
     from bridge_edge.runtime.engines import select_engine
+    from bridge_edge.runtime.outputs import strict_json
     from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
     from bridge_edge.runtime.report import format_prediction, summary_lines
 
     log = logging.getLogger("bridge_edge.run")
+    if args.engine == "torch" and args.run_dir is None:
+        raise ConfigError(
+            "--engine torch runs the composed torch module of a fit run and needs --run-dir RUN_DIR; "
+            "expected --run-dir, or --engine ort|auto for the bundle",
+            key="run_dir",
+            value=None,
+            expected="RUN_DIR of `bridge-edge fit`",
+        )
     config = PipelineConfig(
         gap_policy=args.gap_policy, sqi_policy=args.sqi_policy, threads=args.threads, lossless=args.lossless
     )
@@ -88,7 +120,7 @@ def run_command(args: argparse.Namespace) -> int:
 
     class Printer:
         def on_prediction(self, pred) -> None:
-            line = json.dumps(pred.as_json()) if args.json else format_prediction(pred)
+            line = strict_json(pred.as_json()) if args.json else format_prediction(pred)
             with lock:
                 print(line, flush=True)
 
@@ -101,14 +133,23 @@ def run_command(args: argparse.Namespace) -> int:
         bundle.manifest.version,
     )
     pipe.start()
+    ended = "seconds"
     try:
-        pipe.wait(args.seconds)
+        if pipe.wait(args.seconds):
+            ended = "source_end"
     except KeyboardInterrupt:
+        ended = "interrupted"
         log.info("interrupted; stopping the pipeline")
     finally:
         pipe.stop()
-    for line in summary_lines(pipe.stats()):
+    stats = pipe.stats()
+    if pipe.errors and stats.hops == 0 and not any(st.samples for st in stats.streams):
+        raise pipe.errors[0]  # nothing ran: the error is the whole story, in one line
+    for line in summary_lines(stats, ended):
         print(line, file=sys.stderr)
+    if args.json:  # the last stdout line: one summary object, so a reader knows the run ended
+        with lock:
+            print(strict_json({"summary": stats.as_json(ended)}), flush=True)
     if pipe.errors:
         raise pipe.errors[0]
     return 0

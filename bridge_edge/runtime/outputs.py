@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -38,17 +40,36 @@ class Prediction:
     latency_ms: LatencyMs
     dropped_samples: int  # input samples missing inside this window (gaps, ring overwrites)
     gap: bool
-    gated: str | None  # why no model call was made ("low_sqi", "gap"), else None
+    gated: str | None  # why no model call was made ("warmup", "gap", "low_sqi", "nonfinite"), else None
     engine: str
     precision: str
     bundle_name: str
     bundle_version: str
 
     def as_json(self) -> dict:
+        """A plain dict whose non-finite floats are None (``strict_json`` prints it)."""
         d = asdict(self)
         d["stream"] = self.stream.name
         d["stream_index"] = self.stream.index
-        return d
+        return finite_or_none(d)
+
+
+def finite_or_none(value):
+    """``value`` with every NaN/±inf float (nested in dicts, lists, numpy scalars) as None."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def strict_json(value) -> str:
+    """One line of strict JSON (RFC 8259): non-finite numbers become null, never NaN/Infinity."""
+    return json.dumps(finite_or_none(value), allow_nan=False)
 
 
 class ProbabilitySmoother:
@@ -61,6 +82,10 @@ class ProbabilitySmoother:
         self.labels = labels
         self.alpha = alpha
         self._state: dict[int, np.ndarray] = {}
+
+    def reset(self, stream_index: int) -> None:
+        """Forget a stream's history (after non-finite input: nothing carries across it)."""
+        self._state.pop(stream_index, None)
 
     def update(self, stream_index: int, probs: np.ndarray | None) -> np.ndarray | None:
         prev = self._state.get(stream_index)

@@ -8,8 +8,9 @@ into one engine call, smooths, emits ``Prediction``s). Listeners are plain objec
 they run on the pipeline's threads, so they must return quickly.
 
 Nothing is lost silently: gaps reported by the source, samples a slow reader lost to ring
-overwrites, windows skipped for a gap or gated for low SQI are all counted in ``stats()`` and
-carried on the predictions they touch.
+overwrites, non-finite samples dropped at ingest, windows skipped for a gap or gated for low SQI
+or non-finite input are all counted in ``stats()`` and carried on the predictions they touch.
+A NaN or inf never reaches the filter or the model (docs/runtime.md, "Non-finite samples").
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bridge_edge.devices.base import Source
-from bridge_edge.errors import ConfigError
+from bridge_edge.errors import BridgeEdgeError, ConfigError
 from bridge_edge.runtime.engines import EngineChoice, select_engine
 from bridge_edge.runtime.outputs import LatencyMs, Prediction, ProbabilitySmoother, StreamRef
 from bridge_edge.runtime.stats import PipelineStats, StageTimer
@@ -92,7 +93,7 @@ class Pipeline:
         self._unix_minus_mono = time.time() - time.monotonic_ns() / 1e9  # fixed, taken once
         self._recorder = _open_recorder(record_dir, sources)
         self.hops = 0
-        self.windows_skipped = {"warmup": 0, "gap": 0, "low_sqi": 0}
+        self.windows_skipped = {"warmup": 0, "gap": 0, "low_sqi": 0, "nonfinite": 0}
         self.errors: list[BaseException] = []
 
     # --- listeners ---------------------------------------------------------------------------
@@ -186,10 +187,15 @@ class Pipeline:
                     with self._wake:
                         self._wake.notify_all()
         except Exception as err:
-            log.exception("source %s failed", st.info.name)
+            if isinstance(err, BridgeEdgeError):  # a typed error is its own one-line report
+                log.debug("source %s failed", st.info.name, exc_info=True)
+            else:
+                log.exception("source %s failed", st.info.name)
             self.errors.append(err)
             self._event(st.index, {"kind": "source_error", "error": str(err)})
         finally:
+            for event in st.finish():
+                self._event(st.index, event)
             st.ended = True
             self._event(st.index, {"kind": "end", "samples": st.pushed})
             with self._wake:
@@ -205,6 +211,8 @@ class Pipeline:
     def _inference_loop(self) -> None:
         try:
             while not self._stop.is_set():
+                # read before the pass: a source that ended after it may still have pushed rows
+                all_ended = all(st.ended for st in self.streams)
                 jobs: list[WindowJob] = []
                 for st in self.streams:
                     jobs.extend(st.advance(self._timer))
@@ -215,11 +223,13 @@ class Pipeline:
                     with self._wake:
                         self._wake.notify_all()  # a lossless producer may be waiting for room
                     continue
-                if all(st.ended and not st.ready() for st in self.streams):
-                    break  # what is left cannot complete a window
+                if all_ended:
+                    break  # every source ended and its last rows were read: nothing more to cut
                 with self._wake:
-                    if not any(st.ready() for st in self.streams):
-                        self._wake.wait(0.05)
+                    # ready() means a window can be completed, so the next pass has work; the
+                    # short wait is a guard against spinning should it ever not (a finite source
+                    # used to spin at 100 % CPU after its end)
+                    self._wake.wait(0.002 if any(st.ready() for st in self.streams) else 0.05)
         except Exception as err:
             log.exception("inference loop failed")
             self.errors.append(err)
@@ -240,18 +250,15 @@ class Pipeline:
         beats = [detect_beats(w, self.model.fs, self.model.modality) for w in raw]  # loop over windows
         sqi = window_sqi(raw, self.model.fs, self.model.modality, beats=beats)
         hr = [heart_rate_bpm(b, self.model.fs) for b in beats]
-        gated: list[str | None] = []
-        for j, q in zip(jobs, sqi):
-            if j.warmup:
-                gated.append("warmup")
-            elif j.window.gap and self.config.gap_policy == "skip":
-                gated.append("gap")
-            elif q < self.config.sqi_threshold and self.config.sqi_policy == "skip":
-                gated.append("low_sqi")
-            else:
-                gated.append(None)
+        gated = [self._gate(j, float(q)) for j, q in zip(jobs, sqi)]
         run = [i for i, g in enumerate(gated) if g is None]
         batch = normalise_windows(raw[run], self.model.preprocess)
+        bad = ~np.isfinite(batch).all(axis=1)
+        if bad.any():  # cannot happen after ingest's check; kept so no NaN ever reaches a model
+            for i in np.asarray(run)[bad]:
+                gated[i] = "nonfinite"
+            batch = batch[~bad]
+            run = [i for i, g in enumerate(gated) if g is None]
         t1 = time.perf_counter_ns()
         probs = self.engine.infer(batch) if run else np.empty((0, len(self.model.labels)), np.float32)
         t2 = time.perf_counter_ns()
@@ -260,6 +267,19 @@ class Pipeline:
         batch_pre_ms = (t1 - t0) / 1e6
         for i, job in enumerate(jobs):
             self._emit(job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6)
+
+    def _gate(self, job: WindowJob, sqi: float) -> str | None:
+        """Why the model does not see this window, or None. A window touching non-finite input
+        is always gated; a non-finite SQI (a flat or degenerate window) counts as low."""
+        if job.window.nonfinite:
+            return "nonfinite"
+        if job.warmup:
+            return "warmup"
+        if job.window.gap and self.config.gap_policy == "skip":
+            return "gap"
+        if not sqi >= self.config.sqi_threshold and self.config.sqi_policy == "skip":
+            return "low_sqi"
+        return None
 
     def _emit(
         self,
@@ -273,11 +293,20 @@ class Pipeline:
     ) -> None:
         st = self.streams[job.stream_index]
         labels = self.model.labels
+        if gated == "nonfinite":  # no label carried across poisoned input: smoothing restarts after it
+            self._smoother.reset(st.index)
         smoothed = self._smoother.update(st.index, p)
         if gated is not None:
             self.windows_skipped[gated] += 1
             if gated == "low_sqi":
-                self._event(st.index, {"kind": "low_sqi", "sqi": round(sqi, 3), "window": job.window.index})
+                self._event(
+                    st.index,
+                    {
+                        "kind": "low_sqi",
+                        "sqi": round(sqi, 3) if np.isfinite(sqi) else None,
+                        "window": job.window.index,
+                    },
+                )
         now = time.monotonic_ns()
         pre_ms = job.dsp_ms + batch_pre_ms
         total_ms = (now - job.arrival_ns) / 1e6

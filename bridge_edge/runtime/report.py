@@ -14,10 +14,11 @@ def format_prediction(p: Prediction) -> str:
         what = f"-- ({p.gated})"
     else:
         what = f"{p.label:<8} p={p.probs[p.label]:.2f} smoothed={p.smoothed_label}"
+    sqi = f"{p.sqi:.2f}" if p.sqi == p.sqi else " -- "  # NaN: a flat or degenerate window
     hr = f"{p.hr_bpm:5.0f}" if p.hr_bpm is not None else "  ---"
     flags = (" GAP" if p.gap else "") + (f" dropped={p.dropped_samples}" if p.dropped_samples else "")
     return (
-        f"{clock} [{p.stream.index}:{p.stream.name}] {what}  HR {hr}  SQI {p.sqi:.2f}  "
+        f"{clock} [{p.stream.index}:{p.stream.name}] {what}  HR {hr}  SQI {sqi}  "
         f"{p.latency_ms.total:6.1f} ms (infer {p.latency_ms.infer:.1f}){flags}"
     )
 
@@ -28,8 +29,9 @@ def _pct(p: Percentiles) -> str:
     return f"p50 {p.p50_ms:.2f} ms, p99 {p.p99_ms:.2f} ms, max {p.max_ms:.2f} ms (n={p.n})"
 
 
-def summary_lines(s: PipelineStats) -> list[str]:
-    lines = [
+def summary_lines(s: PipelineStats, ended: str | None = None) -> list[str]:
+    lines = [f"run: ended ({ended})"] if ended else []
+    lines += [
         (
             f"run: {s.hops} hops, engine {s.engine} {s.precision} ({s.engine_description}), "
             f"bundle {s.bundle_name} {s.bundle_version}"
@@ -39,13 +41,14 @@ def summary_lines(s: PipelineStats) -> list[str]:
     lines += [f"run: latency {stage}: {_pct(p)}" for stage, p in s.latency.items()]
     for st in s.streams:
         clock = (
-            f"drift {st.clock_drift_ppm:.1f} ppm, jitter {st.clock_jitter_ms:.2f} ms, jumps {st.clock_jumps}"
+            f"drift {st.clock_drift_ppm:.1f} ppm, jitter {st.clock_jitter_ms:.2f} ms, jumps {st.clock_jumps}, "
+            f"resets {st.clock_resets}"
             if st.clock_drift_ppm is not None
             else "no clock fit"
         )
         lines.append(
             f"run: stream {st.index} {st.name}: {st.samples} samples, gaps {st.gap_samples}, "
-            f"lost {st.lost_samples}, lag {_pct(st.lag)}, {clock}"
+            f"lost {st.lost_samples}, non-finite {st.nonfinite_samples}, lag {_pct(st.lag)}, {clock}"
         )
     lines += [f"run: engine fallback: {f}" for f in s.engine_fallbacks]
     return lines

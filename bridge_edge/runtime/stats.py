@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -56,11 +56,14 @@ class StreamStats:
     first_gap_t: float | None  # unix s (arrival of the chunk after the first / last gap)
     last_gap_t: float | None
     lost_samples: int  # lost by the inference reader to ring overwrites
+    nonfinite_samples: int  # NaN/inf samples dropped at ingest (gaps of reason "nonfinite")
+    nonfinite_runs: int
     ring_overwrites: int
     lag: Percentiles  # now - newest sample's fitted time
     clock_drift_ppm: float | None
     clock_jitter_ms: float | None
-    clock_jumps: int
+    clock_jumps: int  # forward jumps and resets of the device clock (re-anchored fits)
+    clock_resets: int  # the device clock went backwards: a sensor reboot
     fs_estimated: float | None
     events: int
     ended: bool
@@ -81,7 +84,16 @@ class PipelineStats:
 
     @property
     def dropped_samples(self) -> int:
-        return sum(s.gap_samples + s.lost_samples for s in self.streams)
+        return sum(s.gap_samples + s.lost_samples + s.nonfinite_samples for s in self.streams)
+
+    def as_json(self, ended: str | None = None) -> dict:
+        """Plain data for ``run --json``'s summary object (``strict_json`` prints it)."""
+        d = asdict(self)
+        d["dropped_samples"] = self.dropped_samples
+        d["overwrites"] = self.overwrites
+        if ended is not None:
+            d["ended"] = ended
+        return d
 
     @property
     def overwrites(self) -> int:
@@ -103,11 +115,14 @@ class PipelineStats:
                     first_gap_t=pipeline._unix(st.gap_first_last_ns[0]) if st.gap_first_last_ns else None,
                     last_gap_t=pipeline._unix(st.gap_first_last_ns[1]) if st.gap_first_last_ns else None,
                     lost_samples=st.lost_samples,
+                    nonfinite_samples=st.nonfinite_samples,
+                    nonfinite_runs=st.nonfinite_runs,
                     ring_overwrites=st.ring.overwritten_samples,
                     lag=Percentiles.of(list(st.lag_ms)),
                     clock_drift_ppm=clock.drift_ppm if clock else None,
                     clock_jitter_ms=clock.jitter_ms if clock else None,
                     clock_jumps=clock.jumps if clock else 0,
+                    clock_resets=clock.resets if clock else 0,
                     fs_estimated=clock.fs_estimated if clock else None,
                     events=st.events,
                     ended=st.ended,

@@ -66,6 +66,16 @@ class ModelInput:
 
 
 @dataclass(frozen=True)
+class PendingGap:
+    """Samples missing from the stream right before ring index ``ring_index``."""
+
+    ring_index: int
+    missing: int
+    t_host_ns: int  # arrival of the chunk that reported (or carried) them
+    nonfinite: bool  # NaN/inf values dropped at ingest (else: reported missing by the source)
+
+
+@dataclass(frozen=True)
 class WindowJob:
     """A complete window waiting for the gate and the engine."""
 
@@ -115,7 +125,7 @@ class StreamState:
         self.cutter = WindowCutter(model.window_len, model.hop_len)
         self.warmup_out = int(np.ceil(warmup_seconds(model.preprocess, self.info.fs) * model.fs))
         self._input_needed = self.input_needed()
-        self._gaps: deque[tuple[int, int]] = deque()  # (ring index the gap precedes, missing samples)
+        self._gaps: deque[PendingGap] = deque()  # written by ingest, consumed by advance
         self._gap_lock = threading.Lock()
         self._read_values = np.empty((capacity, len(self.info.channels)), np.float32)
         self._read_times = np.empty((capacity, 2), np.int64)
@@ -126,6 +136,12 @@ class StreamState:
         self.gaps = 0
         self.gap_first_last_ns: tuple[int, int] | None = None  # arrival of the first and last gap
         self.lost_samples = 0  # samples the inference reader lost to ring overwrites
+        self.nonfinite_samples = 0  # NaN/inf samples turned into gaps at ingest
+        self.nonfinite_runs = 0
+        self._open_run: list[int] | None = None  # [first sample, count] of a non-finite run
+        self._restart_pending = False  # re-initialise the filter at the next finite sample
+        self._anchor_ns: int | None = None  # sample-clocked streams: host time of sample 0
+        self._last_t: float | None = None  # time of the newest sample the DSP consumed
         self.last_arrival_ns: int | None = None
         self.newest_t_est_ns: float | None = None
         self.lag_ms: deque[float] = deque(maxlen=4096)
@@ -140,12 +156,16 @@ class StreamState:
     # --- ingest thread -------------------------------------------------------------------------
 
     def ingest(self, chunk: Chunk) -> list[dict]:
+        """Stamp a chunk's samples and push them into the ring (runs on the ingest thread).
+
+        Rows whose model channel is NaN or ±inf are not pushed: each run of them becomes a
+        counted gap of reason ``nonfinite`` (the window cutter marks it, the pipeline gates the
+        windows touching it), so a non-finite value never reaches the filter or the model."""
         events: list[dict] = []
         samples = chunk.samples
         n = len(samples)
         if chunk.gap_before > 0:
-            with self._gap_lock:
-                self._gaps.append((self.pushed, int(chunk.gap_before)))
+            self._add_gap(int(chunk.gap_before), chunk.t_host_ns, nonfinite=False)
             self.timeline += int(chunk.gap_before)
             self.gap_samples += int(chunk.gap_before)
             self.gaps += 1
@@ -156,25 +176,76 @@ class StreamState:
             )
         if n == 0:
             return events
+        times = np.empty((n, 2), np.int64)
+        times[:, 0] = self._stamp(chunk, n, events)
+        times[:, 1] = chunk.t_host_ns
+        finite = np.isfinite(samples[:, self.channel])
+        if finite.all():
+            self._close_nonfinite_run(events)
+            self.ring.push(samples, times)
+            self.pushed += n
+        else:
+            edges = np.flatnonzero(np.diff(finite.view(np.int8))) + 1
+            for a, b in zip(np.r_[0, edges], np.r_[edges, n]):  # one iteration per run, not per sample
+                if finite[a]:
+                    self._close_nonfinite_run(events)
+                    self.ring.push(samples[a:b], times[a:b])
+                    self.pushed += int(b - a)
+                else:
+                    self._nonfinite_run(int(b - a), self.timeline + int(a), chunk.t_host_ns)
+        self.timeline += n
+        self.last_arrival_ns = chunk.t_host_ns
+        self.newest_t_est_ns = float(times[-1, 0])
+        self.stale = False
+        return events
+
+    def _stamp(self, chunk: Chunk, n: int, events: list[dict]) -> np.ndarray:
+        """Host-monotonic time (ns) of each of the chunk's samples.
+
+        Sample-clocked streams (files): the first chunk's arrival plus sample index / fs, so a
+        replay at any speed keeps the file's own time axis. Live streams: the device clock (or
+        the nominal sample clock) fitted to arrivals by ``ClockMapper``."""
+        idx = self.timeline + np.arange(n)
+        if self.info.sample_clock:
+            if self._anchor_ns is None:
+                self._anchor_ns = chunk.t_host_ns - int(round(self.timeline * 1e9 / self.info.fs))
+            return self._anchor_ns + np.round(idx * (1e9 / self.info.fs)).astype(np.int64)
         if self.clock is None:
             self.clock = ClockMapper(self.info.fs, device_clock=chunk.t_device_ns is not None)
         if chunk.t_device_ns is not None:
             x = np.asarray(chunk.t_device_ns, dtype=np.float64)
         else:  # host-stamped: the nominal sample clock, fitted to arrivals
-            x = (self.timeline + np.arange(n)) * (1e9 / self.info.fs)
+            x = idx * (1e9 / self.info.fs)
         events.extend(self.clock.observe(float(x[-1]), chunk.t_host_ns))
-        times = np.empty((n, 2), np.int64)
-        times[:, 0] = self.clock.map(x)
-        if self.newest_t_est_ns is not None and times[0, 0] <= self.newest_t_est_ns:
+        t = self.clock.map(x)
+        if self.newest_t_est_ns is not None and t[0] <= self.newest_t_est_ns:
             # a refit (early on, or a replay faster than real time) must not move time backwards
-            times[:, 0] += int(self.newest_t_est_ns - times[0, 0]) + 1
-        times[:, 1] = chunk.t_host_ns
-        self.ring.push(samples, times)
-        self.pushed += n
-        self.timeline += n
-        self.last_arrival_ns = chunk.t_host_ns
-        self.newest_t_est_ns = float(times[-1, 0])
-        self.stale = False
+            t += int(self.newest_t_est_ns - t[0]) + 1
+        return t
+
+    def _add_gap(self, missing: int, t_host_ns: int, nonfinite: bool) -> None:
+        with self._gap_lock:
+            self._gaps.append(PendingGap(self.pushed, missing, t_host_ns, nonfinite))
+
+    def _nonfinite_run(self, count: int, at_sample: int, t_host_ns: int) -> None:
+        self._add_gap(count, t_host_ns, nonfinite=True)
+        self.nonfinite_samples += count
+        if self._open_run is None:
+            self.nonfinite_runs += 1
+            self._open_run = [at_sample, 0]
+        self._open_run[1] += count
+
+    def _close_nonfinite_run(self, events: list[dict]) -> None:
+        """One ``nonfinite`` event per run of non-finite samples, when finite data resumes."""
+        if self._open_run is not None:
+            at, count = self._open_run
+            events.append({"kind": "nonfinite", "samples": count, "at_sample": at})
+            self._open_run = None
+
+    def finish(self) -> list[dict]:
+        """Events still open when the source ended (a non-finite run at the end of a file)."""
+        events: list[dict] = []
+        self._close_nonfinite_run(events)
         return events
 
     def new_source_events(self) -> list[dict]:
@@ -188,9 +259,12 @@ class StreamState:
     # --- inference thread ----------------------------------------------------------------------
 
     def input_needed(self) -> int:
-        """Input samples (on the stream's time axis) after which the next window is complete."""
-        last_out = self.cutter.next_window_end - 1
-        return int(np.floor(last_out * self.info.fs / self.model.fs)) + 1
+        """Input samples (on the stream's time axis) after which the next window is complete.
+
+        Output sample ``k`` sits at input position ``k * fs_in / fs_out`` and is interpolated
+        from the input samples either side, so it needs input index ``ceil(position)``: the
+        streaming preprocessor's own test (``StreamingPreprocessor.available``) decides."""
+        return self.dsp.inputs_for(self.cutter.next_window_end)
 
     def ready(self) -> bool:
         """True when enough input arrived to complete the next window (ingest updates timeline)."""
@@ -202,53 +276,63 @@ class StreamState:
         Reads only once the next window can be completed: DSP runs once per hop on the
         accumulated samples instead of once per chunk (same output, far fewer calls), and the
         window is still cut in the pass right after its last sample arrived."""
-        if self.newest_t_est_ns is not None and not self.ended:
-            # an ended stream has no newest sample to be late for: its silence is not lag
-            self.lag_ms.append((time.monotonic_ns() - self.newest_t_est_ns) / 1e6)
+        newest = self.last_arrival_ns if self.info.sample_clock else self.newest_t_est_ns
+        if newest is not None and not self.ended:
+            # an ended stream has no newest sample to be late for: its silence is not lag.
+            # Sample-clocked streams (files) run ahead of or behind real time by design: their
+            # lag is the age of the newest arrival.
+            self.lag_ms.append((time.monotonic_ns() - newest) / 1e6)
         if not self.ready():
             return []
         values, times, r = self.ring.read_new(self.cursor, out=self._read_values, out_times=self._read_times)
-        if r.n == 0 and r.lost == 0:
+        end = r.start + r.n
+        with self._gap_lock:  # gaps before or right after the rows read (a trailing NaN run)
+            gaps = []
+            while self._gaps and self._gaps[0].ring_index <= end:
+                gaps.append(self._gaps.popleft())
+        if r.n == 0 and r.lost == 0 and not gaps:
             return []
         t0 = time.perf_counter_ns()
         base = self.dsp.n_in
         t_parts: list[np.ndarray] = []
         arrival_parts: list[np.ndarray] = []
         windows: list[Window] = []
-        last_t = [times[0, 0] - 1e9 / self.info.fs if r.n else 0.0]
+        step_ns = 1e9 / self.info.fs
+        if self._last_t is None:
+            self._last_t = float(times[0, 0]) - step_ns if r.n else float(gaps[0].t_host_ns)
 
-        def fill(missing: int, arrival: int) -> None:
+        def fill(missing: int, arrival: int, nonfinite: bool) -> None:
             block = self.dsp.fill_gap(missing)
             self.cutter.mark_gap(
-                GapSpan(block.first_index, block.first_index + len(block.values) + 1, missing)
+                GapSpan(block.first_index, block.first_index + len(block.values) + 1, missing, nonfinite)
             )
             windows.extend(self.cutter.push(block.values, block.source_index, block.first_index))
-            t_parts.append(last_t[0] + np.arange(1, missing + 1) * (1e9 / self.info.fs))
+            t_parts.append(self._last_t + np.arange(1, missing + 1) * step_ns)
             arrival_parts.append(np.full(missing, arrival, np.int64))
-            last_t[0] = t_parts[-1][-1]
+            self._last_t = float(t_parts[-1][-1])
+            self._restart_pending = self._restart_pending or nonfinite
 
         def rows(a: int, b: int) -> None:
             if b <= a:
                 return
-            block = self.dsp.process(values[a:b, self.channel])
+            x = values[a:b, self.channel]
+            if self._restart_pending:  # the first finite value after a non-finite gap
+                self.dsp.restart(float(x[0]))
+                self._restart_pending = False
+            block = self.dsp.process(x)
             windows.extend(self.cutter.push(block.values, block.source_index, block.first_index))
             t_parts.append(times[a:b, 0].astype(np.float64))
             arrival_parts.append(times[a:b, 1])
-            last_t[0] = float(times[b - 1, 0])
+            self._last_t = float(times[b - 1, 0])
 
         if r.lost:
             self.lost_samples += r.lost
-            fill(r.lost, int(times[0, 1]))
-        end = r.start + r.n
-        with self._gap_lock:
-            gaps = []
-            while self._gaps and self._gaps[0][0] < end:
-                gaps.append(self._gaps.popleft())
+            fill(r.lost, int(times[0, 1]), False)
         row = 0
-        for ring_index, missing in gaps:
-            cut = max(0, ring_index - r.start)
+        for gap in gaps:
+            cut = min(max(0, gap.ring_index - r.start), r.n)
             rows(row, cut)
-            fill(missing, int(times[cut, 1]))
+            fill(gap.missing, gap.t_host_ns, gap.nonfinite)
             row = cut
         rows(row, r.n)
         t_lookup = np.concatenate(t_parts)

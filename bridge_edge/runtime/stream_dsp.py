@@ -16,6 +16,12 @@ model on windows that start inside it.
 
 Samples known to be missing (a gap) are filled by holding the last raw value so the filter and
 the time axis keep going; the caller marks the affected output range as a gap.
+
+Non-finite input never reaches the filter: the pipeline turns NaN/inf samples into a gap at
+ingest, and ``process`` refuses them (``NonFiniteError``) rather than let one NaN poison the
+filter state for ever. After such a gap the pipeline calls ``restart(value)``: the filter state
+is re-initialised to its steady state for the first finite value that follows, so the stream
+resumes without a step transient (docs/runtime.md, "Non-finite samples").
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
+from bridge_edge.errors import NonFiniteError
 from bridge_edge.signals.preprocess import PreprocessSpec, bandpass_sos
 
 
@@ -55,6 +62,7 @@ class StreamingPreprocessor:
         self.fs_in = float(fs_in)
         self._sos = bandpass_sos(spec, self.fs_in)
         self._zi = np.zeros((self._sos.shape[0], 2))
+        self._zi_step = sps.sosfilt_zi(self._sos)  # steady state for a unit step, per section
         self._ratio = self.fs_in / spec.fs_out  # input samples per output sample
         self.n_in = 0  # input samples consumed (including gap fill)
         self.n_out = 0  # output samples produced
@@ -66,11 +74,20 @@ class StreamingPreprocessor:
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         if len(x) == 0:
             return ResampledBlock(np.empty(0), self.n_out, np.empty(0, dtype=np.int64))
+        if not np.isfinite(x).all():
+            bad = np.flatnonzero(~np.isfinite(x))
+            raise NonFiniteError(
+                f"{len(bad)} non-finite input sample(s) reached the streaming filter; expected the "
+                "pipeline to turn them into a gap at ingest",
+                where="StreamingPreprocessor.process",
+                count=int(len(bad)),
+                first_index=int(self.n_in + bad[0]),
+            )
         y = x
         for k, section in enumerate(self._sos):  # a loop over 2-3 biquads, not samples
             y, self._zi[k] = sps.lfilter(section[:3], section[3:], y, zi=self._zi[k])
         total = self.n_in + len(x)
-        n_avail = int(np.floor((total - 1) * self.spec.fs_out / self.fs_in)) + 1
+        n_avail = self.available(total)
         k = np.arange(self.n_out, n_avail)
         t = k * self._ratio  # same expression as the offline resampler
         if self.n_in > 0:  # the previous chunk's last sample bridges the boundary
@@ -85,6 +102,27 @@ class StreamingPreprocessor:
         self.n_in, self.n_out = total, n_avail
         self._last_filtered, self._last_raw = float(y[-1]), float(x[-1])
         return block
+
+    def available(self, n_in: int) -> int:
+        """Output samples computable from the first ``n_in`` input samples."""
+        return int(np.floor((n_in - 1) * self.spec.fs_out / self.fs_in)) + 1
+
+    def inputs_for(self, n_out: int) -> int:
+        """The fewest input samples from which ``n_out`` output samples are computable."""
+        total = max(1, int(np.ceil((n_out - 1) * self._ratio)) + 1)
+        while self.available(total) < n_out:  # float rounding: at most a step either way
+            total += 1
+        while total > 1 and self.available(total - 1) >= n_out:
+            total -= 1
+        return total
+
+    def restart(self, value: float) -> None:
+        """Re-initialise the filter state to its steady state for a constant input ``value``.
+
+        Used after a non-finite gap: the stream continues from ``value`` with no step transient.
+        The sample counters (time axis) are kept."""
+        self._zi = self._zi_step * float(value)
+        self._last_raw = float(value)
 
     def fill_gap(self, n_missing: int) -> ResampledBlock:
         """Advance over ``n_missing`` lost input samples by holding the last raw value."""

@@ -3,7 +3,9 @@
 Window ``j`` covers output samples ``[j * hop, j * hop + length)`` of the stream, the same grid
 an offline pass over the whole recording uses. Output samples produced while filling a gap are
 remembered as ``GapSpan``s; a window that overlaps one carries ``gap=True`` and the number of
-input samples that were missing, and the pipeline flags or skips it by policy.
+input samples that were missing, and the pipeline flags or skips it by policy. A span filled for
+non-finite input (NaN, ±inf replaced at ingest) marks the window ``nonfinite``: the pipeline
+always gates it, whatever the gap policy (docs/runtime.md, "Non-finite samples").
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class GapSpan:
     out_start: int  # first model-rate sample computed from filled (missing) input
     out_end: int  # one past the last such sample
     missing_samples: int  # input samples that were missing
+    nonfinite: bool = False  # the missing samples were non-finite values dropped at ingest
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Window:
     source_last: int  # input sample whose arrival completed the window
     gap: bool
     missing_samples: int
+    nonfinite: bool = False  # overlaps samples that arrived as NaN/inf
 
 
 class WindowCutter:
@@ -105,6 +109,7 @@ class WindowCutter:
                     source_last=int(self._source[hi - 1]),
                     gap=bool(overlapping),
                     missing_samples=sum(g.missing_samples for g in overlapping),
+                    nonfinite=any(g.nonfinite for g in overlapping),
                 )
             )
             self._next_window += 1

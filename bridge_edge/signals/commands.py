@@ -49,17 +49,35 @@ def run_simulate(args: argparse.Namespace) -> int:
         raise ConfigError("simulate needs an output directory OUT (or --judge)", key="out", value=None)
     judge_only = args.out is None
     subjects = args.subjects if args.subjects is not None else (12 if judge_only else 20)
+    if subjects < 1:
+        raise ConfigError(
+            f"--subjects {subjects}: expected at least 1", key="subjects", value=subjects, expected=">= 1"
+        )
     minutes = args.minutes if args.minutes is not None else (4.0 if judge_only else 10.0)
     seed = args.seed if args.seed is not None else (JUDGE_DEFAULT_SEED if judge_only else 0)
     from bridge_edge.signals import simulator
 
     if args.out is not None:
         out = simulator.write_dataset(args.out, subjects, minutes, seed, progress=True)
-        summary = {"out": str(out), "subjects": subjects, "minutes": minutes, "seed": seed}
+        splits = json.loads((out / "dataset.json").read_text())["splits"]
+        empty = [name for name, ids in splits.items() if not ids]
+        summary = {
+            "out": str(out),
+            "subjects": subjects,
+            "minutes": minutes,
+            "seed": seed,
+            "empty_splits": empty,
+        }
         if args.json:
             print(json.dumps({"event": "simulated", **summary}), flush=True)
         else:
             print(f"wrote {subjects} subjects x {minutes:g} min to {out}", file=sys.stderr)
+        if empty:  # written as asked, but said plainly: fit and evaluate need these splits
+            print(
+                f"simulate: warning: splits {', '.join(empty)} are empty ({subjects} subject(s); every split "
+                f"gets one from 4 subjects on): `fit` needs all four splits and `evaluate` the test split",
+                file=sys.stderr,
+            )
     if not args.judge:
         return 0
 

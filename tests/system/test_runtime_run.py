@@ -51,8 +51,24 @@ def ppg_csv(tmp_path_factory):
     return path, len(ppg)
 
 
+def strict(line: str):
+    """RFC 8259 JSON only: NaN/Infinity are refused."""
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant} in {line[:120]!r}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
 def hops(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    """The per-hop objects; the last line of a run that ended is one summary object."""
+    lines = [strict(line) for line in stdout.splitlines() if line.strip()]
+    assert lines and set(lines[-1]) == {"summary"}, "a --json run ends with its summary object"
+    return lines[:-1]
+
+
+def summary(stdout: str) -> dict:
+    return strict(stdout.strip().splitlines()[-1])["summary"]
 
 
 def test_run_json_over_a_replay_ends_with_the_file(bundle_dir, ppg_csv, tmp_path):
@@ -196,3 +212,83 @@ def test_ort_engine_reproduces_the_default_bundle_golden_outputs():
         got = engine.infer(golden.input[:16])
         atol = float(bundle.manifest.golden.get("atol", {}).get(precision, 1e-3))
         np.testing.assert_allclose(got, golden.outputs[precision][:16], atol=atol, err_msg=precision)
+
+
+# --- issue 17: poisoned input, stream end, one-line errors -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def afib_csv_with_a_nan(tmp_path_factory):
+    """Simulated AF at 64 Hz (the issue's rate) with one NaN at 30 s, and an all-NaN file."""
+    ppg = PatientSimulator(4, fs_ppg=64.0, script=[("afib", 50.0)]).generate(50.0).ppg
+    ppg[30 * 64] = np.nan
+    folder = tmp_path_factory.mktemp("nan")
+    np.savetxt(folder / "afib_nan.csv", ppg, fmt="%.6f", header="ppg", comments="")
+    np.savetxt(folder / "all_nan.csv", np.full(len(ppg), np.nan), fmt="%.6f", header="ppg", comments="")
+    return folder
+
+
+def test_run_json_over_nan_is_strict_json_with_gated_windows_and_a_summary(bundle_dir, afib_csv_with_a_nan):
+    for name, speed in (("afib_nan.csv", "0"), ("all_nan.csv", "20")):  # the paced one used to never end
+        r = bridge_edge(
+            "run",
+            "--source",
+            f"replay://{afib_csv_with_a_nan / name}?fs=64&speed={speed}",
+            "--bundle",
+            str(bundle_dir),
+            "--json",
+            "--threads",
+            "1",
+            "--sqi-policy",
+            "off",
+            timeout=90,
+        )
+        assert r.returncode == 0, r.stderr
+        lines, end = hops(r.stdout), summary(r.stdout)  # both parsed strictly: no NaN, no Infinity
+        assert end["ended"] == "source_end" and end["hops"] == len(lines)
+        gated = [h for h in lines if h["gated"] == "nonfinite"]
+        assert all(h["label"] is None and h["probs"] is None and h["smoothed_label"] is None for h in gated)
+        starts = [h["t_start"] for h in lines]
+        assert np.allclose(np.diff(starts), 2.0, atol=1e-3)  # the file's clock, not arrival times
+        if name == "all_nan.csv":
+            assert len(gated) == len(lines) and end["streams"][0]["nonfinite_samples"] == 50 * 64
+        else:
+            # 10 s windows every 2 s: 5 hold the NaN, a 6th ends on a sample interpolated from it
+            assert 5 <= len(gated) <= 6 and end["streams"][0]["nonfinite_samples"] == 1
+            after = [h for h in lines if h["t_start"] > gated[-1]["t_start"]]
+            assert after and all(h["label"] is not None for h in after)  # labelled again at once
+        assert "run: ended (source_end)" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--source", "sim://ppg?fs=inf"], "fs=inf must be > 0"),
+        (["--source", "sim://ppg?fs=nan"], "fs=nan must be > 0"),
+        (
+            ["--source", "serial:///dev/ttyNOPE_bridge_edge?format=csv&fs=100"],
+            "serial port /dev/ttyNOPE_bridge_edge not found",
+        ),
+        (["--source", "sim://ppg", "--engine", "torch"], "--engine torch"),
+    ],
+)
+def test_bad_run_input_is_one_line_and_non_zero(bundle_dir, args, message):
+    r = bridge_edge("run", *args, "--bundle", str(bundle_dir), "--seconds", "2", "--threads", "1")
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr and message in r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("bridge-edge: error: ")]
+    assert len(errors) == 1 and r.stderr.strip().splitlines()[-1] == errors[0], r.stderr
+    assert "run: " not in r.stderr  # nothing ran: no summary of nothing
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seconds", "-1"], "--seconds: '-1' is not a finite number > 0"),
+        (["--seconds", "0"], "--seconds: '0' is not a finite number > 0"),
+        (["--threads", "0"], "--threads: '0' is not an integer >= 1"),
+    ],
+)
+def test_out_of_range_run_options_are_refused(bundle_dir, args, message):
+    r = bridge_edge("run", "--source", "sim://ppg", "--bundle", str(bundle_dir), *args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr

@@ -97,7 +97,10 @@ def test_sim_source_streams_the_simulator_continuously():
         ("sim://ppg?rhythm=vtach", "not one of sinus|brady|tachy|afib|ectopy"),
         ("sim://ppg?script=sinus:ten", "script='sinus:ten'"),
         ("sim://ppg?rhythm=afib&script=sinus:5", "not both"),
-        ("sim://ppg?speed=-1", "speed must be >= 0"),
+        ("sim://ppg?speed=-1", "speed=-1.0 must be >= 0"),
+        ("sim://ppg?speed=nan", "speed=nan must be >= 0"),
+        ("sim://ppg?fs=inf", "fs=inf must be > 0"),
+        ("sim://ppg?fs=0", "fs=0.0 must be > 0"),
         ("replay:///nowhere.csv?fs=100&lol=1", "unknown option 'lol'"),
         ("loop://x", "missing fs"),
     ],
@@ -106,6 +109,23 @@ def test_bad_urls_restate_the_grammar(url, message):
     with pytest.raises(SourceURLError, match=message) as err:
         open_source(url)
     assert "://" in err.value.grammar
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("fs=inf", "fs=inf must be > 0"),
+        ("fs=nan", "fs=nan must be > 0"),
+        ("fs=-5", "fs=-5.0 must be > 0"),
+        ("fs=0", "fs=0.0 must be > 0"),
+        ("fs=100&speed=inf", "speed=inf must be >= 0"),
+    ],
+)
+def test_replay_refuses_a_rate_or_speed_that_is_not_finite_and_positive(tmp_path, query, message):
+    csv = tmp_path / "x.csv"
+    csv.write_text("1\n2\n3\n")
+    with pytest.raises(SourceURLError, match=message):
+        open_source(f"replay://{csv}?{query}")
 
 
 def test_record_then_replay_is_bit_exact_with_seq_gaps_and_events(tmp_path):

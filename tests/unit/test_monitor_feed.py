@@ -119,3 +119,33 @@ def test_trace_sqi_flags_a_noisy_trace_and_beats_are_sent_once():
     assert np.allclose(np.diff(beats["times"]), 1 / 1.2, atol=0.02)
     feed.analyse_traces()  # nothing new arrived: no beat is sent twice
     assert len([m for m in server.messages if m["type"] == "beats" and m["channel"] == 1]) == 1
+
+
+def test_a_gated_window_leaves_the_af_alarm_standing_and_shows_the_bed_unscored():
+    _server, feed = make_feed(units=("mV", "a.u."))
+    feed.on_chunk(0, None, Chunk(samples=np.zeros((13, 2), np.float32), t_host_ns=time.monotonic_ns()))
+
+    def pred(gated, label, sqi):
+        probs = None if gated else {"sinus": 0.1, "afib": 0.9}
+        return SimpleNamespace(
+            stream=SimpleNamespace(index=0),
+            t_end=1.0,
+            label=label,
+            smoothed_label=label,
+            smoothed_probs=probs,
+            sqi=sqi,
+            hr_bpm=90.0,
+            gated=gated,
+            dropped_samples=1 if gated else 0,
+            gap=bool(gated),
+        )
+
+    feed.on_prediction(pred(None, "afib", 0.9))
+    assert [a["code"] for a in feed.snapshot(time.monotonic())["beds"][0]["alarms"]] == ["afib"]
+    feed.on_prediction(pred("nonfinite", None, 0.0))  # NaN in the window: no label, a poor SQI
+    bed = feed.snapshot(time.monotonic())["beds"][0]
+    assert [a["code"] for a in bed["alarms"]] == ["afib"]  # not cleared by data the model never saw
+    assert bed["scored"] is False and bed["gated"] == "nonfinite" and bed["label"] == "afib"
+    feed.on_prediction(pred(None, "sinus", 0.9))  # scored again: the model's word counts
+    bed = feed.snapshot(time.monotonic())["beds"][0]
+    assert bed["scored"] is True and bed["alarms"] == []

@@ -371,9 +371,11 @@
       setText(hrEl, s.hr_bpm === null ? "---" : String(s.hr_bpm));
       hrEl.classList.toggle("invalid", s.hr_bpm === null);
       const rhythm = bed.el.querySelector(".rhythm-value");
-      setText(rhythm, s.label ? s.label : "---");
+      // a gated window (non-finite input, gap, low SQI) leaves the last label standing, marked unscored
+      const unscored = s.scored === false && s.gated !== "warmup";
+      setText(rhythm, (s.label ? s.label : "---") + (unscored ? " (unscored: " + s.gated + ")" : ""));
       rhythm.classList.toggle("alarm-label", s.alarms.some((a) => a.category === "physiological"));
-      rhythm.classList.toggle("uncertain", s.sqi_level === "unacceptable" || !s.label);
+      rhythm.classList.toggle("uncertain", s.sqi_level === "unacceptable" || !s.label || unscored);
       renderProbs(bed.el.querySelector(".probs"), s.probs);
       s.traces.forEach((t, i) => {
         const trace = bed.traces[i];
