@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from bridge_edge.errors import ConfigError, DeployError
 from bridge_edge.export.bundle import load_bundle
+from bridge_edge.resources import data_file
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def _build_remote_engine(remote: _Remote, final: str, precisions: list[str]) -> 
         remote.run(f"bridge-edge build-engine {shlex.quote(final)} --precision {precision}", "build engine")
         return f"built {precision} engine with bridge-edge build-engine"
     if "trtexec" in probe:
-        script = Path(__file__).resolve().parents[2] / "export" / TRTEXEC_SCRIPT
+        script = data_file("export", TRTEXEC_SCRIPT)
         if script.exists():
             remote.copy(script, f"{final}/../.{TRTEXEC_SCRIPT}", "copy trtexec script")
             remote.run(
