@@ -1,4 +1,5 @@
-"""TensorRT: build an engine from a bundle's fp16 or Q/DQ ONNX, cache it, run it by tensor name.
+"""TensorRT: build an engine from a bundle's fp16 or Q/DQ ONNX and cache it (the runner that runs
+it by tensor name is ``bridge_edge.runtime.engines.trt.TrtEngineRunner``).
 
 Everything here takes the ``tensorrt`` module as an argument (``trt``), so the logic runs
 against the real library on a Jetson and against a scripted stand-in in the tests; only
@@ -20,8 +21,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-
-import numpy as np
 
 from bridge_edge.errors import EngineError, EngineUnavailableError
 from bridge_edge.export.bundle import Bundle, sha256_file
@@ -240,119 +239,3 @@ def deserialize(trt: TensorRTModule, plan: bytes):
         return runtime.deserialize_cuda_engine(plan)
     except Exception:  # some TRT versions raise instead of returning None
         return None
-
-
-# --- run -------------------------------------------------------------------------------------
-
-
-class DeviceMemory(Protocol):
-    """CUDA memory and streams; ``CudaRuntimeMemory`` is the real one (cuda-python)."""
-
-    def malloc(self, nbytes: int) -> int: ...
-    def free(self, ptr: int) -> None: ...
-    def stream(self) -> int: ...
-    def copy_to_device(self, ptr: int, host: np.ndarray, stream: int) -> None: ...
-    def copy_to_host(self, host: np.ndarray, ptr: int, stream: int) -> None: ...
-    def synchronize(self, stream: int) -> None: ...
-
-
-class CudaRuntimeMemory:
-    """DeviceMemory over cuda-python's ``cudart`` (pip install cuda-python; as NVIDIA's samples do)."""
-
-    def __init__(self) -> None:
-        try:
-            from cuda import cudart
-        except ImportError as err:
-            raise EngineUnavailableError(
-                "cuda-python is not installed: pip install 'cuda-python' (matching the CUDA of this machine)",
-                engine="tensorrt",
-                package="cuda-python",
-                install_hint="pip install cuda-python",
-            ) from err
-        self._rt = cudart
-
-    def _check(self, result):
-        err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            raise EngineError(f"CUDA runtime error {err}", engine="tensorrt", reason=str(err))
-        return rest[0] if rest else None
-
-    def malloc(self, nbytes: int) -> int:
-        return int(self._check(self._rt.cudaMalloc(nbytes)))
-
-    def free(self, ptr: int) -> None:
-        self._check(self._rt.cudaFree(ptr))
-
-    def stream(self) -> int:
-        return int(self._check(self._rt.cudaStreamCreate()))
-
-    def copy_to_device(self, ptr: int, host: np.ndarray, stream: int) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self._rt.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, kind, stream))
-
-    def copy_to_host(self, host: np.ndarray, ptr: int, stream: int) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self._rt.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, kind, stream))
-
-    def synchronize(self, stream: int) -> None:
-        self._check(self._rt.cudaStreamSynchronize(stream))
-
-
-class TrtEngineRunner:
-    """Runs a serialized engine by tensor name; buffers sized for the profile's largest batch.
-
-    runner = TrtEngineRunner(trt, plan, CudaRuntimeMemory())
-    probs = runner.run(windows)["probs"]        # windows: (B, L) float32, B <= max batch
-    """
-
-    def __init__(self, trt: TensorRTModule, plan: bytes, memory: DeviceMemory) -> None:
-        self._trt, self._memory = trt, memory
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))  # kept alive with the engine
-        self.engine = self._runtime.deserialize_cuda_engine(plan)
-        if self.engine is None:
-            raise EngineError(
-                "TensorRT engine does not deserialize (corrupt, or built for another TensorRT/GPU); "
-                "rebuild it with `bridge-edge build-engine`",
-                engine="tensorrt",
-                reason="deserialize",
-            )
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        self.input_names = [n for n in names if is_input[n]]
-        self.output_names = [n for n in names if not is_input[n]]
-        self._stream = memory.stream()
-        self.max_shapes = {n: tuple(self.engine.get_tensor_profile_shape(n, 0)[2]) for n in self.input_names}
-        self._buffers: dict[str, int] = {}
-        self.context.set_input_shape(self.input_names[0], self.max_shapes[self.input_names[0]])
-        for n in names:
-            shape = self.max_shapes[n] if is_input[n] else tuple(self.context.get_tensor_shape(n))
-            self._buffers[n] = memory.malloc(int(np.prod(shape)) * 4)  # float32 I/O (bundle contract)
-
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        name = self.input_names[0]
-        if x.shape[0] > self.max_shapes[name][0]:
-            raise EngineError(
-                f"batch {x.shape[0]} exceeds the engine profile's max {self.max_shapes[name][0]}",
-                engine="tensorrt",
-                reason="batch",
-            )
-        self.context.set_input_shape(name, x.shape)
-        outputs = {
-            n: np.empty(tuple(self.context.get_tensor_shape(n)), np.float32) for n in self.output_names
-        }
-        for n, ptr in self._buffers.items():
-            self.context.set_tensor_address(n, ptr)
-        self._memory.copy_to_device(self._buffers[name], x, self._stream)
-        if not self.context.execute_async_v3(self._stream):
-            raise EngineError("TensorRT execute_async_v3 failed", engine="tensorrt", reason="execute")
-        for n, host in outputs.items():
-            self._memory.copy_to_host(host, self._buffers[n], self._stream)
-        self._memory.synchronize(self._stream)
-        return outputs
-
-    def close(self) -> None:
-        for ptr in self._buffers.values():
-            self._memory.free(ptr)
-        self._buffers.clear()
