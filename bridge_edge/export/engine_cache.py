@@ -87,3 +87,23 @@ class EngineCache:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
+
+
+# EngineCache.default() as a POSIX shell expression, for a deploy target's shell.
+DEFAULT_ROOT_SHELL = "${BRIDGE_EDGE_ENGINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bridge-edge/engines}"
+
+
+def install_shell(built_engine: str, label: str, key: EngineKey) -> str:
+    """Shell that moves an engine built elsewhere (trtexec on a deploy target) into that target's
+    default cache with its key sidecar, each file renamed into place (same rule as ``store``)."""
+    import shlex
+
+    stem = f"{label}-{key.precision}-{key.digest()}"
+    engine, sidecar = shlex.quote(f"{stem}.engine"), shlex.quote(f"{stem}.json")
+    text = shlex.quote(json.dumps(key.as_dict(), indent=2))
+    return (
+        f'cache="{DEFAULT_ROOT_SHELL}" && mkdir -p "$cache" && '
+        f'mv {shlex.quote(built_engine)} "$cache"/{engine}.tmp && mv "$cache"/{engine}.tmp "$cache"/{engine} && '
+        f'printf "%s" {text} > "$cache"/{sidecar}.tmp && mv "$cache"/{sidecar}.tmp "$cache"/{sidecar} && '
+        f'echo "$cache"/{engine}'
+    )

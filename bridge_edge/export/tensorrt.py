@@ -75,6 +75,7 @@ class GpuInfo:
 def detect_gpu() -> GpuInfo:
     """GPU name and compute capability from nvidia-smi, else the Jetson device tree."""
     smi = shutil.which("nvidia-smi")
+    line = ""
     if smi:
         out = subprocess.run(
             [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
@@ -83,12 +84,24 @@ def detect_gpu() -> GpuInfo:
             timeout=10,
         )
         line = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
-        if "," in line:
-            name, cc = (s.strip() for s in line.split(",", 1))
-            return GpuInfo(name, cc)
     model = Path("/proc/device-tree/model")
-    if model.exists():  # Jetson: nvidia-smi may lack compute_cap; Orin is sm_87, Xavier sm_72
-        name = model.read_text(errors="replace").strip("\x00 \n")
+    return gpu_from(line, model.read_text(errors="replace") if model.exists() else "")
+
+
+# The same facts gathered on a deploy target through its shell (see gpu_from).
+GPU_PROBE_SHELL = (
+    "nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader 2>/dev/null | head -n 1; "
+    "echo ---; cat /proc/device-tree/model 2>/dev/null; true"
+)
+
+
+def gpu_from(smi_line: str, device_tree_model: str) -> GpuInfo:
+    """GpuInfo from nvidia-smi's ``name, compute_cap`` line, else a Jetson device-tree model."""
+    if "," in smi_line:
+        name, cc = (s.strip() for s in smi_line.split(",", 1))
+        return GpuInfo(name, cc)
+    name = device_tree_model.strip("\x00 \n")
+    if name:  # Jetson: nvidia-smi may lack compute_cap; Orin is sm_87, Xavier sm_72
         return GpuInfo(name, "8.7" if "Orin" in name else "7.2" if "Xavier" in name else "unknown")
     raise EngineError(
         "cannot identify the GPU (no nvidia-smi, no Jetson device tree); expected an NVIDIA GPU",
@@ -195,6 +208,35 @@ def engine_key(
     )
 
 
+def tensorrt_of_version(version: str) -> TensorRTModule:
+    """What the cache key reads from the ``tensorrt`` module, for a TensorRT known only by its
+    version (``trtexec`` on a deploy target, where Python may not see TensorRT)."""
+    from types import SimpleNamespace
+
+    major = int(version.split(".")[0])
+    flags = SimpleNamespace(FP16="FP16", INT8="INT8") if major < 11 else SimpleNamespace()
+    return SimpleNamespace(__version__=version, BuilderFlag=flags)  # type: ignore[return-value]
+
+
+def bundle_engine_key(
+    trt: TensorRTModule,
+    bundle: Bundle,
+    precision: str,
+    gpu: GpuInfo,
+    *,
+    max_batch: int = 8,
+    workspace_bytes: int = 1 << 30,
+) -> tuple[str, EngineKey]:
+    """The cache label and key of the bundle's engine; ``build_or_load_engine`` and deploy's
+    trtexec path both use it, so an engine lands where the runtime looks for it."""
+    spec = bundle.manifest.onnx.inputs[0]
+    n = bundle.manifest.input.n_samples
+    profile = ProfileShapes(spec.name, (1, n), (1, n), (max_batch, n))
+    options = BuildOptions(workspace_bytes=workspace_bytes)
+    key = engine_key(trt, bundle.onnx_path(precision), precision, profile, options, gpu)
+    return f"{bundle.name}-{bundle.version}", key
+
+
 def build_or_load_engine(
     trt: TensorRTModule,
     bundle: Bundle,
@@ -207,12 +249,12 @@ def build_or_load_engine(
 ) -> EngineBuild:
     """The cached engine if its key matches and it deserializes; otherwise a fresh build."""
     onnx_path = bundle.onnx_path(precision)
-    spec = bundle.manifest.onnx.inputs[0]
-    n = bundle.manifest.input.n_samples
-    profile = ProfileShapes(spec.name, (1, n), (1, n), (max_batch, n))
+    label, key = bundle_engine_key(
+        trt, bundle, precision, gpu or detect_gpu(), max_batch=max_batch, workspace_bytes=workspace_bytes
+    )
+    profile = key.profile
     options = BuildOptions(workspace_bytes=workspace_bytes)
-    key = engine_key(trt, onnx_path, precision, profile, options, gpu or detect_gpu())
-    entry = cache.entry(f"{bundle.name}-{bundle.version}", key)
+    entry = cache.entry(label, key)
     reason = cache.stale_reason(entry, key)
     if reason is None:
         plan = entry.path.read_bytes()
