@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "bridge_edge.runtime.commands",  # run
     "bridge_edge.monitor.commands",  # monitor, demo
     "bridge_edge.bench.commands",  # bench
+    "bridge_edge.completion",  # completion
 )
 
 

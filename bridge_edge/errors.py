@@ -105,6 +105,11 @@ class EngineUnavailableError(EngineError, DependencyMissingError):
     """The engine's runtime is not installed on this machine (fields: engine, package, install_hint)."""
 
 
+class CudaBindingsMissingError(EngineUnavailableError):
+    """TensorRT may be there, but cuda-python's runtime bindings are not (fields: engine, package,
+    install_hint, reason)."""
+
+
 # --- devices, deploy -------------------------------------------------------------------------
 
 

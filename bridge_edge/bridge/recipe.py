@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge_edge.errors import ConfigError
+from bridge_edge.resources import data_dir
 from bridge_edge.signals.ppg_targets import DEFAULT_TARGETS, check_target_names
 
 if sys.version_info >= (3, 11):
@@ -21,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES_DIR = data_dir("recipes")  # the repo's recipes/, or the packaged copy (bridge_edge.resources)
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,8 @@ def parse_recipe(text: str, source_path: str = "") -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Load a recipe file; the bare name ``default``/``smoke`` resolves to ``recipes/<name>.toml``."""
+    """Load a recipe file; a bare name (``default``, ``smoke``) resolves to ``recipes/<name>.toml``
+    (the repo's, or the copy packaged in the wheel)."""
     p = Path(path)
     if not p.exists() and (RECIPES_DIR / f"{path}.toml").exists():
         p = RECIPES_DIR / f"{path}.toml"

@@ -2,7 +2,7 @@
 
 Every input is a URL (DESIGN §5). A handler module per scheme opens with its URL grammar and
 registers itself in ``SCHEMES``; ``open_source(url)`` is the one place a backend is chosen.
-Handlers import their heavy dependency (pyserial, bleak, wfdb) lazily.
+Handlers import their heavy dependency (pyserial, bleak, pylsl, wfdb) lazily.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SCHEMES: dict[str, str] = {
     "replay": "bridge_edge.devices.replay",
     "sim": "bridge_edge.devices.sim",
     "loop": "bridge_edge.devices.loop",
+    "lsl": "bridge_edge.devices.lsl",
 }
 
 

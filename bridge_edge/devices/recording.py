@@ -3,7 +3,9 @@
 A recording directory holds:
 
 - ``signal.hea`` + ``signal.dat``: WFDB, format 32 (int32 LE, channels interleaved), readable by
-  ``wfdb.rdrecord`` and every PhysioNet tool. The ADC gain is 1 / the sensor's resolution, so
+  ``wfdb.rdrecord`` and every PhysioNet tool; the header is written (and read back) by
+  ``wfdb_header`` so the device needs no ``wfdb`` package. Its base time/date is the first
+  sample's wall-clock time in UTC. The ADC gain is 1 / the sensor's resolution, so
   integer sensors are stored exactly; float data (no declared resolution, or samples off its
   grid such as float32 frames) gets a power-of-two gain.
 - ``events.jsonl``: one line per chunk (``kind: "chunk"``, seq, t_device_ns of its first sample,
@@ -17,16 +19,26 @@ header, which ``close()`` writes); nothing is held in memory.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
-import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bridge_edge.devices.base import Chunk, SourceStats, StreamInfo
+from bridge_edge.devices.wfdb_header import (
+    Header,
+    SignalSpec,
+    checksum16,
+    format_number,
+    read_format32,
+    read_header,
+    write_header,
+)
 from bridge_edge.errors import DataError, DatasetNotFoundError
 
 log = logging.getLogger(__name__)
@@ -64,12 +76,14 @@ class RecordingWriter:
         self._dat = open(self.dir / f"{RECORD_NAME}.dat", "wb")  # noqa: SIM115 - open until close()
         self._events = open(self.dir / "events.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self._events_written = 0
+        self.base_datetime: dt.datetime | None = None  # wall-clock (UTC) time of the first sample
 
     def write(self, chunk: Chunk, stats: SourceStats | None = None) -> None:
         if stats is not None:
             self._write_events(stats)
         if self._scale is None:
             self._scale, self._exact = _choose_scale(chunk.samples, self.info.resolution)
+            self.base_datetime = _wall_clock_of_first_sample(chunk, self.info.fs)
         digital = self._digitise(chunk.samples)
         if self._first_values is None:
             self._first_values = digital[0].copy()
@@ -110,8 +124,6 @@ class RecordingWriter:
         self._events_written = len(stats.events)
 
     def close(self, stats: SourceStats | None = None) -> RecordingMeta:
-        import wfdb
-
         if stats is not None:
             self._write_events(stats)
         self._dat.close()
@@ -119,24 +131,18 @@ class RecordingWriter:
         n_channels = len(self.info.channels)
         scale = self._scale if self._scale is not None else np.ones(n_channels)
         first = self._first_values if self._first_values is not None else np.zeros(n_channels, np.int64)
-        checksum = [int(((c + 32768) % 65536) - 32768) for c in self._checksum]
-        wfdb.Record(
-            record_name=RECORD_NAME,
-            n_sig=n_channels,
-            fs=self.info.fs,
-            sig_len=self.n_samples,
-            file_name=[f"{RECORD_NAME}.dat"] * n_channels,
-            fmt=["32"] * n_channels,
-            adc_gain=[float(f"{1.0 / s:.12g}") for s in scale],
-            baseline=[0] * n_channels,
-            units=[_wfdb_unit(u) for u in self.info.units],
-            sig_name=list(self.info.channels),
-            adc_zero=[0] * n_channels,
-            adc_res=[32] * n_channels,
-            init_value=[int(v) for v in first],
-            checksum=checksum,
-            block_size=[0] * n_channels,
-        ).wrheader(write_dir=str(self.dir))
+        signals = tuple(
+            SignalSpec(
+                f"{RECORD_NAME}.dat",
+                float(format_number(1.0 / s)),
+                unit,
+                int(v),
+                checksum16(int(c)),
+                name,
+            )
+            for s, unit, v, c, name in zip(scale, self.info.units, first, self._checksum, self.info.channels)
+        )
+        write_header(self.dir, Header(RECORD_NAME, self.info.fs, self.n_samples, signals, self.base_datetime))
         meta = RecordingMeta(
             FORMAT_VERSION,
             self.info.name,
@@ -153,6 +159,7 @@ class RecordingWriter:
             "samples": self.n_samples,
             "clipped": self.clipped,
             "requantised": self.requantised,
+            "base_datetime_utc": None if self.base_datetime is None else self.base_datetime.isoformat(),
             "stats": counts,
             "stream_meta": self.info.meta,
         }
@@ -191,9 +198,13 @@ def _power_of_two_scale(samples: np.ndarray) -> np.ndarray:
     return np.exp2(np.ceil(np.log2(peak)) + 16 - 31)
 
 
-def _wfdb_unit(unit: str) -> str:
-    """WFDB header units are one token without dots; dimensionless is NU (normalised units)."""
-    return unit if re.fullmatch(r"[A-Za-z%/^*0-9-]+", unit) else "NU"
+def _wall_clock_of_first_sample(chunk: Chunk, fs: float) -> dt.datetime:
+    """UTC time of the chunk's first sample: its host arrival moved onto the wall clock, less the
+    chunk's own duration (the header's base time; millisecond resolution in the .hea)."""
+    arrival_wall_ns = time.time_ns() - (time.monotonic_ns() - chunk.t_host_ns)
+    first_ns = arrival_wall_ns - round((chunk.n - 1) * 1e9 / fs)
+    first = dt.datetime.fromtimestamp(first_ns / 1e9, tz=dt.timezone.utc).replace(tzinfo=None)
+    return first.replace(microsecond=first.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True)
@@ -209,8 +220,6 @@ def is_recording(path: Path) -> bool:
 
 
 def read_recording(path: str | Path) -> Recording:
-    import wfdb
-
     path = Path(path)
     if not is_recording(path):
         raise DatasetNotFoundError(
@@ -228,8 +237,7 @@ def read_recording(path: str | Path) -> Recording:
             "scale": tuple(fields["scale"]),
         }
     )
-    record = wfdb.rdrecord(str(path / RECORD_NAME), physical=False, return_res=32)
-    digital = np.asarray(record.d_signal, np.int64).reshape(-1, len(meta.channels))
+    digital = read_format32(path, read_header(path / f"{RECORD_NAME}.hea")).reshape(-1, len(meta.channels))
     samples = (digital * np.array(meta.scale, np.float64)).astype(np.float32)
     lines = [json.loads(line) for line in (path / "events.jsonl").read_text().splitlines() if line.strip()]
     chunks = [line for line in lines if line["kind"] == "chunk"]

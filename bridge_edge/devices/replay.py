@@ -10,7 +10,7 @@ Grammar::
   (sizes, seq, gap marks, device time) at the original pace; the samples are bit-exact.
 - ``*.csv``/``*.txt``: ``fs`` required; ``column`` picks columns by header name or 0-based
   index (default: every column); a non-numeric first row is the header.
-- ``*.hea`` (or a record path without extension): WFDB via the ``wfdb`` package; ``channels``
+- ``*.hea`` (or a record path without extension): any WFDB record via the ``wfdb`` package (dev extra); ``channels``
   picks signals by name; fs comes from the header (a different ``fs=`` is an error).
 - ``*.pkl``: a WESAD subject (``S2.pkl``), read without executing pickled code;
   ``stream=ppg`` (wrist BVP, 64 Hz, default) or ``stream=ecg`` (chest ECG, 700 Hz).
@@ -33,7 +33,7 @@ from bridge_edge.devices.base import Chunk, SourceStats, StreamInfo
 from bridge_edge.devices.pacing import Pacer
 from bridge_edge.devices.recording import is_recording, read_recording
 from bridge_edge.devices.urls import SourceURL, flag
-from bridge_edge.errors import DataError, DatasetNotFoundError
+from bridge_edge.errors import DataError, DatasetNotFoundError, DependencyMissingError
 
 GRAMMAR = (
     "replay://<path>?[speed=1.0][&loop=0|1][&fs=<Hz>][&channels=<name,...>][&column=<name|index,...>]"
@@ -209,7 +209,14 @@ def _even(parsed: SourceURL, samples: np.ndarray, fs: float) -> ChunkPlan:
 
 
 def _wfdb(record: Path, parsed: SourceURL) -> tuple[np.ndarray, StreamInfo, ChunkPlan]:
-    import wfdb
+    try:
+        import wfdb  # any WFDB record; the device's own recordings are read without it (wfdb_header)
+    except ImportError as err:
+        raise DependencyMissingError(
+            f"replaying the WFDB record {record} needs the wfdb package (not part of the device extra)",
+            package="wfdb",
+            install_hint="pip install 'wfdb>=4.1'",
+        ) from err
 
     header = wfdb.rdheader(str(record))
     names = list(header.sig_name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge_edge.errors import ConfigError
+from bridge_edge.resources import named_toml
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -81,10 +82,11 @@ class CalibrationRecipe:
 
 
 def load_recipe(path: str | Path | None) -> CalibrationRecipe:
-    """Parse a calibration recipe; None -> the built-in default."""
+    """Parse a calibration recipe; None -> the built-in default; a bare name (``default``,
+    ``ort_cpu``) -> ``calibration/<name>.toml`` (the repo's, or the copy packaged in the wheel)."""
     if path is None:
         return CalibrationRecipe()
-    path = Path(path)
+    path = named_toml("calibration", path) or Path(path)
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as err:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import shlex
 import subprocess
 import tarfile
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 from bridge_edge.errors import ConfigError, DeployError
 from bridge_edge.export.bundle import load_bundle
 from bridge_edge.export.bundle_checks import check_name
+from bridge_edge.resources import data_file
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +203,7 @@ def deploy(bundle_ref: str, target: SshTarget, *, remote_python: str = "python3"
     diffs = ", ".join(f"{p} {r['max_abs_diff']:.2g}" for p, r in report["precisions"].items())
     result.step("self-test", f"passed (golden max |diff|: {diffs})")
 
-    result.step("engine", _build_remote_engine(remote, final, bundle.manifest.precisions))
+    result.step("engine", _build_remote_engine(remote, final, bundle, remote_python))
 
     previous = remote.run(f"readlink {shlex.quote(root + '/current')} || true", "read current").stdout.strip()
     flips = []
@@ -214,31 +216,55 @@ def deploy(bundle_ref: str, target: SshTarget, *, remote_python: str = "python3"
     return result
 
 
-def _build_remote_engine(remote: _Remote, final: str, precisions: list[str]) -> str:
+def _build_remote_engine(remote: _Remote, final: str, bundle, remote_python: str) -> str:
+    """Build the engine on the target: with bridge-edge under ``remote_python`` when that Python
+    sees TensorRT, else with trtexec, whose engine is then moved into the target's engine cache
+    under the key the runtime looks up (docs/bundles.md)."""
+    precisions = bundle.manifest.precisions
     precision = "int8" if "int8" in precisions else "fp16" if "fp16" in precisions else None
     if precision is None:
         return "skipped: the bundle has no fp16/int8 model"
+    py = shlex.quote(remote_python)
     probe = remote.run(
-        "command -v bridge-edge >/dev/null && python3 -c 'import tensorrt' 2>/dev/null && echo cli; "
+        f"{py} -c 'import tensorrt, bridge_edge' 2>/dev/null && echo cli; "
         "command -v trtexec >/dev/null || test -x /usr/src/tensorrt/bin/trtexec && echo trtexec; true",
         "probe TensorRT",
     ).stdout.split()
     if "cli" in probe:
         remote.run(
-            f"bridge-edge build-engine {shlex.quote(final)} --precision {shlex.quote(precision)}",
+            f"{py} -m bridge_edge.cli build-engine {shlex.quote(final)} --precision {shlex.quote(precision)}",
             "build engine",
         )
-        return f"built {precision} engine with bridge-edge build-engine"
+        return f"built {precision} engine with bridge-edge build-engine ({remote_python})"
     if "trtexec" in probe:
-        script = Path(__file__).resolve().parents[2] / "export" / TRTEXEC_SCRIPT
+        script = data_file("export", TRTEXEC_SCRIPT)
         if script.exists():
-            remote.copy(script, f"{final}/../.{TRTEXEC_SCRIPT}", "copy trtexec script")
-            remote.run(
-                f"bash {shlex.quote(final + '/../.' + TRTEXEC_SCRIPT)} {shlex.quote(final)} {shlex.quote(precision)}",
-                "build engine",
+            remote_script = f"{final}/../.{TRTEXEC_SCRIPT}"
+            remote.copy(script, remote_script, "copy trtexec script")
+            built = remote.run(
+                f"bash {shlex.quote(remote_script)} {shlex.quote(final)} {shlex.quote(precision)}", "build engine"
             )
-            return f"built {precision} engine with trtexec"
+            return _cache_trtexec_engine(remote, bundle, final, precision, built.stdout + built.stderr)
     return "skipped: no TensorRT on the target (ONNX Runtime will be used)"
+
+
+def _cache_trtexec_engine(remote: _Remote, bundle, final: str, precision: str, log_text: str) -> str:
+    from bridge_edge.export.engine_cache import install_shell
+    from bridge_edge.export.tensorrt import GPU_PROBE_SHELL, bundle_engine_key, gpu_from, tensorrt_of_version
+
+    found = re.search(r"TensorRT version: (\d+(?:\.\d+)*)", log_text)
+    engine = f"{final}/model.{precision}.b8.trtexec.engine"
+    if found is None:
+        return (
+            f"built {precision} engine with trtexec at {engine}; not cached (no TensorRT version in its log)"
+        )
+    smi, _, model = remote.run(GPU_PROBE_SHELL, "probe GPU").stdout.partition("---")
+    gpu = gpu_from(smi.strip(), model)
+    label, key = bundle_engine_key(tensorrt_of_version(found.group(1)), bundle, precision, gpu)
+    cached = remote.run(install_shell(engine, label, key), "cache engine").stdout.strip()
+    return (
+        f"built {precision} engine with trtexec (TensorRT {found.group(1)}, {gpu.name}), cached as {cached}"
+    )
 
 
 def rollback(bundle_ref: str, target: SshTarget) -> DeployResult:

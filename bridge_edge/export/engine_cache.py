@@ -116,3 +116,26 @@ class EngineCache:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
+
+
+# EngineCache.default() as a POSIX shell expression, for a deploy target's shell.
+DEFAULT_ROOT_SHELL = "${BRIDGE_EDGE_ENGINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bridge-edge/engines}"
+
+
+def install_shell(built_engine: str, label: str, key: EngineKey) -> str:
+    """Shell that moves an engine built elsewhere (trtexec on a deploy target) into that target's
+    default cache with its sha256 and key sidecar, each file renamed into place (same rule and
+    order as ``store``)."""
+    import shlex
+
+    entry = EngineCache(Path(".")).entry(label, key)
+    engine, sidecar = shlex.quote(entry.path.name), shlex.quote(entry.sidecar.name)
+    digest = shlex.quote(entry.digest_path.name)
+    text = shlex.quote(json.dumps(key.as_dict(), indent=2))
+    return (
+        f'cache="{DEFAULT_ROOT_SHELL}" && mkdir -p "$cache" && '
+        f'mv {shlex.quote(built_engine)} "$cache"/{engine}.tmp && mv "$cache"/{engine}.tmp "$cache"/{engine} && '
+        f'sha256sum "$cache"/{engine} | cut -d" " -f1 > "$cache"/{digest}.tmp && mv "$cache"/{digest}.tmp "$cache"/{digest} && '
+        f'printf "%s" {text} > "$cache"/{sidecar}.tmp && mv "$cache"/{sidecar}.tmp "$cache"/{sidecar} && '
+        f'echo "$cache"/{engine}'
+    )

@@ -1,4 +1,5 @@
-"""TensorRT: build an engine from a bundle's fp16 or Q/DQ ONNX, cache it, run it by tensor name.
+"""TensorRT: build an engine from a bundle's fp16 or Q/DQ ONNX and cache it (the runner that runs
+it by tensor name is ``bridge_edge.runtime.engines.trt.TrtEngineRunner``).
 
 Everything here takes the ``tensorrt`` module as an argument (``trt``), so the logic runs
 against the real library on a Jetson and against a scripted stand-in in the tests; only
@@ -20,8 +21,6 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
-
-import numpy as np
 
 from bridge_edge.errors import EngineError, EngineUnavailableError
 from bridge_edge.export.bundle import Bundle, sha256_file
@@ -76,6 +75,7 @@ class GpuInfo:
 def detect_gpu() -> GpuInfo:
     """GPU name and compute capability from nvidia-smi, else the Jetson device tree."""
     smi = shutil.which("nvidia-smi")
+    line = ""
     if smi:
         out = subprocess.run(
             [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
@@ -84,12 +84,24 @@ def detect_gpu() -> GpuInfo:
             timeout=10,
         )
         line = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else ""
-        if "," in line:
-            name, cc = (s.strip() for s in line.split(",", 1))
-            return GpuInfo(name, cc)
     model = Path("/proc/device-tree/model")
-    if model.exists():  # Jetson: nvidia-smi may lack compute_cap; Orin is sm_87, Xavier sm_72
-        name = model.read_text(errors="replace").strip("\x00 \n")
+    return gpu_from(line, model.read_text(errors="replace") if model.exists() else "")
+
+
+# The same facts gathered on a deploy target through its shell (see gpu_from).
+GPU_PROBE_SHELL = (
+    "nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader 2>/dev/null | head -n 1; "
+    "echo ---; cat /proc/device-tree/model 2>/dev/null; true"
+)
+
+
+def gpu_from(smi_line: str, device_tree_model: str) -> GpuInfo:
+    """GpuInfo from nvidia-smi's ``name, compute_cap`` line, else a Jetson device-tree model."""
+    if "," in smi_line:
+        name, cc = (s.strip() for s in smi_line.split(",", 1))
+        return GpuInfo(name, cc)
+    name = device_tree_model.strip("\x00 \n")
+    if name:  # Jetson: nvidia-smi may lack compute_cap; Orin is sm_87, Xavier sm_72
         return GpuInfo(name, "8.7" if "Orin" in name else "7.2" if "Xavier" in name else "unknown")
     raise EngineError(
         "cannot identify the GPU (no nvidia-smi, no Jetson device tree); expected an NVIDIA GPU",
@@ -196,6 +208,35 @@ def engine_key(
     )
 
 
+def tensorrt_of_version(version: str) -> TensorRTModule:
+    """What the cache key reads from the ``tensorrt`` module, for a TensorRT known only by its
+    version (``trtexec`` on a deploy target, where Python may not see TensorRT)."""
+    from types import SimpleNamespace
+
+    major = int(version.split(".")[0])
+    flags = SimpleNamespace(FP16="FP16", INT8="INT8") if major < 11 else SimpleNamespace()
+    return SimpleNamespace(__version__=version, BuilderFlag=flags)  # type: ignore[return-value]
+
+
+def bundle_engine_key(
+    trt: TensorRTModule,
+    bundle: Bundle,
+    precision: str,
+    gpu: GpuInfo,
+    *,
+    max_batch: int = 8,
+    workspace_bytes: int = 1 << 30,
+) -> tuple[str, EngineKey]:
+    """The cache label and key of the bundle's engine; ``build_or_load_engine`` and deploy's
+    trtexec path both use it, so an engine lands where the runtime looks for it."""
+    spec = bundle.manifest.onnx.inputs[0]
+    n = bundle.manifest.input.n_samples
+    profile = ProfileShapes(spec.name, (1, n), (1, n), (max_batch, n))
+    options = BuildOptions(workspace_bytes=workspace_bytes)
+    key = engine_key(trt, bundle.onnx_path(precision), precision, profile, options, gpu)
+    return f"{bundle.name}-{bundle.version}", key
+
+
 def build_or_load_engine(
     trt: TensorRTModule,
     bundle: Bundle,
@@ -208,12 +249,12 @@ def build_or_load_engine(
 ) -> EngineBuild:
     """The cached engine if its key matches and it deserializes; otherwise a fresh build."""
     onnx_path = bundle.onnx_path(precision)
-    spec = bundle.manifest.onnx.inputs[0]
-    n = bundle.manifest.input.n_samples
-    profile = ProfileShapes(spec.name, (1, n), (1, n), (max_batch, n))
+    label, key = bundle_engine_key(
+        trt, bundle, precision, gpu or detect_gpu(), max_batch=max_batch, workspace_bytes=workspace_bytes
+    )
+    profile = key.profile
     options = BuildOptions(workspace_bytes=workspace_bytes)
-    key = engine_key(trt, onnx_path, precision, profile, options, gpu or detect_gpu())
-    entry = cache.entry(f"{bundle.name}-{bundle.version}", key)
+    entry = cache.entry(label, key)
     plan, reason = cache.load(entry, key)
     if plan is not None:
         if deserialize(trt, plan) is not None:
@@ -239,119 +280,3 @@ def deserialize(trt: TensorRTModule, plan: bytes):
         return runtime.deserialize_cuda_engine(plan)
     except Exception:  # some TRT versions raise instead of returning None
         return None
-
-
-# --- run -------------------------------------------------------------------------------------
-
-
-class DeviceMemory(Protocol):
-    """CUDA memory and streams; ``CudaRuntimeMemory`` is the real one (cuda-python)."""
-
-    def malloc(self, nbytes: int) -> int: ...
-    def free(self, ptr: int) -> None: ...
-    def stream(self) -> int: ...
-    def copy_to_device(self, ptr: int, host: np.ndarray, stream: int) -> None: ...
-    def copy_to_host(self, host: np.ndarray, ptr: int, stream: int) -> None: ...
-    def synchronize(self, stream: int) -> None: ...
-
-
-class CudaRuntimeMemory:
-    """DeviceMemory over cuda-python's ``cudart`` (pip install cuda-python; as NVIDIA's samples do)."""
-
-    def __init__(self) -> None:
-        try:
-            from cuda import cudart
-        except ImportError as err:
-            raise EngineUnavailableError(
-                "cuda-python is not installed: pip install 'cuda-python' (matching the CUDA of this machine)",
-                engine="tensorrt",
-                package="cuda-python",
-                install_hint="pip install cuda-python",
-            ) from err
-        self._rt = cudart
-
-    def _check(self, result):
-        err, *rest = result if isinstance(result, tuple) else (result,)
-        if int(err) != 0:
-            raise EngineError(f"CUDA runtime error {err}", engine="tensorrt", reason=str(err))
-        return rest[0] if rest else None
-
-    def malloc(self, nbytes: int) -> int:
-        return int(self._check(self._rt.cudaMalloc(nbytes)))
-
-    def free(self, ptr: int) -> None:
-        self._check(self._rt.cudaFree(ptr))
-
-    def stream(self) -> int:
-        return int(self._check(self._rt.cudaStreamCreate()))
-
-    def copy_to_device(self, ptr: int, host: np.ndarray, stream: int) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice
-        self._check(self._rt.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, kind, stream))
-
-    def copy_to_host(self, host: np.ndarray, ptr: int, stream: int) -> None:
-        kind = self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        self._check(self._rt.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, kind, stream))
-
-    def synchronize(self, stream: int) -> None:
-        self._check(self._rt.cudaStreamSynchronize(stream))
-
-
-class TrtEngineRunner:
-    """Runs a serialized engine by tensor name; buffers sized for the profile's largest batch.
-
-    runner = TrtEngineRunner(trt, plan, CudaRuntimeMemory())
-    probs = runner.run(windows)["probs"]        # windows: (B, L) float32, B <= max batch
-    """
-
-    def __init__(self, trt: TensorRTModule, plan: bytes, memory: DeviceMemory) -> None:
-        self._trt, self._memory = trt, memory
-        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))  # kept alive with the engine
-        self.engine = self._runtime.deserialize_cuda_engine(plan)
-        if self.engine is None:
-            raise EngineError(
-                "TensorRT engine does not deserialize (corrupt, or built for another TensorRT/GPU); "
-                "rebuild it with `bridge-edge build-engine`",
-                engine="tensorrt",
-                reason="deserialize",
-            )
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        self.input_names = [n for n in names if is_input[n]]
-        self.output_names = [n for n in names if not is_input[n]]
-        self._stream = memory.stream()
-        self.max_shapes = {n: tuple(self.engine.get_tensor_profile_shape(n, 0)[2]) for n in self.input_names}
-        self._buffers: dict[str, int] = {}
-        self.context.set_input_shape(self.input_names[0], self.max_shapes[self.input_names[0]])
-        for n in names:
-            shape = self.max_shapes[n] if is_input[n] else tuple(self.context.get_tensor_shape(n))
-            self._buffers[n] = memory.malloc(int(np.prod(shape)) * 4)  # float32 I/O (bundle contract)
-
-    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        name = self.input_names[0]
-        if x.shape[0] > self.max_shapes[name][0]:
-            raise EngineError(
-                f"batch {x.shape[0]} exceeds the engine profile's max {self.max_shapes[name][0]}",
-                engine="tensorrt",
-                reason="batch",
-            )
-        self.context.set_input_shape(name, x.shape)
-        outputs = {
-            n: np.empty(tuple(self.context.get_tensor_shape(n)), np.float32) for n in self.output_names
-        }
-        for n, ptr in self._buffers.items():
-            self.context.set_tensor_address(n, ptr)
-        self._memory.copy_to_device(self._buffers[name], x, self._stream)
-        if not self.context.execute_async_v3(self._stream):
-            raise EngineError("TensorRT execute_async_v3 failed", engine="tensorrt", reason="execute")
-        for n, host in outputs.items():
-            self._memory.copy_to_host(host, self._buffers[n], self._stream)
-        self._memory.synchronize(self._stream)
-        return outputs
-
-    def close(self) -> None:
-        for ptr in self._buffers.values():
-            self._memory.free(ptr)
-        self._buffers.clear()

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         required=True,
         metavar="URL",
-        help="source URL (repeatable): sim://, replay://, serial://, ble://, loop://",
+        help="source URL (repeatable): sim://, replay://, serial://, ble://, lsl://, loop://",
     )
     p.add_argument(
         "--bundle", default="default", help="bundle directory, .tar or installed name (default: embedded)"
@@ -34,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--precision", choices=PRECISIONS, default="auto", help="model precision (auto: int8 if present)"
     )
     p.add_argument("--record", metavar="DIR", help="also record the raw streams to DIR (replayable)")
+    p.add_argument(
+        "--lsl-out",
+        metavar="NAME",
+        help="also publish predictions as the LSL stream NAME (one sample per hop: class probabilities "
+        "+ label index; needs the lsl extra)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per hop on stdout")
     p.add_argument("--seconds", type=positive_float, help="stop after this many seconds (> 0)")
     p.add_argument(
@@ -112,6 +118,18 @@ def run_command(args: argparse.Namespace) -> int:
             args.engine, bundle, args.precision, threads=args.threads, run_dir=args.run_dir
         )
         pipe = Pipeline(sources, bundle, record_dir=args.record, config=config, engine_choice=choice)
+        outlet = None
+        if args.lsl_out:
+            from bridge_edge.runtime.lsl_out import LslPredictionOutlet
+
+            outlet = LslPredictionOutlet(
+                args.lsl_out,
+                list(bundle.manifest.output.labels),
+                bundle.manifest.input.hop_s,
+                len(sources),
+                f"{bundle.manifest.name} {bundle.manifest.version}",
+            )
+            pipe.add_listener(outlet)
     except BaseException:
         for source in sources:
             source.close()
@@ -142,6 +160,8 @@ def run_command(args: argparse.Namespace) -> int:
         log.info("interrupted; stopping the pipeline")
     finally:
         pipe.stop()
+        if outlet is not None:
+            outlet.close()
     stats = pipe.stats()
     if pipe.errors and stats.hops == 0 and not any(st.samples for st in stats.streams):
         raise pipe.errors[0]  # nothing ran: the error is the whole story, in one line

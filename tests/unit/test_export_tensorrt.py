@@ -22,6 +22,7 @@ from bridge_edge.errors import EngineError, EngineUnavailableError
 from bridge_edge.export import tensorrt as trt_mod
 from bridge_edge.export.bundle import load_bundle
 from bridge_edge.export.engine_cache import EngineCache
+from bridge_edge.runtime.engines.trt import TrtEngineRunner
 
 GPU = trt_mod.GpuInfo("Orin (test double)", "8.7")
 
@@ -287,7 +288,7 @@ def test_stale_sidecar_forces_rebuild(bundle, tmp_path, caplog):
 
 def test_runner_uses_named_io_only():
     trt = FakeTensorRT()
-    runner = trt_mod.TrtEngineRunner(trt, b"PLAN:x", FakeMemory())
+    runner = TrtEngineRunner(trt, b"PLAN:x", FakeMemory())
     x = np.arange(12, dtype=np.float32).reshape(2, 6)
     out = runner.run(x)
     np.testing.assert_array_equal(out["probs"], 2 * x[:, :3])
@@ -302,7 +303,7 @@ def test_runner_uses_named_io_only():
 
 def test_runner_refuses_a_plan_that_does_not_deserialize():
     with pytest.raises(EngineError, match="does not deserialize"):
-        trt_mod.TrtEngineRunner(FakeTensorRT(), b"not a plan", FakeMemory())
+        TrtEngineRunner(FakeTensorRT(), b"not a plan", FakeMemory())
 
 
 def test_build_engine_without_tensorrt_is_one_clear_line(tmp_path):

@@ -4,7 +4,21 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "bleak", "serial", "onnxruntime", "tensorrt", "onnx", "matplotlib", "sklearn")
+HEAVY = (
+    "torch",
+    "bleak",
+    "serial",
+    "onnxruntime",
+    "tensorrt",
+    "onnx",
+    "matplotlib",
+    "sklearn",
+    "pylsl",
+    "shtab",
+    "wfdb",
+    "pandas",
+    "cuda",
+)
 
 PROBE = """
 import json, sys
@@ -21,3 +35,21 @@ def test_import_and_cli_parser_pull_no_heavy_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert loaded == [], f"import bridge_edge / CLI parser pulled heavy modules: {loaded}"
+
+
+def test_the_device_suite_imports_the_installed_package():
+    """scripts/test-device-py310.sh runs the tests against the wheel it installed, not the checkout."""
+    import os
+
+    import pytest
+
+    expected = os.environ.get("BRIDGE_EDGE_EXPECT_INSTALLED")
+    if not expected:
+        pytest.skip("not the device suite (BRIDGE_EDGE_EXPECT_INSTALLED unset)")
+    import bridge_edge
+    from bridge_edge.bridge.recipe import load_recipe
+    from bridge_edge.resources import data_dir
+
+    assert bridge_edge.__file__.startswith(expected), bridge_edge.__file__
+    assert str(data_dir("recipes")).startswith(expected)  # package data, not the repo's recipes/
+    assert load_recipe("default").source_path.startswith(expected)

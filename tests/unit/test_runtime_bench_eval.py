@@ -40,7 +40,7 @@ def test_af_episode_check_scores_each_phase(tmp_path):
 
 
 class FakeRunner:
-    """Stands in for export.tensorrt.TrtEngineRunner: records batch sizes, returns named outputs."""
+    """Stands in for runtime.engines.trt.TrtEngineRunner: records batch sizes, returns named outputs."""
 
     def __init__(self, trt, plan, memory):
         self.batches = []
@@ -63,7 +63,7 @@ def test_trt_engine_wraps_the_export_runner_and_splits_at_the_profile_batch(tmp_
     b = make_tiny_bundle(tmp_path, window_s=2.0, hop_s=1.0)
     built = SimpleNamespace(plan=b"plan", path=tmp_path / "x.engine", reason="cache hit")
     monkeypatch.setattr(trt_export, "build_or_load_engine", lambda *a, **k: built)
-    monkeypatch.setattr(trt_export, "TrtEngineRunner", FakeRunner)
+    monkeypatch.setattr(trt_engine, "TrtEngineRunner", FakeRunner)
     engine = trt_engine.TrtEngine(
         b, "fp32", trt_module=SimpleNamespace(__version__="10.3.0"), memory=object()
     )

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge_edge.errors import ConfigError, EngineError
+from bridge_edge.errors import ConfigError, CudaBindingsMissingError, EngineError
 from bridge_edge.runtime.engines.base import Engine
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ def select_engine(
             if name == "trt":
                 raise
             fallbacks.append(f"trt: {err}")
-            log.info("engine auto: TensorRT not used (%s); falling back to onnxruntime", err)
+            # TensorRT present but unusable (e.g. cuda-python missing) is worth a warning
+            level = logging.WARNING if isinstance(err, CudaBindingsMissingError) else logging.INFO
+            log.log(level, "engine auto: TensorRT not used (%s); falling back to onnxruntime", err)
     if name == "torch":
         from bridge_edge.runtime.engines.torch_engine import TorchEngine
 

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The device side as a Jetson user installs it, tested: Python 3.10 (JetPack 6), a clean venv,
+# `pip install ".[device,lsl]"` from this checkout (non-editable: the wheel, its package data and
+# nothing else), no torch. Then:
+#   1. the install is lean: no torch, pandas, matplotlib or wfdb; site-packages size is printed;
+#   2. `bridge-edge run --source "sim://ppg?rhythm=afib&seed=3" --seconds 25 --json` gives hops;
+#   3. the device-side tests (DEVICE_TESTS below) run against the installed package, not the
+#      checkout; tests that need torch, onnx or wfdb skip with their reason.
+# Test-only extras in the venv: pytest, pytest-timeout, hypothesis, and onnx (the tests write
+# their tiny bundles with it; the device code never imports it).
+#
+#   scripts/test-device-py310.sh            (PYTHON310=/path/to/python3.10 to choose the interpreter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+is310() { [ -n "$1" ] && "$1" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; }
+py=${PYTHON310:-}
+if ! is310 "$py"; then
+  py=""
+  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10*/bin/python "$(command -v python3.10 || true)"; do
+    if is310 "$candidate"; then py=$candidate; break; fi
+  done
+fi
+if [ -z "$py" ]; then
+  echo "test-device-py310: no Python 3.10 found (set PYTHON310=...); the device suite needs the Jetson's Python" >&2
+  exit 1
+fi
+
+venv=${DEVICE_VENV:-${TMPDIR:-/tmp}/bridge-edge-device-py310}
+rm -rf "$venv" build
+"$py" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --no-compile ".[device,lsl]"
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+total=$(du -sm "$site" | cut -f1)
+tools=$(du -smc "$site"/pip "$site"/setuptools "$site"/pkg_resources "$site"/_distutils_hack 2>/dev/null | tail -n 1 | cut -f1)
+echo "device install: Python $("$venv/bin/python" -V 2>&1 | cut -d' ' -f2), site-packages ${total} MB (${tools} MB of it pip/setuptools)"
+"$venv/bin/python" - <<'PY'
+import importlib.metadata as md
+names = {d.metadata["Name"].lower() for d in md.distributions()}
+heavy = sorted(names & {"torch", "pandas", "matplotlib", "wfdb", "scikit-learn", "onnx"})
+assert not heavy, f"the device extra pulled {heavy}"
+print(f"device install: {len(names)} distributions, none of torch/pandas/matplotlib/wfdb")
+PY
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+(cd "$out" && "$venv/bin/bridge-edge" run --source "sim://ppg?rhythm=afib&seed=3" --seconds 25 --json > hops.jsonl)
+"$venv/bin/python" - "$out/hops.jsonl" <<'PY'
+import json, sys
+hops = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+assert len(hops) >= 2, f"expected >= 2 hops from 25 s of sim://ppg, got {len(hops)}"
+print(f"device install: bridge-edge run gave {len(hops)} hops, labels {[h['label'] for h in hops]}")
+PY
+
+"$venv/bin/python" -m pip install -q "pytest>=8" "pytest-timeout>=2.3" "hypothesis>=6.100" "onnx>=1.16"
+DEVICE_TESTS=(
+  tests/unit/test_foundation_*.py
+  tests/unit/test_devices_*.py
+  tests/unit/test_runtime_*.py
+  tests/unit/test_monitor_*.py
+  tests/unit/test_export_bundle.py
+  tests/unit/test_export_tensorrt.py
+  tests/unit/test_export_deploy_engine.py
+  tests/system/test_devices_*.py
+  tests/system/test_runtime_run.py
+  tests/system/test_monitor_pipeline.py
+)
+# The venv's pytest (not `python -m pytest`, which would put the checkout first on sys.path), run
+# from the checkout so the tests find their fixtures; a guard test checks the import location.
+BRIDGE_EDGE_EXPECT_INSTALLED="$site" "$venv/bin/pytest" -q -p no:cacheprovider "${DEVICE_TESTS[@]}"
