@@ -93,6 +93,8 @@ def _summary(report: dict) -> str:
     ]
     if "kd" in report:
         rows.append(line("KD student (PPG)", report["kd"]))
+    if "timing" in report:
+        rows.append(line("pulse timing (PPG)", report["timing"]))
     rows.append(line("old model on ECG (ceiling)", report["old_model_on_old_modality"]))
     return "\n".join(rows)
 
@@ -150,8 +152,19 @@ def _evaluate(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(
-            f"{result['n_windows']} windows  macro-F1 {result['macro_f1']:.3f}  accuracy {result['accuracy']:.3f}"
-            f"  AUROC {result['auroc']}"
-        )
+        print(f"{result['n_windows']} windows ({result['n_excluded']} excluded), split {result['split']}")
+        for name, row in result["models"].items():
+            ci = row.get("ci95") or {}
+            print(
+                f"{name:<8} AF AUROC {_fmt(row['positive_auroc'])} {_fmt_ci(ci.get('positive_auroc'))}"
+                f"  macro-F1 {_fmt(row['macro_f1'])} {_fmt_ci(ci.get('macro_f1'))}  accuracy {_fmt(row['accuracy'])}"
+            )
     return 0
+
+
+def _fmt(v) -> str:
+    return "  n/a" if v is None else f"{v:.3f}"
+
+
+def _fmt_ci(ci) -> str:
+    return "" if not ci else f"[{ci[0]:.3f}, {ci[1]:.3f}]"

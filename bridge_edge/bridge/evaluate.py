@@ -4,6 +4,13 @@ Label mapping (docs/method.md): the dataset's truth (sinus / afib / ectopy) is m
 onto the old head's vocabulary (openecg: sinus, avb, paced, afib, bbb, ventricular); windows
 whose truth has no counterpart (ectopy) or that are mixed are excluded and counted
 (``n_excluded``). Predictions are the argmax over all head classes.
+
+Every report and ``evaluate`` output also scores the **pulse-timing baseline**
+(``signals.rr_timing``, numpy only) on the same windows, with the same subject-bootstrap
+resamples: its score becomes a pseudo-probability of the positive class (0.5 at its
+threshold), the rest of the mass goes to ``sinus`` (or the first other head label), so argmax
+metrics are its AF / not-AF call. Windows it cannot score (low SQI, too few beats) count as not
+AF and are counted (``unscored_windows``). docs/method.md ("Pulse-timing baseline").
 """
 
 from __future__ import annotations
@@ -19,8 +26,52 @@ from bridge_edge.bridge.metrics import Metrics, compute_metrics, per_subject_sco
 from bridge_edge.errors import ConfigError, DataError
 
 
+TIMING = "timing"  # the pulse-timing baseline's name in reports and bootstrap intervals
+TIMING_METHOD = (
+    "pulse-interval irregularity (normalised RMSSD, median |dRR|/RR, turning-point ratio) after "
+    "excluding isolated premature beats, on the runtime's beat detector; threshold from simulated "
+    "train subjects (bridge_edge/signals/rr_timing.py)"
+)
+
+
 def evaluate_probs(probs: np.ndarray, truth: np.ndarray, labels) -> Metrics:
     return compute_metrics(probs, truth, tuple(labels), POSITIVE_LABEL)
+
+
+def timing_probs(ppg: np.ndarray, fs: float, labels) -> tuple[np.ndarray, dict]:
+    """The timing baseline on preprocessed PPG windows as (N, len(labels)) probabilities, and
+    what a report says about it (method, threshold, unscored windows)."""
+    from dataclasses import asdict
+
+    from bridge_edge.signals.rr_timing import RR_AF_THRESHOLD, rr_af_probability, rr_af_scores
+
+    labels = list(labels)
+    scores = rr_af_scores(ppg, fs)
+    probs = np.zeros((len(scores), len(labels)), np.float32)
+    others = [i for i, name in enumerate(labels) if name != POSITIVE_LABEL]
+    negative = labels.index("sinus") if "sinus" in labels else (others[0] if others else None)
+    p = rr_af_probability(scores)
+    if POSITIVE_LABEL in labels:
+        probs[:, labels.index(POSITIVE_LABEL)] = p
+    if negative is not None:
+        probs[:, negative] = 1.0 - p
+    info = {
+        "method": TIMING_METHOD,
+        "threshold": asdict(RR_AF_THRESHOLD),
+        "unscored_windows": int(np.isnan(scores).sum()),
+    }
+    return probs, info
+
+
+def _difference(first: Metrics, other: Metrics, intervals: dict, name: str) -> dict:
+    """Positive-AUROC difference bridge - ``name`` with its paired subject-bootstrap interval."""
+    return {
+        "estimate": None
+        if first.positive_auroc is None or other.positive_auroc is None
+        else first.positive_auroc - other.positive_auroc,
+        "ci95": intervals["differences"][f"bridge - {name}"]["positive_auroc"],
+        "resamples_without_auroc": intervals["resamples_without_auroc"],
+    }
 
 
 def _test_block(m: Metrics, intervals: dict | None = None, name: str = "") -> dict:
@@ -89,6 +140,7 @@ def write_report(run, position_check: list[dict]) -> dict:
     from bridge_edge.bridge.pipeline import RunWindows
     from bridge_edge.bridge.plots import plot_confusions, plot_test_subjects, plot_training_curves
     from bridge_edge.bridge.selection import read_selection
+    from bridge_edge.signals.preprocess import PreprocessSpec
 
     run_dir = run.run_dir
     old, new = run.models()
@@ -104,6 +156,8 @@ def write_report(run, position_check: list[dict]) -> dict:
         student = make_student(new, len(old.labels), test.ppg[:2])
         student.load_state_dict(load_file(str(kd_path)))
         probs["kd"] = student.predict_proba(test.ppg)
+    fs_ppg = PreprocessSpec.from_dict(spec.preprocess).fs_out
+    probs[TIMING], timing_info = timing_probs(test.ppg, fs_ppg, old.labels)
     metrics = {name: evaluate_probs(p, truth, old.labels) for name, p in probs.items()}
     bridge_m, ceiling_m = metrics["bridge"], metrics["old_model_on_old_modality"]
     n_resamples = run.recipe.held_out.bootstrap_resamples
@@ -155,13 +209,13 @@ def write_report(run, position_check: list[dict]) -> dict:
             / max(1e-9, kd_train["seconds_per_epoch"]),
         }
         if intervals is not None:
-            report["bridge_vs_kd"]["positive_auroc_difference"] = {
-                "estimate": None
-                if bridge_m.positive_auroc is None or kd_m.positive_auroc is None
-                else bridge_m.positive_auroc - kd_m.positive_auroc,
-                "ci95": intervals["differences"]["bridge - kd"]["positive_auroc"],
-                "resamples_without_auroc": intervals["resamples_without_auroc"],
-            }
+            report["bridge_vs_kd"]["positive_auroc_difference"] = _difference(bridge_m, kd_m, intervals, "kd")
+    report[TIMING] = timing_info | _test_block(metrics[TIMING], intervals, TIMING)
+    results["pulse timing (PPG)"] = metrics[TIMING].as_dict()
+    if intervals is not None:
+        report["bridge_vs_timing"] = {
+            "positive_auroc_difference": _difference(bridge_m, metrics[TIMING], intervals, TIMING)
+        }
     report["targets"] = target_checks(report)
     report["timings_s"] = dict(run.timings)
     report = _json_safe(report)
@@ -206,41 +260,91 @@ def _dataset_ppg_windows(data: str | list[str], split: str, window_s: float, hop
     return WindowSet.concat(parts)
 
 
+EVALUATE_RESAMPLES = 1000  # subject-bootstrap resamples of `evaluate` (a fit uses its recipe's)
+
+
+def _summary_row(m: Metrics, intervals: dict | None, name: str) -> dict:
+    row = {
+        "n_windows": m.n_windows,
+        "n_excluded": m.n_excluded,
+        "macro_f1": m.macro_f1,
+        "accuracy": m.accuracy,
+        "balanced_accuracy": m.balanced_accuracy,
+        "kappa": m.kappa,
+        "auroc": m.auroc,
+        "positive_label": m.positive_label,
+        "positive_auroc": m.positive_auroc,
+    }
+    if intervals is not None:
+        row["ci95"] = intervals["models"][name]
+    return row
+
+
 def evaluate_path(path: str | Path, data: str | list[str], split: str = "test", device: str = "cpu") -> dict:
-    """Metrics of a run directory (torch) or a bundle (ONNX Runtime, fp32) on a dataset split
-    (the same split of several datasets, pooled, when ``data`` is a list)."""
+    """Metrics of a run directory (torch: bridge, and KD when the run trained one) or a bundle
+    (ONNX Runtime, fp32) on a dataset split (the same split of several datasets, pooled, when
+    ``data`` is a list), beside the pulse-timing baseline on the same windows, every model with
+    subject-bootstrap 95 % intervals over the same resamples. The top-level metrics are the
+    bridge's (run) or the bundle's; ``models`` holds every row."""
+    from bridge_edge.signals.preprocess import PreprocessSpec
+
+    probs = {}
     if (Path(path) / "composed.json").exists():
         from bridge_edge.bridge.compose import load_composed
 
         model, spec = load_composed(path, device=device)
         windows = _dataset_ppg_windows(data, split, spec.window_s, spec.hop_s, spec.preprocess)
-        probs, labels = model.predict_proba(windows.ppg), spec.labels
+        labels, preprocess = list(spec.labels), spec.preprocess
+        probs["bridge"] = model.predict_proba(windows.ppg)
+        kd = _run_kd_probs(path, windows.ppg, len(labels), device)
+        if kd is not None:
+            probs["kd"] = kd
     else:
-        probs, labels, windows = _bundle_probs(path, data, split)
-    if len(probs) == 0:
+        probs["bridge"], labels, windows, preprocess = _bundle_probs(path, data, split)
+    if len(windows.ppg) == 0:
         raise DataError(
             f"no windows to score: split {split!r} of {data} is empty (a simulation gives every split a "
             f"subject from 4 subjects on); expected data whose {split} split has subjects, or another --split",
             path=str(data),
             reason=f"empty split {split}",
         )
-    m = evaluate_probs(probs, windows.head_truth(tuple(labels)), labels)
-    return _json_safe(
-        {
-            "path": str(path),
-            "data": [data] if isinstance(data, str) else list(data),
-            "split": split,
-            "n_windows": m.n_windows,
-            "n_excluded": m.n_excluded,
-            "macro_f1": m.macro_f1,
-            "accuracy": m.accuracy,
-            "balanced_accuracy": m.balanced_accuracy,
-            "kappa": m.kappa,
-            "auroc": m.auroc,
-            "positive_label": m.positive_label,
-            "positive_auroc": m.positive_auroc,
+    probs[TIMING], timing_info = timing_probs(windows.ppg, PreprocessSpec.from_dict(preprocess).fs_out, labels)
+    truth = windows.head_truth(tuple(labels))
+    metrics = {name: evaluate_probs(p, truth, labels) for name, p in probs.items()}
+    intervals = None
+    if (truth >= 0).any():
+        intervals = subject_bootstrap(
+            probs, truth, windows.subject, labels, POSITIVE_LABEL, EVALUATE_RESAMPLES, seed=0
+        )
+    models = {name: _summary_row(m, intervals, name) for name, m in metrics.items()}
+    models[TIMING] |= timing_info
+    out = {"path": str(path), "data": [data] if isinstance(data, str) else list(data), "split": split}
+    out |= {k: v for k, v in models["bridge"].items() if k != "ci95"}
+    out["models"] = models
+    if intervals is not None:
+        out["intervals"] = {
+            "resamples": intervals["resamples"],
+            "subjects": intervals["subjects"],
+            "resamples_without_auroc": intervals["resamples_without_auroc"],
+            "differences": intervals["differences"],
         }
-    )
+    return _json_safe(out)
+
+
+def _run_kd_probs(run_dir: str | Path, ppg: np.ndarray, n_labels: int, device: str) -> np.ndarray | None:
+    """The run's KD student on these windows, or None when the run has none."""
+    kd_path = Path(run_dir) / "kd_student.safetensors"
+    if not kd_path.exists():
+        return None
+    from safetensors.torch import load_file
+
+    from bridge_edge.bridge.kd import make_student
+    from bridge_edge.bridge.pipeline import Run
+
+    _, new = Run.open(run_dir, device=device).models()
+    student = make_student(new, n_labels, ppg[:2])
+    student.load_state_dict(load_file(str(kd_path)))
+    return student.predict_proba(ppg)
 
 
 def _bundle_probs(path: str | Path, data: str | list[str], split: str):
@@ -257,4 +361,4 @@ def _bundle_probs(path: str | Path, data: str | list[str], split: str):
     labels = list(bundle.manifest.output.labels)
     parts = [session.run(None, {name: windows.ppg[i : i + 64]})[0] for i in range(0, len(windows.ppg), 64)]
     probs = np.concatenate(parts) if parts else np.zeros((0, len(labels)), np.float32)
-    return probs, labels, windows
+    return probs, labels, windows, inp.preprocess

@@ -27,6 +27,7 @@ from bridge_edge.monitor.frames import encode_block
 from bridge_edge.monitor.server import MonitorServer
 from bridge_edge.signals.beats import detect_beats
 from bridge_edge.signals.quality import window_sqi
+from bridge_edge.signals.rr_timing import RR_AF_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,8 @@ class MonitorFeed:
             )
             for info, traces in zip(streams, self.traces)
         ]
+        # the pulse-timing AF score of each bed's last scored window: shown, never alarmed on
+        self.timing_scores: list[float | None] = [None] * len(streams)
         self.filters = [[DisplayFilter(t) for t in traces] for traces in self.traces]
         self.timelines = [SampleTimeline(info.fs) for info in streams]
         self.histories = [[TraceHistory(t.fs) for t in traces] for traces in self.traces]
@@ -174,6 +177,7 @@ class MonitorFeed:
             "sweep_s": sweep_s,
             "stale_after_s": self.rules.stale_after_s,
             "hr_timeout_s": self.rules.hr_timeout_s,
+            "timing_threshold": RR_AF_THRESHOLD.value,
             "provenance": provenance,
             "beds": [
                 {"name": s.name, "traces": [t.as_json() for t in traces]}
@@ -235,6 +239,7 @@ class MonitorFeed:
                 status.sqi = _finite_or_none(pred.sqi)
                 status.hr_bpm = _finite_or_none(pred.hr_bpm)
                 status.prediction_at = time.monotonic()
+                self.timing_scores[bed] = _finite_or_none(pred.rr_af_score)
             label = status.label
         self.server.send_json(
             {
@@ -245,6 +250,7 @@ class MonitorFeed:
                 "raw_label": pred.label,
                 "probs": _clean_probs(pred.smoothed_probs if pred.gated is None else None),
                 "sqi": _finite_or_none(pred.sqi),
+                "rr_af_score": self.timing_scores[bed] if pred.gated is None else None,
                 "gated": pred.gated,
                 "dropped_samples": int(pred.dropped_samples),
                 "gap": bool(pred.gap),
@@ -272,6 +278,7 @@ class MonitorFeed:
         for index, status in enumerate(self.status):
             active = alarm_rules.evaluate(index, status, now, self.rules)
             hr = alarm_rules.valid_heart_rate(status, now, self.rules, active)
+            timing = self.timing_scores[index]
             beds.append(
                 {
                     "label": status.label,
@@ -281,6 +288,7 @@ class MonitorFeed:
                     "sqi": status.sqi,
                     "sqi_level": self.rules.sqi.level(status.sqi),
                     "hr_bpm": None if hr is None else round(hr),
+                    "timing_score": None if timing is None else round(timing, 3),
                     "traces": [
                         {"name": t.name, "sqi": t.sqi, "sqi_level": self.rules.sqi.level(t.sqi)}
                         for t in status.traces

@@ -213,10 +213,16 @@ def heartpy_csv(name: str = "data2.csv") -> Path:
     return path
 
 
+HEARTPY_DATA_CSV_HZ = 100.0  # data.csv has no time column; heartpy documents it as 100 Hz
+
+
 def load_heartpy_ppg(name: str = "data2.csv") -> tuple[np.ndarray, float]:
-    """(PPG samples, fs) with fs from the file's own time column (ms timer or datetimes)."""
+    """(PPG samples, fs) with fs from the file's own time column (ms timer or datetimes);
+    ``data.csv`` (one column, no header) is 100 Hz."""
     path = heartpy_csv(name)
     header = path.read_text().splitlines()[0].split(",")
+    if len(header) == 1:
+        return np.loadtxt(path).astype(np.float32), HEARTPY_DATA_CSV_HZ
     if header[0] == "timer":
         data = np.loadtxt(path, delimiter=",", skiprows=1)
         t_s, x = data[:, 0] / 1000.0, data[:, 1]

@@ -45,6 +45,9 @@ class Prediction:
     precision: str
     bundle_name: str
     bundle_version: str
+    # pulse-timing AF score of the same window (signals.rr_timing; AF at >= its threshold), beside
+    # the model's probabilities, not an alarm; None when not computable (low SQI, too few beats)
+    rr_af_score: float | None = None
 
     def as_json(self) -> dict:
         """A plain dict whose non-finite floats are None (``strict_json`` prints it)."""

@@ -31,6 +31,7 @@ from bridge_edge.runtime.stream import ModelInput, StreamState, WindowJob
 from bridge_edge.signals.beats import detect_beats, heart_rate_bpm
 from bridge_edge.signals.preprocess import normalise_windows
 from bridge_edge.signals.quality import LOW_SQI, window_sqi
+from bridge_edge.signals.rr_timing import rr_af_scores_from_beats
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +251,7 @@ class Pipeline:
         beats = [detect_beats(w, self.model.fs, self.model.modality) for w in raw]  # loop over windows
         sqi = window_sqi(raw, self.model.fs, self.model.modality, beats=beats)
         hr = [heart_rate_bpm(b, self.model.fs) for b in beats]
+        rr_af = rr_af_scores_from_beats(beats, sqi, self.model.fs)  # pulse-timing AF score, NaN: none
         gated = [self._gate(j, float(q)) for j, q in zip(jobs, sqi)]
         run = [i for i, g in enumerate(gated) if g is None]
         batch = normalise_windows(raw[run], self.model.preprocess)
@@ -266,7 +268,7 @@ class Pipeline:
         probs_of = dict(zip(run, probs))
         batch_pre_ms = (t1 - t0) / 1e6
         for i, job in enumerate(jobs):
-            self._emit(job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6)
+            self._emit(job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6, rr_af[i])
 
     def _gate(self, job: WindowJob, sqi: float) -> str | None:
         """Why the model does not see this window, or None. A window touching non-finite input
@@ -290,6 +292,7 @@ class Pipeline:
         gated: str | None,
         batch_pre_ms: float,
         infer_ms: float,
+        rr_af: float = float("nan"),
     ) -> None:
         st = self.streams[job.stream_index]
         labels = self.model.labels
@@ -334,6 +337,7 @@ class Pipeline:
             precision=self.engine.precision,
             bundle_name=self.model.bundle_name,
             bundle_version=self.model.bundle_version,
+            rr_af_score=float(rr_af) if np.isfinite(rr_af) else None,
         )
         self._notify("on_prediction", pred)
 

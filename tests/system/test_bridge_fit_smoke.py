@@ -89,7 +89,7 @@ def test_test_set_holds_the_extra_subjects_and_intervals_bracket_the_scores(run_
         s.startswith("tst") for s in test_set["dataset_test_subjects"]
     )
     assert test_set["windows"] == report["n_windows"]["test"]
-    for block in (report["bridge"], report["kd"], report["old_model_on_old_modality"]):
+    for block in (report["bridge"], report["kd"], report["timing"], report["old_model_on_old_modality"]):
         ci = block["test"]["ci95"]
         assert ci["resamples"] == held_out.bootstrap_resamples
         lo, hi = ci["macro_f1"]
@@ -104,6 +104,16 @@ def test_test_set_holds_the_extra_subjects_and_intervals_bracket_the_scores(run_
         report["bridge"]["test"]["positive_auroc"] - report["kd"]["test"]["positive_auroc"]
     )
     assert -1.0 <= diff["ci95"][0] <= diff["ci95"][1] <= 1.0
+    # the pulse-timing baseline: same windows, same resamples, its threshold and unscored count
+    timing = report["timing"]
+    assert timing["test"]["n_windows"] == report["bridge"]["test"]["n_windows"]
+    assert 0 <= timing["unscored_windows"] <= report["n_windows"]["test"]
+    assert timing["threshold"]["value"] > 0 and "rr_timing" in timing["method"]
+    assert all("timing" in r for r in rows)
+    t_diff = report["bridge_vs_timing"]["positive_auroc_difference"]
+    assert t_diff["estimate"] == pytest.approx(
+        report["bridge"]["test"]["positive_auroc"] - timing["test"]["positive_auroc"]
+    )
 
 
 @pytest.mark.slow
@@ -153,6 +163,13 @@ def test_evaluate_and_select_rerun(run_dir):
     assert out["n_windows"] == report["bridge"]["test"]["n_windows"]
     assert out["macro_f1"] == pytest.approx(report["bridge"]["test"]["macro_f1"])
     assert set(out) >= {"n_windows", "macro_f1", "accuracy", "auroc"}
+    # three rows on the same windows with the report's numbers: bridge, KD, pulse timing
+    assert set(out["models"]) == {"bridge", "kd", "timing"}
+    for name in ("kd", "timing"):
+        assert out["models"][name]["n_windows"] == out["n_windows"]
+        assert out["models"][name]["macro_f1"] == pytest.approx(report[name]["test"]["macro_f1"])
+        lo, hi = out["models"][name]["ci95"]["macro_f1"]
+        assert 0.0 <= lo <= hi <= 1.0
     before = json.loads((run_dir / "selection.json").read_text())
     _cli("select", str(run_dir))
     after = json.loads((run_dir / "selection.json").read_text())
@@ -170,13 +187,14 @@ def test_evaluate_bundle_matches_run_dir(run_dir, tmp_path):
     assert on_bundle["n_windows"] == on_run["n_windows"] > 0
     assert on_bundle["macro_f1"] == pytest.approx(on_run["macro_f1"], abs=1e-6)
     assert set(on_bundle["auroc"]) == set(on_run["auroc"])
+    assert on_bundle["models"]["timing"] == on_run["models"]["timing"]  # same windows, numpy only
     # The scores themselves agree to export parity. A 1-epoch smoke bridge barely moves its
     # output (scores of one class can differ by ~1e-7 between windows), so an AUROC is only
     # comparable where no two windows' scores are closer than that parity error.
     from bridge_edge.bridge.compose import load_composed
     from bridge_edge.bridge.evaluate import _bundle_probs
 
-    bundle_probs, labels, windows = _bundle_probs(bundle, str(run_dir / "data"), "test")
+    bundle_probs, labels, windows, _ = _bundle_probs(bundle, str(run_dir / "data"), "test")
     run_probs = load_composed(run_dir)[0].predict_proba(windows.ppg)
     parity = float(np.abs(bundle_probs - run_probs).max())
     assert parity < 1e-4

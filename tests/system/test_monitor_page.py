@@ -7,8 +7,10 @@ way a person would: pixels on the canvases, the label, the alarm bar, the HR num
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import monitor_chromium  # tests/system helper: Chromium over the DevTools protocol
@@ -95,6 +97,9 @@ class FakePipeline:
                             smoothed_probs=probs,
                             sqi=0.9,
                             hr_bpm=72.0 + bed,
+                            # bed 1 agrees with the model; bed 2's timing says irregular while
+                            # the model says sinus: shown, never alarmed on
+                            rr_af_score=(0.25 if afib else 0.02) if bed == 0 else 0.30,
                             gated=None,
                             dropped_samples=0,
                             gap=False,
@@ -155,6 +160,20 @@ def test_page_draws_four_traces_labels_alarms_and_blanks_stale_hr(monitor):
             browser.evaluate("document.querySelectorAll('.bed')[0].querySelector('.hr-value').textContent")
             == "72"
         )
+
+        # the pulse-timing indicator: a small read-out, marked where model and timing disagree
+        timing = browser.evaluate("monitorState.timing")
+        assert timing[0]["irregular"] is True and timing[0]["disagrees"] is False
+        assert timing[1]["irregular"] is True and timing[1]["disagrees"] is True
+        bed2 = "document.querySelectorAll('.bed')[1].querySelector('.timing-block')"
+        assert browser.evaluate(bed2 + ".textContent").split() == [
+            "pulse", "timing", "irregular", "0.30", "model", "and", "timing", "disagree"
+        ]
+        assert not any(a["bed"] == 1 and a["category"] == "physiological" for a in browser.evaluate(
+            "monitorState.alarms"
+        ))
+        if os.environ.get("MONITOR_SCREENSHOT"):
+            browser.screenshot(Path(os.environ["MONITOR_SCREENSHOT"]))
 
         # bed 2 goes silent: a technical "no signal" alarm, its HR blanks to ---
         driver.silent_beds.add(1)

@@ -21,7 +21,7 @@ from ctrl_c import default_sigint
 from bridge_edge.runtime.testing import make_tiny_bundle
 from bridge_edge.signals.simulator import PatientSimulator
 
-REQUIRED = {"t_end", "label", "probs", "sqi", "latency_ms", "dropped_samples", "gap"}
+REQUIRED = {"t_end", "label", "probs", "sqi", "latency_ms", "dropped_samples", "gap", "rr_af_score"}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -123,6 +123,34 @@ def test_run_json_over_a_simulated_ppg_stream_stops_after_seconds(bundle_dir):
     assert all(a["t_end"] < b["t_end"] for a, b in itertools.pairwise(lines))
 
 
+def test_run_json_carries_the_pulse_timing_score_per_hop(bundle_dir, tmp_path):
+    from bridge_edge.signals.rr_timing import RR_AF_THRESHOLD
+
+    ppg = PatientSimulator(3, fs_ppg=125.0, script=[("sinus", 60.0), ("afib", 60.0)]).generate(120.0).ppg
+    csv = tmp_path / "sinus_then_af.csv"
+    np.savetxt(csv, ppg, fmt="%.6f", header="ppg", comments="")
+    r = bridge_edge(
+        "run",
+        "--source",
+        f"replay://{csv}?fs=125&speed=0",
+        "--bundle",
+        str(bundle_dir),
+        "--json",
+        "--lossless",
+        "--threads",
+        "1",
+    )
+    assert r.returncode == 0, r.stderr
+    lines = hops(r.stdout)
+    assert all(h["rr_af_score"] is None or h["rr_af_score"] >= 0 for h in lines)
+    end_s = {h["window_index"]: 10.0 + 2.0 * h["window_index"] for h in lines}  # 10-s windows, 2-s hop
+    sinus = [h["rr_af_score"] for h in lines if 15 <= end_s[h["window_index"]] <= 60]
+    af = [h["rr_af_score"] for h in lines if 70 <= end_s[h["window_index"]]]
+    assert len(sinus) > 10 and sum(s is not None for s in sinus) >= 0.9 * len(sinus)
+    assert np.mean([s >= RR_AF_THRESHOLD.value for s in af if s is not None]) > 0.8
+    assert np.mean([s >= RR_AF_THRESHOLD.value for s in sinus if s is not None]) < 0.1
+
+
 def test_human_readable_lines_and_a_missing_bundle_error(bundle_dir, tmp_path):
     r = bridge_edge(
         "run",
@@ -137,7 +165,7 @@ def test_human_readable_lines_and_a_missing_bundle_error(bundle_dir, tmp_path):
         "1",
     )
     assert r.returncode == 0, r.stderr
-    assert "[0:sim ecg+ppg" in r.stdout and "SQI" in r.stdout
+    assert "[0:sim ecg+ppg" in r.stdout and "SQI" in r.stdout and "timing" in r.stdout
     bad = bridge_edge("run", "--source", "sim://ppg", "--bundle", str(tmp_path / "nope"), "--seconds", "1")
     assert bad.returncode != 0 and "not a bundle" in bad.stderr and "Traceback" not in bad.stderr
 

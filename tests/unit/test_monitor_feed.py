@@ -84,13 +84,14 @@ def test_predictions_events_and_alarms_reach_the_status():
             smoothed_probs=probs,
             sqi=0.9,
             hr_bpm=88.4,
+            rr_af_score=float("nan"),  # not computable: shown as None, never NaN
             gated=None,
             dropped_samples=0,
             gap=False,
         )
     )
     status = feed.snapshot(time.monotonic())["beds"][0]
-    assert status["label"] == "afib" and status["hr_bpm"] == 88
+    assert status["label"] == "afib" and status["hr_bpm"] == 88 and status["timing_score"] is None
     assert [a["code"] for a in status["alarms"]] == ["afib"]
     feed.on_event(0, {"kind": "disconnect"})
     status = feed.snapshot(time.monotonic())["beds"][0]
@@ -98,6 +99,29 @@ def test_predictions_events_and_alarms_reach_the_status():
     assert status["hr_bpm"] is None
     feed.on_event(0, {"kind": "reconnect"})
     assert "disconnect" not in [a["code"] for a in feed.snapshot(time.monotonic())["beds"][0]["alarms"]]
+
+
+def test_an_irregular_pulse_timing_is_shown_but_never_alarms():
+    server, feed = make_feed(units=("mV", "a.u."))
+    probs = {"sinus": 0.9, "afib": 0.1}
+    feed.on_prediction(
+        SimpleNamespace(
+            stream=SimpleNamespace(index=0),
+            t_end=1.0,
+            label="sinus",
+            smoothed_label="sinus",
+            smoothed_probs=probs,
+            sqi=0.9,
+            hr_bpm=70.0,
+            rr_af_score=0.3,
+            gated=None,
+            dropped_samples=0,
+            gap=False,
+        )
+    )
+    status = feed.snapshot(time.monotonic())["beds"][0]
+    assert status["timing_score"] == 0.3 and status["alarms"] == []
+    assert feed.config["timing_threshold"] > 0
 
 
 def test_trace_sqi_flags_a_noisy_trace_and_beats_are_sent_once():

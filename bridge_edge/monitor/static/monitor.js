@@ -33,6 +33,7 @@
     label: null, // current (smoothed) rhythm label of the first bed
     labels: [], // per bed
     hr: [], // per bed, null when invalid
+    timing: [], // per bed: {score, irregular, disagrees} of the pulse-timing baseline, or null
     alarms: [], // [{bed, code, category, priority, marker, text}]
     beds: 0,
     traces: 0,
@@ -342,6 +343,7 @@
     state.traces = traceIndex.size;
     state.labels = beds.map(() => null);
     state.hr = beds.map(() => null);
+    state.timing = beds.map(() => null);
     resizeAll();
   }
 
@@ -377,6 +379,7 @@
       rhythm.classList.toggle("alarm-label", s.alarms.some((a) => a.category === "physiological"));
       rhythm.classList.toggle("uncertain", s.sqi_level === "unacceptable" || !s.label || unscored);
       renderProbs(bed.el.querySelector(".probs"), s.probs);
+      renderTiming(bed.el.querySelector(".timing-block"), index, s);
       s.traces.forEach((t, i) => {
         const trace = bed.traces[i];
         if (!trace) return;
@@ -387,6 +390,29 @@
     });
     state.label = state.labels.length ? state.labels[0] : null;
     renderAlarms();
+  }
+
+  // The pulse-timing baseline: a small secondary read-out beside the model, never an alarm. It
+  // says whether the pulse intervals are irregular (score >= the baseline's threshold) and
+  // marks the bed when model and timing disagree, so a clinician knows to look at the trace.
+  function renderTiming(el, index, s) {
+    const thr = config.timing_threshold;
+    const score = s.timing_score;
+    const valueEl = el.querySelector(".timing-value");
+    if (score === null || score === undefined || thr === undefined) {
+      state.timing[index] = null;
+      setText(valueEl, "---");
+      el.classList.remove("disagree", "irregular");
+      setText(el.querySelector(".timing-note"), "");
+      return;
+    }
+    const irregular = score >= thr;
+    const disagrees = !!s.label && (s.label === "afib") !== irregular;
+    state.timing[index] = { score: score, irregular: irregular, disagrees: disagrees };
+    setText(valueEl, (irregular ? "irregular " : "regular ") + score.toFixed(2));
+    el.classList.toggle("irregular", irregular);
+    el.classList.toggle("disagree", disagrees);
+    setText(el.querySelector(".timing-note"), disagrees ? "model and timing disagree" : "");
   }
 
   function renderProbs(el, probs) {
