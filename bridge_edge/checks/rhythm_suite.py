@@ -365,9 +365,11 @@ def score_cases(cases, calls_af, spec: PreprocessSpec, *, window_s: float, hop_s
 
 
 def _rr_timing():
-    """The pulse-timing AF call per window (bridge_edge.signals.rr_timing), where that module exists."""
-    try:
-        from bridge_edge.signals import rr_timing
-    except ImportError:
-        return None
-    return lambda windows, fs: rr_timing.rr_af_calls(windows, fs)
+    """The pulse-timing AF call per window (signals.rr_timing): score at or above its threshold."""
+    from bridge_edge.signals import rr_timing
+
+    def calls(windows: np.ndarray, fs: float) -> np.ndarray:
+        scores = rr_timing.rr_af_scores(windows, fs)
+        return np.isfinite(scores) & (scores >= rr_timing.RR_AF_THRESHOLD.value)
+
+    return calls
