@@ -27,7 +27,12 @@ import numpy as np
 
 from bridge_edge.signals import resequence
 from bridge_edge.signals.dev_recordings import RealPPG, available_dev_recordings
-from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample, normalise_windows
+from bridge_edge.signals.preprocess import (
+    PreprocessSpec,
+    filter_and_resample,
+    normalise_windows,
+    upright_windows,
+)
 
 VARIANTS = {"as_recorded": 1.0, "inverted": -1.0, "x0.8": 0.8, "x1.25": 1.25}
 CASE_SECONDS = 90.0
@@ -305,6 +310,7 @@ def case_windows(
     first = int(np.ceil(warmup_seconds(spec, case.fs) * spec.fs_out / hop)) * hop
     starts = np.arange(first, len(y) - width + 1, hop)
     raw = np.stack([y[s : s + width] for s in starts]) if len(starts) else np.zeros((0, width))
+    raw = upright_windows(raw, spec)  # as the runtime: beats and SQI read upright pulses
     beats = [detect_beats(w, spec.fs_out, "ppg") for w in raw]
     sqi = window_sqi(raw, spec.fs_out, "ppg", beats=beats) if len(raw) else np.zeros(0)
     return raw, sqi < LOW_SQI

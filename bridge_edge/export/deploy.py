@@ -242,7 +242,8 @@ def _build_remote_engine(remote: _Remote, final: str, bundle, remote_python: str
             remote_script = f"{final}/../.{TRTEXEC_SCRIPT}"
             remote.copy(script, remote_script, "copy trtexec script")
             built = remote.run(
-                f"bash {shlex.quote(remote_script)} {shlex.quote(final)} {shlex.quote(precision)}", "build engine"
+                f"bash {shlex.quote(remote_script)} {shlex.quote(final)} {shlex.quote(precision)}",
+                "build engine",
             )
             return _cache_trtexec_engine(remote, bundle, final, precision, built.stdout + built.stderr)
     return "skipped: no TensorRT on the target (ONNX Runtime will be used)"

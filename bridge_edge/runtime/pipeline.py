@@ -29,7 +29,7 @@ from bridge_edge.runtime.outputs import LatencyMs, Prediction, ProbabilitySmooth
 from bridge_edge.runtime.stats import PipelineStats, StageTimer
 from bridge_edge.runtime.stream import ModelInput, StreamState, WindowJob
 from bridge_edge.signals.beats import detect_beats, heart_rate_bpm
-from bridge_edge.signals.preprocess import normalise_windows
+from bridge_edge.signals.preprocess import normalise_windows, upright_windows
 from bridge_edge.signals.quality import LOW_SQI, window_sqi
 from bridge_edge.signals.rr_timing import rr_af_scores_from_beats
 
@@ -248,6 +248,8 @@ class Pipeline:
     def _run_jobs(self, jobs: list[WindowJob]) -> None:
         t0 = time.perf_counter_ns()
         raw = np.stack([j.window.values for j in jobs])
+        if self.model.modality == "ppg":
+            raw = upright_windows(raw, self.model.preprocess)  # beats and SQI read upright pulses
         beats = [detect_beats(w, self.model.fs, self.model.modality) for w in raw]  # loop over windows
         sqi = window_sqi(raw, self.model.fs, self.model.modality, beats=beats)
         hr = [heart_rate_bpm(b, self.model.fs) for b in beats]
@@ -268,7 +270,9 @@ class Pipeline:
         probs_of = dict(zip(run, probs))
         batch_pre_ms = (t1 - t0) / 1e6
         for i, job in enumerate(jobs):
-            self._emit(job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6, rr_af[i])
+            self._emit(
+                job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6, rr_af[i]
+            )
 
     def _gate(self, job: WindowJob, sqi: float) -> str | None:
         """Why the model does not see this window, or None. A window touching non-finite input

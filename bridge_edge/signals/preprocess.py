@@ -112,6 +112,13 @@ def normalise_windows(windows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return z.astype(np.float32)
 
 
+def upright_windows(windows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Band-passed windows turned as step 4 turns them (unchanged for ``ppg-v1``), not normalised:
+    what beat detection, heart rate and SQI read, so they see the pulses the model sees."""
+    w = np.asarray(windows, dtype=np.float64)
+    return w * window_polarity(w)[..., None] if spec.polarity == "skew_sign" else w
+
+
 def window_polarity(windows: np.ndarray) -> np.ndarray:
     """+1 / -1 per window: the sign step 4 applies (for reports: how often a stream was flipped)."""
     w = np.asarray(windows, dtype=np.float64)

@@ -60,7 +60,10 @@ def test_inverted_cases_are_the_same_windows_to_the_model(cases):
     inverted = [c for c in cases if c.variant == "inverted"][:3]
     for case in inverted:
         original = next(
-            c for c in cases if (c.group, c.rhythm, c.source, c.variant) == (case.group, case.rhythm, case.source, "as_recorded")
+            c
+            for c in cases
+            if (c.group, c.rhythm, c.source, c.variant)
+            == (case.group, case.rhythm, case.source, "as_recorded")
         )
         from bridge_edge.signals.preprocess import normalise_windows
 
@@ -75,8 +78,19 @@ def test_default_bundle_meets_the_rhythm_suite_goals(tmp_path):
     if not suite.available_dev_recordings():
         pytest.skip("no development recording installed")
     run = subprocess.run(
-        [sys.executable, "-m", "bridge_edge.cli", "evaluate", "default", "--suite", "rhythm", "--quick", "--json",
-         "--out", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "bridge_edge.cli",
+            "evaluate",
+            "default",
+            "--suite",
+            "rhythm",
+            "--quick",
+            "--json",
+            "--out",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=900,

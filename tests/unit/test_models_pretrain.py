@@ -132,7 +132,7 @@ def test_unlabelled_windows_from_recordings():
     sim = pytest.importorskip("bridge_edge.signals.simulator")
     from bridge_edge.signals.preprocess import PreprocessSpec
 
-    rec = sim.simulate_subject("s0", 1.0, seed=3)
+    rec = sim.simulate_subject("s0", 1.0, seed=3, fs_ppg=125.0)
     w = unlabelled_ppg_windows([rec], PreprocessSpec(), window_s=12.0, hop_s=4.0)
     assert w.shape == ((60 - 12) // 4 + 1, 1500)
     assert np.allclose(w.mean(axis=1), 0, atol=1e-4)

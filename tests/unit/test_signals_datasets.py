@@ -186,7 +186,7 @@ def test_simulated_npz_with_wrong_rate_is_rejected(tmp_path):
     path = tmp_path / "subjects" / "sim000.npz"
     with np.load(path) as z:
         data = dict(z)
-    data["fs_ppg"] = np.float64(250.0)
+    data["fs_ppg"] = np.float64(2 * float(data["fs_ppg"]))  # twice the rate the samples were drawn at
     np.savez(path, **data)
     with pytest.raises(SampleRateError, match="expected the same duration"):
         load_dataset(str(tmp_path))

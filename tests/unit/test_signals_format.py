@@ -6,6 +6,7 @@ import numpy as np
 
 from bridge_edge.cli import main
 from bridge_edge.signals.datasets import load_dataset
+from bridge_edge.signals.sensor import SENSOR_RATES_HZ
 from bridge_edge.signals.simulator import simulate_subject, subject_seed, write_dataset
 
 
@@ -26,10 +27,12 @@ def test_simulate_command_writes_the_design_format(tmp_path, capsys):
             assert z["ecg"].dtype == np.float32 and z["ppg"].dtype == np.float32
             assert z["rhythm"].dtype == np.int8 and len(z["rhythm"]) == len(z["ecg"])
             assert z["r_peaks"].dtype == np.int64
-            assert float(z["fs_ecg"]) == 500.0 and float(z["fs_ppg"]) == 125.0
-            assert len(z["ecg"]) == 15000 and len(z["ppg"]) == 3750
+            fs_ppg = float(z["fs_ppg"])  # the subject's sensor rate (dataset version 2)
+            assert float(z["fs_ecg"]) == 500.0 and fs_ppg in SENSOR_RATES_HZ
+            assert len(z["ecg"]) == 15000 and len(z["ppg"]) == round(30 * fs_ppg)
             meta = json.loads(str(z["meta"]))
-            assert 0.15 <= meta["physiology"]["ptt_s"] <= 0.35 and "artefacts" in meta
+            assert 0.12 <= meta["physiology"]["ptt_s"] <= 0.35 and "artefacts" in meta
+            assert set(meta["ppg_sensor"]) >= {"polarity", "highpass_hz", "lowpass_hz", "adc_bits"}
 
 
 def test_written_dataset_loads_back_identically(tmp_path):
