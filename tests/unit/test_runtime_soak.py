@@ -20,10 +20,10 @@ def test_three_faulty_streams_every_sample_counted_and_labels_back_after_every_f
     bundle = make_tiny_bundle(tmp_path / "tiny", fs=125.0, window_s=4.0, hop_s=1.0)
     report = run_soak(
         bundle,
-        minutes=0.75,
+        minutes=0.5,
         streams=3,
         every_s=15.0,
-        speed=10.0,
+        speed=20.0,
         sample_every_s=2.0,
         warmup_s=5.0,
         nan_s=0.5,
