@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 RECORD_NAME = "signal"
 FORMAT_VERSION = 1
 INT32_MAX = 2**31 - 1
+WFDB_INVALID = -(2**31)  # format 32's invalid-sample value: a NaN/inf sample, read back as NaN
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ class RecordingWriter:
             self._scale, self._exact = _choose_scale(chunk.samples, self.info.resolution)
             self.base_datetime = _wall_clock_of_first_sample(chunk, self.info.fs)
         digital = self._digitise(chunk.samples)
+        bad = int(np.count_nonzero(digital == WFDB_INVALID))
+        if bad:  # kept as invalid samples and said so: never written as a number
+            self._events.write(
+                json.dumps({"kind": "nonfinite", "count": bad, "sample_index": self.n_samples}) + "\n"
+            )
         if self._first_values is None:
             self._first_values = digital[0].copy()
         self._checksum += digital.sum(axis=0, dtype=np.int64)
@@ -105,6 +111,8 @@ class RecordingWriter:
 
     def _digitise(self, samples: np.ndarray) -> np.ndarray:
         scaled = np.asarray(samples, np.float64) / self._scale
+        invalid = ~np.isfinite(scaled)
+        scaled[invalid] = 0.0
         digital = np.round(scaled)
         off_grid = np.count_nonzero(_off_grid(samples, self._scale))
         if off_grid and not self.requantised:
@@ -116,6 +124,7 @@ class RecordingWriter:
         if out_of_range.any():
             self.clipped += int(out_of_range.sum())
             digital = np.clip(digital, -INT32_MAX, INT32_MAX)
+        digital[invalid] = WFDB_INVALID
         return digital.astype(np.int64)
 
     def _write_events(self, stats: SourceStats) -> None:
@@ -171,7 +180,7 @@ def _choose_scale(samples: np.ndarray, resolution: tuple[float, ...] | None) -> 
     """The sensor's resolution when the data sits on its grid (exact), else a power-of-two step."""
     if resolution is not None:
         step = np.array(resolution, float)
-        if not np.any(_off_grid(samples, step)):
+        if not np.any(_off_grid(samples, step) & np.isfinite(samples)):  # non-finite: gaps, not data
             return step, True
         log.warning(
             "recording: samples are not multiples of the declared resolution %s; storing them as float data",
@@ -193,7 +202,8 @@ def _power_of_two_scale(samples: np.ndarray) -> np.ndarray:
     """Float data without a declared resolution: a power-of-two step leaving 2^16 headroom over the
     first chunk's peak in int32 (about 15 significant bits at that peak; values beyond are clipped
     and counted)."""
-    peak = np.max(np.abs(samples), axis=0) if len(samples) else np.ones(samples.shape[1])
+    finite = np.where(np.isfinite(samples), samples, 0.0)  # NaN/inf are stored as invalid samples
+    peak = np.max(np.abs(finite), axis=0) if len(samples) else np.ones(samples.shape[1])
     peak = np.where(peak > 0, peak, 1.0)
     return np.exp2(np.ceil(np.log2(peak)) + 16 - 31)
 
@@ -239,6 +249,7 @@ def read_recording(path: str | Path) -> Recording:
     )
     digital = read_format32(path, read_header(path / f"{RECORD_NAME}.hea")).reshape(-1, len(meta.channels))
     samples = (digital * np.array(meta.scale, np.float64)).astype(np.float32)
+    samples[digital == WFDB_INVALID] = np.nan  # recorded as invalid: NaN/inf from the source
     lines = [json.loads(line) for line in (path / "events.jsonl").read_text().splitlines() if line.strip()]
     chunks = [line for line in lines if line["kind"] == "chunk"]
     if sum(c["n"] for c in chunks) != len(samples):

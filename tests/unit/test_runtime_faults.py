@@ -251,3 +251,18 @@ def test_a_device_clock_going_backwards_is_a_clock_reset_not_a_gap(bundle, afib)
     assert stats.streams[0].clock_resets == 1 and stats.dropped_samples == 0
     assert len(rec.preds) == (len(x) - L) // H + 1
     assert all(a.t_end < b.t_end for a, b in zip(rec.preds, rec.preds[1:]))
+
+
+def test_a_recording_keeps_nan_and_inf_as_invalid_samples_not_numbers(tmp_path):
+    from bridge_edge.devices.recording import read_recording, record_source
+
+    x = np.linspace(-1, 1, 400).astype(np.float32)
+    x[[10, 11, 200]] = [np.nan, np.inf, -np.inf]
+    record_source(ArraySource(x, FS, chunk_sizes=(50,)), tmp_path / "rec", None)
+    rec = read_recording(tmp_path / "rec")
+    got = rec.samples[:, 0]
+    assert np.flatnonzero(~np.isfinite(got)).tolist() == [10, 11, 200]  # not 0, not INT32_MAX
+    np.testing.assert_allclose(got[np.isfinite(got)], x[np.isfinite(x)], atol=1e-4)
+    assert [e["count"] for e in rec.events if e["kind"] == "nonfinite"] == [2, 1]
+    source = open_source(f"replay://{tmp_path / 'rec'}?speed=0")
+    assert sum(c.n for c in source) == 400 and source.stats.nonfinite == 3
