@@ -33,7 +33,7 @@ def test_even_batch_splits_the_windows_into_equal_batches():
 
 
 def test_floor_on_eleven_held_out_windows_is_one_window_wide():
-    y = np.array([0] * 8 + [3] * 3)  # the smoke run's test split: 8 sinus, 3 afib
+    y = np.array([0] * 8 + [3] * 3)  # 8 sinus, 3 afib
     floor = floor_for_size(AccuracyFloor(), y)
     assert floor.min_agreement == pytest.approx(1 - 1 / 11)
     assert floor.max_macro_f1_drop == pytest.approx(1 / 3)
