@@ -109,6 +109,10 @@ def _shape_problems(m: Manifest) -> list[str]:
             problems.append(f"input.{key} is {value!r}; expected a finite number > 0")
     if fs and window_s and hop_s:
         n = fs * window_s
+        if not math.isfinite(n * hop_s / window_s * fs + n):  # the products, not only the factors
+            return problems + [
+                f"input fs {fs:g} Hz x window_s {window_s:g} s overflows; expected a real window"
+            ]
         if abs(n - round(n)) > 1e-6 or round(n) < 1:
             problems.append(
                 f"input fs {fs:g} Hz x window_s {window_s:g} s = {n:g} samples; expected a whole number"
