@@ -6,15 +6,16 @@
 Each input is a mutation of a valid seed (flipped bits, "interesting" bytes, long repeated runs,
 cut, spliced and duplicated ranges) or plain random bytes, at most --max-len bytes. Per target it
 reports: tried, ok, typed errors (a BridgeEdgeError: the wanted answer to bad input), other
-exceptions (a bug), hangs (an input slower than --hang-ms, confirmed by re-running it 3 times and
-keeping the fastest, so a scheduler hiccup on a loaded machine is not a hang), the slowest
-confirmed time and the rate. JSON on stdout (and in --out); exit 1 on any other exception or hang.
+exceptions (a bug), hangs (an input slower than --hang-ms of wall time, confirmed by re-running
+it 3 times and keeping the least CPU time, so a loaded machine's scheduling is not a hang), the
+slowest time and the rate. --budget-s caps a target's time: the report then says how many it did. JSON on stdout (and in --out); exit 1 on any other exception or hang.
 The hypothesis tests in tests/unit/test_fuzz_properties.py are the bounded version that CI runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import random
@@ -40,6 +41,9 @@ from bridge_edge.devices.serial_formats import (  # noqa: E402
 )
 from bridge_edge.devices.serial_streams import FrameStream, TextStream  # noqa: E402
 from bridge_edge.errors import BridgeEdgeError  # noqa: E402
+from bridge_edge.export.bundle_checks import manifest_problems  # noqa: E402
+from bridge_edge.export.manifest import Manifest  # noqa: E402
+from bridge_edge.signals import preprocess  # noqa: E402, F401 - imported here, not inside the timing
 
 INTERESTING = [0, 1, 0x7F, 0x80, 0xFF, 0xA5, 0x5A, 10, 13, 9, 32] + list(b",.-+eE!R[]IG=x0123456789")
 
@@ -156,37 +160,73 @@ def run_pmd(data: bytes) -> None:
     pmd.parse_frame(data, previous_timestamp_ns=previous, sample_rate_hz=130.0, measurement=measurement)
 
 
+MANIFEST_TEXT = (ROOT / "bridge_edge" / "assets" / "bundles" / "default" / "manifest.json").read_text()
+LEAVES = [None, True, 0, -1, 1e308, float("nan"), "", "../../x", "a b", [], {}, [[]], "fp32", 1250, "batch"]
+
+
+def _structural(rng: random.Random) -> dict:
+    """The default manifest with 1-4 values anywhere replaced (or keys deleted)."""
+    doc = json.loads(MANIFEST_TEXT)
+    for _ in range(rng.randrange(1, 5)):
+        parent, key = None, None
+        node = doc
+        while isinstance(node, (dict, list)) and node and (parent is None or rng.random() < 0.6):
+            parent, key = node, rng.choice(list(node)) if isinstance(node, dict) else rng.randrange(len(node))
+            node = parent[key]
+        if parent is None:
+            continue
+        if isinstance(parent, dict) and rng.random() < 0.2:
+            del parent[key]
+        else:
+            parent[key] = copy.deepcopy(rng.choice(LEAVES))
+    return doc
+
+
+def run_manifest(data: bytes) -> None:
+    """Odd first byte: a structural mutation seeded by the input; else the bytes as JSON text."""
+    text = json.dumps(_structural(random.Random(data))).encode() if data and data[0] & 1 else data
+    manifest_problems(Manifest.parse(text))
+
+
 TARGETS: dict[str, tuple[Callable[[], list[bytes]], Callable[[bytes], None]]] = {
     "frame": (frame_seeds, run_frame),
     "csv": (lambda: TEXT_SEEDS["csv"], _text_runner("csv")),
     "sparkfun": (lambda: TEXT_SEEDS["sparkfun"], _text_runner("sparkfun")),
     "ad8232": (lambda: TEXT_SEEDS["ad8232"], _text_runner("ad8232")),
     "pmd": (pmd_seeds, run_pmd),
+    "manifest": (lambda: [MANIFEST_TEXT.encode()], run_manifest),
 }
 
 
 # -- the loop -------------------------------------------------------------------------------------
 
 
-def fuzz_target(name: str, n: int, seed: int, max_len: int, hang_ms: float) -> dict:
+def fuzz_target(
+    name: str, n: int, seed: int, max_len: int, hang_ms: float, budget_s: float | None = None, progress=None
+) -> dict:
     make_seeds, run = TARGETS[name]
-    mutate = Mutator(make_seeds(), random.Random(f"{name}-{seed}"), max_len)
+    seeds = make_seeds()
+    mutate = Mutator(seeds, random.Random(f"{name}-{seed}"), max_len)
+    for warm in seeds[:3]:  # imports and caches happen here, outside the timing
+        _run_once(run, warm)
     counts = {"tried": 0, "ok": 0, "typed_errors": 0, "other_exceptions": 0, "hangs": 0}
     examples: list[dict] = []
     slowest_ms = 0.0
     t_start = time.perf_counter()
-    for _ in range(n):
+    for i in range(n):
+        if budget_s is not None and time.perf_counter() - t_start > budget_s:
+            break
+        if progress is not None and i and i % 20_000 == 0:
+            progress(_summary(counts, slowest_ms, t_start, max_len, examples, partial=True))
         data = mutate()
         counts["tried"] += 1
         outcome, elapsed = _run_once(run, data)
-        if elapsed * 1e3 > hang_ms:  # confirm: the fastest of three more runs
-            elapsed = min(elapsed, *(_run_once(run, data)[1] for _ in range(3)))
-            slowest_ms = max(slowest_ms, elapsed * 1e3)
+        if elapsed * 1e3 > hang_ms:  # confirm: the least CPU time of three more runs
+            elapsed = min(_run_once(run, data, clock=time.thread_time)[1] for _ in range(3))
             if elapsed * 1e3 > hang_ms:
                 counts["hangs"] += 1
-                _keep(examples, "hang", data, f"{elapsed * 1e3:.1f} ms")
-        else:
-            slowest_ms = max(slowest_ms, elapsed * 1e3)
+                _keep(examples, "hang", data, f"{elapsed * 1e3:.1f} ms of CPU")
+        slowest_ms = max(slowest_ms, elapsed * 1e3)
         if isinstance(outcome, BridgeEdgeError):
             counts["typed_errors"] += 1
         elif isinstance(outcome, BaseException):
@@ -194,25 +234,34 @@ def fuzz_target(name: str, n: int, seed: int, max_len: int, hang_ms: float) -> d
             _keep(examples, "exception", data, "".join(traceback.format_exception_only(outcome)).strip())
         else:
             counts["ok"] += 1
+    return _summary(counts, slowest_ms, t_start, max_len, examples)
+
+
+def _summary(
+    counts: dict, slowest_ms: float, t_start: float, max_len: int, examples: list, partial=False
+) -> dict:
     seconds = time.perf_counter() - t_start
     return {
         **counts,
         "slowest_ms": round(slowest_ms, 3),
         "seconds": round(seconds, 1),
-        "inputs_per_s": round(counts["tried"] / seconds, 1),
+        "inputs_per_s": round(counts["tried"] / max(seconds, 1e-9), 1),
         "max_len": max_len,
+        "partial": partial,
         "examples": examples,
     }
 
 
-def _run_once(run: Callable[[bytes], None], data: bytes) -> tuple[BaseException | None, float]:
-    t0 = time.perf_counter()
+def _run_once(
+    run: Callable[[bytes], None], data: bytes, clock: Callable[[], float] = time.perf_counter
+) -> tuple[BaseException | None, float]:
+    t0 = clock()
     try:
         run(data)
         outcome = None
     except Exception as err:  # noqa: BLE001 - classifying every exception is the point
         outcome = err
-    return outcome, time.perf_counter() - t0
+    return outcome, clock() - t0
 
 
 def _keep(examples: list[dict], kind: str, data: bytes, detail: str) -> None:
@@ -227,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-len", type=int, default=4096, help="longest input, bytes")
     parser.add_argument("--hang-ms", type=float, default=10.0)
-    parser.add_argument("--out", type=Path, help="also write the JSON report here (rewritten per target)")
+    parser.add_argument("--budget-s", type=float, default=None, help="stop a target after this long")
+    parser.add_argument("--out", type=Path, help="also write the JSON report here (rewritten as it goes)")
     args = parser.parse_args(argv)
     logging.disable(logging.CRITICAL)  # sources log every skipped frame; the counts are the report
     names = [t for t in args.targets.split(",") if t]
@@ -235,10 +285,23 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown targets {unknown}; known: {', '.join(TARGETS)}")
     report: dict = {"n_per_target": args.n, "seed": args.seed, "hang_ms": args.hang_ms, "targets": {}}
-    for name in names:
-        report["targets"][name] = fuzz_target(name, args.n, args.seed, args.max_len, args.hang_ms)
+
+    def write(name: str, result: dict) -> None:
+        report["targets"][name] = result
         if args.out:
             args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+    for name in names:
+        result = fuzz_target(
+            name,
+            args.n,
+            args.seed,
+            args.max_len,
+            args.hang_ms,
+            args.budget_s,
+            lambda r, name=name: write(name, r),
+        )
+        write(name, result)
         print(
             f"{name}: {json.dumps({k: v for k, v in report['targets'][name].items() if k != 'examples'})}",
             file=sys.stderr,

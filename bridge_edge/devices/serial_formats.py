@@ -32,12 +32,16 @@ SPARKFUN_FIELDS = ("red", "ir", "green")
 MAX_LINE_BYTES = 1024  # longer lines are cut and counted (no sketch prints lines this long)
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"  # one way to match any digit run
 _SEP = r"(?:[ \t]*,[ \t]*|[ ]*\t[ \t]*)"  # a comma, or a tab, with blanks around it
-_INT = r"-?\d+"
+# An ADC reading has at most 15 digits; capping the capture keeps the string arrays the parsers
+# build (rows x columns x longest field) small even when a line holds a long digit run.
+_INT = r"-?\d{1,15}"
+# Each branch ends the line itself: a free-text tail ([^\r\n]*) is never followed by another
+# blank-eating quantifier, which made a line of tabs with a stray '\r' quadratic.
 _SPARKFUN = re.compile(
-    rf"^[ \t]*(?:R\[({_INT})\][ \t]*IR\[({_INT})\](?:[ \t]*G\[({_INT})\])?"  # Example1
-    rf"|red=({_INT}),[ \t]*ir=({_INT})(?:,[^\r\n]*)?"  # Example8
+    rf"^[ \t]*(?:R\[({_INT})\][ \t]*IR\[({_INT})\](?:[ \t]*G\[({_INT})\])?[ \t]*"  # Example1
+    rf"|red=({_INT}),[ \t]*ir=({_INT})(?:,[^\r\n]*|[ \t]*)"  # Example8
     rf"|IR=({_INT}),[ \t]*BPM=[^\r\n]*"  # Example5
-    rf"|({_INT}))[ \t]*\r?$",  # Example4
+    rf"|({_INT})[ \t]*)\r?$",  # Example4
     re.MULTILINE,
 )
 _NON_BLANK = re.compile(r"^[ \t\r]*\S", re.MULTILINE)

@@ -1,7 +1,7 @@
 """fp32 ONNX -> int8 Q/DQ ONNX by ONNX Runtime static quantization.
 
 Every quantize_static argument whose default changed across releases is passed explicitly
-(quant_format, activation_type, weight_type, calibrate_method; DEVICES §5). ``quant_pre_process``
+(quant_format, activation_type, weight_type, calibrate_method; docs/bundles.md). ``quant_pre_process``
 (shape inference + graph optimisation) runs first. Op types named in the recipe are left in
 float; everything else present in the graph is quantized. TensorRT builds such a Q/DQ graph
 directly (explicit quantization), so no calibrator exists anywhere in this project.
@@ -34,14 +34,25 @@ class Int8Result:
 
 
 class _WindowReader:
-    """CalibrationDataReader over (N, L) windows, a few at a time."""
+    """CalibrationDataReader over (N, L) windows, a few at a time, every batch the same size.
+
+    ORT's histogram calibrators (Percentile, Entropy) stack each node's outputs over all batches
+    with ``np.asarray``; a shorter last batch (22 windows in batches of 16: 16 + 6) makes that
+    an inhomogeneous-shape ValueError inside ORT. So the batch is the largest size <= ``batch``
+    that divides N (1 for a prime N: slower, still exact)."""
 
     def __init__(self, windows: np.ndarray, batch: int = 16) -> None:
-        self._batches = iter([windows[i : i + batch] for i in range(0, len(windows), batch)])
+        size = even_batch(len(windows), batch)
+        self._batches = iter([windows[i : i + size] for i in range(0, len(windows), size)])
 
     def get_next(self) -> dict | None:
         batch = next(self._batches, None)
         return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)}
+
+
+def even_batch(n: int, largest: int) -> int:
+    """The largest batch size <= ``largest`` that splits ``n`` windows into equal batches."""
+    return next(b for b in range(min(largest, max(n, 1)), 0, -1) if n % b == 0)
 
 
 def quantize_int8(

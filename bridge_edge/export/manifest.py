@@ -183,7 +183,7 @@ class Manifest:
                 quantization=QuantizationSection(**quant) if quant else None,
                 licenses=list(d.get("licenses", [])),
                 extra={k: v for k, v in d.items() if k not in known},
-            )
+            )._typed()
         except BundleError:
             raise
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as err:
@@ -193,6 +193,37 @@ class Manifest:
                 file=MANIFEST_NAME,
                 problems=[str(err)],
             ) from err
+
+    def _typed(self) -> Manifest:
+        """TypeError naming the first field of the wrong JSON type (from_dict makes it a BundleError)."""
+        number = (int, float)
+        checks = [
+            ("name", self.name, str),
+            ("version", self.version, str),
+            ("created", self.created, str),
+            ("recipe_hash", self.recipe_hash, str),
+            ("input.fs", self.input.fs, number),
+            ("input.window_s", self.input.window_s, number),
+            ("input.hop_s", self.input.hop_s, number),
+            ("input.channels", self.input.channels, list),
+            ("input.preprocess", self.input.preprocess, dict),
+            ("output.labels", self.output.labels, list),
+            ("output.positive_label", self.output.positive_label, (str, type(None))),
+            ("golden", self.golden, dict),
+            ("parity", self.parity, dict),
+        ]
+        checks += [(f"precisions[{i}]", p, str) for i, p in enumerate(self.precisions)]
+        checks += [(f"output.labels[{i}]", v, str) for i, v in enumerate(self.output.labels)]
+        checks += [(f"files[{k!r}]", v, str) for k, v in self.files.items()]
+        for t in self.onnx.inputs + self.onnx.outputs:
+            checks += [
+                (f"onnx tensor {t.name!r}", t.name, str),
+                (f"onnx tensor {t.name!r} shape", t.shape, list),
+            ]
+        for key, value, types in checks:
+            if not isinstance(value, types) or (isinstance(value, bool) and types is number):
+                raise TypeError(f"{key} is {value!r}; expected a JSON {getattr(types, '__name__', 'number')}")
+        return self
 
     @classmethod
     def read(cls, path: Path) -> Manifest:

@@ -251,6 +251,9 @@ def _int8_within_floor(
     int8_path = work / onnx_file_name("int8")
     present = {n.op_type for n in onnx.load(str(fp32_path), load_external_data=False).graph.node}
     tried = []
+    floor = accuracy.floor_for_size(recipe.floor, held_out.y)
+    if floor != recipe.floor:
+        log.info("int8 floor for %d held-out windows (one window's resolution): %s", len(held_out.y), floor)
     for label, settings in int8_attempts(recipe.quantization, present):
         try:
             result = quantize_int8(fp32_path, int8_path, calib, settings)
@@ -266,7 +269,7 @@ def _int8_within_floor(
             continue
         outputs = ort_outputs(int8_path, held_out.x)
         metrics = _metrics(source, held_out, outputs, fp32, int8_path)
-        failures = accuracy.floor_failures(metrics, fp32_metrics, recipe.floor)
+        failures = accuracy.floor_failures(metrics, fp32_metrics, floor)
         tried.append(
             {
                 "attempt": label,
@@ -278,6 +281,7 @@ def _int8_within_floor(
                 "auroc": metrics.auroc,
                 "meets_floor": not failures,
                 "failures": failures,
+                "floor": dataclasses.asdict(floor),
             }
         )
         log.info(

@@ -31,10 +31,13 @@ def run_selftest(bundle_dir: str | Path) -> dict:
 
     bundle_dir = Path(bundle_dir)
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    problems = [
+    root = bundle_dir.resolve()
+    inside = {n: (bundle_dir / n).resolve().is_relative_to(root) and ".." not in n for n in manifest["files"]}
+    problems = [f"{name}: not a path inside the bundle; not read" for name, ok in inside.items() if not ok]
+    problems += [
         f"{name}: sha256 differs from the manifest"
         for name, digest in manifest["files"].items()
-        if not (bundle_dir / name).is_file() or _sha256(bundle_dir / name) != digest
+        if inside[name] and (not (bundle_dir / name).is_file() or _sha256(bundle_dir / name) != digest)
     ]
     results = {}
     if not problems:

@@ -86,6 +86,7 @@ def make_tiny_bundle(
     """A sealed bundle directory whose ``model.fp32.onnx`` is softmax(window @ W); returns the
     loaded (verified) ``Bundle``."""
     import onnx
+    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     from bridge_edge.export.bundle import load_bundle, seal
@@ -118,6 +119,9 @@ def make_tiny_bundle(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, out_dir / "model.fp32.onnx")
+    golden_x = np.random.default_rng(seed + 1).standard_normal((fixed_batch or 4, length)).astype(np.float32)
+    golden_probs = ort.InferenceSession(str(out_dir / "model.fp32.onnx")).run(None, {"ppg": golden_x})[0]
+    np.savez(out_dir / "golden.npz", input=golden_x, output_fp32=golden_probs)  # the self-test on load
     manifest = Manifest(
         schema_version=SCHEMA_VERSION,
         name="tiny",
@@ -138,7 +142,7 @@ def make_tiny_bundle(
         sizes={},
         metrics={},
         parity={},
-        golden={},
+        golden={"n_windows": len(golden_x), "atol": {"fp32": 1e-5}},
     )
     seal(out_dir, manifest)
     return load_bundle(out_dir)

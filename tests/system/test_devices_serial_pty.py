@@ -204,3 +204,40 @@ def test_pty_sparkfun_text_sketch_with_banner_and_unplug(tmp_path):
     assert source.stats.skipped_lines == 1 and source.stats.disconnects == 1
     # no device clock: the gap is elapsed time x fs, an estimate of the ~0.7 s without a port
     assert 40 <= source.stats.gap_samples <= 200
+
+
+def test_pty_record_survives_a_foreign_frame_and_a_fake_header(tmp_path):
+    """A CRC-valid 2-channel frame on a 1-channel URL, then a header claiming 1 KB: record goes on."""
+    from bridge_edge.devices.frame import HEADER, MAGIC
+
+    link = tmp_path / "serial-by-id-mixed"
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.symlink(os.ttyname(slave), link)
+    source = open_source(f"serial://{link}?format=frame&fs=1000&channels=ppg")
+    good = [encode_frame(i, i * 10_000, np.full((10, 1), i), FMT_INT16) for i in range(12)]
+    foreign = encode_frame(4, 40_000, np.full((10, 2), 4), FMT_INT16)
+    fake = MAGIC + HEADER.pack(1, 0, 0, 255, 2, FMT_INT16)
+
+    def play():
+        deadline = time.monotonic() + 5
+        while not any(e["kind"] == "connect" for e in list(source.stats.events)):
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        stream = b"".join(good[:4]) + foreign + b"".join(good[5:8]) + fake + b"".join(good[8:])
+        for i in range(0, len(stream), 64):
+            os.write(master, stream[i : i + 64])
+            time.sleep(0.002)
+        time.sleep(0.5)
+        source.close()
+
+    player = threading.Thread(target=play, daemon=True)
+    player.start()
+    record_source(source, tmp_path / "rec")
+    player.join(5)
+    os.close(master)
+    os.close(slave)
+    recording = read_recording(tmp_path / "rec")
+    assert [c["seq"] for c in recording.chunks] == [0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11]
+    assert [c["gap_before"] for c in recording.chunks][4] == 10  # the foreign frame's samples
+    assert source.stats.corrupt_frames == 2  # the foreign frame; the fake header
