@@ -58,7 +58,7 @@ class Collector:
     def samples(self) -> int:
         return sum(c.n for c in self.chunks)
 
-    def wait(self, condition, what: str, limit_s: float = 30.0):
+    def wait(self, condition, what: str, limit_s: float = 180.0):
         deadline = time.monotonic() + limit_s
         while not condition():
             assert time.monotonic() < deadline, f"gave up waiting for {what}"
@@ -127,9 +127,12 @@ def test_unknown_stream_times_out_with_what_is_visible():
 
 
 def _stream_sim_to(outlet, stop: threading.Event):
+    """A paced sensor that stamps every sample from its own clock (as BrainFlow does), so a stall
+    of this thread on a loaded host delays samples without moving their stamps."""
     sim = open_sim("sim://ppg?rhythm=afib&seed=3")  # real time, like a sensor
+    t0 = pylsl.local_clock()
     for chunk in sim:
-        outlet.push_chunk(np.ascontiguousarray(chunk.samples[:, 0:1]))
+        outlet.push_chunk(np.ascontiguousarray(chunk.samples[:, 0:1]), list(t0 + chunk.t_device_ns / 1e9))
         if stop.is_set():
             sim.close()
 
