@@ -166,7 +166,11 @@ class LslSource:
             found = [s for s in found if self.type is None or s.type() == self.type]
             if found:
                 inlet = self._lsl.StreamInlet(found[0], max_buflen=60, recover=False)
-                inlet.open_stream(timeout)
+                try:
+                    inlet.open_stream(timeout)
+                except Exception as err:  # the outlet went away between resolve and open: retry
+                    log.info("lsl://%s: could not open the stream (%s); resolving again", self.name, err)
+                    continue
                 return inlet
         return None
 
