@@ -59,9 +59,6 @@ DEVICE_TESTS=(
   tests/unit/test_devices_*.py
   tests/unit/test_runtime_*.py
   tests/unit/test_monitor_*.py
-  tests/unit/test_export_bundle.py
-  tests/unit/test_export_tensorrt.py
-  tests/unit/test_export_deploy_engine.py
   tests/system/test_devices_*.py
   tests/system/test_runtime_run.py
   tests/system/test_monitor_pipeline.py

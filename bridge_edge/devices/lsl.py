@@ -10,10 +10,12 @@ The stream is resolved by name (and ``type`` when given) within ``timeout`` seco
 ``label``/``unit``; unnamed channels are ``ch<i>``); ``channels`` picks a subset by name.
 Irregular-rate streams are refused. Each sample's LSL timestamp (the sender's
 ``local_clock``) is the chunk's device time, so the pipeline's clock module maps it onto host
-time like any device clock. Consecutive timestamps more than ``gap`` seconds apart (default
-0.1 s, and at least 1.5 sample periods) are counted as missing samples (``gap_before``):
-senders that push chunks without their own timestamps get them from liblsl at push time, and
-that jitter must not read as loss. When the stream is lost, or
+time like any device clock. LSL's transport is lossless (TCP), so inside a connection a jump in
+the timestamps is either the sender's own loss or a sender that stamps at push time having
+stalled (its backlog then arrives with compressed stamps); jumps of more than ``gap`` seconds
+(default 1, at least 1.5 sample periods) are counted as missing samples (``gap_before``), so
+push-time jitter and short stalls on a loaded host are not read as loss. Across an outage every
+missing sample is counted. When the stream is lost, or
 silent for ``watchdog`` seconds (default 3), a ``disconnect`` event is recorded and the
 stream is resolved by name again until it comes back (``reconnect``); the outage is counted
 as a gap from the timestamps on both sides. ``pylsl`` (the ``lsl`` extra, whose wheel carries
@@ -118,7 +120,7 @@ class LslSource:
         self.type = parsed.query.get("type")
         self.timeout = parsed.positive("timeout", 10.0)
         self.watchdog = parsed.positive("watchdog", 3.0)
-        self.gap_tolerance_s = parsed.positive("gap", 0.1)
+        self.gap_tolerance_s = parsed.positive("gap", 1.0)
         self._reconnected = False
         self.stats = SourceStats()
         self._closed = False
@@ -164,7 +166,11 @@ class LslSource:
             found = [s for s in found if self.type is None or s.type() == self.type]
             if found:
                 inlet = self._lsl.StreamInlet(found[0], max_buflen=60, recover=False)
-                inlet.open_stream(timeout)
+                try:
+                    inlet.open_stream(timeout)
+                except Exception as err:  # the outlet went away between resolve and open: retry
+                    log.info("lsl://%s: could not open the stream (%s); resolving again", self.name, err)
+                    continue
                 return inlet
         return None
 
@@ -189,8 +195,11 @@ class LslSource:
             values = np.asarray(samples, np.float32)[:, self._columns]
             ts = np.asarray(stamps, np.float64)
             segments = split_at_gaps(ts, last_ts, self.info.fs, self.gap_tolerance_s)
-            if self._reconnected and last_ts is not None and ts[0] <= last_ts:  # back on another clock
-                lost = round((arrival - last_arrival) / 1e9 * self.info.fs) - len(ts)
+            if self._reconnected and last_ts is not None:  # an outage: every missing sample counts
+                if ts[0] > last_ts:
+                    lost = round((ts[0] - last_ts) * self.info.fs) - 1
+                else:  # the sender came back on another clock: host arrival times instead
+                    lost = round((arrival - last_arrival) / 1e9 * self.info.fs) - len(ts)
                 segments[0] = Segment(segments[0].start, segments[0].stop, max(0, lost))
             last_arrival, self._reconnected = arrival, False
             for seg in segments:

@@ -26,6 +26,12 @@ def test_a_gap_before_the_chunk_counts_from_the_previous_timestamp():
     assert split_at_gaps(ts, 99 / FS, FS, 0.1) == [Segment(0, 10, 0)]
 
 
+def test_a_stall_shorter_than_the_default_tolerance_is_not_loss():
+    ts = np.r_[np.arange(50), np.arange(50, 100) + 0.6 * FS] / FS  # pushed 0.6 s late
+    assert [s.gap_before for s in split_at_gaps(ts, None, FS, 1.0)] == [0]
+    assert [s.gap_before for s in split_at_gaps(ts, None, FS, 0.1)] == [0, 75]
+
+
 def test_push_jitter_below_the_tolerance_is_not_loss():
     rng = np.random.default_rng(0)
     ts = np.arange(500) / FS + rng.uniform(-0.03, 0.03, 500)  # +-30 ms stamping jitter

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import pickle
+import sys
 import threading
 
 import numpy as np
@@ -157,15 +158,16 @@ def test_record_then_replay_is_bit_exact_with_seq_gaps_and_events(tmp_path):
     assert [c.gap_before for c in chunks] == [3 if k == 10 else 0 for k in range(20)]
     np.testing.assert_array_equal(chunks[1].t_device_ns, (7 + np.arange(7)) * 5_000_000)
 
-    import wfdb  # the WFDB half is readable by the standard tools, at the sensor's resolution
-
-    record = wfdb.rdrecord(str(tmp_path / "rec" / "signal"))
-    assert record.fs == 200 and record.sig_name == ["ecg", "ppg"] and record.units == ["mV", "NU"]
-    np.testing.assert_allclose(record.p_signal, np.concatenate(pushed), atol=1e-9)
     lines = [json.loads(line) for line in (tmp_path / "rec" / "events.jsonl").read_text().splitlines()]
     chunk_line = next(line for line in lines if line["kind"] == "chunk")
     assert set(chunk_line) >= {"seq", "t_device_ns", "t_host_ns", "n", "gap_before"}
     assert [line["kind"] for line in lines].count("disconnect") == 1
+
+    # the WFDB half is readable by the standard tools, at the sensor's resolution
+    wfdb = pytest.importorskip("wfdb", reason="wfdb (dev extra) is not installed: the device extra alone")
+    record = wfdb.rdrecord(str(tmp_path / "rec" / "signal"))
+    assert record.fs == 200 and record.sig_name == ["ecg", "ppg"] and record.units == ["mV", "NU"]
+    np.testing.assert_allclose(record.p_signal, np.concatenate(pushed), atol=1e-9)
 
 
 def test_replay_loops_with_device_time_continuing(tmp_path):
@@ -192,7 +194,7 @@ def test_replay_csv_errors(tmp_path):
 
 
 def test_replay_wfdb_record(tmp_path):
-    import wfdb
+    wfdb = pytest.importorskip("wfdb", reason="wfdb (dev extra) is not installed: the device extra alone")
 
     signal = np.stack([np.sin(np.arange(360) / 10), np.cos(np.arange(360) / 10)], axis=1)
     wfdb.wrsamp(
@@ -210,6 +212,16 @@ def test_replay_wfdb_record(tmp_path):
     np.testing.assert_allclose(samples[:, 0], signal[:, 1], atol=1e-3)
     with pytest.raises(SourceURLError, match="contradicts the WFDB header"):
         open_source(f"replay://{tmp_path / 'rec'}?fs=250")
+
+
+def test_replay_of_a_foreign_wfdb_record_without_wfdb_names_the_package(tmp_path, monkeypatch):
+    from bridge_edge.errors import DependencyMissingError
+
+    (tmp_path / "rec.hea").write_text("rec 1 360 10\nrec.dat 16 200/mV 12 0 0 0 0 MLII\n")
+    (tmp_path / "rec.dat").write_bytes(bytes(20))
+    monkeypatch.setitem(sys.modules, "wfdb", None)
+    with pytest.raises(DependencyMissingError, match="needs the wfdb package"):
+        open_source(f"replay://{tmp_path / 'rec.hea'}")
 
 
 def test_replay_wesad_subject_pickle_without_running_code(tmp_path):
