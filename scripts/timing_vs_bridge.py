@@ -99,10 +99,14 @@ def regular_af(bundle_path: str, seeds=range(700, 706), rates_bpm=(75.0, 100.0, 
         for seed in seeds:
             phys = draw_physiology(np.random.default_rng(seed), motion_level=0.0)
             times = np.arange(0.5, seconds + 1.0, 60.0 / bpm)
-            beats = BeatTrain(times, np.full(len(times), AF_CONDUCTED, np.int8), np.full(len(times), 60.0 / bpm))
+            beats = BeatTrain(
+                times, np.full(len(times), AF_CONDUCTED, np.int8), np.full(len(times), 60.0 / bpm)
+            )
             ppg = waveforms.render_ppg(beats, phys, 0, int(seconds * fs), fs)
             y = filter_and_resample(ppg, fs, spec)
-            w = np.stack([y[a : a + int(10 * fs)] for a in range(int(10 * fs), len(y) - int(10 * fs) + 1, int(5 * fs))])
+            w = np.stack(
+                [y[a : a + int(10 * fs)] for a in range(int(10 * fs), len(y) - int(10 * fs) + 1, int(5 * fs))]
+            )
             p.append(p_af(normalise_windows(w, spec)))
             s.append(rr_af_scores(w, fs))
         p, s = np.concatenate(p), np.concatenate(s)

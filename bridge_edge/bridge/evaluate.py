@@ -25,7 +25,6 @@ from bridge_edge.bridge.compose import POSITIVE_LABEL
 from bridge_edge.bridge.metrics import Metrics, compute_metrics, per_subject_scores, subject_bootstrap
 from bridge_edge.errors import ConfigError
 
-
 TIMING = "timing"  # the pulse-timing baseline's name in reports and bootstrap intervals
 TIMING_METHOD = (
     "pulse-interval irregularity (normalised RMSSD, median |dRR|/RR, turning-point ratio) after "
@@ -301,7 +300,9 @@ def evaluate_path(path: str | Path, data: str | list[str], split: str = "test", 
             probs["kd"] = kd
     else:
         probs["bridge"], labels, windows, preprocess = _bundle_probs(path, data, split)
-    probs[TIMING], timing_info = timing_probs(windows.ppg, PreprocessSpec.from_dict(preprocess).fs_out, labels)
+    probs[TIMING], timing_info = timing_probs(
+        windows.ppg, PreprocessSpec.from_dict(preprocess).fs_out, labels
+    )
     truth = windows.head_truth(tuple(labels))
     metrics = {name: evaluate_probs(p, truth, labels) for name, p in probs.items()}
     intervals = None

@@ -261,7 +261,9 @@ class Pipeline:
         probs_of = dict(zip(run, probs))
         batch_pre_ms = (t1 - t0) / 1e6
         for i, job in enumerate(jobs):
-            self._emit(job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6, rr_af[i])
+            self._emit(
+                job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6, rr_af[i]
+            )
 
     def _emit(
         self,

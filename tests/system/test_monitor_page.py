@@ -167,11 +167,19 @@ def test_page_draws_four_traces_labels_alarms_and_blanks_stale_hr(monitor):
         assert timing[1]["irregular"] is True and timing[1]["disagrees"] is True
         bed2 = "document.querySelectorAll('.bed')[1].querySelector('.timing-block')"
         assert browser.evaluate(bed2 + ".textContent").split() == [
-            "pulse", "timing", "irregular", "0.30", "model", "and", "timing", "disagree"
+            "pulse",
+            "timing",
+            "irregular",
+            "0.30",
+            "model",
+            "and",
+            "timing",
+            "disagree",
         ]
-        assert not any(a["bed"] == 1 and a["category"] == "physiological" for a in browser.evaluate(
-            "monitorState.alarms"
-        ))
+        assert not any(
+            a["bed"] == 1 and a["category"] == "physiological"
+            for a in browser.evaluate("monitorState.alarms")
+        )
         if os.environ.get("MONITOR_SCREENSHOT"):
             browser.screenshot(Path(os.environ["MONITOR_SCREENSHOT"]))
 

@@ -93,7 +93,9 @@ def test_ppg_beats_ignore_the_secondary_wave_of_real_finger_ppg():
     # heartpy data.csv: narrow pulses, each followed ~0.35 s later by a ringing secondary wave
     # (about 1/5 of the height); counted by eye on the raw trace: 58-59 bpm (RR 0.9-1.16 s).
     y = _heartpy_or_skip("data.csv")
-    hrs = [heart_rate_bpm(detect_beats(y[a : a + L], FS, "ppg"), FS) for a in range(0, len(y) - L + 1, L // 4)]
+    hrs = [
+        heart_rate_bpm(detect_beats(y[a : a + L], FS, "ppg"), FS) for a in range(0, len(y) - L + 1, L // 4)
+    ]
     assert all(h is not None and abs(h - 58.5) < 4.0 for h in hrs), hrs
     rr = np.diff(detect_beats(y, FS, "ppg")) / FS
     assert rr.min() > 0.8 and len(rr) >= 15  # no secondary wave 0.35 s after a beat
