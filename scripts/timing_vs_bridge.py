@@ -74,6 +74,11 @@ def simulated(bundle_path: str, data: list[str]) -> dict:
     from bridge_edge.signals.beats import detect_ppg_beats, heart_rate_bpm
 
     hr = np.array([heart_rate_bpm(detect_ppg_beats(w, fs), fs) or np.nan for w in x])
+    from bridge_edge.bridge.evaluate import TIMING, timing_probs
+    from bridge_edge.bridge.metrics import subject_bootstrap
+
+    both = {"bridge": probs, TIMING: timing_probs(windows.ppg, fs, labels)[0]}
+    ci = subject_bootstrap(both, truth, windows.subject, labels, "afib", 1000, seed=0)
     strata = {
         "all": np.ones(len(x), bool),
         "sqi_ge_0.5": sqi >= LOW_SQI,
@@ -81,7 +86,8 @@ def simulated(bundle_path: str, data: list[str]) -> dict:
         "hr_lt_90": hr < 90,
         "hr_ge_90": hr >= 90,
     }
-    return {name: _rates(p_af[m], score[m], is_af[m]) for name, m in strata.items() if m.any()}
+    out = {name: _rates(p_af[m], score[m], is_af[m]) for name, m in strata.items() if m.any()}
+    return out | {"ci95": ci}
 
 
 def regular_af(bundle_path: str, seeds=range(700, 706), rates_bpm=(75.0, 100.0, 150.0)) -> dict:

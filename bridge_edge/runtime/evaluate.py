@@ -10,6 +10,9 @@ are counted apart, not scored.
 file is located with ``importlib.util.find_spec`` and read with numpy; heartpy is not
 imported. There is no rhythm label: the report is the label distribution, its stability from
 hop to hop, SQI and HR.
+
+Both also count the pulse-timing baseline's call on the same hops (``Prediction.rr_af_score``
+against ``signals.rr_timing.RR_AF_THRESHOLD``), so the model and plain timing sit side by side.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class PhaseResult:
     positive_fraction: float | None
     smoothed_positive_fraction: float | None
     gated: int
+    # the pulse-timing baseline on the same hops: fraction with rr_af_score >= its threshold
+    # (hops it could not score count as not irregular), and how many it could not score
+    timing_positive_fraction: float | None = None
+    timing_unscored: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,8 @@ class RealPpgResult:
     stability: float | None  # fraction of consecutive inferred hops with the same label
     sqi_median: float
     hr_median_bpm: float | None
+    timing_irregular: int  # scored hops whose pulse-timing score calls AF (all false alarms here)
+    timing_unscored: int  # scored hops without a timing score (low SQI, too few beats)
     engine: str
     precision: str
     bundle: str
@@ -74,6 +83,14 @@ class _Collector:
 
     def on_prediction(self, p: Prediction) -> None:
         self.preds.append(p)
+
+
+def _timing_counts(preds: list[Prediction]) -> tuple[int, int]:
+    """(hops the pulse-timing baseline calls AF, hops it could not score)."""
+    from bridge_edge.signals.rr_timing import RR_AF_THRESHOLD
+
+    scores = [p.rr_af_score for p in preds]
+    return sum(s is not None and s >= RR_AF_THRESHOLD.value for s in scores), sum(s is None for s in scores)
 
 
 def _stream(
@@ -135,6 +152,7 @@ def af_episode_check(
         ps = by_phase[i]
         scored = [p for p in ps if p.label is not None]
         smoothed = [p for p in ps if p.smoothed_label is not None]
+        irregular, unscored = _timing_counts(scored)
         phases.append(
             PhaseResult(
                 rhythm,
@@ -144,6 +162,8 @@ def af_episode_check(
                 float(np.mean([p.label == positive for p in scored])) if scored else None,
                 float(np.mean([p.smoothed_label == positive for p in smoothed])) if smoothed else None,
                 len(ps) - len(scored),
+                irregular / len(scored) if scored else None,
+                unscored,
             )
         )
     series = np.array(
@@ -249,6 +269,7 @@ def replay_real_ppg(
     scored = [p for p in preds if p.label is not None]
     same = [a.label == b.label for a, b in itertools.pairwise(scored)]
     hrs = [p.hr_bpm for p in preds if p.hr_bpm is not None and p.gated is None]
+    irregular, unscored = _timing_counts(scored)
     return RealPpgResult(
         file=name,
         fs=fs,
@@ -259,6 +280,8 @@ def replay_real_ppg(
         stability=float(np.mean(same)) if same else None,
         sqi_median=float(np.median([p.sqi for p in preds])) if preds else 0.0,
         hr_median_bpm=float(np.median(hrs)) if hrs else None,
+        timing_irregular=irregular,
+        timing_unscored=unscored,
         engine=pipe.engine.name,
         precision=pipe.engine.precision,
         bundle=f"{pipe.model.bundle_name} {pipe.model.bundle_version}",

@@ -30,7 +30,7 @@ PEAK_SEARCH_S = 0.25  # upstroke -> systolic peak search span
 
 
 def detect_ppg_beats(x: np.ndarray, fs: float) -> np.ndarray:
-    """Sample indices of systolic peaks in a band-passed, upright PPG segment (1-D).
+    """Sample indices of systolic peaks in a band-passed PPG segment (1-D, either polarity).
 
     Beats are found on the systolic upstroke, the steepest rise of each cycle; secondary waves
     (dicrotic, reflected, a front end's ringing) rise less steeply *and* peak lower:
@@ -54,6 +54,11 @@ def detect_ppg_beats(x: np.ndarray, fs: float) -> np.ndarray:
     spread = np.percentile(x, 95) - np.percentile(x, 5)
     if not spread > 0:
         return np.empty(0, dtype=np.int64)
+    # a pulse wave is positively skewed (narrow systolic peaks, wide troughs): orient the segment
+    # that way, so an inverted sensor's pulses are read upright (a no-op on corrected input)
+    centred = x - x.mean()
+    if np.mean(centred**3) < 0:
+        x = -x
     slope = np.gradient(x)
     ups, props = sps.find_peaks(slope, height=0.0, distance=max(1, int(round(REFRACTORY_S * fs))))
     if len(ups) == 0:

@@ -1,41 +1,41 @@
 """Pulse-timing AF score: how irregular the beat-to-beat intervals of a window are (numpy/scipy).
 
-The baseline commercial PPG rhythm checks use: AF is "irregularly irregular", so it can be read
+What commercial PPG rhythm checks build on: AF is "irregularly irregular", so it can be read
 from the tachogram alone, without the pulse shape. Per window:
 
-1. beats from the runtime's own detector (``signals.beats.detect_ppg_beats``), intervals RR
+1. beats from the runtime's own detector (``signals.beats.detect_ppg_beats``); intervals RR
    outside 0.25-2 s dropped (missed or extra beats);
-2. isolated premature beats (PACs, PVCs) are taken out the way the RR literature does before
-   measuring irregularity: an interval shorter than ``PREMATURE_FRACTION`` x the window's median
-   RR that follows a regular interval (within ``REGULAR_TOLERANCE`` of the median) marks a
-   premature beat; that interval and the one after it (the compensatory pause of a PVC, the
-   reset interval of a PAC) are excluded, as are the successive differences that touch them
-   (Lian, Wang & Muessig 2011 and Dash et al. 2009 remove ectopic intervals before scoring;
-   the 0.8 x local median criterion is the usual PPG/ECG ectopy rule). An interval longer
-   than ``LONG_FRACTION`` x the median is a pulse not seen (a premature beat without a
-   palpable pulse, or a missed beat) and is excluded too. When more than
-   ``MAX_EXCLUDED_FRACTION`` of the intervals would go, the irregularity is not isolated ectopy
-   and nothing is excluded;
+2. isolated premature beats (PACs, PVCs) are taken out before measuring irregularity, as the
+   RR literature does (Dash et al. 2009 and Lian, Wang & Muessig 2011 remove ectopic
+   intervals before scoring): an interval shorter than ``PREMATURE_FRACTION`` x the window's
+   median that follows one that is not short (>= (1 - ``REGULAR_TOLERANCE``) x the median: a
+   sinus interval or a compensatory pause) marks a premature beat; it and the next interval
+   (a PVC's compensatory pause, a PAC's reset interval) are excluded, with the successive
+   differences that touch them. An interval longer than ``LONG_FRACTION`` x the median is a
+   pulse not seen (a premature beat without a palpable pulse, or a missed beat) and is
+   excluded too. When more than ``MAX_EXCLUDED_FRACTION`` of the intervals would go, the
+   irregularity is not isolated ectopy and nothing is excluded;
 3. three established irregularity statistics of what is left, all unit-free:
    - normalised RMSSD, RMSSD / mean RR (Dash et al. 2009, "Automatic real time detection of
-     atrial fibrillation", Ann Biomed Eng; McManus et al. 2013 on smartphone pulse), sensitive;
+     atrial fibrillation", Ann Biomed Eng; McManus et al. 2013 on smartphone pulse): sensitive;
    - median |dRR| / median RR, the robust centre of the successive-difference distribution
      that Tateno & Glass 2001 ("Automatic detection of atrial fibrillation using the
      coefficient of variation and density histograms of RR and dRR intervals", Med Biol Eng
      Comput) and Lian et al. 2011 ("A simple method to detect atrial fibrillation using RR
-     intervals", Am J Cardiol) build on; one wrong beat barely moves it;
-   and the turning-point ratio (Dash et al. 2009): the share of intervals that are a local
-     maximum or minimum of their neighbours, 2/3 for independent intervals (AF) and lower for
+     intervals", Am J Cardiol) build on: one wrong beat barely moves it; taken as the smaller
+     of the lag-1 and lag-2 medians, so bigeminy (regular at lag 2) is not AF;
+   - the turning-point ratio TPR (Dash et al. 2009): the share of intervals that are a local
+     maximum or minimum of their neighbours, 2/3 for independent intervals (AF), lower for
      the slow breathing modulation of sinus rhythm;
-4. score = geometric mean of the two ratios, times TPR / (2/3) clipped to [0.5, 1.25]: a
-   typical beat-to-beat change as a fraction of an interval, damped when the changes are
-   smooth (respiratory sinus arrhythmia) rather than random. NaN with fewer than
-   ``MIN_INTERVALS`` usable intervals, or when the window's SQI (``signals.quality``) is under
-   ``LOW_SQI``: beats found in motion or noise are not a tachogram (commercial checks also
-   refuse to call a rhythm on a noisy pulse).
+4. score = sqrt(nRMSSD x median|dRR|/RR) x clip(TPR / (2/3), 0.5, 1.25): a typical
+   beat-to-beat change as a fraction of an interval, damped when the changes are smooth
+   rather than random. NaN with fewer than ``MIN_INTERVALS`` usable intervals, or when the
+   window's SQI (``signals.quality``) is under ``LOW_SQI``: beats found in motion or noise are
+   not a tachogram.
 
 The threshold (``RR_AF_THRESHOLD``) was chosen on simulated *training* subjects only by
 ``fit_threshold`` (``scripts/fit_rr_threshold.py``); the numbers that chose it are beside it.
+docs/method.md ("Pulse-timing baseline") has what it measures against the bridge.
 """
 
 from __future__ import annotations
@@ -117,15 +117,20 @@ def rr_af_score_from_beats(beats: np.ndarray, fs: float) -> float:
     ok = plausible.copy()
     if plausible.sum() >= MIN_INTERVALS:
         ok[plausible] &= ~_ectopic_exclusions(rr[plausible])
-    if ok.sum() < MIN_INTERVALS:
-        return float("nan")
     pair = ok[1:] & ok[:-1]  # successive differences only between two usable intervals
-    if pair.sum() < MIN_PAIRS:
+    if ok.sum() < MIN_INTERVALS or pair.sum() < MIN_PAIRS:
         return float("nan")
     drr = np.diff(rr)[pair]
     kept = rr[ok]
     nrmssd = np.sqrt(np.mean(drr**2)) / kept.mean()
-    med_drr = np.median(np.abs(drr)) / np.median(kept)
+    # "regularly irregular" (bigeminy: short-long-short-long) changes a lot from one interval to
+    # the next but not from one to the one after: AF changes at every lag, so the smaller of the
+    # lag-1 and lag-2 medians keeps AF and lets bigeminy through as not AF
+    pair2 = ok[2:] & ok[:-2]
+    med_drr = np.median(np.abs(drr))
+    if pair2.sum() >= MIN_PAIRS:
+        med_drr = min(med_drr, float(np.median(np.abs(rr[2:] - rr[:-2])[pair2])))
+    med_drr /= np.median(kept)
     tpr = _turning_point_ratio(rr, ok)
     return float(np.sqrt(nrmssd * med_drr) * np.clip(tpr / TPR_RANDOM, *TPR_CLIP))
 

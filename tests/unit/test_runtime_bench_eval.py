@@ -37,6 +37,10 @@ def test_af_episode_check_scores_each_phase(tmp_path):
     n_windows = (40 * 125 - 500) // 250 + 1
     assert sum(p.hops + p.gated for p in r.phases) + r.straddling_hops == n_windows
     assert all(p.positive_fraction is None or 0 <= p.positive_fraction <= 1 for p in r.phases)
+    # the pulse-timing baseline on the same hops: AF phase irregular, sinus phase not
+    sinus, af = r.phases
+    assert sinus.timing_positive_fraction is not None and sinus.timing_positive_fraction < 0.2
+    assert af.timing_positive_fraction is not None and af.timing_positive_fraction > 0.5
 
 
 class FakeRunner:
