@@ -120,8 +120,8 @@ class PtyEmulator(threading.Thread):
 def test_pty_stream_with_corruption_and_unplug_records_every_valid_sample(tmp_path):
     samples = heartpy_ppg_1khz()
     link = tmp_path / "serial-by-id-emulator"
-    source = open_source(f"serial://{link}?format=frame&fs={FS}&channels=ppg&units=adc")
-    emulator = PtyEmulator(samples, link, source)
+    emulator = PtyEmulator(samples, link, None)  # plugged in first: a port missing at open is an error
+    source = emulator.source = open_source(f"serial://{link}?format=frame&fs={FS}&channels=ppg&units=adc")
     emulator.start()
     closer = threading.Thread(target=lambda: (emulator.join(), source.close()), daemon=True)
     closer.start()
@@ -162,10 +162,10 @@ def test_pty_sparkfun_text_sketch_with_banner_and_unplug(tmp_path):
     """A MAX3010x Example1 sketch over a pty: banner skipped and counted, outage estimated from time."""
     link = tmp_path / "serial-by-id-max30105"
     fs = 100
-    source = open_source(f"serial://{link}?format=sparkfun&fs={fs}&channels=red,ir")
     master, slave = os.openpty()
     tty.setraw(slave)
-    os.symlink(os.ttyname(slave), link)
+    os.symlink(os.ttyname(slave), link)  # plugged in first: a port missing at open is an error
+    source = open_source(f"serial://{link}?format=sparkfun&fs={fs}&channels=red,ir")
     chunks = []
     reader = threading.Thread(target=lambda: chunks.extend(source), daemon=True)
     reader.start()

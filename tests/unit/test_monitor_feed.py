@@ -159,6 +159,7 @@ def test_a_gated_window_leaves_the_af_alarm_standing_and_shows_the_bed_unscored(
             smoothed_probs=probs,
             sqi=sqi,
             hr_bpm=90.0,
+            rr_af_score=None if gated else 0.2,
             gated=gated,
             dropped_samples=1 if gated else 0,
             gap=bool(gated),
