@@ -69,6 +69,7 @@ def test_simulate_names_the_splits_it_leaves_empty(tmp_path, capsys):
 
 def test_evaluate_on_an_empty_test_split_is_one_line(tmp_path, capsys):
     pytest.importorskip("onnx", reason="the tiny bundle is written with the onnx package")
+    pytest.importorskip("torch", reason="evaluate still imports the torch side (issue #18)")
     from bridge_edge.runtime.testing import make_tiny_bundle
 
     make_tiny_bundle(tmp_path / "bundle")
@@ -79,6 +80,7 @@ def test_evaluate_on_an_empty_test_split_is_one_line(tmp_path, capsys):
 
 
 def test_a_failed_fit_or_record_removes_the_directory_it_created(tmp_path, capsys):
+    pytest.importorskip("torch", reason="fit is the workstation side (the train extra)")
     bad = tmp_path / "bad.toml"
     bad.write_text("x = [\n")
     assert main(["fit", str(bad), "--out", str(tmp_path / "run")]) == 2

@@ -43,6 +43,7 @@ PROBE = textwrap.dedent(
         [w, r, axes_u, axes_s, w2],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9  # what every onnxruntime since 1.15 reads (onnx writes its newest by default)
     path = sys.argv[2]
     onnx.save(model, path)
 
