@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -67,18 +68,30 @@ def _print_json(obj: dict) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import tempfile
     from pathlib import Path
 
-    from bridge_edge.export.bundle import write_tar
     from bridge_edge.export.calibration import load_recipe
-    from bridge_edge.export.pipeline import export_bundle, parse_precisions
+    from bridge_edge.export.pipeline import parse_precisions
     from bridge_edge.export.source import source_from_run_dir
 
     precisions = parse_precisions(args.precision)
     recipe = load_recipe(args.calibration)
     source = source_from_run_dir(args.run_dir, calibration_split=recipe.windows.split)
     out = Path(args.out)
+    # stdout carries only this command's own output (--json: one object); what libraries print
+    # while exporting (torch's ONNX exporter reports its steps there) goes to stderr with the logs
+    with contextlib.redirect_stdout(sys.stderr):
+        manifest = _export_to(source, out, precisions, recipe, args)
+    return _export_tail(args, manifest, out)
+
+
+def _export_to(source, out, precisions, recipe, args):
+    import tempfile
+    from pathlib import Path
+
+    from bridge_edge.export.bundle import write_tar
+    from bridge_edge.export.pipeline import export_bundle
+
     if out.suffix == ".tar":
         with tempfile.TemporaryDirectory() as tmp:
             bundle_dir = Path(tmp) / source.name
@@ -86,10 +99,11 @@ def _export(args: argparse.Namespace) -> int:
                 source, bundle_dir, precisions, recipe, version=args.bundle_version, opset=args.opset
             )
             write_tar(bundle_dir, out)
-    else:
-        manifest = export_bundle(
-            source, out, precisions, recipe, version=args.bundle_version, opset=args.opset
-        )
+        return manifest
+    return export_bundle(source, out, precisions, recipe, version=args.bundle_version, opset=args.opset)
+
+
+def _export_tail(args: argparse.Namespace, manifest, out) -> int:
     if args.plot:
         from bridge_edge.export.accuracy import plot_precisions
 
