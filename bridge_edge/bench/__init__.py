@@ -1,4 +1,4 @@
-"""Benchmarks (DESIGN §9): latency, concurrent streams, training cost and power; JSON rows and plots.
+"""Benchmarks (docs/benchmarks.md): latency, concurrent streams, training cost and power; JSON rows and plots.
 
 - ``commands``: the ``bridge-edge bench latency|streams|training|power`` CLI; one handler each.
 - ``latency``, ``streams``, ``training``, ``power_bench``: one module per benchmark.

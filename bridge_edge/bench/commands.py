@@ -1,4 +1,4 @@
-"""``bridge-edge bench latency|streams|training|power`` (DESIGN §4, §9).
+"""``bridge-edge bench latency|streams|training|power`` (the README's command table).
 
 Every bench writes ``<out>/<bench>.json`` (rows + one ``machine`` object + summary) and its PNG,
 prints the markdown table section (or, with ``--json``, one JSON object per line), and reports

@@ -1,4 +1,4 @@
-"""One pass over paired windows with both frozen models (METHOD §4.1 done right, §10.14).
+"""One pass over paired windows with both frozen models (docs/method.md: one pass instead of one per layer).
 
 Per batch: the new model runs block by block and the *output* of every block is pooled along
 its token/time axis on the fly; the old model runs block by block and the *input* of every

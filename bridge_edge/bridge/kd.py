@@ -1,4 +1,4 @@
-"""Knowledge-distillation baseline (METHOD §12): the whole new-modality model is the student.
+"""Knowledge-distillation baseline (docs/method.md): the whole new-modality model is the student.
 
 Student = a copy of the (pretrained) new-modality encoder, all blocks trainable, + a linear
 head from its pooled last-block output to the old head's classes. It is trained on the old

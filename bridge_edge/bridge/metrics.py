@@ -1,4 +1,4 @@
-"""Window-level classification metrics (METHOD §12), numpy + scikit-learn.
+"""Window-level classification metrics (docs/method.md), numpy + scikit-learn.
 
 Predictions are probabilities over the *head's* vocabulary (e.g. openecg's 6 rhythm classes);
 truths are indices into the same vocabulary, -1 where the dataset's label has no counterpart

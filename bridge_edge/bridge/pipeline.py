@@ -269,7 +269,7 @@ def dev_recording_ppg(recipe: Recipe, fs: float) -> np.ndarray:
 
 def stage_probe(run: Run) -> None:
     """Linear probe on the frozen old model's pooled last block, from labelled old-modality
-    (train split) windows; epoch by the lowest validation loss (models.probe, METHOD §7)."""
+    (train split) windows; epoch by the lowest validation loss (models.probe, docs/method.md)."""
     from bridge_edge.models.probe import PROBE_REPORT, PROBE_WEIGHTS, last_block_features, train_probe
     from bridge_edge.models.registry import build_adapter
 

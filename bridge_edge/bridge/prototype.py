@@ -1,4 +1,4 @@
-"""The prototype low-rank bridge G (METHOD §2, §11.2).
+"""The prototype low-rank bridge G (docs/method.md).
 
     x (B, d_in) --A (r x d_in)--> (B, r) --B ((P*T) x r)--> coefficients (B, P, T)
                 --Proto (D x P)--> (B, D, T)  = a map in the old model's hidden layout
@@ -63,7 +63,7 @@ class PrototypeBridge(nn.Module):
 
         ``tokens`` is (N, D): hidden vectors at the output position, one row per token (the
         caller flattens its layout correctly — the authors' code reshaped channel-first maps
-        wrongly, METHOD §10.10).
+        wrongly, docs/method.md).
         """
         if tokens.ndim != 2 or tokens.shape[1] != self.d_out:
             raise ConfigError(

@@ -39,7 +39,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """A linear probe as the old model's head (models.probe; METHOD §7), for old models without one."""
+    """A linear probe as the old model's head (models.probe; docs/method.md), for old models without one."""
 
     enabled: bool = False  # train it on the labelled old-modality windows of the train split
     epochs: int = 50
@@ -81,7 +81,7 @@ class SelectionConfig:
     k_in: int = -1  # -1 = chosen by position selection; >= 0 pins the position
     k_out: int = -1
     cv_folds: int = 5
-    # bridge-edge options (bridge.selection): 0 keeps METHOD §4's plain argmax.
+    # bridge-edge options (bridge.selection): 0 keeps docs/method.md's plain argmax.
     trial_epochs: int = 0  # > 0: input blocks within one standard error are tried for this many epochs
     trial_max_windows: int = 0  # trial bridges train on the first N pair windows (0 = all)
     cka_tolerance: float = 0.0  # > 0: the deepest old block whose CKA is within this of the best

@@ -1,4 +1,4 @@
-"""Two-stage bridge position selection (METHOD §4.2-4.3), on pooled features, no ground truth.
+"""Two-stage bridge position selection (docs/method.md), on pooled features, no ground truth.
 
 1. Input position (new model): for every block k, the 5-fold mean macro-F1 of
    ``LogisticRegression(max_iter=1000, random_state=0)`` on the pooled block-k outputs against
@@ -7,7 +7,7 @@
 2. Output position (old model): linear CKA (biased centering) between the chosen input
    features and the pooled input of every old block; argmax, ties -> the shallowest.
 
-Unlike the authors' selector (§10.3), the input layer is scored on exactly the time-pooled
+Unlike the authors' selector (docs/method.md), the input layer is scored on exactly the time-pooled
 vectors the bridge consumes. A pseudo-label class with fewer windows than folds cannot be
 stratified; its windows are left out of the input score and counted in the report, so one
 stray pseudo-label (a single "paced" window) cannot make every block unscorable.

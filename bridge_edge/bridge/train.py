@@ -1,4 +1,4 @@
-"""Bridge training (METHOD §3 with the §12 fixes).
+"""Bridge training (docs/method.md).
 
 Frozen models (eval, no parameter gradients); clean old-model last-block outputs are cached
 once per pair window (FeatureStore.old_target). The frozen new model is deterministic in eval
@@ -8,7 +8,7 @@ of the window, when augmented), before the first epoch. Each step then runs only
 new model inside every step, without its time or memory. Adam (defaults) on the bridge only.
 
 The best epoch is chosen on the *validation* subjects' pairs (label-free; test never seen), by
-``best_epoch_by``: ``"val_loss"`` (the training loss, as METHOD §3 trains) or ``"val_head_kl"``
+``best_epoch_by``: ``"val_loss"`` (the training loss, as docs/method.md trains) or ``"val_head_kl"``
 (KL from the old head's output on the paired ECG to the bridged head's output on the PPG: the
 same signal the KD baseline picks its epoch on). Both are recorded every epoch.
 """

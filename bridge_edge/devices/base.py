@@ -1,6 +1,6 @@
 """The one source protocol and the URL scheme -> handler registry.
 
-Every input is a URL (DESIGN §5). A handler module per scheme opens with its URL grammar and
+Every input is a URL (docs/sources.md). A handler module per scheme opens with its URL grammar and
 registers itself in ``SCHEMES``; ``open_source(url)`` is the one place a backend is chosen.
 Handlers import their heavy dependency (pyserial, bleak, pylsl, wfdb) lazily.
 """

@@ -1,6 +1,6 @@
 """Bluetooth Heart Rate Service measurement (0x2A37) decoding, pure.
 
-Flags byte (DEVICES.md §2.2): bit 0 HR format (0 = uint8, 1 = uint16 LE), bit 1 contact detected,
+Flags byte (docs/sources.md): bit 0 HR format (0 = uint8, 1 = uint16 LE), bit 1 contact detected,
 bit 2 contact detection supported, bit 3 energy expended present (uint16 kJ), bit 4 RR intervals
 present. Then HR, [energy], then 0..n RR values as uint16 LE in 1/1024 s.
 """

@@ -55,7 +55,7 @@ SETTING_TYPES = {name: code for code, (name, _) in SETTING_WIDTHS.items()}
 FEATURE_BITS = {"ecg": 0x01, "ppg": 0x02, "acc": 0x04, "ppi": 0x08, "gyro": 0x20, "magnetometer": 0x40}
 ONLINE_MEASUREMENT_STOPPED = 1
 
-# Byte-exact commands (DEVICES.md §2.1): H10 ECG at 130 Hz, 14 bit; stop ECG.
+# Byte-exact commands (docs/sources.md): H10 ECG at 130 Hz, 14 bit; stop ECG.
 H10_ECG_SETTINGS = {"sample_rate": 130, "resolution": 14}
 
 

@@ -2,7 +2,7 @@
 Service fallback, written against the small ``BleTransport`` interface (ble.py) so it runs
 the same over bleak or over a scripted peripheral in tests.
 
-One session (DEVICES.md §2.1): subscribe to control-point indications and data notifications
+One session (docs/sources.md): subscribe to control-point indications and data notifications
 first (the CP answers nothing before), read the feature bitmap, send the start command, wait
 up to 10 s for its 0xF0 response, then decode frames. The notification callbacks only enqueue
 ``(bytes, monotonic_ns)``; all decoding happens in the session loop. The stream is ALWAYS

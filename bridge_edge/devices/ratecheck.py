@@ -1,4 +1,4 @@
-"""Checking a declared sampling rate against timestamps (DESIGN §5: never silently inferred)."""
+"""Checking a declared sampling rate against timestamps (docs/sources.md: never silently inferred)."""
 
 from __future__ import annotations
 

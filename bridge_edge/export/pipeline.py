@@ -47,7 +47,7 @@ from bridge_edge.export.source import ExportSource, SplitWindows
 log = logging.getLogger(__name__)
 
 GOLDEN_WINDOWS = 96  # stratified so every held-out class is in it
-GOLDEN_MIN = 64  # DESIGN §7; a small test split is topped up from the validation split
+GOLDEN_MIN = 64  # docs/bundles.md; a small test split is topped up from the validation split
 # Stored outputs are re-run by the self-test on the target; int8/fp16 kernels differ by CPU.
 GOLDEN_ATOL = {"fp32": 1e-4, "fp16": 5e-3, "int8": 5e-2}
 INT8_CORE_OPS = ("Conv", "MatMul", "Gemm")

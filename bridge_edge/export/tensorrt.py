@@ -3,7 +3,7 @@ it by tensor name is ``bridge_edge.runtime.engines.trt.TrtEngineRunner``).
 
 Everything here takes the ``tensorrt`` module as an argument (``trt``), so the logic runs
 against the real library on a Jetson and against a scripted stand-in in the tests; only
-``load_tensorrt()`` imports it. Facts followed (DEVICES §4):
+``load_tensorrt()`` imports it. Facts followed (docs/bundles.md):
 - TRT 8.6 (JetPack 6.0) needs the EXPLICIT_BATCH network flag; TRT >= 10 ignores/deprecates it.
 - INT8 comes only from Q/DQ nodes in the ONNX (explicit quantization); there is no calibrator.
 - FP16 uses BuilderFlag.FP16 while it exists; where it is gone (TRT 11) the fp16 ONNX is built

@@ -4,7 +4,7 @@ BioX-Bridge needs to run a model *up to* a block (new modality, bridge input = o
 k_in) and *from* a block (old modality, bridge output = input of block k_out). Models whose
 forward applies blocks inline (openecg) are re-expressed by their adapter as this block list.
 
-Conventions (METHOD §2.5, §12):
+Conventions (docs/method.md):
 - ``hidden`` tensors between blocks have a declared ``layout``: "token_last" = (B, T, D)
   (transformers), "channel_first" = (B, D, T) (conv nets). An adapter that mixes both inside
   (openecg: conv blocks then transformer layers) converts internally and presents one layout.
@@ -118,7 +118,7 @@ class ModelAdapter:
         return self
 
     def freeze(self) -> ModelAdapter:
-        """Eval mode and no parameter gradients (frozen foundation model, METHOD §12)."""
+        """Eval mode and no parameter gradients (frozen foundation model, docs/method.md)."""
         self.module.eval()
         self.module.requires_grad_(False)
         return self

@@ -5,7 +5,7 @@ GELU + residual + lower_norms[i]) and then 4 pre-norm transformer layers. This a
 that forward as a block list with hidden states in one layout, token_last (B, 500, 128); conv
 blocks transpose internally. The head replays the tail (nearest upsample x10, residual refine,
 per-sample ``rhythm_sample``) and returns window-level probabilities = mean over samples of the
-per-sample softmax (METHOD §12).
+per-sample softmax (docs/method.md).
 
 Weights come from the installed package's ``codec_v6.pt``. openecg's own loader would unpickle
 it with ``weights_only=False``; bridge-edge never calls that loader. The adapter reads the same
@@ -158,7 +158,7 @@ class OpenEcgAdapter(ModelAdapter):
     def describe(self) -> dict:
         return {
             **super().describe(),
-            "window_prediction": "mean over the window's samples of per-sample rhythm softmax (METHOD §12)",
+            "window_prediction": "mean over the window's samples of per-sample rhythm softmax (docs/method.md)",
             "license": "Apache-2.0 (openecg)",
         }
 

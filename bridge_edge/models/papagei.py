@@ -1,6 +1,6 @@
 """PaPaGei ResNet1D (the default new-modality PPG encoder), with PaPaGei-S state-dict names.
 
-Layout (METHOD §5, ``ResNet1DMoE``): stem = ``first_block_conv`` (same-padded conv) +
+Layout (docs/method.md, ``ResNet1DMoE``): stem = ``first_block_conv`` (same-padded conv) +
 ``first_block_bn`` + ReLU; ``basicblock_list[i]`` = pre-activation basic blocks
 (BN-ReLU-Dropout-Conv, twice; block 0 skips the first pre-activation), stride 2 at odd blocks,
 channels doubling every ``increasefilter_gap`` blocks; the shortcut is a same-padded max-pool

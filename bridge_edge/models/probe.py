@@ -1,4 +1,4 @@
-"""A linear probe as the old model's task head (METHOD §1 stage 1, §7).
+"""A linear probe as the old model's task head (docs/method.md, "Linear probe as the old head").
 
 Encoders such as HuBERT-ECG have no head of their own; BioX-Bridge first trains ``h`` =
 ``nn.Linear(D, K)`` on the mean-pooled last-block output of the frozen old model, with labelled
@@ -78,7 +78,7 @@ class ProbedAdapter(ModelAdapter):
 
 @torch.no_grad()
 def last_block_features(adapter: ModelAdapter, windows: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Mean-pooled output of the last block (METHOD §7's probe input), (N, D) float32."""
+    """Mean-pooled output of the last block (docs/method.md's probe input), (N, D) float32."""
     parts = [
         adapter.pool(
             adapter.run_blocks(

@@ -1,7 +1,7 @@
 """The monitor's wire format: binary waveform frames, JSON for everything low-rate.
 
 Waveforms travel as binary WebSocket messages, one per (bed, channel) block, never as JSON per
-sample (DEVICES §9.53). All fields little-endian; the float32 payload starts at byte 24, so the
+sample (docs/monitor.md). All fields little-endian; the float32 payload starts at byte 24, so the
 page reads it in place with ``new Float32Array(buffer, 24, count)``:
 
     offset size  field

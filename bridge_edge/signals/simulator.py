@@ -3,7 +3,7 @@
 ``PatientSimulator`` is a stream: ``generate(seconds)`` continues exactly where the previous
 call stopped (beat times, respiration phase, filter and artefact state), so the live ``sim://``
 source and an offline dataset come from the same code. ``simulate_subject`` renders one
-subject with random rhythm episodes; ``write_dataset`` writes the DESIGN §4 on-disk format.
+subject with random rhythm episodes; ``write_dataset`` writes the docs/simulator.md on-disk format.
 
 What is modelled (details in docs/simulator.md): per-subject physiology (physiology.py);
 sinus rhythm with respiratory and Mayer-wave HRV, bradycardia and tachycardia, atrial
@@ -276,7 +276,7 @@ def simulate_subject(
 def write_dataset(
     out_dir: str | Path, subjects: int, minutes: float, seed: int, progress: bool = False
 ) -> Path:
-    """Write ``OUT/dataset.json`` and ``OUT/subjects/<id>.npz`` (DESIGN §4); returns OUT."""
+    """Write ``OUT/dataset.json`` and ``OUT/subjects/<id>.npz`` (docs/simulator.md); returns OUT."""
     from bridge_edge.signals.datasets.splits import split_subjects
 
     _check_counts(subjects, minutes)

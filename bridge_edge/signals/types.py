@@ -1,6 +1,6 @@
 """In-memory structure every paired dataset loader produces (simulator, WESAD, CSV, WFDB).
 
-It mirrors the on-disk format of ``bridge-edge simulate`` (DESIGN §4): one
+It mirrors the on-disk format of ``bridge-edge simulate`` (docs/simulator.md): one
 ``PairedRecording`` per subject plus a ``PairedDataset`` with labels and subject-disjoint
 splits.
 """

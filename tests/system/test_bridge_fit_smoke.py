@@ -206,7 +206,7 @@ def test_evaluate_bundle_matches_run_dir(run_dir, tmp_path):
 
 @pytest.mark.slow
 def test_a_probe_as_old_head_is_trained_reported_and_exported(tmp_path):
-    """The paper's WESAD setup needs a linear probe on the old model (METHOD §7); here it replaces
+    """The paper's WESAD setup needs a linear probe on the old model (docs/method.md); here it replaces
     openecg's rhythm head on the smoke data, so the whole chain runs through a probed old model."""
     pytest.importorskip("onnxruntime")
     recipe = tmp_path / "probe.toml"

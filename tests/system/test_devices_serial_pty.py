@@ -1,7 +1,7 @@
 """Acceptance test for serial sources (issue 5): a real pty pair, a real recording, real framing.
 
 An emulator thread plays the PPG recording that ships with heartpy (data.csv, 100 Hz, read with
-numpy; heartpy itself is not imported), resampled to 1 kHz, as DESIGN §6 frames of 10 samples.
+numpy; heartpy itself is not imported), resampled to 1 kHz, as docs/sources.md frames of 10 samples.
 It corrupts 1 % of the frames (one flipped byte anywhere in the frame) and unplugs once: the
 pty pair is closed, frames due meanwhile are lost, and a new pair appears behind the same
 symlink (what /dev/serial/by-id does). `bridge-edge record`'s engine records it; the WFDB file

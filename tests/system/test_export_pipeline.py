@@ -165,7 +165,7 @@ def test_failed_export_leaves_the_old_bundle_in_place(exported, tmp_path):
 
 
 def test_committed_default_bundle_comes_from_the_shipped_default_recipe():
-    """The embedded default is the export of `fit recipes/default.toml` (DESIGN §2): the manifest
+    """The embedded default is the export of `fit recipes/default.toml` (docs/architecture.md): the manifest
     carries the sha256 of the recipe the run was fitted with, and it must be today's recipe."""
     import hashlib
 

@@ -25,7 +25,7 @@ from bridge_edge.monitor.server import MonitorServer
 if not monitor_chromium.chromium_available():
     pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
-FS = 500.0  # 4 traces x 500 Hz, the soak case of DEVICES §9.54
+FS = 500.0  # 4 traces x 500 Hz, the soak case of docs/monitor.md
 BURST_S = 0.56
 HOSTILE_NAME = '<img src=x onerror="window.pwned=1">bed'
 

@@ -16,7 +16,7 @@ from bridge_edge.errors import ConfigError
 @pytest.mark.parametrize(
     "d_in, d_out, n_tokens, rank, prototypes, expected",
     [
-        (64, 512, 93, 8, 150, 188_912),  # WESAD ECG->PPG (METHOD §2.7)
+        (64, 512, 93, 8, 150, 188_912),  # WESAD ECG->PPG (docs/method.md)
         (512, 128, 235, 32, 50, 398_784),  # WESAD PPG->ECG
         (200, 512, 46, 4, 200, 140_000),  # ISRUC ECG->EEG
     ],

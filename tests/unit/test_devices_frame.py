@@ -1,4 +1,4 @@
-"""The DESIGN §6 frame: Python encoder/decoder and the firmware's C encoder on shared byte vectors."""
+"""The docs/sources.md frame: Python encoder/decoder and the firmware's C encoder on shared byte vectors."""
 
 from __future__ import annotations
 

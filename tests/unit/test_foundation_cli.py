@@ -1,4 +1,4 @@
-"""The CLI contract of DESIGN §4: every command exists, has --help, errors are one clear line."""
+"""The CLI contract of the README's command table: every command exists, has --help, errors are one clear line."""
 
 import subprocess
 import sys

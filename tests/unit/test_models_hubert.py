@@ -113,7 +113,7 @@ def test_small_size_has_the_published_parameter_count():
     assert abs(adapter.parameter_count() - 30.2e6) < 0.05e6
     with torch.no_grad():
         h = adapter.stem(adapter.prepare(np.zeros((1, 6000), np.float32)))
-    assert h.shape == (1, 93, 512)  # 60 s at 100 Hz -> 93 tokens (METHOD §2.6)
+    assert h.shape == (1, 93, 512)  # 60 s at 100 Hz -> 93 tokens (docs/method.md)
 
 
 def _two_rhythms(n, rng):
@@ -126,7 +126,7 @@ def _two_rhythms(n, rng):
 
 
 def test_a_linear_probe_gives_hubert_a_task_head_that_composes(adapter):
-    """METHOD §7: the old model of the paper's WESAD setup (HuBERT-ECG) has no head; a probe on
+    """docs/method.md: the old model of the paper's WESAD setup (HuBERT-ECG) has no head; a probe on
     its pooled last block, trained with labels, becomes one and travels inside the composed model."""
     from bridge_edge.bridge.compose import compose
     from bridge_edge.bridge.train import make_bridge

@@ -1,4 +1,4 @@
-"""`bridge-edge simulate OUT` writes exactly the DESIGN §4 format, and it loads back."""
+"""`bridge-edge simulate OUT` writes exactly the docs/simulator.md format, and it loads back."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Which Jetson rails make up the module total (DEVICES.md §6).
+"""Which Jetson rails make up the module total (docs/benchmarks.md).
 
 Orin Nano/NX (and older Nano/TX2/Xavier NX) have an input rail, ``VDD_IN`` (``POM_5V_IN`` on the
 original Nano): it *is* the module total, and the other rails (VDD_CPU_GPU_CV, VDD_SOC, ...) are

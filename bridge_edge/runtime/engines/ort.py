@@ -1,4 +1,4 @@
-"""ONNX Runtime on the CPU, tuned for per-window latency (DEVICES §5).
+"""ONNX Runtime on the CPU, tuned for per-window latency (docs/runtime.md).
 
 Pinned ``intra_op_num_threads`` (default: cores - 1, at least 1, so ingest keeps a core),
 sequential execution (one model, one request at a time), every graph optimisation on, and
