@@ -17,7 +17,6 @@ against ``signals.rr_timing.RR_AF_THRESHOLD``), so the model and plain timing si
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge_edge.errors import DatasetNotFoundError
 from bridge_edge.runtime.outputs import Prediction
 from bridge_edge.runtime.testing import ArraySource
 
@@ -217,43 +215,13 @@ def plot_episode(result: EpisodeResult, path: str | Path) -> Path:
     return path
 
 
-def heartpy_csv(name: str = "data2.csv") -> Path:
-    spec = importlib.util.find_spec("heartpy")
-    if spec is None or not spec.submodule_search_locations:
-        raise DatasetNotFoundError(
-            "the heartpy package is not installed; expected its data/*.csv PPG files",
-            path="heartpy",
-            expected=name,
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
-    if not path.is_file():
-        raise DatasetNotFoundError(
-            f"{path} does not exist; expected heartpy's example PPG file", path=str(path), expected=name
-        )
-    return path
-
-
-HEARTPY_DATA_CSV_HZ = 100.0  # data.csv has no time column; heartpy documents it as 100 Hz
-
-
 def load_heartpy_ppg(name: str = "data2.csv") -> tuple[np.ndarray, float]:
-    """(PPG samples, fs) with fs from the file's own time column (ms timer or datetimes);
-    ``data.csv`` (one column, no header) is 100 Hz."""
-    path = heartpy_csv(name)
-    header = path.read_text().splitlines()[0].split(",")
-    if len(header) == 1:
-        return np.loadtxt(path).astype(np.float32), HEARTPY_DATA_CSV_HZ
-    if header[0] == "timer":
-        data = np.loadtxt(path, delimiter=",", skiprows=1)
-        t_s, x = data[:, 0] / 1000.0, data[:, 1]
-    else:
-        raw = np.loadtxt(path, delimiter=",", skiprows=1, dtype=str)
-        t_s = (raw[:, 0].astype("datetime64[us]") - np.datetime64("1970-01-01", "us")).astype(
-            np.float64
-        ) / 1e6
-        x = raw[:, 1].astype(np.float64)
-    fs = (len(t_s) - 1) / (t_s[-1] - t_s[0])
-    return x.astype(np.float32), float(fs)
+    """(PPG samples, fs) of one heartpy example file, read by ``signals.dev_recordings`` (fs from
+    the file's own time column; ``data.csv``, which has none, is 100 Hz)."""
+    from bridge_edge.signals.dev_recordings import load_dev_recording
+
+    rec = load_dev_recording(f"heartpy/{name}")
+    return rec.ppg.astype(np.float32), rec.fs_ppg
 
 
 def replay_real_ppg(
