@@ -88,16 +88,16 @@ class RunWindows:
         np.savez(path, ecg=w.ecg, ppg=w.ppg, label=w.label, subject=w.subject, start_s=w.start_s)
 
 
-def ppg_preprocess_spec(new_fs: float):
-    from bridge_edge.signals.preprocess import PreprocessSpec
+def ppg_preprocess_spec(recipe: Recipe, new_fs: float):
+    from bridge_edge.signals.preprocess import preprocess_spec
 
-    return PreprocessSpec(fs_out=float(new_fs))
+    return preprocess_spec(recipe.data.preprocess, new_fs)
 
 
 def dataset_windows(
     dataset, recipe: Recipe, old_fs: float, new_fs: float, splits=SPLIT_NAMES
 ) -> dict[str, WindowSet]:
-    spec = ppg_preprocess_spec(new_fs)
+    spec = ppg_preprocess_spec(recipe, new_fs)
     d = recipe.data
     return {
         s: split_windows(
@@ -169,7 +169,7 @@ def stage_data(run: Run) -> None:
     dataset = load_dataset(spec)
     old, new = run.models()
     splits = dataset_windows(dataset, run.recipe, old.input_spec.fs, new.input_spec.fs)
-    RunWindows.write(run.run_dir, splits, ppg_preprocess_spec(new.input_spec.fs).as_dict())
+    RunWindows.write(run.run_dir, splits, ppg_preprocess_spec(run.recipe, new.input_spec.fs).as_dict())
     # Pretraining views are crops of longer unlabelled train-split PPG windows (2x the model window).
     w = run.recipe.data.window_s
     long = split_windows(
@@ -178,7 +178,7 @@ def stage_data(run: Run) -> None:
         window_s=2 * w,
         hop_s=w,
         fs_ecg=None,
-        ppg_spec=ppg_preprocess_spec(new.input_spec.fs),
+        ppg_spec=ppg_preprocess_spec(run.recipe, new.input_spec.fs),
     )
     np.save(run.run_dir / "windows" / "pretrain_ppg.npy", long.ppg)
 
@@ -238,7 +238,7 @@ def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
                 window_s=2 * d.window_s,
                 hop_s=d.window_s,
                 fs_ecg=None,
-                ppg_spec=ppg_preprocess_spec(fs),
+                ppg_spec=ppg_preprocess_spec(recipe, fs),
             ).ppg
         )
     return np.concatenate(windows)
@@ -263,7 +263,7 @@ def dev_recording_ppg(recipe: Recipe, fs: float) -> np.ndarray:
         )
     played = [dataclasses.replace(r, fs_ppg=r.fs_ppg * v) for r in recordings for v in DEV_RECORDING_SPEEDS]
     return unlabelled_ppg_windows(
-        played, ppg_preprocess_spec(fs), window_s=2 * recipe.data.window_s, hop_s=4.0
+        played, ppg_preprocess_spec(recipe, fs), window_s=2 * recipe.data.window_s, hop_s=4.0
     )
 
 
@@ -335,7 +335,9 @@ def stage_pretrain(run: Run) -> None:
             ppg = np.concatenate([ppg, dev_recording_ppg(run.recipe, new.input_spec.fs)])
         views = ppg
         if cfg.sensor_prob > 0:
-            views = seen_through_sensors(ppg, new.input_spec.fs, cfg.sensor_prob, run.recipe.seed)
+            views = seen_through_sensors(
+                ppg, ppg_preprocess_spec(run.recipe, new.input_spec.fs), cfg.sensor_prob, run.recipe.seed
+            )
         history = pretrain_ppg_encoder(
             views,
             new,
@@ -359,7 +361,7 @@ def stage_pretrain(run: Run) -> None:
     run._models = None  # later stages load the pretrained weights
 
 
-def seen_through_sensors(windows: np.ndarray, fs: float, share: float, seed: int) -> np.ndarray:
+def seen_through_sensors(windows: np.ndarray, spec, share: float, seed: int) -> np.ndarray:
     """``share`` of the windows (chosen by ``seed``) re-recorded by random sensors (signals.sensor)."""
     from bridge_edge.signals.preprocess import normalise_windows
     from bridge_edge.signals.sensor import resensor_windows
@@ -367,7 +369,6 @@ def seen_through_sensors(windows: np.ndarray, fs: float, share: float, seed: int
     rng = np.random.default_rng([seed, 31])
     chosen = rng.random(len(windows)) < share
     out = windows.copy()
-    spec = ppg_preprocess_spec(fs)
     out[chosen] = normalise_windows(resensor_windows(windows[chosen], spec.fs_out, rng), spec)
     return out
 
@@ -462,7 +463,7 @@ def _sensor_variants(run: Run, pair_ppg: np.ndarray) -> list[np.ndarray]:
     if not n:
         return []
     rng = np.random.default_rng([run.recipe.seed, 47])
-    spec = ppg_preprocess_spec(run.models()[1].input_spec.fs)
+    spec = ppg_preprocess_spec(run.recipe, run.models()[1].input_spec.fs)
     from bridge_edge.signals.preprocess import normalise_windows
     from bridge_edge.signals.sensor import resensor_windows
 
@@ -529,7 +530,7 @@ def stage_bridge(run: Run) -> None:
     )
     spec = ComposedSpec(
         input=new.input_spec.as_dict(),
-        preprocess=ppg_preprocess_spec(new.input_spec.fs).as_dict(),
+        preprocess=ppg_preprocess_spec(run.recipe, new.input_spec.fs).as_dict(),
         labels=list(old.labels),
         positive_label="afib",
         k_in=sel.k_in,

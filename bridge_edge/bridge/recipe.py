@@ -35,6 +35,8 @@ class DataConfig:
     window_s: float = 10.0
     hop_s: float = 5.0
     label_purity: float = 0.8  # a window takes a label when >= this fraction of it carries it
+    # PPG preprocessing version (signals.preprocess.PREPROCESS_VERSIONS), written into the bundle
+    preprocess: str = "ppg-v2"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,13 @@ Version ``ppg-v2`` (recorded in every bundle manifest as ``input.preprocess``):
    peaks over broad troughs (positive skew) and an intensity-type sensor delivers it upside
    down; negating by the sign of the skew maps a window and its inverse onto the same input,
    so the model cannot tell a sensor's polarity by construction (docs/method.md, "Real PPG").
-``ppg-v1`` (bundles up to 0.4.x) is steps 1-3; ``from_dict`` reads either.
+``ppg-v1`` (bundles up to 0.4.x) is steps 1-3; ``from_dict`` reads every version.
+
+Version ``ppg-v3`` adds, before step 3, a rendering of the window's *beats*: the systolic peaks
+``signals.beats.detect_ppg_beats`` finds in the band-passed window are re-drawn as one fixed
+pulse each (``render_beat_pulses``), so the model input carries when the heart beat and nothing
+of the sensor's pulse shape, amplitude, ringing or polarity. Models trained on ``ppg-v2`` read
+the simulator's pulse shapes instead of the rhythm on real sensors (docs/method.md, "Real PPG").
 
 ``bridge_edge.runtime`` implements the same steps with state carried across chunks and is
 tested to match this module within 1e-5 after the filter warm-up.
@@ -19,14 +25,21 @@ tested to match this module within 1e-5 after the filter warm-up.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import signal as sps
 
-from bridge_edge.errors import NonFiniteError, SampleRateError
+from bridge_edge.errors import ConfigError, NonFiniteError, SampleRateError
+from bridge_edge.signals.beats import detect_ppg_beats
 
 POLARITY_CHOICES = ("none", "skew_sign")
+RENDER_CHOICES = ("none", "beat_pulses")
+# The pulse ``render_beat_pulses`` draws at every detected beat: a rise and a fall of a Gaussian
+# (standard deviations in seconds), a smooth peak like a finger pulse's, short enough that
+# pulses at 180 bpm (0.33 s apart) stay separate.
+BEAT_PULSE_RISE_S = 0.05
+BEAT_PULSE_FALL_S = 0.12
 
 
 @dataclass(frozen=True)
@@ -37,12 +50,16 @@ class PreprocessSpec:
     filter_order: int = 2  # per band edge (the band-pass has 2 * order poles)
     std_floor: float = 1e-6
     polarity: str = "skew_sign"  # "none" in ppg-v1
+    render: str = "none"  # "beat_pulses" in ppg-v3
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["band_hz"] = list(self.band_hz)
-        d["steps"] = ["bandpass_causal_sos", "resample_linear", "zscore_window"] + (
-            ["polarity_skew_sign"] if self.polarity == "skew_sign" else []
+        d["steps"] = (
+            ["bandpass_causal_sos", "resample_linear"]
+            + (["render_beat_pulses"] if self.render == "beat_pulses" else [])
+            + ["zscore_window"]
+            + (["polarity_skew_sign"] if self.polarity == "skew_sign" else [])
         )
         return d
 
@@ -55,7 +72,26 @@ class PreprocessSpec:
             filter_order=int(d["filter_order"]),
             std_floor=float(d.get("std_floor", 1e-6)),
             polarity=str(d.get("polarity", "none")),
+            render=str(d.get("render", "none")),
         )
+
+
+PREPROCESS_VERSIONS = {
+    "ppg-v1": PreprocessSpec(version="ppg-v1", polarity="none"),
+    "ppg-v2": PreprocessSpec(version="ppg-v2"),
+    "ppg-v3": PreprocessSpec(version="ppg-v3", render="beat_pulses"),
+}
+
+
+def preprocess_spec(version: str, fs_out: float) -> PreprocessSpec:
+    """The named preprocessing version at the model rate ``fs_out``."""
+    if version not in PREPROCESS_VERSIONS:
+        raise ConfigError(
+            f"unknown PPG preprocessing {version!r}; expected one of {sorted(PREPROCESS_VERSIONS)}",
+            key="data.preprocess",
+            value=version,
+        )
+    return replace(PREPROCESS_VERSIONS[version], fs_out=float(fs_out))
 
 
 def bandpass_sos(spec: PreprocessSpec, fs_in: float) -> np.ndarray:
@@ -101,9 +137,12 @@ def filter_and_resample(x: np.ndarray, fs_in: float, spec: PreprocessSpec) -> np
 
 
 def normalise_windows(windows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Steps 3-4: z-score each window (last axis) independently, then (ppg-v2) make its
-    skewness non-negative; returns float32."""
+    """Steps 3-4 on band-passed model-rate windows: (ppg-v3) draw each window's beats, z-score
+    each window (last axis) independently, then (ppg-v2, v3) make its skewness non-negative;
+    returns float32."""
     w = np.asarray(windows, dtype=np.float64)
+    if spec.render == "beat_pulses":
+        w = render_beat_pulses(w, spec.fs_out)
     mean = w.mean(axis=-1, keepdims=True)
     std = np.maximum(w.std(axis=-1, keepdims=True), spec.std_floor)
     z = (w - mean) / std
@@ -124,3 +163,24 @@ def window_polarity(windows: np.ndarray) -> np.ndarray:
     w = np.asarray(windows, dtype=np.float64)
     centred = w - w.mean(axis=-1, keepdims=True)
     return np.where((centred**3).mean(axis=-1) < 0, -1, 1)
+
+
+def beat_pulse_template(fs: float) -> tuple[np.ndarray, int]:
+    """The pulse drawn at each beat, and the index of its peak within it."""
+    lead = int(round(3 * BEAT_PULSE_RISE_S * fs))
+    t = np.arange(-lead, int(round(3 * BEAT_PULSE_FALL_S * fs)) + 1) / fs
+    return np.exp(-0.5 * (t / np.where(t < 0, BEAT_PULSE_RISE_S, BEAT_PULSE_FALL_S)) ** 2), lead
+
+
+def render_beat_pulses(windows: np.ndarray, fs: float) -> np.ndarray:
+    """Each window (last axis) re-drawn as one ``beat_pulse_template`` per detected beat, peak
+    on the beat; a window without beats becomes zeros. One detector call per window (compiled
+    scipy peak finding), one convolution for all of them."""
+    w = np.asarray(windows, dtype=np.float64)
+    rows = w.reshape(-1, w.shape[-1]) if w.size else w.reshape(0, max(w.shape[-1:] or (0,)))
+    impulses = np.zeros_like(rows)
+    for i, row in enumerate(rows):  # per window, not per sample
+        impulses[i, detect_ppg_beats(row, fs)] = 1.0
+    template, lead = beat_pulse_template(fs)
+    drawn = sps.oaconvolve(impulses, template[None, :], axes=-1) if len(rows) else impulses
+    return drawn[:, lead : lead + rows.shape[-1]].reshape(w.shape)
