@@ -20,7 +20,9 @@ from bridge_edge.signals.preprocess import (
     filter_and_resample,
     normalise_windows,
     resample_linear,
+    upright_windows,
 )
+from bridge_edge.signals.quality import ppg_sqi
 from bridge_edge.signals.types import PairedDataset, PairedRecording
 
 
@@ -32,13 +34,27 @@ class WindowSet:
     subject: np.ndarray  # (N,) subject id (str)
     start_s: np.ndarray  # (N,) window start, seconds from recording start
     labels: tuple[str, ...]  # dataset vocabulary
+    # (N,) PPG quality of each window as recorded (signals.quality.ppg_sqi on the upright
+    # band-passed window, before normalisation): what the runtime's SQI gate reads. NaN in run
+    # directories written before it was stored.
+    sqi: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.sqi is None:
+            self.sqi = np.full(len(self.label), np.nan, np.float32)
 
     def __len__(self) -> int:
         return len(self.label)
 
     def subset(self, idx: np.ndarray) -> WindowSet:
         return WindowSet(
-            self.ecg[idx], self.ppg[idx], self.label[idx], self.subject[idx], self.start_s[idx], self.labels
+            self.ecg[idx],
+            self.ppg[idx],
+            self.label[idx],
+            self.subject[idx],
+            self.start_s[idx],
+            self.labels,
+            self.sqi[idx],
         )
 
     @staticmethod
@@ -49,13 +65,15 @@ class WindowSet:
                 f"{[list(w.labels) for w in parts]}; expected one vocabulary",
                 reason="label vocabularies differ",
             )
-        fields = ("ecg", "ppg", "label", "subject", "start_s")
-        joined = {f: np.concatenate([getattr(w, f) for w in parts]) for f in fields}
+        joined = {f: np.concatenate([getattr(w, f) for w in parts]) for f in ARRAY_FIELDS}
         return WindowSet(**joined, labels=parts[0].labels)
 
     def head_truth(self, head_labels: tuple[str, ...]) -> np.ndarray:
         """Truth as indices into the head vocabulary (-1 where the label has no counterpart)."""
         return map_labels(self.label, self.labels, head_labels)
+
+
+ARRAY_FIELDS = ("ecg", "ppg", "label", "subject", "start_s", "sqi")  # what a WindowSet stores per window
 
 
 def map_labels(label: np.ndarray, dataset_labels, head_labels) -> np.ndarray:
@@ -98,16 +116,18 @@ def recording_windows(
     ppg = filter_and_resample(rec.ppg, rec.fs_ppg, ppg_spec)
     duration = min(len(ppg) / ppg_spec.fs_out, len(rec.rhythm) / rec.fs_ecg)
     starts = _window_starts(duration, window_s, hop_s)
-    ppg_w = normalise_windows(_cut(ppg, ppg_spec.fs_out, starts, window_s), ppg_spec)
+    cut = _cut(ppg, ppg_spec.fs_out, starts, window_s)
+    sqi = ppg_sqi(upright_windows(cut, ppg_spec), ppg_spec.fs_out).astype(np.float32)
+    ppg_w = normalise_windows(cut, ppg_spec)
     if fs_ecg is None:
         ecg_w = np.zeros((len(starts), 0), np.float32)
     else:
         ecg = resample_linear(np.asarray(rec.ecg, np.float64), rec.fs_ecg, fs_ecg)
         starts = starts[starts + window_s <= len(ecg) / fs_ecg]
-        ppg_w = ppg_w[: len(starts)]
+        ppg_w, sqi = ppg_w[: len(starts)], sqi[: len(starts)]
         ecg_w = _cut(ecg, fs_ecg, starts, window_s).astype(np.float32)
     lab = _window_labels(rec.rhythm.astype(np.int64), rec.fs_ecg, starts, window_s, len(rec.labels), purity)
-    return WindowSet(ecg_w, ppg_w, lab, np.full(len(starts), rec.subject_id), starts, tuple(rec.labels))
+    return WindowSet(ecg_w, ppg_w, lab, np.full(len(starts), rec.subject_id), starts, tuple(rec.labels), sqi)
 
 
 def split_windows(
@@ -135,5 +155,4 @@ def split_windows(
             np.zeros(0),
             tuple(dataset.labels),
         )
-    fields = ("ecg", "ppg", "label", "subject", "start_s")
-    return WindowSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields), tuple(dataset.labels))
+    return WindowSet.concat(parts)

@@ -37,15 +37,20 @@ def evaluate_probs(probs: np.ndarray, truth: np.ndarray, labels) -> Metrics:
     return compute_metrics(probs, truth, tuple(labels), POSITIVE_LABEL)
 
 
-def timing_probs(ppg: np.ndarray, fs: float, labels) -> tuple[np.ndarray, dict]:
+def timing_probs(ppg: np.ndarray, fs: float, labels, sqi: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """The timing baseline on preprocessed PPG windows as (N, len(labels)) probabilities, and
-    what a report says about it (method, threshold, unscored windows)."""
+    what a report says about it (method, threshold, unscored windows). ``sqi``: each window's
+    quality as recorded (``WindowSet.sqi``); needed when the model input no longer shows it
+    (ppg-v3 draws the beats, so a noisy window looks clean): windows under ``LOW_SQI`` go unscored."""
     from dataclasses import asdict
 
+    from bridge_edge.signals.quality import LOW_SQI
     from bridge_edge.signals.rr_timing import RR_AF_THRESHOLD, rr_af_probability, rr_af_scores
 
     labels = list(labels)
     scores = rr_af_scores(ppg, fs)
+    if sqi is not None:
+        scores = np.where(np.isfinite(sqi) & (sqi < LOW_SQI), np.nan, scores)
     probs = np.zeros((len(scores), len(labels)), np.float32)
     others = [i for i, name in enumerate(labels) if name != POSITIVE_LABEL]
     negative = labels.index("sinus") if "sinus" in labels else (others[0] if others else None)
@@ -130,6 +135,21 @@ def target_checks(report: dict) -> dict:
     return checks
 
 
+def monitor_scored(probs: dict[str, np.ndarray], truth: np.ndarray, sqi: np.ndarray, labels) -> dict:
+    """Every model on the windows a monitor labels: those the runtime's SQI gate passes
+    (``sqi >= LOW_SQI``); the headline metrics count every window, gated or not."""
+    from bridge_edge.signals.quality import LOW_SQI
+
+    passed = np.isfinite(sqi) & (sqi >= LOW_SQI)
+    out: dict = {"min_sqi": LOW_SQI, "windows": int(passed.sum()), "of": len(sqi)}
+    if not passed.any():
+        return out
+    for name, p in probs.items():
+        m = evaluate_probs(p[passed], truth[passed], labels)
+        out[name] = {"positive_auroc": m.positive_auroc, "macro_f1": m.macro_f1, "n_windows": m.n_windows}
+    return out
+
+
 def write_report(run, position_check: list[dict]) -> dict:
     """Evaluate bridge, KD and the ceiling on the test split; write report.json and figures."""
     from safetensors.torch import load_file
@@ -156,7 +176,7 @@ def write_report(run, position_check: list[dict]) -> dict:
         student.load_state_dict(load_file(str(kd_path)))
         probs["kd"] = student.predict_proba(test.ppg)
     fs_ppg = PreprocessSpec.from_dict(spec.preprocess).fs_out
-    probs[TIMING], timing_info = timing_probs(test.ppg, fs_ppg, old.labels)
+    probs[TIMING], timing_info = timing_probs(test.ppg, fs_ppg, old.labels, test.sqi)
     metrics = {name: evaluate_probs(p, truth, old.labels) for name, p in probs.items()}
     bridge_m, ceiling_m = metrics["bridge"], metrics["old_model_on_old_modality"]
     n_resamples = run.recipe.held_out.bootstrap_resamples
@@ -215,6 +235,7 @@ def write_report(run, position_check: list[dict]) -> dict:
         report["bridge_vs_timing"] = {
             "positive_auroc_difference": _difference(bridge_m, metrics[TIMING], intervals, TIMING)
         }
+    report["monitor_scored"] = monitor_scored(probs, truth, test.sqi, old.labels)
     report["targets"] = target_checks(report)
     report["timings_s"] = dict(run.timings)
     report = _json_safe(report)
@@ -308,7 +329,7 @@ def evaluate_path(path: str | Path, data: str | list[str], split: str = "test", 
             reason=f"empty split {split}",
         )
     probs[TIMING], timing_info = timing_probs(
-        windows.ppg, PreprocessSpec.from_dict(preprocess).fs_out, labels
+        windows.ppg, PreprocessSpec.from_dict(preprocess).fs_out, labels, windows.sqi
     )
     truth = windows.head_truth(tuple(labels))
     metrics = {name: evaluate_probs(p, truth, labels) for name, p in probs.items()}

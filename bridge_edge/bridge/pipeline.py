@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge_edge.bridge.data import WindowSet, split_windows
+from bridge_edge.bridge.data import ARRAY_FIELDS, WindowSet, split_windows
 from bridge_edge.bridge.recipe import Recipe, load_recipe
 from bridge_edge.errors import ConfigError
 from bridge_edge.models.checkpoints import save_module_state
@@ -70,7 +70,8 @@ class RunWindows:
 
     def _load(self, name: str) -> WindowSet:
         with np.load(self.root / f"{name}.npz") as z:
-            return WindowSet(z["ecg"], z["ppg"], z["label"], z["subject"], z["start_s"], self.labels)
+            sqi = z["sqi"] if "sqi" in z.files else None  # run directories before the SQI was stored
+            return WindowSet(z["ecg"], z["ppg"], z["label"], z["subject"], z["start_s"], self.labels, sqi)
 
     @staticmethod
     def write(run_dir: Path, splits: dict[str, WindowSet], preprocess: dict) -> None:
@@ -85,7 +86,7 @@ class RunWindows:
 
     @staticmethod
     def save(path: Path, w: WindowSet) -> None:
-        np.savez(path, ecg=w.ecg, ppg=w.ppg, label=w.label, subject=w.subject, start_s=w.start_s)
+        np.savez(path, **{f: getattr(w, f) for f in ARRAY_FIELDS})
 
 
 def ppg_preprocess_spec(recipe: Recipe, new_fs: float):

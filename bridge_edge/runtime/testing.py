@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge_edge.devices.base import Chunk, SourceStats, StreamInfo
-from bridge_edge.signals.preprocess import PreprocessSpec
+from bridge_edge.signals.preprocess import preprocess_spec
 
 
 class ArraySource:
@@ -82,9 +82,10 @@ def make_tiny_bundle(
     labels: Sequence[str] = ("sinus", "afib", "ectopy"),
     seed: int = 0,
     fixed_batch: int | None = None,
+    preprocess: str = "ppg-v2",
 ):
-    """A sealed bundle directory whose ``model.fp32.onnx`` is softmax(window @ W); returns the
-    loaded (verified) ``Bundle``."""
+    """A sealed bundle directory whose ``model.fp32.onnx`` is softmax(window @ W), its input
+    preprocessed as ``preprocess`` names; returns the loaded (verified) ``Bundle``."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -128,7 +129,7 @@ def make_tiny_bundle(
         version="0.0.1",
         created="2026-01-01T00:00:00Z",
         recipe_hash="tiny",
-        input=InputSection("ppg", fs, window_s, hop_s, ["ppg"], "a.u.", PreprocessSpec(fs_out=fs).as_dict()),
+        input=InputSection("ppg", fs, window_s, hop_s, ["ppg"], "a.u.", preprocess_spec(preprocess, fs).as_dict()),
         output=OutputSection("class_probabilities", list(labels), "afib" if "afib" in labels else None),
         models=ModelsSection("tiny-linear", "none", 0, 0, BridgeSection(0, 0, 0)),
         onnx=OnnxSection(

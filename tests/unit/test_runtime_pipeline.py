@@ -11,7 +11,7 @@ from bridge_edge.runtime.engines.base import Engine
 from bridge_edge.runtime.engines.ort import OrtEngine
 from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 from bridge_edge.runtime.testing import ArraySource, make_tiny_bundle
-from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample, normalise_windows
+from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample, normalise_windows, preprocess_spec
 from bridge_edge.signals.simulator import PatientSimulator
 
 pytest.importorskip("onnx", reason="the tiny test model is written with the onnx package")
@@ -96,6 +96,20 @@ def test_predictions_equal_the_model_on_offline_preprocessed_windows(bundle, ppg
     assert p.latency_ms.total >= p.latency_ms.infer >= 0
     assert {"t_end", "label", "probs", "sqi", "latency_ms", "dropped_samples", "gap"} <= set(p.as_json())
     assert rec.chunks > 0 and any(e["kind"] == "end" for _, e in rec.events)
+
+
+def test_ppg_v3_stream_inputs_equal_the_offline_drawn_beats(tmp_path, ppg):
+    """The stream draws the beats of each window it cuts exactly as training drew them."""
+    v3_bundle = make_tiny_bundle(tmp_path, fs=FS, window_s=WINDOW_S, hop_s=HOP_S, preprocess="ppg-v3")
+    rec, _, engine = run([ArraySource(ppg, FS, chunk_sizes=(5, 64, 17))], v3_bundle)
+    spec = preprocess_spec("ppg-v3", FS)
+    y = filter_and_resample(ppg, FS, spec)
+    windows = np.stack([y[s : s + L] for s in np.arange(0, len(y) - L + 1, H)])
+    expected = engine.inner.infer(normalise_windows(windows, spec))
+    got = np.array([[p.probs[k] for k in v3_bundle.manifest.output.labels] for p in rec.preds[4:]])
+    np.testing.assert_allclose(got, expected[4 : 4 + len(got)], atol=1e-5)
+    assert len(got) == len(windows) - 4
+    assert not np.allclose(expected, engine.inner.infer(normalise_windows(windows, PreprocessSpec(fs_out=FS))))
 
 
 @pytest.mark.parametrize("policy", ["flag", "skip"])
