@@ -198,7 +198,7 @@ def _selftest_precisions(manifest: Manifest, selftest: str | list[str]) -> list[
     if selftest == "all":
         return list(manifest.precisions)
     if selftest == "auto":
-        from bridge_edge.runtime.engines import resolve_precision
+        from bridge_edge.runtime.engines.names import resolve_precision
 
         return [resolve_precision("auto", list(manifest.precisions))]
     chosen = [selftest] if isinstance(selftest, str) else list(selftest)
