@@ -30,7 +30,8 @@ from bridge_edge.export.bundle_checks import (
     golden_problems,
     manifest_problems,
 )
-from bridge_edge.export.manifest import MANIFEST_NAME, PRECISIONS, Manifest, TensorSpec, onnx_file_name
+from bridge_edge.export.manifest import MANIFEST_NAME, Manifest, TensorSpec, onnx_file_name
+from bridge_edge.runtime.engines.names import PRECISIONS
 
 DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundles" / "default"
 CALIBRATION_NAME = "calibration.npz"
