@@ -115,3 +115,10 @@ def test_comments_cite_only_documents_in_the_repository():
         if pattern.search(line)
     ]
     assert hits == []
+
+
+def test_version_comes_from_the_package_metadata():
+    from importlib.metadata import version
+
+    assert bridge_edge.__version__ == version("bridge-edge")
+    assert (PACKAGE / "py.typed").exists()
