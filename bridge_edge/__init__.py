@@ -4,4 +4,9 @@ Importing this package is cheap on purpose: it must not pull torch, onnxruntime,
 pyserial or tensorrt. Those are imported lazily inside the backend that needs them.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:  # the installed distribution's version (pyproject.toml); bundles carry versions of their own
+    __version__ = version("bridge-edge")
+except PackageNotFoundError:  # a source checkout that was never installed
+    __version__ = "0+unknown"

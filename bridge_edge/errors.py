@@ -41,6 +41,11 @@ class ConfigError(BridgeEdgeError):
     """A recipe, option or argument is invalid (fields: key, value, expected)."""
 
 
+class StageReadError(ConfigError):
+    """A fit stage read a recipe field that its stage-table entry does not declare, so its reuse
+    key would not see a change to it (fields: stage, key, declared). A bug in the stage table."""
+
+
 class SourceURLError(ConfigError):
     """A source URL does not parse (fields: url, grammar). The message restates the grammar."""
 

@@ -6,6 +6,8 @@
 #   2. `bridge-edge run --source "sim://ppg?rhythm=afib&seed=3" --seconds 25 --json` gives hops;
 #   3. the device-side tests (DEVICE_TESTS below) run against the installed package, not the
 #      checkout; tests that need torch, onnx or wfdb skip with their reason.
+#      Among them: `bridge-edge evaluate default --data DIR --json` scores a bundle on a simulated
+#      dataset with no torch or scikit-learn (tests/unit/test_runtime_evaluate_without_torch.py).
 # Test-only extras in the venv: pytest, pytest-timeout, hypothesis, and onnx (the tests write
 # their tiny bundles with it; the device code never imports it).
 #

@@ -21,8 +21,9 @@ import json
 
 import numpy as np
 
-from bridge_edge.bridge.evaluate import _bundle_probs
 from bridge_edge.bridge.metrics import _auroc
+from bridge_edge.checks.bundle_eval import bundle_probs
+from bridge_edge.export.bundle import load_bundle
 from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample, normalise_windows
 from bridge_edge.signals.quality import LOW_SQI, ppg_sqi
 from bridge_edge.signals.rr_timing import RR_AF_THRESHOLD, rr_af_scores
@@ -62,7 +63,7 @@ def _session(bundle_path: str):
 
 
 def simulated(bundle_path: str, data: list[str]) -> dict:
-    probs, labels, windows, preprocess = _bundle_probs(bundle_path, data, "test")
+    probs, labels, windows, preprocess = bundle_probs(load_bundle(bundle_path), data, "test")
     fs = PreprocessSpec.from_dict(preprocess).fs_out
     truth = windows.head_truth(tuple(labels))
     keep = truth >= 0
@@ -77,7 +78,7 @@ def simulated(bundle_path: str, data: list[str]) -> dict:
     from bridge_edge.bridge.evaluate import TIMING, timing_probs
     from bridge_edge.bridge.metrics import subject_bootstrap
 
-    both = {"bridge": probs, TIMING: timing_probs(windows.ppg, fs, labels)[0]}
+    both = {"bridge": probs, TIMING: timing_probs(windows.ppg, fs, labels, "afib")[0]}
     ci = subject_bootstrap(both, truth, windows.subject, labels, "afib", 1000, seed=0)
     strata = {
         "all": np.ones(len(x), bool),

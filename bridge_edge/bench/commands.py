@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from bridge_edge.runtime.commands import positive_int
+from bridge_edge.runtime.engines.names import ENGINE_NAMES, PRECISIONS
 
 DEFAULT_OUT = Path("benchmarks/results")
 DEFAULT_RUN_DIR = Path("runs/default")
@@ -41,8 +42,7 @@ def _csv(kind, choices: tuple | None = None, minimum: int | None = None):
     return parse
 
 
-ENGINES = ("torch", "ort", "trt")
-PRECISIONS = ("fp32", "fp16", "int8")
+ENGINES = ENGINE_NAMES  # torch (the reference) first
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -28,6 +28,7 @@ from bridge_edge.bench import roofline
 from bridge_edge.bench.flops import count_flops
 from bridge_edge.bench.results import STATUS_OK, STATUS_UNMEASURED, BenchReport, LatencySummary, Unmeasured
 from bridge_edge.bench.subject import Subject, open_engine
+from bridge_edge.runtime.engines.names import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ KEY_RATIO_TARGET = 0.5  # ORT int8 at most half of torch fp32 eager, batch 1 (ex
 @dataclass(frozen=True)
 class LatencyConfig:
     engines: tuple[str, ...] = ("torch", "ort", "trt")
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    precisions: tuple[str, ...] = PRECISIONS
     batches: tuple[int, ...] = (1, 8)
     windows: int = 1024  # timed windows per configuration, after warm-up
     warmup_calls: int = 10

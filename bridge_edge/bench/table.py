@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bridge_edge.bench.results import STATUS_OK, BenchReport, load_report
 from bridge_edge.errors import ConfigError
+from bridge_edge.runtime.engines.names import PRECISIONS
 
 START = "<!-- bench-table:start -->"
 END = "<!-- bench-table:end -->"
@@ -54,7 +55,7 @@ def machine_line(report: BenchReport) -> str:
 
 
 ENGINE_ORDER = ("torch", "ort", "trt")
-PRECISION_ORDER = ("fp32", "fp16", "int8")
+PRECISION_ORDER = PRECISIONS
 
 
 def _order(value: str, order: tuple[str, ...]) -> int:

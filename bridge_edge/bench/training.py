@@ -1,6 +1,6 @@
 """``bench training``: the bridge and the KD baseline, trained on the same data in the same run.
 
-The whole offline chain (``bridge_edge.bridge.pipeline.fit``) trains both on the same pair
+The whole offline chain (``bridge_edge.bridge.fit.fit``, its one stage table) trains both on the same pair
 windows with the same batch size and bookkeeping, then scores both on the same test subjects;
 this bench runs it (``--quick``: recipes/smoke.toml) and lays the two side by side: trainable
 parameters, peak step memory, seconds per epoch and test metrics. ``--from-run RUN_DIR`` reads
@@ -45,7 +45,11 @@ def rows_from_report(run_report: dict) -> list[TrainingRow]:
     for name, key in METHODS:
         block = run_report.get(key)
         if block is None:
-            rows.append(TrainingRow(name, STATUS_UNMEASURED, reason=f"the run report has no '{key}' block"))
+            stage = run_report.get("stages", {}).get(key, "")
+            reason = (
+                f"the fit {stage}" if stage.startswith("skipped") else f"the run report has no '{key}' block"
+            )
+            rows.append(TrainingRow(name, STATUS_UNMEASURED, reason=reason))
             continue
         test = block.get("test", {})
         rows.append(
@@ -68,30 +72,11 @@ def rows_from_report(run_report: dict) -> list[TrainingRow]:
 
 
 def fit_without_position_check(recipe: Path, run_dir: Path, device: str) -> dict:
-    """``pipeline.fit``'s stages up to KD, then its report; the position check (extra bridges
-    at other positions, a method diagnostic) is left out: it is not part of either method's cost."""
-    import dataclasses
+    """``fit``'s stage table without the position check (extra bridges at other positions, a
+    method diagnostic: not part of either method's cost), then its report."""
+    from bridge_edge.bridge.fit import fit
 
-    from bridge_edge.bridge import pipeline
-    from bridge_edge.bridge.evaluate import write_report
-    from bridge_edge.bridge.recipe import load_recipe
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    loaded = load_recipe(recipe)
-    (run_dir / "recipe.toml").write_text(recipe.read_text())
-    run = pipeline.Run(run_dir, dataclasses.replace(loaded, source_path=str(run_dir / "recipe.toml")), device)
-    for name, stage in (
-        ("data", pipeline.stage_data),
-        ("pretrain", pipeline.stage_pretrain),
-        ("features", pipeline.stage_features),
-        ("select", pipeline.stage_select),
-        ("bridge", pipeline.stage_bridge),
-        ("kd", pipeline.stage_kd),
-    ):
-        with run.stage(name):
-            stage(run)
-    with run.stage("evaluate"):
-        return write_report(run, position_check=[])
+    return fit(recipe, run_dir, device=device, skip=("position_check",))
 
 
 def run(
@@ -103,7 +88,9 @@ def run(
     device: str = "cpu",
 ) -> None:
     if from_run is not None:
-        path = Path(from_run) / "report.json"
+        from bridge_edge.bridge.rundir import RunDir
+
+        path = RunDir(from_run).report
         try:
             run_report = json.loads(path.read_text())
         except (OSError, ValueError) as err:

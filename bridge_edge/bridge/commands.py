@@ -47,9 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="instead of --data: the rhythm-not-shape suite (known rhythms, real pulses, the development "
         "real recordings) through the bundle on a runtime engine; no torch; exit 1 if a goal is missed",
     )
-    p.add_argument("--engine", default="ort", help="--suite: runtime engine (default ort)")
+    p.add_argument("--engine", default="ort", help="a bundle's runtime engine (default ort)")
     p.add_argument(
-        "--precision", default="auto", help="--suite: model precision (default auto: int8 if present)"
+        "--precision",
+        default="auto",
+        help="a bundle's model precision (default auto: --suite int8 if present, --data fp32)",
     )
     p.add_argument("--quick", action="store_true", help="--suite: fewer simulated cases")
     p.add_argument("--out", help="--suite: folder for rhythm_suite.json and rhythm_suite.png")
@@ -100,35 +102,36 @@ def _summary(report: dict) -> str:
 
 
 def _fit(args) -> int:
-    from bridge_edge.bridge.pipeline import fit
+    from bridge_edge.bridge.fit import fit
+    from bridge_edge.bridge.rundir import RunDir
     from bridge_edge.outdirs import removed_on_failure
 
     # a fit that completed a stage keeps its RUN_DIR (a rerun reuses the stage); else it is removed
-    with removed_on_failure(args.out, has_results=lambda d: (d / "stages.json").exists()):
+    with removed_on_failure(args.out, has_results=lambda d: RunDir(d).stages.exists()):
         report = fit(args.recipe, args.out, device=_check_device(args.device), fresh=args.fresh)
     print(json.dumps(report) if args.json else _summary(report))
     return 0
 
 
 def _select(args) -> int:
-    from bridge_edge.bridge.pipeline import Run, stage_select
+    from bridge_edge.bridge.bridging import stage_select
+    from bridge_edge.bridge.stages import Run
 
     run = Run.open(args.run_dir, device=_check_device(args.device))
     stage_select(run)
-    print((run.run_dir / "selection.json").read_text())
+    print(run.dir.selection.read_text())
     return 0
 
 
 def _train_bridge(args) -> int:
-    from bridge_edge.bridge.evaluate import write_report
-    from bridge_edge.bridge.pipeline import Run, stage_bridge
+    from bridge_edge.bridge.bridging import stage_bridge
+    from bridge_edge.bridge.report import write_report
+    from bridge_edge.bridge.stages import Run
 
     run = Run.open(args.run_dir, device=_check_device(args.device))
     with run.stage("bridge"):
         stage_bridge(run)
-    check_path = run.run_dir / "position_check.json"
-    check = json.loads(check_path.read_text()) if check_path.exists() else []
-    print(_summary(write_report(run, position_check=check)))
+    print(_summary(write_report(run)))
     return 0
 
 
@@ -146,9 +149,17 @@ def _evaluate(args) -> int:
         )
     if not args.data:
         raise ConfigError("evaluate needs --data DIR (a dataset to score) or --suite rhythm", key="data")
-    from bridge_edge.bridge.evaluate import evaluate_path
+    from bridge_edge.bridge.rundir import RunDir
 
-    result = evaluate_path(args.path, args.data, split=args.split, device=_check_device(args.device))
+    if RunDir(args.path).is_fit_run():  # the run's torch models
+        from bridge_edge.bridge.evaluate import evaluate_run
+
+        result = evaluate_run(args.path, args.data, split=args.split, device=_check_device(args.device))
+    else:  # a bundle, on a runtime engine: no torch
+        from bridge_edge.checks.bundle_eval import evaluate_bundle
+
+        precision = "fp32" if args.precision == "auto" else args.precision
+        result = evaluate_bundle(args.path, args.data, args.split, engine=args.engine, precision=precision)
     if args.json:
         print(json.dumps(result))
     else:

@@ -12,7 +12,6 @@ model-ready windows for golden and calibration sets.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,34 +19,9 @@ import torch
 from torch import nn
 
 from bridge_edge.bridge.prototype import PrototypeBridge, to_layout
-from bridge_edge.errors import BundleError, ConfigError
+from bridge_edge.bridge.rundir import ComposedSpec, RunDir
+from bridge_edge.errors import ConfigError
 from bridge_edge.models.base import ModelAdapter
-from bridge_edge.models.probe import PROBE_WEIGHTS
-
-COMPOSED_SPEC = "composed.json"
-BRIDGE_WEIGHTS = "bridge.safetensors"
-NEW_MODEL_WEIGHTS = "new_model.safetensors"
-POSITIVE_LABEL = "afib"
-
-
-@dataclass
-class ComposedSpec:
-    input: dict  # InputSpec of the new model as plain data (modality, fs, window_s, channels, ...)
-    preprocess: dict  # PreprocessSpec.as_dict() the input windows went through
-    labels: list[str]  # head vocabulary (output columns)
-    positive_label: str
-    k_in: int
-    k_out: int
-    bridge: dict  # {rank, prototypes, params, d_in, d_out, n_tokens}
-    old_model: dict  # recipe model table (kind, ...) + name
-    new_model: dict
-    window_s: float
-    hop_s: float
-    window_prediction: str = "mean of per-sample probabilities over the window (openecg)"
-    dataset_labels: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class ComposedModel(nn.Module):
@@ -97,44 +71,39 @@ def compose(
 def save_composed(run_dir: Path, spec: ComposedSpec, bridge: PrototypeBridge) -> None:
     from bridge_edge.models.checkpoints import save_module_state
 
-    save_module_state(bridge, run_dir / BRIDGE_WEIGHTS)
-    (run_dir / COMPOSED_SPEC).write_text(json.dumps(spec.as_dict(), indent=2))
+    rd = RunDir(run_dir)
+    save_module_state(bridge, rd.bridge_weights)
+    rd.save_spec(spec)
 
 
 def read_spec(run_dir: str | Path) -> ComposedSpec:
-    path = Path(run_dir) / COMPOSED_SPEC
-    if not path.exists():
-        raise BundleError(
-            f"{run_dir} is not a fit run directory: {COMPOSED_SPEC} is missing (run `bridge-edge fit` first)",
-            path=str(run_dir),
-            file=COMPOSED_SPEC,
-        )
-    return ComposedSpec(**json.loads(path.read_text()))
+    return RunDir(run_dir).spec()
 
 
 def build_models(old_table: dict, new_table: dict, run_dir: Path, device: str = "cpu"):
     """(old, new) frozen adapters as a run uses them: the new one with the run's pretrained weights."""
     from bridge_edge.models.registry import build_adapter
 
+    rd = RunDir(run_dir)
     old = build_adapter(dict(old_table), device=device)
-    if (Path(run_dir) / PROBE_WEIGHTS).exists():  # a trained linear probe is the old model's head
-        old = _with_probe(old, Path(run_dir))
+    if rd.probe_weights.exists():  # a trained linear probe is the old model's head
+        old = _with_probe(old, rd)
     new_cfg = dict(new_table)
-    if (Path(run_dir) / NEW_MODEL_WEIGHTS).exists():
-        new_cfg["checkpoint"] = str(Path(run_dir) / NEW_MODEL_WEIGHTS)
+    if rd.new_model_weights.exists():
+        new_cfg["checkpoint"] = str(rd.new_model_weights)
     new = build_adapter(new_cfg, device=device)
     return old.freeze(), new.freeze()
 
 
-def _with_probe(old: ModelAdapter, run_dir: Path) -> ModelAdapter:
+def _with_probe(old: ModelAdapter, rd: RunDir) -> ModelAdapter:
     from safetensors.torch import load_file
 
-    from bridge_edge.models.probe import PROBE_REPORT, ProbedAdapter
+    from bridge_edge.models.probe import ProbedAdapter
 
-    state = load_file(str(run_dir / PROBE_WEIGHTS))
+    state = load_file(str(rd.probe_weights))
     probe = nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
     probe.load_state_dict(state)
-    labels = json.loads((run_dir / PROBE_REPORT).read_text())["labels"]
+    labels = json.loads(rd.probe_report.read_text())["labels"]
     return ProbedAdapter(old, probe, tuple(labels))
 
 
@@ -148,7 +117,7 @@ def load_bridge(spec: ComposedSpec, run_dir: Path, device: str = "cpu") -> Proto
 
     b = spec.bridge
     bridge = PrototypeBridge(b["d_in"], b["d_out"], b["n_tokens"], b["rank"], b["prototypes"])
-    bridge.load_state_dict(load_file(str(run_dir / BRIDGE_WEIGHTS)))
+    bridge.load_state_dict(load_file(str(RunDir(run_dir).bridge_weights)))
     return bridge.to(device).eval().requires_grad_(False)
 
 
@@ -167,9 +136,7 @@ def load_split_windows(run_dir: str | Path, split: str) -> tuple[np.ndarray, np.
     Returns x (N, L) float32 exactly as the composed model takes it, y (N,) truth as indices
     into the head vocabulary (-1: no counterpart in the head, or a mixed window), and labels.
     """
-    from bridge_edge.bridge.pipeline import RunWindows
-
-    run_dir = Path(run_dir)
-    spec = read_spec(run_dir)
-    windows = RunWindows.open(run_dir).split(split)
+    rd = RunDir(run_dir)
+    spec = rd.spec()
+    windows = rd.windows(split)
     return windows.ppg.astype(np.float32), windows.head_truth(tuple(spec.labels)), list(spec.labels)

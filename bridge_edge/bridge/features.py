@@ -10,26 +10,15 @@ float16 to halve memory) as the bridge's training target, and its head gives sof
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from bridge_edge.bridge.rundir import FeatureStore
 from bridge_edge.models.base import ModelAdapter
 
-
-@dataclass
-class FeatureStore:
-    new_pooled: list[np.ndarray]  # per new block k: (N, C_k) pooled output of block k
-    old_pooled: list[np.ndarray]  # per old block k: (N, D_k) pooled input of block k
-    old_target: np.ndarray | None  # (N, T*D) float16, old last-block output flattened
-    old_probs: np.ndarray  # (N, K) old head window probabilities on the paired ECG
-    seconds: float
-
-    @property
-    def pseudo_labels(self) -> np.ndarray:
-        return self.old_probs.argmax(axis=1)
+__all__ = ["FeatureStore", "collect_features"]
 
 
 @torch.no_grad()
@@ -78,26 +67,3 @@ def collect_features(
         old_probs=cat(probs),
         seconds=time.perf_counter() - start,
     )
-
-
-def save_feature_store(store: FeatureStore, path) -> None:
-    arrays = {f"new_{k}": a for k, a in enumerate(store.new_pooled)}
-    arrays |= {f"old_{k}": a for k, a in enumerate(store.old_pooled)}
-    arrays["old_probs"] = store.old_probs
-    arrays["seconds"] = np.float64(store.seconds)
-    if store.old_target is not None:
-        arrays["old_target"] = store.old_target
-    np.savez(path, **arrays)
-
-
-def load_feature_store(path) -> FeatureStore:
-    with np.load(path) as z:
-        n_new = sum(1 for k in z.files if k.startswith("new_"))
-        n_old = sum(1 for k in z.files if k.startswith("old_") and k[4:].isdigit())
-        return FeatureStore(
-            new_pooled=[z[f"new_{k}"] for k in range(n_new)],
-            old_pooled=[z[f"old_{k}"] for k in range(n_old)],
-            old_target=z["old_target"] if "old_target" in z.files else None,
-            old_probs=z["old_probs"],
-            seconds=float(z["seconds"]),
-        )

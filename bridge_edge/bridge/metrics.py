@@ -1,4 +1,5 @@
-"""Window-level classification metrics (docs/method.md), numpy + scikit-learn.
+"""Window-level classification metrics (docs/method.md), numpy and scipy only (the device side
+scores bundles with them).
 
 Predictions are probabilities over the *head's* vocabulary (e.g. openecg's 6 rhythm classes);
 truths are indices into the same vocabulary, -1 where the dataset's label has no counterpart
@@ -35,16 +36,8 @@ class Metrics:
 
 
 def compute_metrics(
-    probs: np.ndarray, truth: np.ndarray, labels: tuple[str, ...] | list[str], positive_label: str = "afib"
+    probs: np.ndarray, truth: np.ndarray, labels: tuple[str, ...] | list[str], positive_label: str
 ) -> Metrics:
-    from sklearn.metrics import (
-        accuracy_score,
-        cohen_kappa_score,
-        confusion_matrix,
-        f1_score,
-        roc_auc_score,
-    )
-
     probs = np.asarray(probs, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.int64)
     keep = truth >= 0
@@ -56,31 +49,39 @@ def compute_metrics(
     for k in present:
         is_k = y == k
         if is_k.any() and (~is_k).any():
-            auroc[labels[k]] = float(roc_auc_score(is_k, p[:, k]))
+            auroc[labels[k]] = _auroc(is_k, p[:, k])
     nan = float("nan")
     scored = len(y) > 0
+    cm = np.zeros((len(labels), len(labels)), np.int64)
+    np.add.at(cm, (y, pred), 1)
     # balanced accuracy = mean recall over the truth classes (sklearn's version would also
     # average over head classes that were only predicted, never true)
     recalls = [float((pred[y == k] == k).mean()) for k in present]
+    n_true = cm.sum(axis=1)[present]
+    f1 = 2 * np.diag(cm)[present] / (n_true + cm.sum(axis=0)[present])  # n_true > 0: defined
     return Metrics(
         n_windows=len(y),
         n_excluded=int((~keep).sum()),
-        accuracy=float(accuracy_score(y, pred)) if scored else nan,
+        accuracy=float((pred == y).mean()) if scored else nan,
         balanced_accuracy=float(np.mean(recalls)) if scored else nan,
-        kappa=float(cohen_kappa_score(y, pred)) if scored and len(set(y) | set(pred)) > 1 else 0.0,
-        macro_f1=float(f1_score(y, pred, labels=present, average="macro", zero_division=0))
-        if scored
-        else nan,
-        weighted_f1=float(f1_score(y, pred, labels=present, average="weighted", zero_division=0))
-        if scored
-        else nan,
+        kappa=_kappa(cm) if scored else 0.0,
+        macro_f1=float(f1.mean()) if scored else nan,
+        weighted_f1=float((f1 * n_true).sum() / n_true.sum()) if scored else nan,
         auroc=auroc,
         positive_label=positive_label,
         positive_auroc=auroc.get(positive_label),
         labels_scored=[labels[k] for k in present],
-        confusion=confusion_matrix(y, pred, labels=np.arange(len(labels))).tolist() if scored else [],
+        confusion=cm.tolist() if scored else [],
         confusion_labels=labels,
     )
+
+
+def _kappa(cm: np.ndarray) -> float:
+    """Cohen's kappa of a confusion matrix (0 when chance agreement is total)."""
+    n = cm.sum()
+    observed = np.trace(cm) / n
+    expected = float((cm.sum(axis=0) * cm.sum(axis=1)).sum()) / n**2
+    return 0.0 if expected >= 1.0 else float((observed - expected) / (1.0 - expected))
 
 
 # --- subject-level bootstrap ---------------------------------------------------------------
@@ -123,7 +124,7 @@ def subject_bootstrap(
     truth: np.ndarray,
     subjects: np.ndarray,
     labels: tuple[str, ...] | list[str],
-    positive_label: str = "afib",
+    positive_label: str,
     resamples: int = 1000,
     seed: int = 0,
 ) -> dict:
@@ -173,7 +174,7 @@ def per_subject_scores(
     truth: np.ndarray,
     subjects: np.ndarray,
     labels: tuple[str, ...] | list[str],
-    positive_label: str = "afib",
+    positive_label: str,
 ) -> list[dict]:
     """Per test subject, at the argmax: recall of the positive class and accuracy on the rest.
 

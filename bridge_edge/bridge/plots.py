@@ -66,7 +66,7 @@ def plot_confusions(results: dict[str, dict], path: Path) -> None:
 SHOWN_AS = {"old_model_on_old_modality": "old model on ECG"}
 
 
-def plot_test_subjects(rows: list[dict], intervals: dict | None, path: Path, positive: str = "afib") -> None:
+def plot_test_subjects(rows: list[dict], intervals: dict | None, path: Path, positive: str) -> None:
     """Per test subject: positive-class recall and accuracy on the other windows, one marker per
     model; marker area grows with the subject's window count. Titles carry the 95 % intervals."""
     plt = _plt()

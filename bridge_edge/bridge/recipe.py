@@ -137,6 +137,9 @@ class HeldOutConfig:
 class Recipe:
     name: str = "default"
     seed: int = 0
+    # The dataset label whose AUROC the report leads with (also the bundle's positive label and
+    # the pulse-timing baseline's call); must be a label of the old model's head.
+    positive_label: str = "afib"
     data: DataConfig = field(default_factory=DataConfig)
     # Model tables go to bridge_edge.models.registry.build_adapter, which validates their keys.
     old_model: dict = field(default_factory=lambda: {"kind": "openecg"})

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge_edge.bridge.features import FeatureStore
+from bridge_edge.bridge.rundir import FeatureStore, RunDir
 from bridge_edge.errors import DataError
 
 
@@ -192,12 +192,13 @@ def select_positions(
 def write_selection(sel: Selection, run_dir: Path, new_paths, old_paths) -> None:
     doc = sel.as_dict() | {"new_block_paths": list(new_paths), "old_block_paths": list(old_paths)}
     doc = json.loads(json.dumps(doc).replace("NaN", "null"))
-    (run_dir / "selection.json").write_text(json.dumps(doc, indent=2))
-    plot_selection(sel, run_dir / "selection.png")
+    rd = RunDir(run_dir)
+    rd.save_json(rd.selection, doc)
+    plot_selection(sel, rd.selection_plot)
 
 
 def read_selection(run_dir: Path) -> Selection:
-    doc = json.loads((run_dir / "selection.json").read_text())
+    doc = RunDir.load_json(RunDir(run_dir).selection)
     fields = Selection.__dataclass_fields__
     return Selection(**{k: v for k, v in doc.items() if k in fields})
 

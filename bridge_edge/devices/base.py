@@ -47,7 +47,10 @@ class Chunk:
         return int(self.samples.shape[0])
 
 
-# Event kinds a source reports in SourceStats.events (and `record` writes to events.jsonl).
+# Every event kind: what a source reports in SourceStats.events (and `record` writes to
+# events.jsonl), then what the clock model and the streaming pipeline add to the same stream.
+# SourceStats.event refuses any other; tests/unit/test_devices_sources.py checks every literal
+# kind in devices/ and runtime/ is listed.
 EVENT_KINDS = (
     "connect",
     "disconnect",
@@ -60,6 +63,12 @@ EVENT_KINDS = (
     "fallback",  # BLE: PMD lacks the measurement, streaming the Heart Rate Service instead
     "session_error",  # BLE: a session failed (e.g. a named control-point status); a retry follows
     "stop_failed",  # BLE: the stop command could not be delivered
+    "gap",  # pipeline: samples known missing before a chunk
+    "nonfinite",  # NaN/Inf samples, replaced (pipeline) or counted (record)
+    "stale",  # pipeline: no samples from a stream for longer than its hop
+    "low_sqi",  # pipeline: a window below the quality gate
+    "source_error",  # pipeline: the source raised; the stream ends
+    "end",  # pipeline: the source is exhausted
 )
 
 
@@ -90,6 +99,8 @@ class SourceStats:
 
     def event(self, kind: str, **fields: Any) -> dict:
         """Append an event stamped with the host monotonic clock; returns it."""
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown source event kind {kind!r}; expected one of {EVENT_KINDS}")
         record = {"kind": kind, "t_host_ns": time.monotonic_ns(), **fields}
         self.events.append(record)
         log.debug("source event %s", record)

@@ -19,11 +19,10 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Protocol
 
 from bridge_edge.devices.base import Chunk, SourceStats, StreamInfo
 from bridge_edge.devices.pmd import POLAR_EPOCH_OFFSET_NS
-from bridge_edge.devices.polar import PROFILES, PolarStreamer, StreamerConfig
+from bridge_edge.devices.polar import PROFILES, BleTransport, PolarStreamer, StreamerConfig
 from bridge_edge.devices.urls import SourceURL
 from bridge_edge.errors import DependencyMissingError, DeviceError
 
@@ -36,22 +35,6 @@ GRAMMAR = (
 OPTIONS = ("profile", "stream", "watchdog", "scan_timeout")
 STREAM_OF_PROFILE = {"polar-h10": "ecg", "polar-verity": "ppg", "polar-oh1": "ppg", "hrs": "hrs"}
 MIN_BLEAK = (2, 1)
-
-
-class BleTransport(Protocol):
-    """The slice of a BLE client the Polar logic needs. One instance = one connection attempt."""
-
-    async def scan(self, target: str, timeout: float) -> object | None: ...  # device handle or None
-
-    async def connect(self, device: object, on_disconnect: Callable[[], None]) -> None: ...
-
-    async def start_notify(self, uuid: str, callback: Callable[[object, bytearray], None]) -> None: ...
-
-    async def read(self, uuid: str) -> bytes: ...
-
-    async def write(self, uuid: str, data: bytes) -> None: ...
-
-    async def disconnect(self) -> None: ...
 
 
 def import_bleak():

@@ -1,5 +1,5 @@
 """Polar sensors over BLE: PMD streaming (H10 ECG, Verity Sense / OH1 PPG) and the Heart Rate
-Service fallback, written against the small ``BleTransport`` interface (ble.py) so it runs
+Service fallback, written against the small ``BleTransport`` interface (below; ble.py is bleak's) so it runs
 the same over bleak or over a scripted peripheral in tests.
 
 One session (docs/sources.md): subscribe to control-point indications and data notifications
@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -32,9 +32,6 @@ from bridge_edge.devices.hrs import HRS_MEASUREMENT_UUID, parse_heart_rate
 from bridge_edge.devices.ratecheck import RateCheck
 from bridge_edge.errors import DeviceError, DeviceTimeoutError, FrameError
 
-if TYPE_CHECKING:
-    from bridge_edge.devices.ble import BleTransport
-
 log = logging.getLogger(__name__)
 
 PMD_SERVICE_UUID = "fb005c80-02e7-f387-1cad-8acd2d8df0c8"
@@ -43,6 +40,22 @@ PMD_DATA_UUID = "fb005c82-02e7-f387-1cad-8acd2d8df0c8"
 CP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 2.0
 LINK_LOST = b""  # queue marker from the disconnect callback (real notifications are never empty)
+
+
+class BleTransport(Protocol):
+    """The slice of a BLE client the Polar logic needs. One instance = one connection attempt."""
+
+    async def scan(self, target: str, timeout: float) -> object | None: ...  # device handle or None
+
+    async def connect(self, device: object, on_disconnect: Callable[[], None]) -> None: ...
+
+    async def start_notify(self, uuid: str, callback: Callable[[object, bytearray], None]) -> None: ...
+
+    async def read(self, uuid: str) -> bytes: ...
+
+    async def write(self, uuid: str, data: bytes) -> None: ...
+
+    async def disconnect(self) -> None: ...
 
 
 @dataclass(frozen=True)

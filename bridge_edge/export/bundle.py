@@ -30,7 +30,8 @@ from bridge_edge.export.bundle_checks import (
     golden_problems,
     manifest_problems,
 )
-from bridge_edge.export.manifest import MANIFEST_NAME, PRECISIONS, Manifest, TensorSpec, onnx_file_name
+from bridge_edge.export.manifest import MANIFEST_NAME, Manifest, TensorSpec, onnx_file_name
+from bridge_edge.runtime.engines.names import PRECISIONS
 
 DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundles" / "default"
 CALIBRATION_NAME = "calibration.npz"
@@ -198,7 +199,7 @@ def _selftest_precisions(manifest: Manifest, selftest: str | list[str]) -> list[
     if selftest == "all":
         return list(manifest.precisions)
     if selftest == "auto":
-        from bridge_edge.runtime.engines import resolve_precision
+        from bridge_edge.runtime.engines.names import resolve_precision
 
         return [resolve_precision("auto", list(manifest.precisions))]
     chosen = [selftest] if isinstance(selftest, str) else list(selftest)

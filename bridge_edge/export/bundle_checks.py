@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bridge_edge.errors import BundleError
-from bridge_edge.export.manifest import MANIFEST_NAME, PRECISIONS, Manifest, onnx_file_name
+from bridge_edge.export.manifest import MANIFEST_NAME, Manifest, onnx_file_name
+from bridge_edge.runtime.engines.names import PRECISIONS
 
 GOLDEN_NAME = "golden.npz"
 SELFTEST_WINDOWS = 4  # golden windows run through each precision on load

@@ -15,7 +15,6 @@ from bridge_edge.errors import BundleError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def onnx_file_name(precision: str) -> str:

@@ -34,7 +34,6 @@ from bridge_edge.export.bundle import (
 from bridge_edge.export.calibration import CalibrationRecipe, QuantSettings, stratified_indices
 from bridge_edge.export.manifest import (
     MANIFEST_NAME,
-    PRECISIONS,
     SCHEMA_VERSION,
     Manifest,
     OnnxSection,
@@ -43,6 +42,7 @@ from bridge_edge.export.manifest import (
     onnx_file_name,
 )
 from bridge_edge.export.source import ExportSource, SplitWindows
+from bridge_edge.runtime.engines.names import PRECISIONS
 
 log = logging.getLogger(__name__)
 

@@ -48,6 +48,7 @@ class ExportSource:
 def source_from_run_dir(run_dir: str | Path, calibration_split: str = "pair") -> ExportSource:
     """Read a trained run through the bridge area's composition API (bridge.compose)."""
     from bridge_edge.bridge.compose import load_composed, load_split_windows
+    from bridge_edge.bridge.rundir import RunDir
 
     run_dir = Path(run_dir)
     module, spec = load_composed(run_dir)
@@ -56,7 +57,7 @@ def source_from_run_dir(run_dir: str | Path, calibration_split: str = "pair") ->
         x, y, _labels = load_split_windows(run_dir, name)  # y already indexes spec.labels (-1: none)
         return SplitWindows(np.asarray(x, np.float32), np.asarray(y, np.int64))
 
-    recipe_file = run_dir / "recipe.toml"
+    recipe_file = RunDir(run_dir).recipe
     recipe_hash = sha256_file(recipe_file) if recipe_file.exists() else ""
     name = _recipe_name(recipe_file)
     old_name, new_name = spec.old_model.get("name", "old"), spec.new_model.get("name", "new")

@@ -22,9 +22,6 @@ from torch import nn
 from bridge_edge.errors import DataError
 from bridge_edge.models.base import ModelAdapter
 
-PROBE_WEIGHTS = "probe.safetensors"
-PROBE_REPORT = "probe.json"
-
 
 class ProbedAdapter(ModelAdapter):
     """``inner``'s blocks with a trained linear probe as head (``labels`` = the probe's)."""

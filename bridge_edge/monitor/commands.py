@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bridge_edge.runtime.engines.names import ENGINE_CHOICES
+
 # sinus -> a short AF episode -> sinus (the simulator repeats it), so AF shows within a minute.
 DEMO_SCRIPT = "sinus:20,afib:40,sinus:40"
 
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bundle", default="default", help="bundle directory, .tar or installed name (default: %(default)s)"
     )
-    p.add_argument("--engine", default="auto", choices=("auto", "trt", "ort", "torch"))
+    p.add_argument("--engine", default="auto", choices=ENGINE_CHOICES)
     _server_options(p)
     p.set_defaults(handler=_monitor)
 
@@ -45,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--motion", type=float, default=0.15, help="PPG motion noise, 0 = still, 1 = restless")
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--bundle", default="default", help=argparse.SUPPRESS)
-    d.add_argument("--engine", default="auto", choices=("auto", "trt", "ort", "torch"))
+    d.add_argument("--engine", default="auto", choices=ENGINE_CHOICES)
     _server_options(d)
     d.set_defaults(handler=_demo)
 

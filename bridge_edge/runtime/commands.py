@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-ENGINES = ("auto", "trt", "ort", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
+from bridge_edge.runtime.engines.names import ENGINE_CHOICES, PRECISION_CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,10 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--bundle", default="default", help="bundle directory, .tar or installed name (default: embedded)"
     )
     p.add_argument(
-        "--engine", choices=ENGINES, default="auto", help="inference backend (auto: trt, else ort)"
+        "--engine", choices=ENGINE_CHOICES, default="auto", help="inference backend (auto: trt, else ort)"
     )
     p.add_argument(
-        "--precision", choices=PRECISIONS, default="auto", help="model precision (auto: int8 if present)"
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default="auto",
+        help="model precision (auto: int8 if present)",
     )
     p.add_argument("--record", metavar="DIR", help="also record the raw streams to DIR (replayable)")
     p.add_argument(

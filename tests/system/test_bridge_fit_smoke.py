@@ -125,6 +125,26 @@ def test_a_second_fit_reuses_every_stage_and_keeps_their_times(run_dir):
     second = json.loads((run_dir / "report.json").read_text())
     assert {k: second["timings_s"][k] for k in stages} == {k: first["timings_s"][k] for k in stages}
     assert second["bridge"]["test"] == first["bridge"]["test"]  # nothing retrained
+    assert first["stages"] == {s: "ran" for s in stages} | {"probe": "skipped: [probe] enabled = false"}
+    assert second["stages"] == {s: "reused" for s in stages} | {"probe": "skipped: [probe] enabled = false"}
+
+
+@pytest.mark.slow
+def test_kd_disabled_skips_kd_and_the_report_says_so(run_dir, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    recipe = tmp_path / "no_kd.toml"
+    smoke = (ROOT / "recipes" / "smoke.toml").read_text()
+    assert "[kd]\n" in smoke and "enabled" not in smoke.split("[kd]")[1].split("[")[0]
+    recipe.write_text(smoke.replace("[kd]\n", "[kd]\nenabled = false\n"))
+    report = json.loads(_cli("fit", str(recipe), "--out", str(run), "--json").strip())
+    assert report["stages"]["kd"] == "skipped: [kd] enabled = false"
+    assert {s for s, what in report["stages"].items() if what == "ran"} == set()  # nothing else reran
+    assert "kd" not in report and "bridge_vs_kd" not in report
+    assert not (run / "kd_student.safetensors").exists()
+    assert not any(name.startswith("bridge_") and "kd" in name for name in report["targets"])
 
 
 def test_pretraining_used_the_recipes_targets_and_motion_bursts(run_dir):
@@ -192,9 +212,10 @@ def test_evaluate_bundle_matches_run_dir(run_dir, tmp_path):
     # output (scores of one class can differ by ~1e-7 between windows), so an AUROC is only
     # comparable where no two windows' scores are closer than that parity error.
     from bridge_edge.bridge.compose import load_composed
-    from bridge_edge.bridge.evaluate import _bundle_probs
+    from bridge_edge.checks.bundle_eval import bundle_probs as probs_of
+    from bridge_edge.export.bundle import load_bundle
 
-    bundle_probs, labels, windows, _ = _bundle_probs(bundle, str(run_dir / "data"), "test")
+    bundle_probs, labels, windows, _ = probs_of(load_bundle(bundle), str(run_dir / "data"), "test")
     run_probs = load_composed(run_dir)[0].predict_proba(windows.ppg)
     parity = float(np.abs(bundle_probs - run_probs).max())
     assert parity < 1e-4

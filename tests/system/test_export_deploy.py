@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from export_standin import minimal_bundle
 
 from bridge_edge.errors import BundleError, DeployError

@@ -15,8 +15,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from export_standin import standin_source
 
 from bridge_edge.errors import BundleVerificationError, ConfigError

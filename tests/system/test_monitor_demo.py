@@ -20,10 +20,8 @@ from pathlib import Path
 
 import monitor_chromium  # tests/system helper: Chromium over the DevTools protocol
 import pytest
-from monitor_chromium import WAVE_PIXELS, median_fps
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from ctrl_c import default_sigint
+from monitor_chromium import WAVE_PIXELS, median_fps
 
 if not monitor_chromium.chromium_available():
     pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)

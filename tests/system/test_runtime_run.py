@@ -15,7 +15,6 @@ pytest.importorskip("onnx", reason="the test bundle's model is written with the 
 
 import itertools
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from ctrl_c import default_sigint
 
 from bridge_edge.runtime.testing import make_tiny_bundle

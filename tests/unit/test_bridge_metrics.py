@@ -97,7 +97,7 @@ def test_subject_bootstrap_resamples_subjects_and_pairs_the_models():
     )
     assert out["subjects"] == 8 and out["resamples"] == 300
     lo, hi = out["models"]["noisy"]["positive_auroc"]
-    point = compute_metrics(probs, truth, HEAD).positive_auroc
+    point = compute_metrics(probs, truth, HEAD, "afib").positive_auroc
     assert lo < point < hi and 0 <= lo < hi <= 1
     assert out["models"]["perfect"]["macro_f1"] == [1.0, 1.0]
     assert out["differences"]["noisy - same"]["positive_auroc"] == [0.0, 0.0]  # paired: same resamples
@@ -114,7 +114,7 @@ def test_per_subject_scores_split_recall_and_the_rest_by_subject():
     truth = np.array([3, 3, 0, 0, 0, 0, -1])
     subjects = np.array(["a", "a", "a", "b", "b", "b", "b"])
     probs = np.eye(6)[[3, 0, 0, 0, 3, 0, 0]]  # a: one of two AF found; b: one sinus called AF
-    rows = per_subject_scores({"m": probs}, truth, subjects, HEAD)
+    rows = per_subject_scores({"m": probs}, truth, subjects, HEAD, "afib")
     assert rows[0] == {
         "subject": "a",
         "windows": 3,
@@ -142,3 +142,22 @@ def test_window_sets_pool_only_with_one_vocabulary():
     assert len(pooled) == 5 and pooled.ppg.shape == (5, 5)
     with pytest.raises(DataError, match="vocabular"):
         WindowSet.concat([windows(2, DATASET), windows(1, ("sinus", "afib"))])
+
+
+def test_numpy_metrics_agree_with_scikit_learn():
+    """compute_metrics is numpy-only (the device side scores bundles without scikit-learn)."""
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    truth = rng.choice([0, 3, 5, -1], size=200, p=[0.4, 0.3, 0.2, 0.1])
+    probs = rng.dirichlet(np.ones(6), size=200)
+    probs[truth == 3, 3] += 0.3  # some signal, some errors
+    m = compute_metrics(probs, truth, HEAD, "afib")
+    y, pred = truth[truth >= 0], probs[truth >= 0].argmax(axis=1)
+    present = np.unique(y)
+    assert m.kappa == pytest.approx(sk.cohen_kappa_score(y, pred))
+    assert m.macro_f1 == pytest.approx(sk.f1_score(y, pred, labels=present, average="macro", zero_division=0))
+    assert m.weighted_f1 == pytest.approx(
+        sk.f1_score(y, pred, labels=present, average="weighted", zero_division=0)
+    )
+    assert m.positive_auroc == pytest.approx(sk.roc_auc_score(y == 3, probs[truth >= 0][:, 3]))
+    assert m.confusion == sk.confusion_matrix(y, pred, labels=np.arange(6)).tolist()

@@ -79,7 +79,11 @@ def test_invalid_toml_is_a_config_error():
 
 
 def test_stage_keys_change_only_downstream_of_an_edited_section():
-    from bridge_edge.bridge.pipeline import _stage_keys
+    from bridge_edge.bridge.fit import STAGES
+    from bridge_edge.bridge.stages import DISABLED_KEY, plan
+
+    def _stage_keys(recipe):
+        return plan(recipe, STAGES).keys
 
     base = _stage_keys(parse_recipe("[bridge]\nlr = 0.001\n"))
     tuned = _stage_keys(parse_recipe("[bridge]\nlr = 0.01\n"))
@@ -89,7 +93,8 @@ def test_stage_keys_change_only_downstream_of_an_edited_section():
     base, tuned = _stage_keys(parse_recipe(trials + "0.001\n")), _stage_keys(parse_recipe(trials + "0.01\n"))
     assert {name for name in base if base[name] != tuned[name]} == {"select", "bridge", "position_check"}
     data = _stage_keys(parse_recipe("[data]\nsubjects = 5\n"))
-    assert all(data[name] != base[name] for name in base)  # everything depends on the data
+    # everything that runs depends on the data (probe and held_out are off: their key says so)
+    assert all(data[name] != base[name] for name in base if base[name] != DISABLED_KEY)
     # more test subjects redo only what reads the test split; the bootstrap count redoes nothing
     plain = _stage_keys(parse_recipe(""))
     extra = _stage_keys(parse_recipe("[held_out]\nextra_simulated_subjects = 3\n"))
@@ -100,12 +105,12 @@ def test_stage_keys_change_only_downstream_of_an_edited_section():
     assert {name for name in plain if plain[name] != probed[name]} == {
         "probe", "features", "select", "bridge", "kd", "position_check"
     }  # fmt: skip
-    off = _stage_keys(parse_recipe("[probe]\nepochs = 3\n"))  # still off: nothing downstream moves
-    assert {name for name in plain if plain[name] != off[name]} == {"probe"}
+    off = _stage_keys(parse_recipe("[probe]\nepochs = 3\n"))  # still off: nothing moves
+    assert off == plain
 
 
 def test_position_check_pairs_are_distinct_and_include_the_chosen_one():
-    from bridge_edge.bridge.pipeline import check_pairs
+    from bridge_edge.bridge.bridging import check_pairs
 
     assert check_pairs(9, 6, n_new=10, n_old=8, pinned=[]) == [(9, 6), (8, 6), (9, 5), (5, 4)]
     pairs = check_pairs(9, 7, n_new=10, n_old=8, pinned=[])  # the deepest pair still gets 3 others
@@ -122,7 +127,7 @@ def test_position_check_pairs_are_distinct_and_include_the_chosen_one():
 def test_extra_pretraining_subjects_are_simulated_past_the_dataset_and_need_simulated_data():
     import dataclasses
 
-    from bridge_edge.bridge.pipeline import extra_simulated_ppg
+    from bridge_edge.bridge.inputs import extra_simulated_ppg
     from bridge_edge.errors import ConfigError
 
     recipe = parse_recipe(

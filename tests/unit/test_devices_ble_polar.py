@@ -13,15 +13,12 @@ import json
 import os
 import signal
 import struct
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from ctrl_c import sigint_raises_keyboard_interrupt
 
 from bridge_edge.devices import ble, polar

@@ -286,3 +286,32 @@ def test_samples_off_the_grid_after_the_first_chunk_make_the_recording_inexact(t
     doc = json.loads((tmp_path / "rec" / "recording.json").read_text())
     assert doc["requantised"] == 600 and type(doc["requantised"]) is int
     assert doc["exact"] is False and meta.exact is False
+
+
+def test_every_event_kind_in_devices_and_runtime_is_listed_and_others_are_refused():
+    """EVENT_KINDS is the whole vocabulary of the event stream: every literal kind a source, the
+    clock model or the pipeline emits is in it, and SourceStats.event refuses any other."""
+    import ast
+    from pathlib import Path
+
+    import bridge_edge
+    from bridge_edge.devices.base import EVENT_KINDS, SourceStats
+
+    root = Path(bridge_edge.__file__).parent
+    emitted = set()
+    for path in [*(root / "devices").rglob("*.py"), *(root / "runtime").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "event" and node.args:
+                if isinstance(node.args[0], ast.Constant):
+                    emitted.add(node.args[0].value)
+            if isinstance(node, ast.Dict):
+                emitted |= {
+                    v.value
+                    for k, v in zip(node.keys, node.values)
+                    if isinstance(k, ast.Constant) and k.value == "kind" and isinstance(v, ast.Constant)
+                }
+    emitted -= {"chunk", "ble", "serial"}  # recording's chunk lines; device listing rows
+    assert {"gap", "nonfinite", "stale", "source_error", "disconnect"} <= emitted
+    assert emitted <= set(EVENT_KINDS)
+    with pytest.raises(ValueError, match="unknown source event kind"):
+        SourceStats().event("reboot")

@@ -2,14 +2,11 @@
 
 import json
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from export_standin import minimal_bundle
 
 from bridge_edge.errors import BundleError, BundleVerificationError

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_export_tensorrt import FakeTensorRT  # noqa: E402  (the scripted tensorrt module)
 
 from bridge_edge.export import deploy as deploy_mod
 from bridge_edge.export.bundle import load_bundle
@@ -24,9 +24,6 @@ from bridge_edge.export.tensorrt import (
     gpu_from,
     tensorrt_of_version,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_export_tensorrt import FakeTensorRT  # noqa: E402  (the scripted tensorrt module)
 
 ORIN = GpuInfo("Orin (nvgpu)", "8.7")
 

@@ -1,12 +1,7 @@
 """int8 export of a tiny run: calibration batches ORT can stack, and floors one window can meet."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from export_standin import minimal_bundle
 
 from bridge_edge.export.accuracy import floor_for_size

@@ -14,8 +14,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 from export_standin import minimal_bundle
 
 from bridge_edge.errors import EngineError, EngineUnavailableError

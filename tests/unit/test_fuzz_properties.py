@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
 
 from bridge_edge.devices import frame, pmd
 from bridge_edge.devices.base import SourceStats

@@ -13,30 +13,17 @@ from pathlib import Path
 
 from bridge_edge.errors import ConfigError, CudaBindingsMissingError, EngineError
 from bridge_edge.runtime.engines.base import Engine
+from bridge_edge.runtime.engines.names import ENGINE_CHOICES, PRECISION_CHOICES, resolve_precision
+
+__all__ = ["ENGINE_CHOICES", "PRECISION_CHOICES", "EngineChoice", "resolve_precision", "select_engine"]
 
 log = logging.getLogger(__name__)
-
-ENGINE_NAMES = ("auto", "trt", "ort", "torch")
-PRECISION_NAMES = ("auto", "fp32", "fp16", "int8")
 
 
 @dataclass
 class EngineChoice:
     engine: Engine
     fallbacks: list[str] = field(default_factory=list)  # why earlier candidates were skipped
-
-
-def resolve_precision(precision: str, available: list[str]) -> str:
-    if precision == "auto":
-        return "int8" if "int8" in available else "fp32"
-    if precision not in available:
-        raise ConfigError(
-            f"the bundle has no {precision} model; expected one of {', '.join(available)}",
-            key="precision",
-            value=precision,
-            expected=available,
-        )
-    return precision
 
 
 def select_engine(
@@ -48,12 +35,12 @@ def select_engine(
     run_dir: Path | None = None,
 ) -> EngineChoice:
     """Open the engine ``name`` (auto|trt|ort|torch) for ``bundle`` at ``precision``."""
-    if name not in ENGINE_NAMES:
+    if name not in ENGINE_CHOICES:
         raise ConfigError(
-            f"unknown engine {name!r}; expected one of {', '.join(ENGINE_NAMES)}",
+            f"unknown engine {name!r}; expected one of {', '.join(ENGINE_CHOICES)}",
             key="engine",
             value=name,
-            expected=list(ENGINE_NAMES),
+            expected=list(ENGINE_CHOICES),
         )
     prec = resolve_precision(precision, list(bundle.manifest.precisions))
     fallbacks: list[str] = []

@@ -1,0 +1,148 @@
+"""`bridge-edge fit`: the offline chain as rerunnable stages over one run directory.
+
+    data -> [probe: linear head for an old model without one] -> pretrain new model
+         (self-supervised, PPG only) -> features (one pass) -> select positions -> bridge
+         -> [KD baseline] -> [held-out test subjects] -> [position check] -> report
+
+``STAGES`` is the one stage table: ``fit`` and ``bench training`` run it. A stage whose key
+(bridge.stages: what it reads, and the keys of the stages before it) is unchanged since the
+last fit of this run directory is reused, so tuning the bridge does not redo data, pretraining
+and features, and adding test subjects redoes only what reads the test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from bridge_edge.bridge.bridging import (
+    kd_outputs,
+    position_check_outputs,
+    stage_bridge,
+    stage_features,
+    stage_kd,
+    stage_position_check,
+    stage_select,
+)
+from bridge_edge.bridge.inputs import (
+    held_out_outputs,
+    probe_outputs,
+    stage_data,
+    stage_held_out,
+    stage_pretrain,
+    stage_probe,
+)
+from bridge_edge.bridge.recipe import Recipe, load_recipe
+from bridge_edge.bridge.report import write_report
+from bridge_edge.bridge.rundir import RunDir
+from bridge_edge.bridge.stages import Run, Stage, plan
+from bridge_edge.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _select_reads(recipe: Recipe) -> tuple[str, ...]:
+    # trials train short bridges: then selection reads the [bridge] settings and the seed too
+    return ("selection", "bridge", "seed") if recipe.selection.trial_epochs > 0 else ("selection",)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("data", stage_data, reads=("data", "old_model", "new_model")),
+    Stage(
+        "probe",
+        stage_probe,
+        reads=("probe", "seed"),
+        after=("data",),
+        enabled=lambda r: r.probe.enabled,
+        disabled_by="[probe] enabled = false",
+        outputs=probe_outputs,
+    ),
+    Stage("pretrain", stage_pretrain, reads=("pretrain", "seed"), after=("data",)),
+    # the probe (when there is one) is the old head the features are read through
+    Stage("features", stage_features, reads=("bridge.batch_size",), after=("pretrain", "probe")),
+    Stage("select", stage_select, reads=_select_reads, after=("features",)),
+    Stage("bridge", stage_bridge, reads=("bridge", "seed", "positive_label"), after=("select",)),
+    Stage(
+        "kd",
+        stage_kd,
+        reads=("kd", "bridge.sensor_variants", "seed"),
+        after=("features",),
+        enabled=lambda r: r.kd.enabled,
+        disabled_by="[kd] enabled = false",
+        outputs=kd_outputs,
+    ),
+    Stage(
+        "held_out",
+        stage_held_out,
+        reads=("held_out.extra_simulated_subjects",),
+        after=("data",),
+        enabled=lambda r: r.held_out.extra_simulated_subjects > 0,
+        disabled_by="[held_out] extra_simulated_subjects = 0",
+        outputs=held_out_outputs,
+    ),
+    Stage(
+        "position_check",  # scored on the test split, so after held_out
+        stage_position_check,
+        reads=("position_check",),
+        after=("bridge", "held_out"),
+        enabled=lambda r: r.position_check.epochs > 0,
+        disabled_by="[position_check] epochs = 0",
+        outputs=position_check_outputs,
+    ),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def fit(
+    recipe: str | Path,
+    run_dir: str | Path,
+    *,
+    device: str = "cpu",
+    fresh: bool = False,
+    skip: Iterable[str] = (),
+) -> dict:
+    """The whole chain; returns the report (also written to RUN_DIR/report.json).
+
+    ``skip``: stage names not to run this time (their outputs are removed, the report says so);
+    ``fresh``: rerun every stage instead of reusing unchanged ones."""
+    skip = tuple(skip)
+    unknown = sorted(set(skip) - set(STAGE_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"unknown stage(s) {unknown} to skip; expected some of {list(STAGE_NAMES)}",
+            key="skip",
+            value=unknown,
+            expected=list(STAGE_NAMES),
+        )
+    rd = RunDir(run_dir)
+    rd.root.mkdir(parents=True, exist_ok=True)
+    loaded = load_recipe(recipe)
+    rd.recipe.write_text(Path(loaded.source_path).read_text())
+    run = Run(rd, dataclasses.replace(loaded, source_path=str(rd.recipe)), device)
+    p = plan(loaded, STAGES, skip)
+    done = {} if fresh else rd.load_json(rd.stages, {})
+    # A reused stage keeps the time it took when it ran, so the report's stage times stay whole.
+    ran_before = {} if fresh else rd.load_json(rd.timings, {})
+    status: dict[str, str] = {}
+    for stage in STAGES:
+        name, key = stage.name, p.keys[stage.name]
+        if not p.active[name]:
+            status[name] = "skipped: " + ("asked by the caller" if name in skip else stage.disabled_by)
+            rd.remove(stage.outputs(rd))
+            run.forget_models()
+        elif done.get(name) == key:
+            log.info("stage %s: unchanged since the last fit, reused", name)
+            status[name] = "reused"
+            if name in ran_before:
+                run.timings[name] = ran_before[name]
+        else:
+            with run.stage(name, p.allowed[name]):
+                stage.run(run)
+            status[name] = "ran"
+        done[name] = key
+        rd.save_json(rd.stages, done)
+        rd.save_json(rd.timings, run.timings)
+    with run.stage("evaluate"):
+        return write_report(run, stages=status)

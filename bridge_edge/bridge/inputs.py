@@ -1,0 +1,271 @@
+"""Fit stages up to the frozen models' inputs: data, held-out subjects, the probe, pretraining.
+
+    data      the dataset (simulated into RUN_DIR/data, or loaded), windowed per split, and the
+              unlabelled 2x-window PPG pretraining pool of the train split
+    held_out  extra simulated test subjects ([held_out]), windowed into the test split only
+    probe     a linear head for an old model without one ([probe] enabled)
+    pretrain  self-supervised pretraining of the new-modality encoder (PPG only, no labels)
+
+Each stage is ``fn(run)`` over a ``stages.Run``; the stage table is in ``bridge.fit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from bridge_edge.bridge.data import WindowSet, split_windows
+from bridge_edge.bridge.recipe import Recipe
+from bridge_edge.bridge.rundir import RunDir
+from bridge_edge.bridge.stages import Run
+from bridge_edge.errors import ConfigError
+from bridge_edge.models.checkpoints import save_module_state
+from bridge_edge.signals.types import SPLIT_NAMES
+
+log = logging.getLogger(__name__)
+
+
+def ppg_preprocess_spec(recipe: Recipe, new_fs: float):
+    """The PPG preprocessing the recipe's ``[data] preprocess`` version names, at the new model's rate."""
+    from bridge_edge.signals.preprocess import preprocess_spec
+
+    return preprocess_spec(recipe.data.preprocess, new_fs)
+
+
+def dataset_windows(
+    dataset, recipe: Recipe, old_fs: float, new_fs: float, splits=SPLIT_NAMES
+) -> dict[str, WindowSet]:
+    spec = ppg_preprocess_spec(recipe, new_fs)
+    d = recipe.data
+    return {
+        s: split_windows(
+            dataset,
+            s,
+            window_s=d.window_s,
+            hop_s=d.hop_s,
+            fs_ecg=old_fs,
+            ppg_spec=spec,
+            purity=d.label_purity,
+        )
+        for s in splits
+    }
+
+
+def stage_data(run: Run) -> None:
+    from bridge_edge.signals.datasets import load_dataset
+    from bridge_edge.signals.simulator import write_dataset
+
+    d = run.recipe.data
+    if d.source == "simulate":
+        data_dir = run.dir.data
+        if not (data_dir / "dataset.json").exists():
+            write_dataset(data_dir, d.subjects, d.minutes, d.seed, progress=True)
+        spec = str(data_dir)
+    else:
+        spec = d.path
+    dataset = load_dataset(spec)
+    old, new = run.models()
+    splits = dataset_windows(dataset, run.recipe, old.input_spec.fs, new.input_spec.fs)
+    run.dir.write_windows(splits, ppg_preprocess_spec(run.recipe, new.input_spec.fs).as_dict())
+    # Pretraining views are crops of longer unlabelled train-split PPG windows (2x the model window).
+    w = run.recipe.data.window_s
+    long = split_windows(
+        dataset,
+        "train",
+        window_s=2 * w,
+        hop_s=w,
+        fs_ecg=None,
+        ppg_spec=ppg_preprocess_spec(run.recipe, new.input_spec.fs),
+    )
+    np.save(run.dir.pretrain_ppg, long.ppg)
+
+
+def stage_held_out(run: Run) -> None:
+    """Extra test subjects ([held_out] extra_simulated_subjects), simulated and windowed.
+
+    They join the test split only: no stage before evaluation reads them, and their seeds come
+    from a stream of their own (simulator.HELD_OUT_STREAM), so no train, val, pair or
+    pretraining subject can coincide with one of them.
+    """
+    from bridge_edge.signals.datasets import load_dataset
+    from bridge_edge.signals.simulator import write_held_out_dataset
+
+    n, d = run.recipe.held_out.extra_simulated_subjects, run.recipe.data
+    run.dir.remove(held_out_outputs(run.dir))
+    write_held_out_dataset(run.dir.held_out_data, n, d.minutes, d.seed, progress=True)
+    old, new = run.models()
+    test = dataset_windows(
+        load_dataset(str(run.dir.held_out_data)), run.recipe, old.input_spec.fs, new.input_spec.fs, ("test",)
+    )
+    run.dir.save_windows("held_out", test["test"])
+
+
+def held_out_outputs(run_dir: RunDir) -> tuple[Path, ...]:
+    return (run_dir.held_out_data, run_dir.windows_file("held_out"))
+
+
+def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
+    """Pretraining windows (2 x window, hop = window) from ``[pretrain] simulated_subjects`` extra subjects.
+
+    Their seeds continue the dataset's subject seeds past its last subject, so none of them is in
+    any split. Only the PPG windows are kept: the window labels ``recording_windows`` derives are
+    dropped here, so nothing about rhythm reaches pretraining.
+    """
+    from bridge_edge.bridge.data import recording_windows
+    from bridge_edge.signals.simulator import simulate_subject, subject_seed
+
+    d, n = recipe.data, recipe.pretrain.simulated_subjects
+    if d.source != "simulate":
+        raise ConfigError(
+            f'[pretrain] simulated_subjects needs [data] source = "simulate"; got source = {d.source!r}',
+            key="pretrain.simulated_subjects",
+            value=n,
+        )
+    low, high = recipe.pretrain.time_stretch
+    windows = []
+    for i in range(n):
+        rec = simulate_subject(f"pre{i:04d}", d.minutes, subject_seed(d.seed, d.subjects + i))
+        # half of them played faster or slower: the same rhythm at another rate (targets follow)
+        speed = np.random.default_rng([d.seed, i, 9]).uniform(low, high) if i % 2 else 1.0
+        windows.append(
+            recording_windows(
+                dataclasses.replace(rec, fs_ppg=rec.fs_ppg * speed),
+                window_s=2 * d.window_s,
+                hop_s=d.window_s,
+                fs_ecg=None,
+                ppg_spec=ppg_preprocess_spec(recipe, fs),
+            ).ppg
+        )
+    return np.concatenate(windows)
+
+
+DEV_RECORDING_SPEEDS = (1.0, 0.8, 1.25)
+
+
+def dev_recording_ppg(recipe: Recipe, fs: float) -> np.ndarray:
+    """Pretraining windows (2 x window, hop 4 s) of the development real PPG recordings
+    (signals.dev_recordings; unlabelled), each also played x0.8 and x1.25."""
+    from bridge_edge.models.pretrain import unlabelled_ppg_windows
+    from bridge_edge.signals.dev_recordings import available_dev_recordings
+
+    recordings = available_dev_recordings()
+    if not recordings:
+        raise ConfigError(
+            "[pretrain] dev_recordings = true, but no development recording is installed; expected "
+            "the heartpy and biosignalsnotebooks data files (scripts/setup-tests.sh installs them)",
+            key="pretrain.dev_recordings",
+            value=True,
+        )
+    played = [dataclasses.replace(r, fs_ppg=r.fs_ppg * v) for r in recordings for v in DEV_RECORDING_SPEEDS]
+    return unlabelled_ppg_windows(
+        played, ppg_preprocess_spec(recipe, fs), window_s=2 * recipe.data.window_s, hop_s=4.0
+    )
+
+
+def stage_probe(run: Run) -> None:
+    """Linear probe on the frozen old model's pooled last block, from labelled old-modality
+    (train split) windows; epoch by the lowest validation loss (models.probe, docs/method.md)."""
+    from bridge_edge.models.probe import last_block_features, train_probe
+    from bridge_edge.models.registry import build_adapter
+
+    run.dir.remove(probe_outputs(run.dir))
+    run.forget_models()  # the old head changes with the probe
+    cfg = run.recipe.probe
+    train, val = run.windows("train"), run.windows("val")
+    labels = tuple(cfg.labels) or train.labels
+    unknown = sorted(set(labels) - set(train.labels))
+    if unknown:
+        raise ConfigError(
+            f"[probe] labels {unknown} are not dataset labels; expected some of {list(train.labels)}",
+            key="probe.labels",
+            value=list(cfg.labels),
+            expected=list(train.labels),
+        )
+    old = build_adapter(dict(run.recipe.old_model), device=run.device).freeze()
+    probe, result = train_probe(
+        last_block_features(old, train.ecg, cfg.batch_size),
+        train.head_truth(labels),  # dataset label -> probe class by name; others -1 (skipped)
+        last_block_features(old, val.ecg, cfg.batch_size),
+        val.head_truth(labels),
+        labels,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        batch_size=cfg.batch_size,
+        class_weighted=cfg.class_weighted,
+        seed=run.recipe.seed,
+    )
+    save_module_state(probe, run.dir.probe_weights)
+    run.dir.save_json(run.dir.probe_report, result.as_dict())
+    log.info(
+        "probe: epoch %d of %d, val accuracy %.3f",
+        result.best_epoch,
+        cfg.epochs,
+        result.val_accuracy[result.best_epoch - 1],
+    )
+
+
+def probe_outputs(run_dir: RunDir) -> tuple[Path, ...]:
+    return (run_dir.probe_weights, run_dir.probe_report)
+
+
+def stage_pretrain(run: Run) -> None:
+    """Self-supervised pretraining of the new-modality encoder on unlabelled train-split PPG."""
+    from bridge_edge.models.ppg_augment import AugmentSpec
+    from bridge_edge.models.pretrain import pretrain_ppg_encoder
+    from bridge_edge.models.registry import build_adapter
+
+    cfg = run.recipe.pretrain
+    new = build_adapter(
+        dict(run.recipe.new_model), device=run.device
+    )  # from scratch (or the recipe's checkpoint)
+    if cfg.enabled:
+        ppg = np.load(run.dir.pretrain_ppg)  # PPG only: no label exists here
+        if cfg.max_windows:
+            ppg = ppg[np.random.default_rng(run.recipe.seed).permutation(len(ppg))[: cfg.max_windows]]
+        n_split = len(ppg)
+        if cfg.simulated_subjects:
+            ppg = np.concatenate([ppg, extra_simulated_ppg(run.recipe, new.input_spec.fs)])
+        n_simulated = len(ppg) - n_split
+        if cfg.dev_recordings:
+            ppg = np.concatenate([ppg, dev_recording_ppg(run.recipe, new.input_spec.fs)])
+        views = ppg
+        if cfg.sensor_prob > 0:
+            views = seen_through_sensors(
+                ppg, ppg_preprocess_spec(run.recipe, new.input_spec.fs), cfg.sensor_prob, run.recipe.seed
+            )
+        history = pretrain_ppg_encoder(
+            views,
+            new,
+            epochs=cfg.epochs,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=run.recipe.seed,
+            contrastive_weight=cfg.contrastive_weight,
+            aux_weight=cfg.aux_weight,
+            aux_min_sqi=cfg.aux_min_sqi,
+            target_names=cfg.targets,
+            augment_spec=AugmentSpec(motion_prob=cfg.motion_prob),
+            target_windows=ppg,
+        )
+        history["n_train_split_windows"] = n_split
+        history["n_simulated_windows"] = n_simulated
+        history["n_dev_recording_windows"] = len(ppg) - n_split - n_simulated
+        history["sensor_prob"] = cfg.sensor_prob
+        run.dir.save_json(run.dir.pretrain_history, history)
+    save_module_state(new.module, run.dir.new_model_weights)
+    run.forget_models()  # later stages load the pretrained weights
+
+
+def seen_through_sensors(windows: np.ndarray, spec, share: float, seed: int) -> np.ndarray:
+    """``share`` of the windows (chosen by ``seed``) re-recorded by random sensors (signals.sensor)."""
+    from bridge_edge.signals.preprocess import normalise_windows
+    from bridge_edge.signals.sensor import resensor_windows
+
+    rng = np.random.default_rng([seed, 31])
+    chosen = rng.random(len(windows)) < share
+    out = windows.copy()
+    out[chosen] = normalise_windows(resensor_windows(windows[chosen], spec.fs_out, rng), spec)
+    return out
