@@ -169,6 +169,8 @@ def test_signal_targets_come_from_the_signal_and_see_irregularity():
     assert np.median(rmssd[afib[1:]]) > 2 * np.median(rmssd[~afib[1:]])
     acf = targets[1:-1, SIGNAL_TARGETS.index("autocorrelation_peak")]
     assert np.median(acf[afib[1:]]) < np.median(acf[~afib[1:]])
+    irregular = targets[1:-1, SIGNAL_TARGETS.index("rr_irregularity")]
+    assert np.nanmin(irregular[afib[1:]]) > np.nanmax(irregular[~afib[1:]])
     # a subset by name is the same columns, in the asked order
     subset = signal_targets(windows, spec.fs_out, ("spectral_entropy", "ibi_cv"))
     both = targets[:-1, [SIGNAL_TARGETS.index("spectral_entropy"), SIGNAL_TARGETS.index("ibi_cv")]]
