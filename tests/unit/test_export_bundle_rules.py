@@ -203,6 +203,6 @@ def test_inspect_shows_the_positive_label_auroc_named_as_such(bundle_dir, capsys
     assert main(["inspect", str(bundle_dir)]) == 0
     header, row = capsys.readouterr().out.splitlines()[-3:-1]
     assert "afib AUROC" in header and "macro AUROC" in header
-    cells = dict(zip(["precision", "size", "f1", "pos", "macro"], row.split()))
-    assert cells["pos"] == "0.7460" and cells["macro"] == "0.5000"
+    cells = dict(zip(["precision", "target", "size", "f1", "pos", "macro"], row.split()))
+    assert cells["pos"] == "0.7460" and cells["macro"] == "0.5000" and cells["target"] == "any"
     assert header.index("afib AUROC") < header.index("macro AUROC")
