@@ -37,6 +37,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the manifest as one JSON object")
     p.set_defaults(handler=_export)
 
+    p = subparsers.add_parser(
+        "requantize",
+        help="add the ort-cpu int8 file (and, with --run-dir, the torch reference) to an existing bundle",
+    )
+    p.add_argument("bundle", help="bundle directory, .tar, or 'default'")
+    p.add_argument("--out", default=None, help="write here instead of replacing the bundle in place")
+    p.add_argument(
+        "--run-dir",
+        default=None,
+        help="the bundle's training run: accuracy on its held-out windows, and the torch reference "
+        "(default: accuracy on the bundle's golden windows, no torch reference)",
+    )
+    p.add_argument("--calibration", default=None, help="calibration recipe TOML (floor and op exclusions)")
+    p.add_argument("--version", dest="bundle_version", default=None, help="new bundle version (default: keep)")
+    p.add_argument("--json", action="store_true", help="print the manifest as one JSON object")
+    p.set_defaults(handler=_requantize)
+
     p = subparsers.add_parser("inspect", help="manifest, I/O, hashes and metrics of a bundle; verifies it")
     p.add_argument("bundle", help="bundle directory, .tar, or 'default'")
     p.add_argument("--json", action="store_true", help="one JSON object: manifest + path, verified, problems")
@@ -149,6 +166,29 @@ def _metrics_table(manifest) -> str:
             f"{pos:>{max(len(head), 10)}} {macro:>11} {m.agreement_with_fp32:>7.4f} {cos:>10}  {file}"
         )
     return "\n".join(rows)
+
+
+def _requantize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bridge_edge.export.calibration import load_recipe
+    from bridge_edge.export.requantize import requantize_bundle
+
+    with contextlib.redirect_stdout(sys.stderr):
+        manifest = requantize_bundle(
+            args.bundle,
+            Path(args.out) if args.out else None,
+            load_recipe(args.calibration),
+            run_dir=Path(args.run_dir) if args.run_dir else None,
+            version=args.bundle_version,
+        )
+    out = args.out or args.bundle
+    if args.json:
+        _print_json(manifest.to_dict() | {"path": str(out)})
+    else:
+        print(f"wrote {out}: {manifest.name} {manifest.version}")
+        print(_metrics_table(manifest))
+    return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:

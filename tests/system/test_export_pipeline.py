@@ -246,3 +246,23 @@ def test_int8_targets_tensorrt_only_makes_no_second_file(tmp_path):
     assert manifest.variants == [] and not (out / "model.int8.ort-cpu.onnx").exists()
     assert manifest.targets["model.int8.onnx"] == "tensorrt"
     assert manifest.torch is None  # a stand-in module has no composition to rebuild it from
+
+
+def test_requantize_adds_the_ort_cpu_file_to_an_existing_bundle(tmp_path):
+    from bridge_edge.export.bundle import sha256_file
+    from bridge_edge.export.requantize import requantize_bundle
+
+    old = tmp_path / "old"
+    recipe = CalibrationRecipe(windows=WindowSelection(count=48))
+    export_bundle(standin_source(), old, ("fp32", "int8"), recipe, version="0.0.3", int8_targets=("tensorrt",))
+    before = {n: sha256_file(old / n) for n in ("model.fp32.onnx", "model.int8.onnx", "calibration.npz")}
+    new = tmp_path / "new"
+    manifest = requantize_bundle(old, new, recipe, version="0.0.3-ort")
+    b = load_bundle(new, selftest="all")
+    assert b.verified and b.version == "0.0.3-ort"
+    assert {n: sha256_file(new / n) for n in before} == before  # what was there is untouched
+    (variant,) = manifest.variants
+    assert variant.file == "model.int8.ort-cpu.onnx" and (new / variant.file).is_file()
+    # without --run-dir the accuracy is measured on the golden windows, and says so by its size
+    assert variant.metrics.n_windows == len(b.golden().input) and variant.metrics.agreement_with_fp32 >= 0.95
+    assert manifest.targets["model.int8.onnx"] == "tensorrt" and manifest.targets[variant.file] == "ort-cpu"
