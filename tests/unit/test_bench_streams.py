@@ -81,7 +81,7 @@ def test_streams_rows_trials_answer_and_unmeasured(fake_runtime, tmp_path):
     (best,) = [r for r in report.rows if r["kind"] == "max" and r["status"] == "ok"]
     assert best["max_realtime_streams"] == 6 and best["e2e_p99_ms"] == 88.0 and best["lag_p99_ms"] == 95.0
     assert fake_runtime["latency"] == (6, 1.0)  # percentiles at the answer, in real time
-    assert fake_runtime["max"] == ("ort", "int8", 20.0, 2, 128)
+    assert fake_runtime["max"] == ("ort", "int8", 20.0, 2, 512)
     assert best["capped"] is False
     (trt,) = [r for r in report.rows if r["engine"] == "trt"]
     assert trt["status"] == "unmeasured" and trt["reason"] == "not installed"
