@@ -233,6 +233,13 @@ def render(results_dir: Path, link_prefix: str = "benchmarks/results") -> str:
         parts += SECTIONS[bench](report) + [""]
         if path.with_suffix(".png").exists():
             figures.append(f"[{bench}]({link_prefix}/{bench}.png)")
+        if bench == "latency" and (Path(results_dir) / "roofline.png").exists():
+            figures.append(f"[roofline]({link_prefix}/roofline.png)")
+        # the same bench at another setting, run with --out RESULTS/<name> (e.g. threads2/):
+        # rendered after the main one; quick/ is CI output and never part of the table
+        for extra in sorted(Path(results_dir).glob(f"*/{bench}.json")):
+            if extra.parent.name != "quick":
+                parts += SECTIONS[bench](load_report(extra)) + [""]
     if not parts:
         return f"_No bench results under {link_prefix} yet: run `bridge-edge bench latency`._\n"
     if figures:
