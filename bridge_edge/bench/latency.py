@@ -234,7 +234,9 @@ def key_ratio(rows: list[dict], threads: int | None = None) -> dict:
     out: dict = {
         "numerator": "ort int8 batch 1",
         "denominator": "torch fp32 eager batch 1",
-        "target_max": KEY_RATIO_TARGET if threads is None else KEY_RATIO_TARGET_BY_THREADS.get(threads, KEY_RATIO_TARGET),
+        "target_max": KEY_RATIO_TARGET
+        if threads is None
+        else KEY_RATIO_TARGET_BY_THREADS.get(threads, KEY_RATIO_TARGET),
     }
     for stage in ("infer", "end_to_end"):
         num, den = p50("ort", "int8", stage), p50("torch", "fp32", stage)

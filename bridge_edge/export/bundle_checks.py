@@ -101,7 +101,9 @@ def _target_problems(m: Manifest) -> list[str]:
         if v.file != onnx_file_name(v.precision, v.target):
             problems.append(f"{where}: file {v.file!r}; expected {onnx_file_name(v.precision, v.target)!r}")
         elif v.file not in m.files:
-            problems.append(f"{v.file}: variant {v.precision}/{v.target} is declared but the file is not listed")
+            problems.append(
+                f"{v.file}: variant {v.precision}/{v.target} is declared but the file is not listed"
+            )
         if v.key in seen:
             problems.append(f"{where}: declared twice")
         seen.add(v.key)

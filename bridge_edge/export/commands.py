@@ -50,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: accuracy on the bundle's golden windows, no torch reference)",
     )
     p.add_argument("--calibration", default=None, help="calibration recipe TOML (floor and op exclusions)")
-    p.add_argument("--version", dest="bundle_version", default=None, help="new bundle version (default: keep)")
+    p.add_argument(
+        "--version", dest="bundle_version", default=None, help="new bundle version (default: keep)"
+    )
     p.add_argument("--json", action="store_true", help="print the manifest as one JSON object")
     p.set_defaults(handler=_requantize)
 
@@ -96,7 +98,6 @@ def _export(args: argparse.Namespace) -> int:
     from bridge_edge.export.calibration import load_recipe
     from bridge_edge.export.pipeline import parse_precisions
     from bridge_edge.export.source import source_from_run_dir
-
     from bridge_edge.export.targets import parse_int8_targets
 
     precisions = parse_precisions(args.precision)

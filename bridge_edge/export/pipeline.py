@@ -171,7 +171,8 @@ def export_bundle(
             golden={
                 "n_windows": len(golden.y),
                 "labels_present": sorted({source.output.labels[i] for i in golden.y}),
-                "atol": {p: GOLDEN_ATOL[p] for p in precisions} | {v.key: GOLDEN_ATOL[v.precision] for v in variants},
+                "atol": {p: GOLDEN_ATOL[p] for p in precisions}
+                | {v.key: GOLDEN_ATOL[v.precision] for v in variants},
                 "held_out_windows": len(held_out.y),
                 "held_out_unlabelled_excluded": n_unlabelled,
             },
@@ -334,7 +335,12 @@ def _ort_cpu_variant(
         if section.attempts and "unfused" in section.attempts[-1]["attempt"]:
             fusions = {}
         variant = VariantSection(
-            precision="int8", target="ort-cpu", file=path.name, metrics=metrics, quantization=section, fusions=fusions
+            precision="int8",
+            target="ort-cpu",
+            file=path.name,
+            metrics=metrics,
+            quantization=section,
+            fusions=fusions,
         )
         return variant, outputs
     finally:

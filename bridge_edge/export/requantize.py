@@ -93,7 +93,9 @@ def requantize_bundle(
         m.variants = [variant]
         m.targets = {onnx_file_name(p): m.target_of(onnx_file_name(p)) for p in m.precisions}
         m.targets[variant.file] = variant.target
-        m.golden = dict(m.golden) | {"atol": dict(m.golden["atol"]) | {variant.key: GOLDEN_ATOL[variant.precision]}}
+        m.golden = dict(m.golden) | {
+            "atol": dict(m.golden["atol"]) | {variant.key: GOLDEN_ATOL[variant.precision]}
+        }
         with np.load(work / GOLDEN_NAME, allow_pickle=False) as z:
             arrays = dict(z)
         arrays[f"output_{variant.key}"] = ort_outputs(work / variant.file, golden.input)["probs"]

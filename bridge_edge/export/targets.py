@@ -109,7 +109,9 @@ def ort_cpu_attempts(recipe_settings: QuantSettings, fp32_path: Path, fused_path
     return attempts
 
 
-def int8_within_floor(attempts, int8_path: Path, calib, held_out, fp32: dict, fp32_metrics, floor, recipe_source, metrics_of):
+def int8_within_floor(
+    attempts, int8_path: Path, calib, held_out, fp32: dict, fp32_metrics, floor, recipe_source, metrics_of
+):
     """Quantize with each (label, settings, source) in turn; the first that meets ``floor``
     against fp32 on the held-out windows is kept at ``int8_path``.
 

@@ -52,7 +52,9 @@ def write_torch_reference(module, spec: dict, bundle_dir: Path, golden_x: np.nda
     )
 
 
-def load_torch_reference(bundle_dir: Path, spec_name: str = TORCH_SPEC_NAME, weights_name: str = TORCH_WEIGHTS_NAME):
+def load_torch_reference(
+    bundle_dir: Path, spec_name: str = TORCH_SPEC_NAME, weights_name: str = TORCH_WEIGHTS_NAME
+):
     """The composed fp32 module (eval, frozen) rebuilt from a bundle's torch files."""
     from torch import nn
 

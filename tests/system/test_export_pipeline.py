@@ -207,7 +207,11 @@ def test_int8_has_a_tensorrt_file_and_an_ort_cpu_file_named_in_the_manifest(expo
         inits[n.input[2]] for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits
     ]
     assert act_zero_points and all(z.dtype == np.uint8 for z in act_zero_points)
-    assert any(inits[n.input[1]].size > 1 for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits)
+    assert any(
+        inits[n.input[1]].size > 1
+        for n in q.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits
+    )
     assert variant.quantization.activation_type == "QUInt8" and variant.quantization.per_channel
     assert variant.fusions, "ORT's transformer fusions matched nothing in the stand-in's LayerNorm/attention"
     # what ORT runs: every convolution of the ort-cpu file is an int8 kernel; none is float
@@ -254,7 +258,9 @@ def test_requantize_adds_the_ort_cpu_file_to_an_existing_bundle(tmp_path):
 
     old = tmp_path / "old"
     recipe = CalibrationRecipe(windows=WindowSelection(count=48))
-    export_bundle(standin_source(), old, ("fp32", "int8"), recipe, version="0.0.3", int8_targets=("tensorrt",))
+    export_bundle(
+        standin_source(), old, ("fp32", "int8"), recipe, version="0.0.3", int8_targets=("tensorrt",)
+    )
     before = {n: sha256_file(old / n) for n in ("model.fp32.onnx", "model.int8.onnx", "calibration.npz")}
     new = tmp_path / "new"
     manifest = requantize_bundle(old, new, recipe, version="0.0.3-ort")

@@ -250,7 +250,17 @@ def test_a_per_target_variant_is_verified_and_self_tested(bundle_dir):
         (lambda raw: raw["variants"][0].update(precision="int8"), "precision 'int8' is not one of"),
         (lambda raw: raw["golden"]["atol"].pop("fp32-ort-cpu"), "golden.atol['fp32-ort-cpu']"),
         (lambda raw: raw["targets"].update({"model.gone.onnx": "any"}), "targets['model.gone.onnx']"),
-        (lambda raw: raw.update(torch={"weights": "torch/w.safetensors", "spec": "torch/s.json", "tensors": 1, "parity_max_abs_diff": 0.0}), "torch/w.safetensors: the torch reference"),
+        (
+            lambda raw: raw.update(
+                torch={
+                    "weights": "torch/w.safetensors",
+                    "spec": "torch/s.json",
+                    "tensors": 1,
+                    "parity_max_abs_diff": 0.0,
+                }
+            ),
+            "torch/w.safetensors: the torch reference",
+        ),
     ],
 )
 def test_variant_and_target_rules(bundle_dir, change, expected):

@@ -39,7 +39,9 @@ class TorchEngine(Engine):
 
         t = bundle.manifest.torch
         model = load_torch_reference(bundle.path, t.spec, t.weights)
-        return cls(None, threads, model=model, source=f"rebuilt from {bundle.name} {bundle.version}'s {t.weights}")
+        return cls(
+            None, threads, model=model, source=f"rebuilt from {bundle.name} {bundle.version}'s {t.weights}"
+        )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._model.predict_proba(np.asarray(batch, np.float32))
