@@ -1,7 +1,9 @@
 """The torch fp32 reference inside a bundle: the composed module's weights + its composition.
 
-A bundle carries ``torch/composed.safetensors`` (the composed module's whole state dict,
-float32) and ``torch/composed.json`` (``bridge.compose.ComposedSpec``), so torch eager can
+A bundle carries ``torch/composed.safetensors`` (the composed module's state dict, float32,
+less the tensors of submodules the forward pass never calls — the old model's lower blocks and
+heads it does not use, the new model's upper blocks) and ``torch/composed.json``
+(``{"composed": bridge.compose.ComposedSpec, "omitted_keys": [...]}``), so torch eager can
 rebuild the exact fp32 model from the bundle alone — what ``bench latency`` divides every
 engine by, with no training run on the machine (docs/bundles.md, "torch reference"). Rebuilding
 needs the ``train`` extra (torch, and openecg for the old model's architecture); the device
@@ -30,16 +32,23 @@ def write_torch_reference(module, spec: dict, bundle_dir: Path, golden_x: np.nda
 
     weights, spec_path = Path(bundle_dir) / TORCH_WEIGHTS_NAME, Path(bundle_dir) / TORCH_SPEC_NAME
     weights.parent.mkdir(parents=True, exist_ok=True)
-    state = {
+    full = {
         k: (v.detach().to(torch.float32) if v.is_floating_point() else v.detach()).contiguous().clone()
         for k, v in module.state_dict().items()
     }
-    save_file(state, str(weights), metadata={"format": "pt"})
-    spec_path.write_text(json.dumps(spec, indent=2) + "\n")
-    rebuilt = load_torch_reference(bundle_dir, TORCH_SPEC_NAME, TORCH_WEIGHTS_NAME)
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(golden_x, np.float32))
-        diff = float((rebuilt(x) - module(x)).abs().max()) if len(x) else 0.0
+    x = torch.from_numpy(np.ascontiguousarray(golden_x, np.float32))
+    called = _called_modules(module, x[:1])
+    # the tensors of modules the forward pass calls; if that rebuild misses parity (a weight read
+    # by another module than its owner), the whole state dict is written instead
+    for state in ({k: v for k, v in full.items() if k.rpartition(".")[0] in called}, full):
+        omitted = sorted(set(full) - set(state))
+        save_file(state, str(weights), metadata={"format": "pt"})
+        spec_path.write_text(json.dumps({"composed": spec, "omitted_keys": omitted}, indent=2) + "\n")
+        rebuilt = load_torch_reference(bundle_dir, TORCH_SPEC_NAME, TORCH_WEIGHTS_NAME)
+        with torch.inference_mode():
+            diff = float((rebuilt(x) - module(x)).abs().max()) if len(x) else 0.0
+        if diff <= PARITY_TOLERANCE:
+            break
     if not diff <= PARITY_TOLERANCE:
         raise ModelError(
             f"the torch reference rebuilt from {TORCH_WEIGHTS_NAME} differs from the exported module by "
@@ -50,6 +59,22 @@ def write_torch_reference(module, spec: dict, bundle_dir: Path, golden_x: np.nda
     return TorchSection(
         weights=TORCH_WEIGHTS_NAME, spec=TORCH_SPEC_NAME, tensors=len(state), parity_max_abs_diff=diff
     )
+
+
+def _called_modules(module, x) -> set[str]:
+    """Names of the submodules a forward pass on ``x`` calls ("" is the module itself)."""
+    import torch
+
+    names = {m: n for n, m in module.named_modules()}
+    called: set[str] = set()
+    hooks = [m.register_forward_pre_hook(lambda m, _args: called.add(names[m])) for m in names]
+    try:
+        with torch.inference_mode():
+            module(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return called
 
 
 def load_torch_reference(
@@ -66,8 +91,10 @@ def load_torch_reference(
 
     bundle_dir = Path(bundle_dir)
     try:
-        spec = ComposedSpec(**json.loads((bundle_dir / spec_name).read_text()))
-    except (OSError, ValueError, TypeError) as err:
+        raw = json.loads((bundle_dir / spec_name).read_text())
+        spec = ComposedSpec(**raw["composed"])
+        omitted = set(raw.get("omitted_keys", []))
+    except (OSError, ValueError, TypeError, KeyError) as err:
         raise BundleError(
             f"{bundle_dir / spec_name}: cannot read the torch composition ({type(err).__name__}: {err}); "
             "expected bridge.compose.ComposedSpec as JSON",
@@ -89,5 +116,12 @@ def load_torch_reference(
     b = spec.bridge
     bridge = PrototypeBridge(b["d_in"], b["d_out"], b["n_tokens"], b["rank"], b["prototypes"])
     model = compose(new.freeze(), old.freeze(), bridge, spec.k_in, spec.k_out)
-    load_state_strict(model, state, str(bundle_dir / weights_name))
+    own = model.state_dict()
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    if missing != omitted or unexpected:
+        # strict on everything the file should hold: the readable key diff names what is off
+        load_state_strict(
+            model, state | {k: own[k] for k in omitted & set(own)}, str(bundle_dir / weights_name)
+        )
+    model.load_state_dict(state, strict=False)  # the omitted tensors are never used by forward
     return model.eval().requires_grad_(False)
