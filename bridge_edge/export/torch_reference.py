@@ -92,7 +92,7 @@ def load_torch_reference(
     bundle_dir = Path(bundle_dir)
     try:
         raw = json.loads((bundle_dir / spec_name).read_text())
-        spec = ComposedSpec(**raw["composed"])
+        spec = ComposedSpec(**raw.get("composed", raw))  # early files held the spec alone
         omitted = set(raw.get("omitted_keys", []))
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise BundleError(
