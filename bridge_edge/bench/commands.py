@@ -72,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--run-dir",
             type=Path,
             default=None,
-            help=f"training run with the composed torch module (default {DEFAULT_RUN_DIR} if present)",
+            help="training run with the composed torch module (default: the bundle's own torch "
+            f"weights; {DEFAULT_RUN_DIR} if present for a bundle without them)",
         )
 
     p = which.add_parser("latency", help="per-stage latency percentiles per engine x precision x batch")
@@ -122,9 +123,7 @@ def _out_dir(args) -> Path:
     return args.out / "quick" if args.quick else args.out
 
 
-def _run_dir(args) -> Path | None:
-    if args.run_dir is not None:
-        return args.run_dir
+def _fallback_run_dir() -> Path | None:
     return DEFAULT_RUN_DIR if DEFAULT_RUN_DIR.exists() else None
 
 
@@ -151,7 +150,7 @@ def run_latency(args) -> int:
     from bridge_edge.bench.results import BenchReport
     from bridge_edge.bench.subject import load_subject
 
-    subject = load_subject(args.bundle, _run_dir(args))
+    subject = load_subject(args.bundle, args.run_dir, _fallback_run_dir())
     if args.quick:
         cfg = latency.LatencyConfig(
             engines=("torch", "ort"),
@@ -175,7 +174,13 @@ def run_latency(args) -> int:
     report = BenchReport("latency", machine.collect())
     raw = latency.run(subject, cfg, report)
     title = f"{subject.label}: {report.machine['cpu_model']}, {cfg.threads} threads"
-    return _finish(report, args, lambda out: plots.latency_distributions(raw, out / "latency.png", title))
+
+    def figures(out):
+        first = plots.latency_distributions(raw, out / "latency.png", title)
+        plots.roofline(report.rows, report.summary, out / "roofline.png", title)
+        return first
+
+    return _finish(report, args, figures)
 
 
 def run_streams(args) -> int:
@@ -183,7 +188,7 @@ def run_streams(args) -> int:
     from bridge_edge.bench.results import BenchReport
     from bridge_edge.bench.subject import load_subject
 
-    subject = load_subject(args.bundle, _run_dir(args))
+    subject = load_subject(args.bundle, args.run_dir, _fallback_run_dir())
     cfg = streams.StreamsConfig.quick(args) if args.quick else streams.StreamsConfig.full(args)
     report = BenchReport("streams", machine.collect())
     streams.run(subject, cfg, report)

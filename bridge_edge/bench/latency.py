@@ -10,7 +10,8 @@ One call = one hop of B simulated streams, the same work ``bridge-edge run`` doe
 - end_to_end: the three together, timed as one.
 
 The model's FLOPs (counted from the fp32 ONNX graph) turn each infer p50 into achieved GFLOP/s,
-shown next to this machine's sgemm throughput measured in the same run (``roofline``). The key
+shown next to the limit of the row's own precision measured in the same run (``limits``: fp32
+sgemm and ORT float kernels, int8 ORT QLinearConv/MatMulInteger, at the model's shapes). The key
 ratio — ORT int8 vs torch fp32 eager at batch 1 — is the quotient of two p50s of this run.
 """
 
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm import tqdm
 
-from bridge_edge.bench import roofline
+from bridge_edge.bench import limits, roofline
 from bridge_edge.bench.flops import count_flops
 from bridge_edge.bench.results import STATUS_OK, STATUS_UNMEASURED, BenchReport, LatencySummary, Unmeasured
 from bridge_edge.bench.subject import Subject, open_engine
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 STAGES = ("preprocess", "infer", "postprocess", "end_to_end")
 KEY_RATIO_TARGET = 0.5  # ORT int8 at most half of torch fp32 eager, batch 1 (export issue floor)
+# issue #19's targets for the same ratio, by thread count (1 thread: 0.40x; 2 or more: 0.50x)
+KEY_RATIO_TARGET_BY_THREADS = {1: 0.40}
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class LatencyRow:
     mean_ms: float | None
     throughput_windows_s: float | None  # batch / mean time of this stage
     achieved_gflops: float | None  # model FLOPs per call / p50 (infer and end_to_end only)
-    pct_of_matmul_limit: float | None
+    pct_of_limit: float | None  # of ``limit_gflops``; None where it would exceed 100 %
+    limit_gflops: float | None = None  # this precision's limit, measured in this run (limits.py)
     status: str = STATUS_OK
     reason: str | None = None
     device: str = "cpu"
@@ -154,15 +158,13 @@ def _row(
     stage: str,
     samples: np.ndarray,
     gflop_per_call: float,
-    limit_gflops: float,
     cfg: LatencyConfig,
     description: str,
 ) -> LatencyRow:
     s = LatencySummary.of_seconds(samples)
-    achieved = pct = None
+    achieved = None
     if stage in ("infer", "end_to_end") and gflop_per_call > 0 and s.p50_ms:
         achieved = round(gflop_per_call / (s.p50_ms / 1e3), 3)
-        pct = pct_of_limit(achieved, limit_gflops)
     return LatencyRow(
         engine=engine,
         precision=precision,
@@ -177,15 +179,16 @@ def _row(
         mean_ms=s.mean_ms,
         throughput_windows_s=round(batch / (s.mean_ms / 1e3), 2) if s.mean_ms else None,
         achieved_gflops=achieved,
-        pct_of_matmul_limit=pct,
+        pct_of_limit=None,  # filled in by run() once every limit of the run is measured
         device=cfg.device,
         engine_description=description,
     )
 
 
 def pct_of_limit(achieved_gflops: float | None, limit_gflops: float | None) -> float | None:
-    """Achieved / sgemm limit in %; None (not shown) where it would exceed 100 %: the limit was
-    measured while the machine had less to give than when the model ran, so it is no limit."""
+    """Achieved / the precision's limit in %; None (not shown) where it would exceed 100 %: the
+    limit was measured while the machine had less to give than when the model ran, so it is no
+    limit."""
     if not achieved_gflops or not limit_gflops:
         return None
     pct = round(100 * achieved_gflops / limit_gflops, 2)
@@ -207,14 +210,14 @@ def _unmeasured_row(engine: str, precision: str, batch: int, reason: str, device
         mean_ms=None,
         throughput_windows_s=None,
         achieved_gflops=None,
-        pct_of_matmul_limit=None,
+        pct_of_limit=None,
         status=STATUS_UNMEASURED,
         reason=reason,
         device=device,
     )
 
 
-def key_ratio(rows: list[dict]) -> dict:
+def key_ratio(rows: list[dict], threads: int | None = None) -> dict:
     """ORT int8 / torch fp32 eager at batch 1, from the infer and end-to-end p50s of this run."""
 
     def p50(engine: str, precision: str, stage: str) -> float | None:
@@ -232,13 +235,21 @@ def key_ratio(rows: list[dict]) -> dict:
     out: dict = {
         "numerator": "ort int8 batch 1",
         "denominator": "torch fp32 eager batch 1",
-        "target_max": KEY_RATIO_TARGET,
+        "target_max": KEY_RATIO_TARGET
+        if threads is None
+        else KEY_RATIO_TARGET_BY_THREADS.get(threads, KEY_RATIO_TARGET),
     }
     for stage in ("infer", "end_to_end"):
         num, den = p50("ort", "int8", stage), p50("torch", "fp32", stage)
         out[f"{stage}_p50_ratio"] = round(num / den, 4) if num and den else None
     ratio = out["infer_p50_ratio"]
-    out["meets_target"] = None if ratio is None else bool(ratio <= KEY_RATIO_TARGET)
+    out["meets_target"] = None if ratio is None else bool(ratio <= out["target_max"])
+    described = [
+        r.get("engine_description")
+        for r in rows
+        if (r["engine"], r["precision"], r["batch"], r["status"]) == ("ort", "int8", 1, STATUS_OK)
+    ]
+    out["int8_engine"] = next((d for d in described if d), None)  # names the ONNX file ORT ran
     if ratio is None:
         out["reason"] = "ort int8 or torch fp32 batch 1 was not measured in this run (see rows)"
     return out
@@ -246,11 +257,11 @@ def key_ratio(rows: list[dict]) -> dict:
 
 def run(subject: Subject, cfg: LatencyConfig, report: BenchReport) -> dict[tuple, dict[str, np.ndarray]]:
     """Fill ``report`` with rows and summary; returns raw per-call seconds for the plots."""
-    # The sgemm limit is measured before and again after every configuration (interleaved with
-    # the model, so a neighbour's load hits both alike), and the best of all of it is the limit.
-    peaks = roofline.measure(cfg.threads, seconds=cfg.matmul_seconds)
-    limit = roofline.limit_gflops(peaks)
+    # The limits (sgemm, and ORT's float and int8 kernels at the model's shapes) are measured
+    # before and again after every configuration (interleaved with the model, so a neighbour's
+    # load hits both alike), and the best of all of it is each precision's limit.
     fp32_path = subject.onnx_paths.get("fp32")
+    peaks, kernels = _measure_limits(cfg, fp32_path, 1.0)
     flops = count_flops(fp32_path, batch=1) if fp32_path else None
     gflop_per_window = flops.per_window / 1e9 if flops else 0.0
     raw: dict[tuple, dict[str, np.ndarray]] = {}
@@ -275,22 +286,24 @@ def run(subject: Subject, cfg: LatencyConfig, report: BenchReport) -> dict[tuple
                             stage,
                             samples[stage],
                             gflop_per_window * batch,
-                            limit,
                             cfg,
                             engine.description,
                         )
                     )
         finally:
             engine.close()
-        peaks += roofline.measure(cfg.threads, seconds=cfg.matmul_seconds / 2)
-    limit = roofline.limit_gflops(peaks)
+        more_peaks, more_kernels = _measure_limits(cfg, fp32_path, 0.5)
+        peaks, kernels = peaks + more_peaks, kernels + more_kernels
+    sgemm = roofline.limit_gflops(peaks)
+    by_precision = limits.limits_by_precision(sgemm, kernels)
     over = 0
     for row in report.rows:
+        row["limit_gflops"] = by_precision.get(row["precision"]) if row.get("achieved_gflops") else None
         if row.get("achieved_gflops"):
-            row["pct_of_matmul_limit"] = pct_of_limit(row["achieved_gflops"], limit)
-            over += row["pct_of_matmul_limit"] is None
+            row["pct_of_limit"] = pct_of_limit(row["achieved_gflops"], row["limit_gflops"])
+            over += row["pct_of_limit"] is None
     if over:
-        log.warning("%d rows ran faster than this run's best sgemm; their %% of sgemm is not shown", over)
+        log.warning("%d rows ran faster than this run's best limit of their precision; not shown", over)
     report.summary.update(
         subject=subject.label,
         notes=subject.notes,
@@ -301,7 +314,35 @@ def run(subject: Subject, cfg: LatencyConfig, report: BenchReport) -> dict[tuple
             "uncounted_ops": flops.uncounted if flops else [],
             "counted": "Conv/ConvTranspose/MatMul/Gemm (+ quantized forms), 2 FLOPs per MAC",
         },
-        matmul_limit={"gflops": limit, "peaks": [asdict(p) for p in peaks], "rows_over_limit": over},
-        key_ratio=key_ratio(report.rows),
+        limits={
+            "by_precision": by_precision,
+            "sgemm_gflops": sgemm,
+            "sgemm_peaks": [asdict(p) for p in peaks],
+            "kernels": _best_kernels(kernels),
+            "rows_over_limit": over,
+            "fp16": "held to the fp32 limit (ORT's CPU provider has no x86 fp16 Conv/GEMM kernels)",
+        },
+        key_ratio=key_ratio(report.rows, cfg.threads),
     )
     return raw
+
+
+def _measure_limits(cfg: LatencyConfig, fp32_path, seconds: float):
+    peaks = roofline.measure(cfg.threads, seconds=cfg.matmul_seconds * seconds)
+    kernels = []
+    if fp32_path is not None:
+        try:
+            kernels = limits.measure_kernels(fp32_path, cfg.threads, seconds=cfg.matmul_seconds * seconds)
+        except Exception as err:  # noqa: BLE001 - a kernel ORT cannot build here leaves that limit unmeasured
+            log.warning("ORT kernel limits unmeasured: %s: %s", type(err).__name__, err)
+    return peaks, kernels
+
+
+def _best_kernels(kernels: list) -> list[dict]:
+    """The best rate of each (precision, kernel) over the run's repeats."""
+    best: dict = {}
+    for k in kernels:
+        key = (k.precision, k.kernel)
+        if key not in best or k.gflops > best[key].gflops:
+            best[key] = k
+    return [asdict(k) for k in best.values()]

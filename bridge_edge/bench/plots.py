@@ -165,3 +165,46 @@ def power_bars(rows: list[dict], path: Path, title: str) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def roofline(rows: list[dict], summary: dict, path: Path, title: str) -> Path | None:
+    """Achieved G(FL)OP/s of each measured engine x precision x batch (infer p50) against the
+    limit of its own precision measured in the same run (dashed line per precision), on one
+    log axis: how far each engine is from what this CPU does with this model's operators."""
+    measured = [r for r in rows if r.get("stage") == "infer" and r.get("achieved_gflops")]
+    by_precision = summary.get("limits", {}).get("by_precision", {})
+    if not measured:
+        return None
+    plt = _pyplot()
+    order = {"torch": 0, "ort": 1, "trt": 2, "fp32": 0, "fp16": 1, "int8": 2}
+    measured.sort(key=lambda r: (r["batch"], order.get(r["engine"], 9), order.get(r["precision"], 9)))
+    colors = {"fp32": "C0", "fp16": "C1", "int8": "C2"}
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.8 * len(measured) + 3), 4.6))
+    x = np.arange(len(measured))
+    ax.bar(
+        x,
+        [r["achieved_gflops"] for r in measured],
+        color=[colors.get(r["precision"], "C7") for r in measured],
+    )
+    for i, r in enumerate(measured):
+        pct = r.get("pct_of_limit")
+        ax.annotate(
+            f"{pct:.0f} %" if pct is not None else "over",
+            (i, r["achieved_gflops"]),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
+    for precision, limit in by_precision.items():
+        if limit and precision != "fp16":
+            ax.axhline(limit, ls="--", color=colors[precision], lw=1, label=f"{precision} limit {limit:.0f}")
+    ax.set_yscale("log")
+    ax.set_xticks(x, [f"{r['engine']} {r['precision']}\nb={r['batch']}" for r in measured], fontsize=7)
+    ax.set_ylabel("achieved G(FL)OP/s (infer p50)")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

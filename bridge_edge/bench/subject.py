@@ -30,6 +30,11 @@ class Subject:
     run_dir: Path | None = None  # training run with the composed torch module (torch engine)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def has_torch_reference(self) -> bool:
+        """The bundle carries the composed fp32 weights (export.torch_reference)."""
+        return self.bundle is not None and getattr(self.bundle.manifest, "torch", None) is not None
+
     @classmethod
     def from_bundle(cls, bundle, run_dir: Path | None = None) -> Subject:
         m = bundle.manifest
@@ -47,10 +52,15 @@ class Subject:
         )
 
 
-def load_subject(bundle_ref: str, run_dir: Path | None) -> Subject:
+def load_subject(bundle_ref: str, run_dir: Path | None, fallback_run_dir: Path | None = None) -> Subject:
+    """The bundle, and the torch reference: ``run_dir`` when given, else the bundle's own torch
+    weights, else ``fallback_run_dir`` (e.g. runs/default) for a bundle without them."""
     from bridge_edge.export.bundle import load_bundle
 
-    subject = Subject.from_bundle(load_bundle(bundle_ref), run_dir)
+    bundle = load_bundle(bundle_ref)
+    if run_dir is None and getattr(bundle.manifest, "torch", None) is None:
+        run_dir = fallback_run_dir
+    subject = Subject.from_bundle(bundle, run_dir)
     if run_dir is not None and not Path(run_dir).exists():
         subject.notes.append(f"run dir {run_dir} does not exist: the torch engine is unmeasured")
         subject.run_dir = None
@@ -65,8 +75,12 @@ def open_engine(subject: Subject, engine: str, precision: str, threads: int, dev
             return Unmeasured(
                 what, "torch eager is the fp32 reference; fp16/int8 on CPU are not a deploy path"
             )
-        if subject.run_dir is None:
-            return Unmeasured(what, "no run dir with the composed torch module (pass --run-dir RUN_DIR)")
+        if subject.run_dir is None and not subject.has_torch_reference:
+            return Unmeasured(
+                what,
+                "the bundle carries no torch reference (bundles before 0.6) and no run dir was given "
+                "(pass --run-dir RUN_DIR)",
+            )
         if device == "cuda" and not _cuda_available():
             return Unmeasured(what, "CUDA is not available on this machine (no GPU or CPU-only torch)")
     if precision not in subject.onnx_paths:

@@ -63,8 +63,9 @@ def _order(value: str, order: tuple[str, ...]) -> int:
 
 
 def _pct(row: dict) -> str:
-    """% of sgemm; never above 100 (an older result file may hold one: shown as over the limit)."""
-    pct = row.get("pct_of_matmul_limit")
+    """% of the precision's limit (older files: of sgemm); never above 100 (an older result file
+    may hold one: shown as over the limit)."""
+    pct = row.get("pct_of_limit", row.get("pct_of_matmul_limit"))
     if pct is not None and pct <= 100:
         return _fmt(pct)
     return "over limit" if row.get("achieved_gflops") else _fmt(None)
@@ -93,13 +94,14 @@ def latency_section(report: BenchReport) -> list[str]:
                 f"{_fmt(e2e['p50_ms'])} / {_fmt(e2e['p99_ms'])} / {_fmt(e2e['max_ms'])}",
                 _fmt(e2e["throughput_windows_s"]),
                 _fmt(inf["achieved_gflops"]),
+                _fmt(inf.get("limit_gflops")),
                 _pct(inf),
             ]
         )
     for (engine, precision, reason), batches in sorted(
         unmeasured.items(), key=lambda kv: (_order(kv[0][0], ENGINE_ORDER), _order(kv[0][1], PRECISION_ORDER))
     ):
-        rows.append([engine, precision, ", ".join(batches), f"unmeasured: {reason}", "", "", "", "", ""])
+        rows.append([engine, precision, ", ".join(batches), f"unmeasured: {reason}", "", "", "", "", "", ""])
     s = report.summary
     out = [
         f"**Latency** (bundle {s.get('subject', '?')}; ms per call of one hop of B streams; {run_note(report)})",
@@ -115,20 +117,14 @@ def latency_section(report: BenchReport) -> list[str]:
             "end-to-end p50 / p99 / max",
             "windows/s",
             "GFLOP/s",
-            "% of sgemm",
+            "limit GFLOP/s",
+            "% of limit",
         ],
         rows,
     )
-    limit = s.get("matmul_limit", {}).get("gflops")
     flops = s.get("flops", {}).get("per_window")
     ratio = s.get("key_ratio", {})
-    out += [
-        "",
-        (
-            f"Model: {_fmt(flops / 1e9 if flops else None)} GFLOP per window; this machine's sgemm limit "
-            f"measured in the same run: {_fmt(limit)} GFLOP/s."
-        ),
-    ]
+    out += ["", _limits_line(s, flops)]
     if ratio.get("infer_p50_ratio") is not None:
         verdict = "meets" if ratio["meets_target"] else "misses"
         out.append(
@@ -138,6 +134,22 @@ def latency_section(report: BenchReport) -> list[str]:
     elif ratio:
         out.append(f"ORT int8 vs torch fp32 ratio: not measured ({ratio.get('reason')}).")
     return out
+
+
+def _limits_line(s: dict, flops: float | None) -> str:
+    model = f"Model: {_fmt(flops / 1e9 if flops else None)} GFLOP per window"
+    if "limits" not in s:  # an older result file: one fp32 sgemm limit for every row
+        limit = s.get("matmul_limit", {}).get("gflops")
+        return f"{model}; this machine's sgemm limit measured in the same run: {_fmt(limit)} GFLOP/s."
+    lim = s["limits"]
+    kernels = ", ".join(f"{k['kernel']} {_fmt(k['gflops'])}" for k in lim.get("kernels", []))
+    by = lim.get("by_precision", {})
+    return (
+        f"{model}; limits measured in the same run at the model's heaviest Conv/MatMul shapes, each "
+        f"row held to its own precision's: fp32 {_fmt(by.get('fp32'))} GFLOP/s (best of sgemm "
+        f"{_fmt(lim.get('sgemm_gflops'))} and ORT float kernels), int8 {_fmt(by.get('int8'))} GOP/s "
+        f"(ORT int8 kernels); fp16 rows use the fp32 limit. Kernels: {kernels or 'unmeasured'}."
+    )
 
 
 def streams_section(report: BenchReport) -> list[str]:
@@ -222,6 +234,13 @@ def render(results_dir: Path, link_prefix: str = "benchmarks/results") -> str:
         parts += SECTIONS[bench](report) + [""]
         if path.with_suffix(".png").exists():
             figures.append(f"[{bench}]({link_prefix}/{bench}.png)")
+        if bench == "latency" and (Path(results_dir) / "roofline.png").exists():
+            figures.append(f"[roofline]({link_prefix}/roofline.png)")
+        # the same bench at another setting, run with --out RESULTS/<name> (e.g. threads2/):
+        # rendered after the main one; quick/ is CI output and never part of the table
+        for extra in sorted(Path(results_dir).glob(f"*/{bench}.json")):
+            if extra.parent.name != "quick":
+                parts += SECTIONS[bench](load_report(extra)) + [""]
     if not parts:
         return f"_No bench results under {link_prefix} yet: run `bridge-edge bench latency`._\n"
     if figures:

@@ -61,7 +61,9 @@ class Bundle:
     def version(self) -> str:
         return self.manifest.version
 
-    def onnx_path(self, precision: str = "fp32") -> Path:
+    def onnx_path(self, precision: str = "fp32", target: str | None = None) -> Path:
+        """The ONNX file of ``precision``; with ``target`` ("ort-cpu", "tensorrt"), the file laid
+        out for that target when the bundle has one, else the precision's own file."""
         if precision not in self.manifest.precisions:
             raise BundleError(
                 f"bundle {self.name} {self.version} has no {precision} model; it has "
@@ -70,7 +72,11 @@ class Bundle:
                 file=onnx_file_name(precision),
                 problems=["precision"],
             )
-        return self.path / onnx_file_name(precision)
+        variant = self.manifest.variant(precision, target) if target else None
+        return self.path / (variant.file if variant else onnx_file_name(precision))
+
+    def has_torch_weights(self) -> bool:
+        return self.manifest.torch is not None
 
     def golden(self) -> Golden:
         with np.load(self.path / GOLDEN_NAME, allow_pickle=False) as z:
@@ -177,11 +183,13 @@ def verification_problems(
             problems.append(f"{name}: {what}, {size} bytes where the manifest says {want_size}")
         elif sha256_file(path) != digest:
             problems.append(f"{name}: sha256 differs from the manifest (file changed)")
-    for precision in (p for p in manifest.precisions if p in PRECISIONS):
-        name = onnx_file_name(precision)
+    for key, name in manifest.model_files().items():
+        if key in manifest.precisions and key not in PRECISIONS:
+            continue  # an unknown precision: manifest_problems names it
         if name not in manifest.files:
-            problems.append(f"{name}: precision {precision} is declared but the file is not listed")
-        elif not any(p.startswith(f"{name}:") for p in problems):
+            if key in PRECISIONS:  # a variant's unlisted file is named by manifest_problems
+                problems.append(f"{name}: precision {key} is declared but the file is not listed")
+        elif file_name_problem(name) is None and not any(p.startswith(f"{name}:") for p in problems):
             try:
                 inputs, outputs = read_onnx_io(bundle_dir / name)
             except Exception as err:  # noqa: BLE001 - a file that hashes right but will not parse: still name it
@@ -195,15 +203,18 @@ def verification_problems(
 
 
 def _selftest_precisions(manifest: Manifest, selftest: str | list[str]) -> list[str]:
-    """ "all", a list, or one precision; "auto" is the one ``run --precision auto`` takes."""
+    """ "all", a list, or one precision; "auto" is the one ``run --precision auto`` takes. A
+    precision brings its per-target variants along (the engine may run either file)."""
     if selftest == "all":
-        return list(manifest.precisions)
+        return list(manifest.model_files())
     if selftest == "auto":
         from bridge_edge.runtime.engines.names import resolve_precision
 
-        return [resolve_precision("auto", list(manifest.precisions))]
-    chosen = [selftest] if isinstance(selftest, str) else list(selftest)
-    return [p for p in chosen if p in manifest.precisions]
+        chosen = [resolve_precision("auto", list(manifest.precisions))]
+    else:
+        chosen = [selftest] if isinstance(selftest, str) else list(selftest)
+    keys = [p for p in chosen if p in manifest.precisions]
+    return keys + [v.key for v in manifest.variants if v.precision in keys]
 
 
 # --- loading ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge_edge.errors import BundleError
-from bridge_edge.export.manifest import MANIFEST_NAME, Manifest, onnx_file_name
+from bridge_edge.export.manifest import MANIFEST_NAME, TARGETS, Manifest, onnx_file_name
 from bridge_edge.runtime.engines.names import PRECISIONS
 
 GOLDEN_NAME = "golden.npz"
@@ -77,7 +77,46 @@ def manifest_problems(m: Manifest) -> list[str]:
     if GOLDEN_NAME not in m.files:
         problems.append(f"{GOLDEN_NAME}: not listed in the manifest; every bundle carries its golden windows")
     problems += _precision_problems(m)
+    problems += _target_problems(m)
     problems += _shape_problems(m)
+    return problems
+
+
+def _target_problems(m: Manifest) -> list[str]:
+    """Per-target files (docs/bundles.md, "Targets"): each variant names a declared precision, a
+    known target, its canonical file (listed) and a golden tolerance; torch files are listed."""
+    problems = []
+    for file, target in m.targets.items():
+        if file not in m.files:
+            problems.append(f"targets[{file!r}]: the file is not listed in the manifest")
+        if target not in TARGETS:
+            problems.append(f"targets[{file!r}] is {target!r}; expected one of {', '.join(TARGETS)}")
+    atol = m.golden.get("atol") if isinstance(m.golden, dict) else None
+    seen = set()
+    for v in m.variants:
+        where = f"variant {v.precision}/{v.target}"
+        if v.precision not in m.precisions:
+            problems.append(f"{where}: precision {v.precision!r} is not one of precisions {m.precisions}")
+        if v.target not in TARGETS or v.target == "any":
+            problems.append(f"{where}: target {v.target!r}; expected one of {', '.join(TARGETS[1:])}")
+        if v.file != onnx_file_name(v.precision, v.target):
+            problems.append(f"{where}: file {v.file!r}; expected {onnx_file_name(v.precision, v.target)!r}")
+        elif v.file not in m.files:
+            problems.append(
+                f"{v.file}: variant {v.precision}/{v.target} is declared but the file is not listed"
+            )
+        if v.key in seen:
+            problems.append(f"{where}: declared twice")
+        seen.add(v.key)
+        value = atol.get(v.key) if isinstance(atol, dict) else None
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            problems.append(f"golden.atol[{v.key!r}] is {value!r}; expected a finite tolerance >= 0")
+    if m.torch is not None:
+        problems += [
+            f"{name}: the torch reference is declared but the file is not listed"
+            for name in (m.torch.weights, m.torch.spec)
+            if name not in m.files
+        ]
     return problems
 
 
@@ -177,7 +216,10 @@ def directory_problems(bundle_dir: Path, m: Manifest) -> list[str]:
 def golden_problems(
     bundle_dir: Path, m: Manifest, precisions: list[str], windows: int = SELFTEST_WINDOWS
 ) -> list[str]:
-    """The golden self-test for ``precisions``: stored outputs reproduced within golden.atol."""
+    """The golden self-test for ``precisions`` (precisions or variant keys such as
+    ``int8-ort-cpu``): stored outputs reproduced within golden.atol."""
+    files = m.model_files()
+    precisions = [p for p in precisions if p in files]
     try:
         with np.load(bundle_dir / GOLDEN_NAME, allow_pickle=False) as z:
             x = np.asarray(z["input"][:windows], np.float32)
@@ -201,7 +243,7 @@ def golden_problems(
     for p in precisions:
         try:
             session = ort.InferenceSession(
-                str(bundle_dir / onnx_file_name(p)), options, providers=["CPUExecutionProvider"]
+                str(bundle_dir / files[p]), options, providers=["CPUExecutionProvider"]
             )
             feed = m.onnx.inputs[0].name
             got = np.concatenate(
@@ -213,19 +255,19 @@ def golden_problems(
             want[p] = want[p][: len(x)]
         except Exception as err:  # noqa: BLE001 - any ORT failure on the golden windows is a verification problem
             problems.append(
-                f"{onnx_file_name(p)}: the golden windows do not run ({type(err).__name__}: {str(err)[:200]})"
+                f"{files[p]}: the golden windows do not run ({type(err).__name__}: {str(err)[:200]})"
             )
             continue
         if got.shape != want[p].shape:
             problems.append(
-                f"{onnx_file_name(p)}: output shape {got.shape} differs from {GOLDEN_NAME}'s {want[p].shape}"
+                f"{files[p]}: output shape {got.shape} differs from {GOLDEN_NAME}'s {want[p].shape}"
             )
             continue
         diff = float(np.max(np.abs(got - want[p]))) if got.size else 0.0
         atol = float(m.golden["atol"][p])
         if not diff <= atol:
             problems.append(
-                f"{onnx_file_name(p)}: golden self-test max |diff| {diff:.3g} > atol {atol:g} "
+                f"{files[p]}: golden self-test max |diff| {diff:.3g} > atol {atol:g} "
                 f"(the model is not the one the golden outputs came from)"
             )
     return problems

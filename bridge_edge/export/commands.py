@@ -27,9 +27,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--version", dest="bundle_version", default=None, help="bundle version (default: UTC timestamp)"
     )
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument(
+        "--int8-targets",
+        default="tensorrt,ort-cpu",
+        help="int8 files to make: tensorrt (the recipe's Q/DQ) and/or ort-cpu (a second file for ORT "
+        "on CPUs: transformer fusions, u8 activations, per-channel weights; default: both)",
+    )
     p.add_argument("--plot", default=None, help="also write a PNG of accuracy and size per precision")
     p.add_argument("--json", action="store_true", help="print the manifest as one JSON object")
     p.set_defaults(handler=_export)
+
+    p = subparsers.add_parser(
+        "requantize",
+        help="add the ort-cpu int8 file (and, with --run-dir, the torch reference) to an existing bundle",
+    )
+    p.add_argument("bundle", help="bundle directory, .tar, or 'default'")
+    p.add_argument("--out", default=None, help="write here instead of replacing the bundle in place")
+    p.add_argument(
+        "--run-dir",
+        default=None,
+        help="the bundle's training run: accuracy on its held-out windows, and the torch reference "
+        "(default: accuracy on the bundle's golden windows, no torch reference)",
+    )
+    p.add_argument("--calibration", default=None, help="calibration recipe TOML (floor and op exclusions)")
+    p.add_argument(
+        "--version", dest="bundle_version", default=None, help="new bundle version (default: keep)"
+    )
+    p.add_argument("--json", action="store_true", help="print the manifest as one JSON object")
+    p.set_defaults(handler=_requantize)
 
     p = subparsers.add_parser("inspect", help="manifest, I/O, hashes and metrics of a bundle; verifies it")
     p.add_argument("bundle", help="bundle directory, .tar, or 'default'")
@@ -73,8 +98,10 @@ def _export(args: argparse.Namespace) -> int:
     from bridge_edge.export.calibration import load_recipe
     from bridge_edge.export.pipeline import parse_precisions
     from bridge_edge.export.source import source_from_run_dir
+    from bridge_edge.export.targets import parse_int8_targets
 
     precisions = parse_precisions(args.precision)
+    args.int8_targets = parse_int8_targets(args.int8_targets)
     recipe = load_recipe(args.calibration)
     source = source_from_run_dir(args.run_dir, calibration_split=recipe.windows.split)
     out = Path(args.out)
@@ -95,12 +122,14 @@ def _export_to(source, out, precisions, recipe, args):
     if out.suffix == ".tar":
         with tempfile.TemporaryDirectory() as tmp:
             bundle_dir = Path(tmp) / source.name
-            manifest = export_bundle(
-                source, bundle_dir, precisions, recipe, version=args.bundle_version, opset=args.opset
-            )
+            manifest = export_bundle(source, bundle_dir, precisions, recipe, **_export_options(args))
             write_tar(bundle_dir, out)
         return manifest
-    return export_bundle(source, out, precisions, recipe, version=args.bundle_version, opset=args.opset)
+    return export_bundle(source, out, precisions, recipe, **_export_options(args))
+
+
+def _export_options(args) -> dict:
+    return {"version": args.bundle_version, "opset": args.opset, "int8_targets": args.int8_targets}
 
 
 def _export_tail(args: argparse.Namespace, manifest, out) -> int:
@@ -122,18 +151,45 @@ def _metrics_table(manifest) -> str:
     positive = manifest.output.positive_label
     head = f"{positive} AUROC" if positive else "pos. AUROC"
     rows = [
-        f"{'precision':<9} {'size MB':>8} {'macro-F1':>9} {head:>{max(len(head), 10)}} "
-        f"{'macro AUROC':>11} {'agree':>7} {'bridge cos':>10}"
+        f"{'precision':<9} {'target':<8} {'size MB':>8} {'macro-F1':>9} {head:>{max(len(head), 10)}} "
+        f"{'macro AUROC':>11} {'agree':>7} {'bridge cos':>10}  file"
     ]
-    for p, m in manifest.metrics.items():
+    from bridge_edge.export.manifest import onnx_file_name
+
+    entries = [(p, onnx_file_name(p), m) for p, m in manifest.metrics.items()]
+    entries += [(v.precision, v.file, v.metrics) for v in manifest.variants]
+    for p, file, m in entries:
         pos = "n/a" if m.auroc_positive is None else f"{m.auroc_positive:.4f}"
         macro = "n/a" if m.auroc is None else f"{m.auroc:.4f}"
         cos = "n/a" if m.bridge_cosine_with_fp32 is None else f"{m.bridge_cosine_with_fp32:.5f}"
         rows.append(
-            f"{p:<9} {m.size_bytes / 1e6:>8.2f} {m.macro_f1:>9.4f} {pos:>{max(len(head), 10)}} "
-            f"{macro:>11} {m.agreement_with_fp32:>7.4f} {cos:>10}"
+            f"{p:<9} {manifest.target_of(file):<8} {m.size_bytes / 1e6:>8.2f} {m.macro_f1:>9.4f} "
+            f"{pos:>{max(len(head), 10)}} {macro:>11} {m.agreement_with_fp32:>7.4f} {cos:>10}  {file}"
         )
     return "\n".join(rows)
+
+
+def _requantize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bridge_edge.export.calibration import load_recipe
+    from bridge_edge.export.requantize import requantize_bundle
+
+    with contextlib.redirect_stdout(sys.stderr):
+        manifest = requantize_bundle(
+            args.bundle,
+            Path(args.out) if args.out else None,
+            load_recipe(args.calibration),
+            run_dir=Path(args.run_dir) if args.run_dir else None,
+            version=args.bundle_version,
+        )
+    out = args.out or args.bundle
+    if args.json:
+        _print_json(manifest.to_dict() | {"path": str(out)})
+    else:
+        print(f"wrote {out}: {manifest.name} {manifest.version}")
+        print(_metrics_table(manifest))
+    return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -163,6 +219,11 @@ def _inspect(args: argparse.Namespace) -> int:
         io = ", ".join(f"{t.name} {t.dtype}{t.shape}" for t in m.onnx.inputs + m.onnx.outputs)
         print(f"  onnx   opset {m.onnx.opset} ({m.onnx.exporter}): {io}")
         print("  " + _metrics_table(m).replace("\n", "\n  "))
+        if m.torch is not None:
+            print(
+                f"  torch  {m.torch.weights} + {m.torch.spec} ({m.torch.tensors} tensors, fp32; "
+                f"rebuilt vs exported {m.torch.parity_max_abs_diff:.2g})"
+            )
         print("  verified" if bundle.verified else "  NOT VERIFIED:\n    " + "\n    ".join(bundle.problems))
     return 0 if bundle.verified else 4
 

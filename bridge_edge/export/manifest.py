@@ -15,10 +15,22 @@ from bridge_edge.errors import BundleError
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# What an ONNX file is laid out for (docs/bundles.md, "Targets"): "any" runs everywhere;
+# "tensorrt" is symmetric int8 Q/DQ (TensorRT's explicit quantization; ORT runs it too, slower);
+# "ort-cpu" is uint8-activation Q/DQ after ORT's transformer fusions (TensorRT rejects it).
+TARGETS = ("any", "tensorrt", "ort-cpu")
+TORCH_WEIGHTS_NAME = "torch/composed.safetensors"
+TORCH_SPEC_NAME = "torch/composed.json"
 
 
-def onnx_file_name(precision: str) -> str:
-    return f"model.{precision}.onnx"
+def onnx_file_name(precision: str, target: str | None = None) -> str:
+    """``model.<precision>.onnx``; a per-target variant is ``model.<precision>.<target>.onnx``."""
+    return f"model.{precision}.onnx" if target is None else f"model.{precision}.{target}.onnx"
+
+
+def variant_key(precision: str, target: str) -> str:
+    """Key of a per-target variant in golden.npz (``output_<key>``) and in ``golden.atol``."""
+    return f"{precision}-{target}"
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,32 @@ class QuantizationSection:
     attempts: list[dict]  # every setting tried, with its accuracy and whether it met the floor
 
 
+@dataclass(frozen=True)
+class VariantSection:
+    """A second ONNX file of one precision, laid out for another target (docs/bundles.md)."""
+
+    precision: str  # one of ``precisions``
+    target: str  # one of TARGETS
+    file: str  # model.<precision>.<target>.onnx
+    metrics: PrecisionMetrics  # same held-out windows as ``metrics``
+    quantization: QuantizationSection | None = None
+    fusions: dict = field(default_factory=dict)  # ORT transformer fusions applied: op -> count
+
+    @property
+    def key(self) -> str:
+        return variant_key(self.precision, self.target)
+
+
+@dataclass(frozen=True)
+class TorchSection:
+    """What torch needs to rebuild the composed fp32 model from the bundle alone."""
+
+    weights: str  # TORCH_WEIGHTS_NAME: the composed module's state dict, float32 safetensors
+    spec: str  # TORCH_SPEC_NAME: the composition (bridge.compose.ComposedSpec as JSON)
+    tensors: int
+    parity_max_abs_diff: float  # rebuilt module vs the exported one on the golden windows
+
+
 @dataclass
 class Manifest:
     schema_version: int
@@ -130,7 +168,30 @@ class Manifest:
     golden: dict  # {"n_windows": int, "labels_present": [...], "atol": {precision: float}}
     quantization: QuantizationSection | None = None
     licenses: list[str] = field(default_factory=list)  # notice files shipped in the bundle
+    # ONNX file -> target, for every model file (absent in bundles before 0.6: then every
+    # file's target is "any", except an int8 file, which is "tensorrt" when its activations are
+    # symmetric int8; see ``target_of``)
+    targets: dict[str, str] = field(default_factory=dict)
+    variants: list[VariantSection] = field(default_factory=list)
+    torch: TorchSection | None = None
     extra: dict = field(default_factory=dict)
+
+    def target_of(self, file: str) -> str:
+        if file in self.targets:
+            return self.targets[file]
+        q = self.quantization
+        if file == onnx_file_name("int8") and q is not None:
+            return "tensorrt" if q.activation_symmetric and q.activation_type == "QInt8" else "ort-cpu"
+        return "any"
+
+    def model_files(self) -> dict[str, str]:
+        """Golden key (a precision, or a variant's key) -> ONNX file, for every model file."""
+        files = {p: onnx_file_name(p) for p in self.precisions}
+        files.update({v.key: v.file for v in self.variants})
+        return files
+
+    def variant(self, precision: str, target: str) -> VariantSection | None:
+        return next((v for v in self.variants if (v.precision, v.target) == (precision, target)), None)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -181,6 +242,9 @@ class Manifest:
                 golden=dict(d["golden"]),
                 quantization=QuantizationSection(**quant) if quant else None,
                 licenses=list(d.get("licenses", [])),
+                targets={str(k): str(v) for k, v in d.get("targets", {}).items()},
+                variants=[_variant(v) for v in d.get("variants", [])],
+                torch=TorchSection(**d["torch"]) if d.get("torch") else None,
                 extra={k: v for k, v in d.items() if k not in known},
             )._typed()
         except BundleError:
@@ -214,6 +278,8 @@ class Manifest:
         checks += [(f"precisions[{i}]", p, str) for i, p in enumerate(self.precisions)]
         checks += [(f"output.labels[{i}]", v, str) for i, v in enumerate(self.output.labels)]
         checks += [(f"files[{k!r}]", v, str) for k, v in self.files.items()]
+        checks += [(f"targets[{k!r}]", v, str) for k, v in self.targets.items()]
+        checks += [(f"variants[{i}].file", v.file, str) for i, v in enumerate(self.variants)]
         for t in self.onnx.inputs + self.onnx.outputs:
             checks += [
                 (f"onnx tensor {t.name!r}", t.name, str),
@@ -250,3 +316,15 @@ class Manifest:
                 problems=[str(err)[:200]],
             ) from err
         return cls.from_dict(raw, where=where)
+
+
+def _variant(d: dict) -> VariantSection:
+    quant = d.get("quantization")
+    return VariantSection(
+        precision=d["precision"],
+        target=d["target"],
+        file=d["file"],
+        metrics=PrecisionMetrics(**d["metrics"]),
+        quantization=QuantizationSection(**quant) if quant else None,
+        fusions=dict(d.get("fusions", {})),
+    )

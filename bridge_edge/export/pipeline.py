@@ -13,7 +13,6 @@ leaves a half bundle where a good one was.
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import logging
 import shutil
 import tempfile
@@ -39,9 +38,11 @@ from bridge_edge.export.manifest import (
     OnnxSection,
     PrecisionMetrics,
     QuantizationSection,
+    VariantSection,
     onnx_file_name,
 )
 from bridge_edge.export.source import ExportSource, SplitWindows
+from bridge_edge.export.targets import target_of_settings
 from bridge_edge.runtime.engines.names import PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,11 @@ def export_bundle(
     *,
     version: str | None = None,
     opset: int = 18,
+    int8_targets: tuple[str, ...] = ("tensorrt", "ort-cpu"),
 ) -> Manifest:
+    """``int8_targets``: with "ort-cpu", a TensorRT-layout int8 gets a second int8 file for ORT
+    on CPUs beside it (export.targets); the torch reference is written when the source has a
+    composition spec (``ExportSource.composed_spec``)."""
     from bridge_edge.export.onnx_export import check_parity, export_onnx, ort_outputs, torch_outputs
 
     out = Path(out)
@@ -119,14 +124,28 @@ def export_bundle(
             p: _metrics(source, held_out, outputs[p], outputs["fp32"], work / onnx_file_name(p))
             for p in outputs
         }
+        targets = {onnx_file_name(p): "any" for p in precisions}
+        variants: list[VariantSection] = []
         if "int8" in precisions:
             quantization, outputs["int8"], metrics["int8"] = _int8_within_floor(
                 source, held_out, calib, recipe, work, outputs["fp32"], metrics["fp32"]
             )
+            targets[onnx_file_name("int8")] = target_of_settings(recipe_settings(quantization))
+            if targets[onnx_file_name("int8")] == "tensorrt" and "ort-cpu" in int8_targets:
+                variant, _ = _ort_cpu_variant(
+                    source, held_out, calib, recipe, work, outputs["fp32"], metrics["fp32"]
+                )
+                if variant is not None:
+                    variants.append(variant)
+                    targets[variant.file] = variant.target
+        torch_section = None
+        if source.composed_spec is not None:
+            from bridge_edge.export.torch_reference import write_torch_reference
 
-        golden_out = {
-            f"output_{p}": ort_outputs(work / onnx_file_name(p), golden.x)["probs"] for p in precisions
-        }
+            torch_section = write_torch_reference(source.module, source.composed_spec, work, golden.x)
+
+        model_files = {p: onnx_file_name(p) for p in precisions} | {v.key: v.file for v in variants}
+        golden_out = {f"output_{k}": ort_outputs(work / f, golden.x)["probs"] for k, f in model_files.items()}
         np.savez(work / GOLDEN_NAME, input=golden.x, labels=golden.y, **golden_out)
         np.savez(work / CALIBRATION_NAME, input=calib, labels=source.calibration_pool.y[calib_idx])
         for name, text in source.licenses.items():
@@ -152,12 +171,16 @@ def export_bundle(
             golden={
                 "n_windows": len(golden.y),
                 "labels_present": sorted({source.output.labels[i] for i in golden.y}),
-                "atol": {p: GOLDEN_ATOL[p] for p in precisions},
+                "atol": {p: GOLDEN_ATOL[p] for p in precisions}
+                | {v.key: GOLDEN_ATOL[v.precision] for v in variants},
                 "held_out_windows": len(held_out.y),
                 "held_out_unlabelled_excluded": n_unlabelled,
             },
             quantization=quantization,
             licenses=sorted(source.licenses),
+            targets=targets,
+            variants=variants,
+            torch=torch_section,
         )
         seal(work, manifest)
         load_bundle(work, verify=True)
@@ -166,6 +189,15 @@ def export_bundle(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return manifest
+
+
+def recipe_settings(q: QuantizationSection | None):
+    """The settings a quantization section records (activation type and symmetry decide the target)."""
+    from bridge_edge.export.calibration import QuantSettings
+
+    if q is None:
+        return QuantSettings()
+    return QuantSettings(activation_type=q.activation_type, activation_symmetric=q.activation_symmetric)
 
 
 def golden_windows(held_out: SplitWindows, reserve: SplitWindows | None) -> SplitWindows:
@@ -244,79 +276,72 @@ def _int8_within_floor(
 ):
     import onnx
 
-    from bridge_edge.export.int8 import quantize_int8
-    from bridge_edge.export.onnx_export import ort_outputs
+    from bridge_edge.export.targets import int8_within_floor
 
     fp32_path = work / onnx_file_name("fp32")
-    int8_path = work / onnx_file_name("int8")
     present = {n.op_type for n in onnx.load(str(fp32_path), load_external_data=False).graph.node}
-    tried = []
     floor = accuracy.floor_for_size(recipe.floor, held_out.y)
     if floor != recipe.floor:
         log.info("int8 floor for %d held-out windows (one window's resolution): %s", len(held_out.y), floor)
-    for label, settings in int8_attempts(recipe.quantization, present):
-        try:
-            result = quantize_int8(fp32_path, int8_path, calib, settings)
-        except ModelError as err:  # e.g. a calibration method ORT cannot run on this graph
-            tried.append(
-                {
-                    "attempt": label,
-                    "meets_floor": False,
-                    "failures": [f"quantization failed: {str(err.fields.get('reason', err))[:200]}"],
-                }
-            )
-            log.warning("int8 attempt %r failed: %s", label, err)
-            continue
-        outputs = ort_outputs(int8_path, held_out.x)
-        metrics = _metrics(source, held_out, outputs, fp32, int8_path)
-        failures = accuracy.floor_failures(metrics, fp32_metrics, floor)
-        tried.append(
-            {
-                "attempt": label,
-                "per_channel": settings.per_channel,
-                "calibrate_method": settings.calibrate_method,
-                "op_types_quantized": result.op_types_quantized,
-                "agreement_with_fp32": metrics.agreement_with_fp32,
-                "macro_f1": metrics.macro_f1,
-                "auroc": metrics.auroc,
-                "meets_floor": not failures,
-                "failures": failures,
-                "floor": dataclasses.asdict(floor),
-            }
-        )
-        log.info(
-            "int8 attempt %r: agreement %.4f, macro-F1 %.4f%s",
-            label,
-            metrics.agreement_with_fp32,
-            metrics.macro_f1,
-            "" if not failures else f" -- misses the floor: {'; '.join(failures)}",
-        )
-        if not failures:
-            q = settings
-            section = QuantizationSection(
-                tool="onnxruntime.quantization.quantize_static " + importlib.metadata.version("onnxruntime"),
-                quant_format=q.quant_format,
-                activation_type=q.activation_type,
-                weight_type=q.weight_type,
-                calibrate_method=q.calibrate_method,
-                per_channel=q.per_channel,
-                activation_symmetric=q.activation_symmetric,
-                calibration_windows=len(calib),
-                calibration_recipe=recipe.source,
-                pre_processed=result.pre_processed,
-                op_types_quantized=result.op_types_quantized,
-                op_types_excluded=result.op_types_excluded,
-                nodes_excluded=result.nodes_excluded,
-                activation_matmuls_excluded=result.activation_matmuls_excluded,
-                modules_excluded=list(q.exclude_modules),
-                attempts=tried,
-            )
-            return section, outputs, metrics
-    raise ModelError(
-        f"int8 misses the accuracy floor with every setting tried ({len(tried)}: "
-        + "; ".join(f"{t['attempt']}: {', '.join(t['failures'])}" for t in tried)
-        + "); export without int8 (--precision fp32,fp16) or change the calibration recipe",
-        model="int8",
-        reason="accuracy floor",
-        attempts=tried,
+    attempts = [(label, s, fp32_path) for label, s in int8_attempts(recipe.quantization, present)]
+    return int8_within_floor(
+        attempts,
+        work / onnx_file_name("int8"),
+        calib,
+        held_out,
+        fp32,
+        fp32_metrics,
+        floor,
+        recipe.source,
+        lambda outputs, path: _metrics(source, held_out, outputs, fp32, path),
     )
+
+
+def _ort_cpu_variant(
+    source, held_out, calib, recipe: CalibrationRecipe, work: Path, fp32: dict, fp32_metrics: PrecisionMetrics
+):
+    """The int8 file for ORT on CPUs (export.targets): fused, u8 activations, per-channel.
+    Returns (VariantSection, outputs), or (None, None) with a warning when no setting holds the
+    floor (the TensorRT-layout file still serves ORT then)."""
+    from bridge_edge.export.targets import fuse_transformer_ops, int8_within_floor, ort_cpu_attempts
+
+    fp32_path = work / onnx_file_name("fp32")
+    tmp = Path(tempfile.mkdtemp(prefix="bridge-edge-fused-"))
+    fused_path: Path | None = tmp / "fused.onnx"
+    try:
+        try:
+            fusions = fuse_transformer_ops(fp32_path, fused_path)
+            log.info("ORT transformer fusions: %s", fusions or "none matched")
+        except ModelError as err:
+            log.warning("%s; quantizing the unfused graph for ort-cpu", err)
+            fusions, fused_path = {}, None
+        path = work / onnx_file_name("int8", "ort-cpu")
+        try:
+            section, outputs, metrics = int8_within_floor(
+                ort_cpu_attempts(recipe.quantization, fp32_path, fused_path),
+                path,
+                calib,
+                held_out,
+                fp32,
+                fp32_metrics,
+                accuracy.floor_for_size(recipe.floor, held_out.y),
+                recipe.source,
+                lambda outputs, p: _metrics(source, held_out, outputs, fp32, p),
+            )
+        except ModelError as err:
+            log.warning("no ort-cpu int8 file: %s", err)
+            path.unlink(missing_ok=True)
+            return None, None
+        if section.attempts and "unfused" in section.attempts[-1]["attempt"]:
+            fusions = {}
+        variant = VariantSection(
+            precision="int8",
+            target="ort-cpu",
+            file=path.name,
+            metrics=metrics,
+            quantization=section,
+            fusions=fusions,
+        )
+        return variant, outputs
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

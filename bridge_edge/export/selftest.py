@@ -5,7 +5,7 @@ can copy this one file to a target that has no bridge-edge installed and run
 
     python3 selftest.py BUNDLE_DIR            # exit 0 = pass; one JSON line on stdout
 
-Each precision's ONNX must reproduce the stored ``output_<precision>`` within the manifest's
+Each precision's ONNX (and each per-target variant's) must reproduce the stored ``output_<precision>`` within the manifest's
 ``golden.atol`` for that precision.
 """
 
@@ -44,10 +44,14 @@ def run_selftest(bundle_dir: str | Path) -> dict:
         golden = np.load(bundle_dir / "golden.npz", allow_pickle=False)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
-        for precision in manifest["precisions"]:
-            sess = ort.InferenceSession(
-                str(bundle_dir / f"model.{precision}.onnx"), opts, providers=["CPUExecutionProvider"]
-            )
+        models = [(p, f"model.{p}.onnx") for p in manifest["precisions"]]
+        # per-target variants (docs/bundles.md, "Targets"): model.<precision>.<target>.onnx
+        models += [(f"{v['precision']}-{v['target']}", v["file"]) for v in manifest.get("variants", [])]
+        for precision, file in models:
+            if not inside.get(file, False):
+                problems.append(f"{file}: not listed in the manifest's files; not read")
+                continue
+            sess = ort.InferenceSession(str(bundle_dir / file), opts, providers=["CPUExecutionProvider"])
             out_name = manifest["onnx"]["outputs"][0]["name"]
             got = sess.run([out_name], {manifest["onnx"]["inputs"][0]["name"]: golden["input"]})[0]
             want = golden[f"output_{precision}"]
@@ -55,7 +59,7 @@ def run_selftest(bundle_dir: str | Path) -> dict:
             atol = float(manifest["golden"]["atol"][precision])
             results[precision] = {"max_abs_diff": max_abs, "atol": atol, "ok": max_abs <= atol}
             if max_abs > atol:
-                problems.append(f"model.{precision}.onnx: golden max |diff| {max_abs:.3g} > atol {atol}")
+                problems.append(f"{file}: golden max |diff| {max_abs:.3g} > atol {atol}")
     return {
         "bundle": str(bundle_dir),
         "name": manifest["name"],

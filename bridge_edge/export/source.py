@@ -43,6 +43,9 @@ class ExportSource:
     name: str = "default"
     recipe_hash: str = ""
     licenses: dict[str, str] = field(default_factory=dict)  # notice file name -> text
+    # bridge.compose.ComposedSpec as a dict: with it the bundle carries the torch reference
+    # (export.torch_reference); None for a stand-in module that cannot be rebuilt from weights
+    composed_spec: dict | None = None
 
 
 def source_from_run_dir(run_dir: str | Path, calibration_split: str = "pair") -> ExportSource:
@@ -95,6 +98,7 @@ def source_from_run_dir(run_dir: str | Path, calibration_split: str = "pair") ->
         name=name,
         recipe_hash=recipe_hash,
         licenses=license_notices([old_name, new_name]),
+        composed_spec=spec.as_dict(),
     )
 
 

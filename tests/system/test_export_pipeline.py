@@ -177,3 +177,96 @@ def test_committed_default_bundle_comes_from_the_shipped_default_recipe():
     assert got == expected, (
         "recipes/default.toml changed since the default bundle was exported: refit and re-export"
     )
+
+
+def _ort_optimized_ops(path, tmp_path) -> list[str]:
+    """Op types of the graph ONNX Runtime actually runs (after its CPU graph optimisations)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp_path / f"{Path(path).stem}.optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+
+
+def test_int8_has_a_tensorrt_file_and_an_ort_cpu_file_named_in_the_manifest(exported, tmp_path):
+    out, manifest, _ = exported
+    assert manifest.targets == {
+        "model.fp32.onnx": "any",
+        "model.fp16.onnx": "any",
+        "model.int8.onnx": "tensorrt",
+        "model.int8.ort-cpu.onnx": "ort-cpu",
+    }
+    (variant,) = manifest.variants
+    assert (variant.precision, variant.target, variant.file) == ("int8", "ort-cpu", "model.int8.ort-cpu.onnx")
+    # uint8 asymmetric activations, per-channel int8 weights: the layout ORT's x86 int8 kernels take
+    q = onnx.load(str(out / variant.file))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
+    act_zero_points = [
+        inits[n.input[2]] for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+    ]
+    assert act_zero_points and all(z.dtype == np.uint8 for z in act_zero_points)
+    assert any(
+        inits[n.input[1]].size > 1
+        for n in q.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits
+    )
+    assert variant.quantization.activation_type == "QUInt8" and variant.quantization.per_channel
+    assert variant.fusions, "ORT's transformer fusions matched nothing in the stand-in's LayerNorm/attention"
+    # what ORT runs: every convolution of the ort-cpu file is an int8 kernel; none is float
+    ops = _ort_optimized_ops(out / variant.file, tmp_path)
+    assert ops.count("QLinearConv") == 2 and "Conv" not in ops
+    # accuracy per file, held to the same floor as the TensorRT file
+    fp32 = manifest.metrics["fp32"]
+    assert variant.metrics.agreement_with_fp32 >= 0.98
+    assert fp32.auroc_positive - variant.metrics.auroc_positive <= 0.01
+    assert manifest.golden["atol"]["int8-ort-cpu"] == manifest.golden["atol"]["int8"]
+
+
+def test_the_ort_engine_runs_the_ort_cpu_file_and_tensorrt_keeps_its_own(exported):
+    from bridge_edge.runtime.engines import select_engine
+
+    out, _, _ = exported
+    b = load_bundle(out, selftest="all")  # the golden self-test covers the variant too
+    assert b.onnx_path("int8", target="ort-cpu").name == "model.int8.ort-cpu.onnx"
+    assert b.onnx_path("int8", target="tensorrt").name == "model.int8.onnx"  # what build-engine builds
+    assert b.onnx_path("int8").name == "model.int8.onnx"
+    assert b.onnx_path("fp32", target="ort-cpu").name == "model.fp32.onnx"  # no variant: the precision's file
+    choice = select_engine("ort", b, "int8", threads=1)
+    assert "model.int8.ort-cpu.onnx" in choice.engine.description
+    g = b.golden()
+    got = choice.engine.infer(g.input)
+    assert np.max(np.abs(got - g.outputs["int8-ort-cpu"])) <= b.manifest.golden["atol"]["int8"]
+    choice.engine.close()
+
+
+def test_int8_targets_tensorrt_only_makes_no_second_file(tmp_path):
+    out = tmp_path / "trt_only"
+    recipe = CalibrationRecipe(windows=WindowSelection(count=48))
+    manifest = export_bundle(
+        standin_source(), out, ("fp32", "int8"), recipe, version="0.0.2", int8_targets=("tensorrt",)
+    )
+    assert manifest.variants == [] and not (out / "model.int8.ort-cpu.onnx").exists()
+    assert manifest.targets["model.int8.onnx"] == "tensorrt"
+    assert manifest.torch is None  # a stand-in module has no composition to rebuild it from
+
+
+def test_requantize_adds_the_ort_cpu_file_to_an_existing_bundle(tmp_path):
+    from bridge_edge.export.bundle import sha256_file
+    from bridge_edge.export.requantize import requantize_bundle
+
+    old = tmp_path / "old"
+    recipe = CalibrationRecipe(windows=WindowSelection(count=48))
+    export_bundle(
+        standin_source(), old, ("fp32", "int8"), recipe, version="0.0.3", int8_targets=("tensorrt",)
+    )
+    before = {n: sha256_file(old / n) for n in ("model.fp32.onnx", "model.int8.onnx", "calibration.npz")}
+    new = tmp_path / "new"
+    manifest = requantize_bundle(old, new, recipe, version="0.0.3-ort")
+    b = load_bundle(new, selftest="all")
+    assert b.verified and b.version == "0.0.3-ort"
+    assert {n: sha256_file(new / n) for n in before} == before  # what was there is untouched
+    (variant,) = manifest.variants
+    assert variant.file == "model.int8.ort-cpu.onnx" and (new / variant.file).is_file()
+    # without --run-dir the accuracy is measured on the golden windows, and says so by its size
+    assert variant.metrics.n_windows == len(b.golden().input) and variant.metrics.agreement_with_fp32 >= 0.95
+    assert manifest.targets["model.int8.onnx"] == "tensorrt" and manifest.targets[variant.file] == "ort-cpu"

@@ -59,3 +59,18 @@ def test_smoke_recipe_fits_exports_and_verifies(tmp_path):
     assert report["metrics"]["int8"]["agreement_with_fp32"] >= kept["floor"]["min_agreement"]
     total = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
     assert total <= 20e6
+
+    # the torch fp32 reference: rebuilt from the bundle alone, it reproduces the fp32 golden outputs
+    assert manifest["torch"]["parity_max_abs_diff"] <= 1e-4
+    from bridge_edge.export.bundle import load_bundle
+    from bridge_edge.runtime.engines import select_engine
+
+    b = load_bundle(bundle, selftest="all")
+    torch_engine = select_engine("torch", b, "fp32", threads=1).engine
+    assert torch_engine.name == "torch" and "rebuilt from" in torch_engine.description
+    assert np.max(np.abs(torch_engine.infer(golden["input"]) - golden["output_fp32"])) <= 1e-4
+    # per-target int8: the TensorRT layout and, where it met the floor, the ORT-CPU file ORT runs
+    assert manifest["targets"]["model.int8.onnx"] == "tensorrt"
+    for variant in manifest["variants"]:
+        assert manifest["targets"][variant["file"]] == "ort-cpu" and (bundle / variant["file"]).is_file()
+        assert variant["metrics"]["agreement_with_fp32"] >= kept["floor"]["min_agreement"]

@@ -46,7 +46,9 @@ def test_bench_latency_cli_writes_json_png_and_prints_rows(tmp_path, monkeypatch
     from bridge_edge.runtime.testing import make_tiny_bundle
 
     tiny = make_tiny_bundle(tmp_path / "bundle", window_s=2.0, hop_s=0.5)
-    monkeypatch.setattr(subject_module, "load_subject", lambda ref, run_dir: Subject.from_bundle(tiny, None))
+    monkeypatch.setattr(
+        subject_module, "load_subject", lambda ref, run_dir, fallback=None: Subject.from_bundle(tiny, None)
+    )
     code = cli.main(
         [
             "bench",
@@ -88,6 +90,7 @@ def test_bench_latency_cli_writes_json_png_and_prints_rows(tmp_path, monkeypatch
     assert (tmp_path / "res" / "latency.json").exists() and (
         tmp_path / "res" / "latency.png"
     ).stat().st_size > 0
+    assert (tmp_path / "res" / "roofline.png").stat().st_size > 0  # achieved vs each precision's limit
 
 
 def test_bench_help_lists_the_four_benches(capsys):

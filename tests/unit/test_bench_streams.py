@@ -31,7 +31,7 @@ def fake_runtime(monkeypatch):
 
     calls = {}
 
-    def max_realtime_streams(bundle, engine, precision, seconds, threads, limit):
+    def max_realtime_streams(bundle, engine, precision, seconds, threads, limit, start=1):
         calls["max"] = (engine, precision, seconds, threads, limit)
         return SimpleNamespace(
             max_streams=6,
@@ -81,10 +81,28 @@ def test_streams_rows_trials_answer_and_unmeasured(fake_runtime, tmp_path):
     (best,) = [r for r in report.rows if r["kind"] == "max" and r["status"] == "ok"]
     assert best["max_realtime_streams"] == 6 and best["e2e_p99_ms"] == 88.0 and best["lag_p99_ms"] == 95.0
     assert fake_runtime["latency"] == (6, 1.0)  # percentiles at the answer, in real time
-    assert fake_runtime["max"] == ("ort", "int8", 20.0, 2, 128)
+    assert fake_runtime["max"] == ("ort", "int8", 20.0, 2, 512)
     assert best["capped"] is False
     (trt,) = [r for r in report.rows if r["engine"] == "trt"]
     assert trt["status"] == "unmeasured" and trt["reason"] == "not installed"
     text = "\n".join(table.streams_section(report))
     assert "| ort | int8 | 6 | 30 / 88 / 95 |" in text and "unmeasured: not installed" in text
     assert plots.streams_vs_lag(report.rows, tmp_path / "s.png", "t").stat().st_size > 1000
+
+
+def test_a_search_from_a_higher_start_still_bisects_to_the_knee(monkeypatch):
+    from types import SimpleNamespace
+
+    from bridge_edge.runtime import bench as runtime_bench
+
+    tried = []
+
+    def trial(bundle, engine, precision, n, seconds, threads):
+        tried.append(n)
+        return SimpleNamespace(streams=n, keeps_up=n <= 40, reason="")
+
+    monkeypatch.setattr(runtime_bench, "_trial", trial)
+    bundle = SimpleNamespace(manifest=SimpleNamespace(precisions=["fp32", "int8"]))
+    result = runtime_bench.max_realtime_streams(bundle, "ort", "int8", 20.0, 2, limit=64, start=8)
+    assert tried[:4] == [8, 16, 32, 64]  # the quick search: four doublings reach 64
+    assert 36 <= result.max_streams <= 40 and all(n > 8 for n in tried[1:])

@@ -200,6 +200,76 @@ def test_inspect_shows_the_positive_label_auroc_named_as_such(bundle_dir, capsys
     assert main(["inspect", str(bundle_dir)]) == 0
     header, row = capsys.readouterr().out.splitlines()[-3:-1]
     assert "afib AUROC" in header and "macro AUROC" in header
-    cells = dict(zip(["precision", "size", "f1", "pos", "macro"], row.split()))
-    assert cells["pos"] == "0.7460" and cells["macro"] == "0.5000"
+    cells = dict(zip(["precision", "target", "size", "f1", "pos", "macro"], row.split()))
+    assert cells["pos"] == "0.7460" and cells["macro"] == "0.5000" and cells["target"] == "any"
     assert header.index("afib AUROC") < header.index("macro AUROC")
+
+
+def _with_variant(bundle_dir: Path) -> None:
+    """A per-target variant of fp32 (the same graph under the variant's name) with its golden output."""
+    shutil.copy(bundle_dir / "model.fp32.onnx", bundle_dir / "model.fp32.ort-cpu.onnx")
+    with np.load(bundle_dir / "golden.npz") as z:
+        arrays = dict(z)
+    np.savez(bundle_dir / "golden.npz", **arrays, **{"output_fp32-ort-cpu": arrays["output_fp32"]})
+
+    def change(raw):
+        metrics = raw["metrics"]["fp32"]
+        raw["variants"] = [
+            {"precision": "fp32", "target": "ort-cpu", "file": "model.fp32.ort-cpu.onnx", "metrics": metrics}
+        ]
+        raw["targets"] = {"model.fp32.onnx": "any", "model.fp32.ort-cpu.onnx": "ort-cpu"}
+        raw["golden"]["atol"]["fp32-ort-cpu"] = 1e-4
+
+    edit_manifest(bundle_dir, change)
+
+
+def test_a_per_target_variant_is_verified_and_self_tested(bundle_dir):
+    _with_variant(bundle_dir)
+    b = load_bundle(bundle_dir, selftest="all")
+    assert b.verified and b.manifest.model_files() == {
+        "fp32": "model.fp32.onnx",
+        "fp32-ort-cpu": "model.fp32.ort-cpu.onnx",
+    }
+    assert b.manifest.target_of("model.fp32.ort-cpu.onnx") == "ort-cpu"
+    # a changed variant whose golden output no longer matches is caught by the self-test
+    with np.load(bundle_dir / "golden.npz") as z:
+        arrays = dict(z)
+    arrays["output_fp32-ort-cpu"] = arrays["output_fp32-ort-cpu"][:, ::-1].copy()
+    np.savez(bundle_dir / "golden.npz", **arrays)
+    edit_manifest(bundle_dir, lambda raw: None)  # re-hashed: only the self-test can tell
+    assert any("model.fp32.ort-cpu.onnx: golden self-test" in p for p in problems_of(bundle_dir))
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda raw: raw["variants"][0].update(target="cuda"), "target 'cuda'"),
+        (lambda raw: raw["variants"][0].update(precision="int8"), "precision 'int8' is not one of"),
+        (lambda raw: raw["golden"]["atol"].pop("fp32-ort-cpu"), "golden.atol['fp32-ort-cpu']"),
+        (lambda raw: raw["targets"].update({"model.gone.onnx": "any"}), "targets['model.gone.onnx']"),
+        (
+            lambda raw: raw.update(
+                torch={
+                    "weights": "torch/w.safetensors",
+                    "spec": "torch/s.json",
+                    "tensors": 1,
+                    "parity_max_abs_diff": 0.0,
+                }
+            ),
+            "torch/w.safetensors: the torch reference",
+        ),
+    ],
+)
+def test_variant_and_target_rules(bundle_dir, change, expected):
+    _with_variant(bundle_dir)
+    edit_manifest(bundle_dir, change)
+    assert any(expected in p for p in problems_of(bundle_dir)), problems_of(bundle_dir)
+
+
+def test_a_bundle_without_targets_reads_as_before(bundle_dir):
+    raw = json.loads((bundle_dir / "manifest.json").read_text())
+    for key in ("targets", "variants", "torch"):
+        raw.pop(key, None)
+    m = Manifest.from_dict(raw)
+    assert m.variants == [] and m.torch is None and m.target_of("model.fp32.onnx") == "any"
+    assert load_bundle(bundle_dir).verified

@@ -123,3 +123,16 @@ def test_module_exclusion_finds_nodes_by_exporter_scope():
     )
     assert nodes_in_modules(graph, ("new_model",)) == ["enc", "/composed/new_model/first_block_conv/Conv"]
     assert nodes_in_modules(graph, ()) == []
+
+
+def test_ort_cpu_target_settings_equal_the_ort_cpu_recipe():
+    from bridge_edge.export.targets import ORT_CPU_SETTINGS, parse_int8_targets, target_of_settings
+
+    q = load_recipe(ROOT / "calibration" / "ort_cpu.toml").quantization
+    keys = ("activation_type", "weight_type", "per_channel", "activation_symmetric", "quant_format")
+    assert {k: getattr(q, k) for k in keys} == {k: getattr(ORT_CPU_SETTINGS, k) for k in keys}
+    assert target_of_settings(q) == "ort-cpu"
+    assert target_of_settings(load_recipe(ROOT / "calibration" / "default.toml").quantization) == "tensorrt"
+    assert parse_int8_targets("ort-cpu, tensorrt") == ("ort-cpu", "tensorrt")
+    with pytest.raises(ConfigError, match="int8-targets"):
+        parse_int8_targets("cuda")

@@ -60,12 +60,17 @@ def select_engine(
         from bridge_edge.runtime.engines.torch_engine import TorchEngine
 
         if run_dir is not None:
-            return EngineChoice(TorchEngine(Path(run_dir)), fallbacks)
-        reason = "torch engine needs a RUN_DIR with the composed module (development only); none given"
+            return EngineChoice(TorchEngine(Path(run_dir), threads=threads or 1), fallbacks)
+        if getattr(bundle.manifest, "torch", None) is not None:
+            return EngineChoice(TorchEngine.from_bundle(bundle, threads=threads or 1), fallbacks)
+        reason = (
+            "torch engine needs the bundle's torch reference (bundles from 0.6 carry it) or a RUN_DIR "
+            "with the composed module; neither is here"
+        )
         fallbacks.append(f"torch: {reason}")
         log.warning("%s; falling back to onnxruntime", reason)
     from bridge_edge.runtime.engines.ort import OrtEngine
 
-    return EngineChoice(
-        OrtEngine(bundle.onnx_path(prec), prec, threads=threads, spinning=spinning), fallbacks
-    )
+    # on the CPU, ORT takes the file laid out for it where the bundle has one (docs/bundles.md, "Targets")
+    path = bundle.onnx_path(prec, target="ort-cpu")
+    return EngineChoice(OrtEngine(path, prec, threads=threads, spinning=spinning), fallbacks)

@@ -73,7 +73,7 @@ class OrtEngine(Engine):
         batch_dim = inp.shape[0]
         self._fixed_batch = batch_dim if isinstance(batch_dim, int) else None
         self.description = (
-            f"onnxruntime {ort.__version__} CPU, {self.threads} thread(s), "
+            f"onnxruntime {ort.__version__} CPU, {Path(onnx_path).name}, {self.threads} thread(s), "
             f"spinning={'on' if spinning else 'off'}, arena={'on' if memory_arena else 'off'}"
         )
 

@@ -1,8 +1,9 @@
-"""Development engine: the composed torch module of a fit RUN_DIR, run directly.
+"""Development engine: the composed torch fp32 module, run directly (the benches' reference).
 
-Useful to compare the live pipeline against the model before export. It needs torch and the
-run directory (``bridge_edge.bridge.compose.load_composed``); without a RUN_DIR,
-``select_engine`` falls back to ONNX Runtime and says so.
+Rebuilt from a bundle's torch reference (``torch/composed.safetensors`` + ``torch/composed.json``,
+``bridge_edge.export.torch_reference``), or from a fit RUN_DIR (``bridge.compose.load_composed``).
+It needs torch (the ``train`` extra); with neither source ``select_engine`` falls back to ONNX
+Runtime and says so.
 """
 
 from __future__ import annotations
@@ -19,21 +20,41 @@ class TorchEngine(Engine):
     name = "torch"
     precision = "fp32"
 
-    def __init__(self, run_dir: Path, threads: int = 1) -> None:
-        try:
-            import torch
-        except ImportError as err:
-            raise EngineUnavailableError(
-                "torch is not installed; the torch engine is for development machines",
-                engine="torch",
-                package="torch",
-                install_hint="pip install 'bridge-edge[train]'",
-            ) from err
-        from bridge_edge.bridge.compose import load_composed
-
+    def __init__(self, run_dir: Path | None, threads: int = 1, *, model=None, source: str = "") -> None:
+        torch = _torch()
         torch.set_num_threads(threads)
-        self._model, _ = load_composed(run_dir, device="cpu")
-        self.description = f"torch {torch.__version__} CPU, composed module from {run_dir}"
+        if model is None:
+            from bridge_edge.bridge.compose import load_composed
+
+            model, _ = load_composed(run_dir, device="cpu")
+            source = f"composed module from {run_dir}"
+        self._model = model
+        self.description = f"torch {torch.__version__} CPU, {source}"
+
+    @classmethod
+    def from_bundle(cls, bundle, threads: int = 1) -> TorchEngine:
+        """The composed fp32 module rebuilt from the bundle's torch reference."""
+        _torch()
+        from bridge_edge.export.torch_reference import load_torch_reference
+
+        t = bundle.manifest.torch
+        model = load_torch_reference(bundle.path, t.spec, t.weights)
+        return cls(
+            None, threads, model=model, source=f"rebuilt from {bundle.name} {bundle.version}'s {t.weights}"
+        )
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._model.predict_proba(np.asarray(batch, np.float32))
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError as err:
+        raise EngineUnavailableError(
+            "torch is not installed; the torch engine is for development machines",
+            engine="torch",
+            package="torch",
+            install_hint="pip install 'bridge-edge[train]'",
+        ) from err
+    return torch
