@@ -36,7 +36,7 @@ class DataConfig:
     hop_s: float = 5.0
     label_purity: float = 0.8  # a window takes a label when >= this fraction of it carries it
     # PPG preprocessing version (signals.preprocess.PREPROCESS_VERSIONS), written into the bundle
-    preprocess: str = "ppg-v2"
+    preprocess: str = "ppg-v3"
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,9 @@ def test_inverted_cases_are_the_same_windows_to_the_model(cases):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="bundle 0.5.0 does not yet read the rhythm from timing alone (issue #16 open; its numbers are "
-    "in docs/method.md, 'Real PPG'); strict, so this marker must go the moment a bundle meets the goals",
+    reason="bundle 0.6.0 meets the real-recording goals but misses AF recall on fixed-shape and "
+    "re-sequenced AF and its spread across x0.8/x1.25 (issue #16 open; docs/method.md, 'Bundle 0.6.0'); "
+    "strict, so this marker must go the moment a bundle meets every goal",
 )
 def test_default_bundle_meets_the_rhythm_suite_goals(tmp_path):
     """`bridge-edge evaluate default --suite rhythm` through ONNX Runtime: every goal met, JSON + PNG."""
