@@ -17,8 +17,13 @@ from collections import defaultdict
 from pathlib import Path
 
 VARIANTS = ("as_recorded", "inverted", "x0.8", "x1.25")
-ROWS = (("fixed_shape", "afib"), ("fixed_shape", "sinus"), ("resequenced", "afib"),
-        ("resequenced", "sinus"), ("resequenced", "ectopic"))
+ROWS = (
+    ("fixed_shape", "afib"),
+    ("fixed_shape", "sinus"),
+    ("resequenced", "afib"),
+    ("resequenced", "sinus"),
+    ("resequenced", "ectopic"),
+)
 
 
 def pct(x) -> str:
@@ -29,13 +34,16 @@ def suite_table(results: dict[str, dict]) -> str:
     names = list(results)
     last = results[names[-1]]["summary"]
     head = " | ".join(f"{n}: {' / '.join(VARIANTS).replace('as_recorded', 'as recorded')}" for n in names)
-    lines = [f"| case | {head} | pulse timing: as recorded / x0.8 / x1.25 |",
-             "|---" * (len(names) + 2) + "|"]
+    lines = [f"| case | {head} | pulse timing: as recorded / x0.8 / x1.25 |", "|---" * (len(names) + 2) + "|"]
     for group, rhythm in ROWS:
-        cells = [" / ".join(pct(r["summary"].get(f"{group}/{rhythm}/{v}", {}).get("bundle")) for v in VARIANTS)
-                 for r in results.values()]
-        timing = " / ".join(pct(last.get(f"{group}/{rhythm}/{v}", {}).get("rr_timing"))
-                            for v in ("as_recorded", "x0.8", "x1.25"))
+        cells = [
+            " / ".join(pct(r["summary"].get(f"{group}/{rhythm}/{v}", {}).get("bundle")) for v in VARIANTS)
+            for r in results.values()
+        ]
+        timing = " / ".join(
+            pct(last.get(f"{group}/{rhythm}/{v}", {}).get("rr_timing"))
+            for v in ("as_recorded", "x0.8", "x1.25")
+        )
         lines.append(f"| {group} {rhythm} | {' | '.join(cells)} | {timing} |")
     return "\n".join(lines)
 
@@ -60,21 +68,33 @@ def dev_table(results: dict[str, dict]) -> str:
     names = list(results)
     tables = {n: per_source(r, "dev_recordings", "as_recorded") for n, r in results.items()}
     last = tables[names[-1]]
-    lines = [f"| recording | scored hops ({names[-1]}) | {' | '.join(names)} | pulse timing |",
-             "|---" * (len(names) + 3) + "|"]
+    lines = [
+        f"| recording | scored hops ({names[-1]}) | {' | '.join(names)} | pulse timing |",
+        "|---" * (len(names) + 3) + "|",
+    ]
     totals = {n: [0, 0, 0] for n in names}
     for source in last:
         cells = []
         for n in names:
             scored, called, _ = tables[n].get(source, [0, 0, 0])
             totals[n] = [a + b for a, b in zip(totals[n], tables[n].get(source, [0, 0, 0]))]
-            cells.append(f"{called}/{scored}" + (f" ({pct(called / scored)})" if n == names[-1] and scored else ""))
-        lines.append(f"| {short(source)} | {last[source][0]} | {' | '.join(cells)} | {last[source][2]}/{last[source][0]} |")
+            cells.append(
+                f"{called}/{scored}" + (f" ({pct(called / scored)})" if n == names[-1] and scored else "")
+            )
+        lines.append(
+            f"| {short(source)} | {last[source][0]} | {' | '.join(cells)} | {last[source][2]}/{last[source][0]} |"
+        )
     pooled = [f"{t[1]}/{t[0]} ({pct(t[1] / t[0] if t[0] else None)})" for t in totals.values()]
     t = totals[names[-1]]
-    lines.append(f"| **pooled** | {t[0]} | {' | '.join(pooled)} | {t[2]}/{t[0]} ({pct(t[2] / t[0] if t[0] else None)}) |")
+    lines.append(
+        f"| **pooled** | {t[0]} | {' | '.join(pooled)} | {t[2]}/{t[0]} ({pct(t[2] / t[0] if t[0] else None)}) |"
+    )
     probes = {n: per_source(r, "probe", None) for n, r in results.items()}
-    lines += ["", f"| probe (healthy: any AF call is false) | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
+    lines += [
+        "",
+        f"| probe (healthy: any AF call is false) | {' | '.join(names)} |",
+        "|---" * (len(names) + 1) + "|",
+    ]
     for key in probes[names[-1]]:
         cells = [f"{probes[n].get(key, [0, 0])[1]}/{probes[n].get(key, [0, 0])[0]}" for n in names]
         lines.append(f"| {short(key)} | {' | '.join(cells)} |")

@@ -70,7 +70,9 @@ def target_checks(report: dict) -> dict:
     return checks
 
 
-def monitor_scored(probs: dict[str, np.ndarray], truth: np.ndarray, sqi: np.ndarray, labels, positive: str) -> dict:
+def monitor_scored(
+    probs: dict[str, np.ndarray], truth: np.ndarray, sqi: np.ndarray, labels, positive: str
+) -> dict:
     """Every model on the windows a monitor labels: those the runtime's SQI gate passes
     (``sqi >= LOW_SQI``); the headline metrics count every window, gated or not."""
     from bridge_edge.signals.quality import LOW_SQI

@@ -129,7 +129,9 @@ def make_tiny_bundle(
         version="0.0.1",
         created="2026-01-01T00:00:00Z",
         recipe_hash="tiny",
-        input=InputSection("ppg", fs, window_s, hop_s, ["ppg"], "a.u.", preprocess_spec(preprocess, fs).as_dict()),
+        input=InputSection(
+            "ppg", fs, window_s, hop_s, ["ppg"], "a.u.", preprocess_spec(preprocess, fs).as_dict()
+        ),
         output=OutputSection("class_probabilities", list(labels), "afib" if "afib" in labels else None),
         models=ModelsSection("tiny-linear", "none", 0, 0, BridgeSection(0, 0, 0)),
         onnx=OnnxSection(

@@ -11,7 +11,12 @@ from bridge_edge.runtime.engines.base import Engine
 from bridge_edge.runtime.engines.ort import OrtEngine
 from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 from bridge_edge.runtime.testing import ArraySource, make_tiny_bundle
-from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample, normalise_windows, preprocess_spec
+from bridge_edge.signals.preprocess import (
+    PreprocessSpec,
+    filter_and_resample,
+    normalise_windows,
+    preprocess_spec,
+)
 from bridge_edge.signals.simulator import PatientSimulator
 
 pytest.importorskip("onnx", reason="the tiny test model is written with the onnx package")
@@ -109,7 +114,9 @@ def test_ppg_v3_stream_inputs_equal_the_offline_drawn_beats(tmp_path, ppg):
     got = np.array([[p.probs[k] for k in v3_bundle.manifest.output.labels] for p in rec.preds[4:]])
     np.testing.assert_allclose(got, expected[4 : 4 + len(got)], atol=1e-5)
     assert len(got) == len(windows) - 4
-    assert not np.allclose(expected, engine.inner.infer(normalise_windows(windows, PreprocessSpec(fs_out=FS))))
+    assert not np.allclose(
+        expected, engine.inner.infer(normalise_windows(windows, PreprocessSpec(fs_out=FS)))
+    )
 
 
 @pytest.mark.parametrize("policy", ["flag", "skip"])

@@ -28,8 +28,11 @@ def pulse_train(beat_s, fs, shape):
     for b, a in zip(beat_s, amps):
         d = t - b
         if shape == "narrow":
-            x += a * (np.exp(-0.5 * (d / 0.05) ** 2) + 0.4 * np.exp(-0.5 * ((d - 0.3) / 0.05) ** 2)
-                      - 0.5 * np.exp(-0.5 * ((d + 0.12) / 0.04) ** 2))
+            x += a * (
+                np.exp(-0.5 * (d / 0.05) ** 2)
+                + 0.4 * np.exp(-0.5 * ((d - 0.3) / 0.05) ** 2)
+                - 0.5 * np.exp(-0.5 * ((d + 0.12) / 0.04) ** 2)
+            )
         else:
             x += a * np.exp(-0.5 * (d / np.where(d < 0, 0.1, 0.25)) ** 2)
     return x
@@ -48,7 +51,9 @@ def test_two_sensors_with_the_same_beats_give_the_same_input():
     # the raw windows differ a lot; the model inputs are the same pulse trains, shifted by the
     # few samples between the two shapes' peaks (a beat at a window's edge may be seen by one only)
     assert np.mean([np.corrcoef(n, w)[0, 1] for n, w in zip(narrow, wide)]) < 0.8
-    lag_free = np.array([max(np.corrcoef(np.roll(x, k), y)[0, 1] for k in range(-8, 9)) for x, y in zip(a, b)])
+    lag_free = np.array(
+        [max(np.corrcoef(np.roll(x, k), y)[0, 1] for k in range(-8, 9)) for x, y in zip(a, b)]
+    )
     assert np.median(lag_free) > 0.98 and np.mean(lag_free > 0.95) >= 0.75
 
 
