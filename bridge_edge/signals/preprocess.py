@@ -65,7 +65,10 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> PreprocessSpec:
-        return cls(
+        """A recorded spec (bundle manifest, run directory). A step this package does not
+        implement is refused: running a model without a step it was trained with would feed it
+        inputs it never saw (a ``ppg-v3`` model given raw pulses) and label them confidently."""
+        spec = cls(
             version=d["version"],
             fs_out=float(d["fs_out"]),
             band_hz=tuple(d["band_hz"]),
@@ -74,6 +77,16 @@ class PreprocessSpec:
             polarity=str(d.get("polarity", "none")),
             render=str(d.get("render", "none")),
         )
+        unknown = [s for s in d.get("steps", []) if s not in spec.as_dict()["steps"]]
+        if spec.polarity not in POLARITY_CHOICES or spec.render not in RENDER_CHOICES or unknown:
+            raise ConfigError(
+                f"preprocessing {spec.version!r} asks for steps this package does not implement "
+                f"(polarity {spec.polarity!r}, render {spec.render!r}, steps {unknown}); expected polarity in "
+                f"{list(POLARITY_CHOICES)}, render in {list(RENDER_CHOICES)}: update bridge-edge",
+                key="input.preprocess",
+                value=d.get("steps", []),
+            )
+        return spec
 
 
 PREPROCESS_VERSIONS = {

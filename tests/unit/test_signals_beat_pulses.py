@@ -86,3 +86,9 @@ def test_versions_are_named_and_recorded():
     assert PreprocessSpec.from_dict(preprocess_spec("ppg-v2", FS).as_dict()).render == "none"
     with pytest.raises(ConfigError, match="ppg-v9"):
         preprocess_spec("ppg-v9", FS)
+    # a recorded step this package cannot run is refused, never skipped
+    future = V3.as_dict() | {"steps": V3.as_dict()["steps"] + ["render_beats_v4"]}
+    with pytest.raises(ConfigError, match="render_beats_v4"):
+        PreprocessSpec.from_dict(future)
+    with pytest.raises(ConfigError, match="render"):
+        PreprocessSpec.from_dict(V3.as_dict() | {"render": "wavelets", "steps": []})
