@@ -137,7 +137,12 @@ def _export_tail(args: argparse.Namespace, manifest, out) -> int:
         from bridge_edge.export.accuracy import plot_precisions
 
         plot_precisions(manifest.metrics, args.plot)
-    if args.json:
+    return _print_written(manifest, out, args.json)
+
+
+def _print_written(manifest, out, as_json: bool) -> int:
+    """What export and requantize print: the manifest as JSON, or a line and the metrics table."""
+    if as_json:
         _print_json(manifest.to_dict() | {"path": str(out)})
     else:
         print(f"wrote {out}: {manifest.name} {manifest.version}")
@@ -183,13 +188,7 @@ def _requantize(args: argparse.Namespace) -> int:
             run_dir=Path(args.run_dir) if args.run_dir else None,
             version=args.bundle_version,
         )
-    out = args.out or args.bundle
-    if args.json:
-        _print_json(manifest.to_dict() | {"path": str(out)})
-    else:
-        print(f"wrote {out}: {manifest.name} {manifest.version}")
-        print(_metrics_table(manifest))
-    return 0
+    return _print_written(manifest, args.out or args.bundle, args.json)
 
 
 def _inspect(args: argparse.Namespace) -> int:
