@@ -159,7 +159,7 @@ def test_composed_model_and_split_windows(run_dir):
 
     model, spec = load_composed(run_dir)
     assert spec.positive_label == "afib" and "afib" in spec.labels
-    assert spec.preprocess["version"] == "ppg-v3"
+    assert spec.preprocess["version"] == "ppg-v2"  # recipes/smoke.toml pins it
     x, y, labels = load_split_windows(run_dir, "test")
     assert x.dtype == np.float32 and x.shape[1] == int(spec.input["fs"] * spec.window_s)
     assert y.shape == (len(x),) and y.min() >= -1 and y.max() < len(labels)
