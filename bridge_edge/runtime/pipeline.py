@@ -256,7 +256,7 @@ class Pipeline:
         rr_af = rr_af_scores_from_beats(beats, sqi, self.model.fs)  # pulse-timing AF score, NaN: none
         gated = [self._gate(j, float(q)) for j, q in zip(jobs, sqi)]
         run = [i for i, g in enumerate(gated) if g is None]
-        batch = normalise_windows(raw[run], self.model.preprocess)
+        batch = normalise_windows(raw[run], self.model.preprocess, [beats[i] for i in run])
         bad = ~np.isfinite(batch).all(axis=1)
         if bad.any():  # cannot happen after ingest's check; kept so no NaN ever reaches a model
             for i in np.asarray(run)[bad]:

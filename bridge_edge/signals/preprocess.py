@@ -149,13 +149,14 @@ def filter_and_resample(x: np.ndarray, fs_in: float, spec: PreprocessSpec) -> np
     return resample_linear(y, fs_in, spec.fs_out)
 
 
-def normalise_windows(windows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+def normalise_windows(windows: np.ndarray, spec: PreprocessSpec, beats: list | None = None) -> np.ndarray:
     """Steps 3-4 on band-passed model-rate windows: (ppg-v3) draw each window's beats, z-score
     each window (last axis) independently, then (ppg-v2, v3) make its skewness non-negative;
-    returns float32."""
+    returns float32. ``beats``: the windows' ``detect_ppg_beats`` output when the caller has it
+    already (the runtime does, for HR and SQI), so ppg-v3 does not detect them twice."""
     w = np.asarray(windows, dtype=np.float64)
     if spec.render == "beat_pulses":
-        w = render_beat_pulses(w, spec.fs_out)
+        w = render_beat_pulses(w, spec.fs_out, beats)
     mean = w.mean(axis=-1, keepdims=True)
     std = np.maximum(w.std(axis=-1, keepdims=True), spec.std_floor)
     z = (w - mean) / std
@@ -185,15 +186,17 @@ def beat_pulse_template(fs: float) -> tuple[np.ndarray, int]:
     return np.exp(-0.5 * (t / np.where(t < 0, BEAT_PULSE_RISE_S, BEAT_PULSE_FALL_S)) ** 2), lead
 
 
-def render_beat_pulses(windows: np.ndarray, fs: float) -> np.ndarray:
+def render_beat_pulses(windows: np.ndarray, fs: float, beats: list | None = None) -> np.ndarray:
     """Each window (last axis) re-drawn as one ``beat_pulse_template`` per detected beat, peak
     on the beat; a window without beats becomes zeros. One detector call per window (compiled
-    scipy peak finding), one convolution for all of them."""
+    scipy peak finding) unless ``beats`` gives them, one convolution for all windows."""
     w = np.asarray(windows, dtype=np.float64)
-    rows = w.reshape(-1, w.shape[-1]) if w.size else w.reshape(0, max(w.shape[-1:] or (0,)))
+    rows = w.reshape(-1, w.shape[-1])
+    if beats is None:
+        beats = [detect_ppg_beats(row, fs) for row in rows]  # per window, not per sample
     impulses = np.zeros_like(rows)
-    for i, row in enumerate(rows):  # per window, not per sample
-        impulses[i, detect_ppg_beats(row, fs)] = 1.0
+    for i, peaks in enumerate(beats):
+        impulses[i, peaks] = 1.0
     template, lead = beat_pulse_template(fs)
     drawn = sps.oaconvolve(impulses, template[None, :], axes=-1) if len(rows) else impulses
     return drawn[:, lead : lead + rows.shape[-1]].reshape(w.shape)
