@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge_edge.bridge.data import WindowSet, split_windows
+from bridge_edge.bridge.data import WindowSet, recording_windows, split_windows
 from bridge_edge.bridge.recipe import Recipe
 from bridge_edge.bridge.rundir import RunDir
 from bridge_edge.bridge.stages import Run
@@ -69,6 +69,10 @@ def stage_data(run: Run) -> None:
     dataset = load_dataset(spec)
     old, new = run.models()
     splits = dataset_windows(dataset, run.recipe, old.input_spec.fs, new.input_spec.fs)
+    if d.pair_speeds:
+        splits["pair"] = WindowSet.concat(
+            [splits["pair"], played_pair_windows(dataset, run.recipe, old.input_spec.fs, new.input_spec.fs)]
+        )
     run.dir.write_windows(splits, ppg_preprocess_spec(run.recipe, new.input_spec.fs).as_dict())
     # Pretraining views are crops of longer unlabelled train-split PPG windows (2x the model window).
     w = run.recipe.data.window_s
@@ -81,6 +85,30 @@ def stage_data(run: Run) -> None:
         ppg_spec=ppg_preprocess_spec(run.recipe, new.input_spec.fs),
     )
     np.save(run.dir.pretrain_ppg, long.ppg)
+
+
+def played_pair_windows(dataset, recipe: Recipe, old_fs: float, new_fs: float) -> WindowSet:
+    """The pair split's recordings played at each of ``[data] pair_speeds``, ECG and PPG together.
+
+    A recording read as if sampled at ``speed`` x its rate: rhythm, intervals and their
+    irregularity keep their shape at ``speed`` x the heart rate. Subject ids become
+    ``<id>@x<speed>``. The window labels follow the played rhythm track and are only counted;
+    the bridge learns from the old model's outputs on the played ECG.
+    """
+    d = recipe.data
+    spec = ppg_preprocess_spec(recipe, new_fs)
+    parts = []
+    for speed in d.pair_speeds:
+        for rec in dataset.subjects("pair"):
+            played = dataclasses.replace(
+                rec, subject_id=f"{rec.subject_id}@x{speed:g}", fs_ecg=rec.fs_ecg * speed, fs_ppg=rec.fs_ppg * speed
+            )
+            parts.append(
+                recording_windows(
+                    played, window_s=d.window_s, hop_s=d.hop_s, fs_ecg=old_fs, ppg_spec=spec, purity=d.label_purity
+                )
+            )
+    return WindowSet.concat(parts)
 
 
 def stage_held_out(run: Run) -> None:
@@ -114,7 +142,6 @@ def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:
     any split. Only the PPG windows are kept: the window labels ``recording_windows`` derives are
     dropped here, so nothing about rhythm reaches pretraining.
     """
-    from bridge_edge.bridge.data import recording_windows
     from bridge_edge.signals.simulator import simulate_subject, subject_seed
 
     d, n = recipe.data, recipe.pretrain.simulated_subjects

@@ -37,6 +37,10 @@ class DataConfig:
     label_purity: float = 0.8  # a window takes a label when >= this fraction of it carries it
     # PPG preprocessing version (signals.preprocess.PREPROCESS_VERSIONS), written into the bundle
     preprocess: str = "ppg-v3"
+    # The pair split is also played at these speeds, ECG and PPG together (a recording read as if
+    # sampled at speed x its rate): the old model's outputs on the played ECG are the bridge's
+    # targets, so the heart rates it learns from widen without any label (docs/method.md).
+    pair_speeds: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,15 @@ def _coerce(value, tp, key: str):
                 expected="array of 2 numbers",
             )
         return (float(value[0]), float(value[1]))
+    if typing.get_args(tp) == (float, ...):  # a TOML array of numbers
+        if not (isinstance(value, list) and all(_type_ok(v, float) for v in value)):
+            raise ConfigError(
+                f"recipe key {key!r} = {value!r} has the wrong type; expected an array of numbers",
+                key=key,
+                value=value,
+                expected="array of numbers",
+            )
+        return tuple(float(v) for v in value)
     if origin is tuple:  # tuple[str, ...]: a TOML array of strings
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ConfigError(
@@ -251,6 +264,17 @@ def _check_held_out(recipe: Recipe) -> None:
         )
 
 
+def _check_pair_speeds(recipe: Recipe) -> None:
+    speeds = recipe.data.pair_speeds
+    if any(not 0.25 <= v <= 4.0 for v in speeds):
+        raise ConfigError(
+            f"[data] pair_speeds = {list(speeds)}; expected speeds between 0.25 and 4 (1 = as recorded)",
+            key="data.pair_speeds",
+            value=list(speeds),
+            expected="0.25 <= speed <= 4",
+        )
+
+
 def parse_recipe(text: str, source_path: str = "") -> Recipe:
     try:
         table = tomllib.loads(text)
@@ -259,6 +283,7 @@ def parse_recipe(text: str, source_path: str = "") -> Recipe:
     recipe = _build(Recipe, table)
     _check_choices(recipe)
     _check_held_out(recipe)
+    _check_pair_speeds(recipe)
     check_target_names(recipe.pretrain.targets)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return dataclasses.replace(recipe, source_path=source_path, sha256=digest)

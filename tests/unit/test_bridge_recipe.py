@@ -156,3 +156,41 @@ def test_held_out_subjects_need_simulated_data_and_counts_are_not_negative():
         parse_recipe('[data]\nsource = "dir"\npath = "x"\n[held_out]\nextra_simulated_subjects = 2\n')
     with pytest.raises(ConfigError, match=">= 0"):
         parse_recipe("[held_out]\nbootstrap_resamples = -1\n")
+
+
+def test_pair_speeds_parse_as_numbers_and_out_of_range_speeds_are_refused():
+    assert parse_recipe("[data]\npair_speeds = [0.8, 1]").data.pair_speeds == (0.8, 1.0)
+    assert parse_recipe("").data.pair_speeds == ()
+    with pytest.raises(ConfigError) as err:
+        parse_recipe('[data]\npair_speeds = ["fast"]')
+    assert err.value.key == "data.pair_speeds"
+    with pytest.raises(ConfigError) as err:
+        parse_recipe("[data]\npair_speeds = [0.0]")
+    assert err.value.key == "data.pair_speeds"
+
+
+def test_played_pair_windows_keep_the_rhythm_at_another_heart_rate():
+    from bridge_edge.bridge.inputs import played_pair_windows
+    from bridge_edge.signals.simulator import simulate_subject
+    from bridge_edge.signals.types import PairedDataset, Splits
+
+    rec = simulate_subject("p0", 1.0, seed=5, fs_ppg=100.0)
+    dataset = PairedDataset(rec.labels, Splits((), (), ("p0",), ()), {"p0": rec})
+    recipe = parse_recipe("[data]\npair_speeds = [0.8, 1.25]\npreprocess = 'ppg-v2'")
+    played = played_pair_windows(dataset, recipe, old_fs=100.0, new_fs=125.0)
+    slow, fast = (played.subject == "p0@x0.8"), (played.subject == "p0@x1.25")
+    assert slow.sum() + fast.sum() == len(played)
+    # the same minute lasts 75 s at x0.8 and 48 s at x1.25: 13 (75 s less the resampler's last
+    # sample) and 8 windows of 10 s, hop 5 s
+    assert (slow.sum(), fast.sum()) == (13, 8)
+    assert played.ecg.shape[1] == 1000 and played.ppg.shape[1] == 1250
+
+    def rate_hz(ecg_window):  # dominant ECG periodicity by autocorrelation
+        x = ecg_window - ecg_window.mean()
+        ac = np.correlate(x, x, "full")[len(x) - 1 :]
+        lag = 30 + int(np.argmax(ac[30:200]))  # 0.3-2 s at 100 Hz
+        return 100.0 / lag
+
+    r_slow = np.median([rate_hz(w) for w in played.ecg[slow]])
+    r_fast = np.median([rate_hz(w) for w in played.ecg[fast]])
+    assert r_fast / r_slow == pytest.approx(1.25 / 0.8, rel=0.15)
