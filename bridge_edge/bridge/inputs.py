@@ -101,11 +101,19 @@ def played_pair_windows(dataset, recipe: Recipe, old_fs: float, new_fs: float) -
     for speed in d.pair_speeds:
         for rec in dataset.subjects("pair"):
             played = dataclasses.replace(
-                rec, subject_id=f"{rec.subject_id}@x{speed:g}", fs_ecg=rec.fs_ecg * speed, fs_ppg=rec.fs_ppg * speed
+                rec,
+                subject_id=f"{rec.subject_id}@x{speed:g}",
+                fs_ecg=rec.fs_ecg * speed,
+                fs_ppg=rec.fs_ppg * speed,
             )
             parts.append(
                 recording_windows(
-                    played, window_s=d.window_s, hop_s=d.hop_s, fs_ecg=old_fs, ppg_spec=spec, purity=d.label_purity
+                    played,
+                    window_s=d.window_s,
+                    hop_s=d.hop_s,
+                    fs_ecg=old_fs,
+                    ppg_spec=spec,
+                    purity=d.label_purity,
                 )
             )
     return WindowSet.concat(parts)
