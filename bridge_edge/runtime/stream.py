@@ -273,8 +273,8 @@ class StreamState:
 
     def next_window_due_ns(self) -> float | None:
         """When the next window is expected to complete (host-monotonic ns): the last arrival
-        plus the missing input samples at the stream's rate; None for an ended or silent stream."""
-        if self.ended or self.last_arrival_ns is None:
+        plus the missing input samples at the stream's rate; None for an ended, stale or silent stream."""
+        if self.ended or self.stale or self.last_arrival_ns is None:
             return None
         missing = max(self._input_needed - self.timeline, 0)
         return self.last_arrival_ns + missing * 1e9 / self.info.fs
