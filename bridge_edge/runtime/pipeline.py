@@ -226,11 +226,7 @@ class Pipeline:
                     self._check_stale(st)
                 now = time.monotonic_ns()
                 if collector.pending and (all_ended or collector.due(now, self._due_elsewhere(collector))):
-                    jobs = collector.take()
-                    for i in range(0, len(jobs), MAX_BATCH):
-                        self._run_jobs(jobs[i : i + MAX_BATCH])
-                    with self._wake:
-                        self._wake.notify_all()  # a lossless producer may be waiting for room
+                    self._flush(collector)
                     continue
                 if all_ended and not collector.pending:
                     break  # every source ended and its last rows were read: nothing more to cut
@@ -244,11 +240,20 @@ class Pipeline:
                     if deadline is not None:
                         wait_s = min(wait_s, max(deadline - now, 0) / 1e9)
                     self._wake.wait(wait_s)
+            self._flush(collector)  # stopped while holding windows: they are still emitted
         except Exception as err:
             log.exception("inference loop failed")
             self.errors.append(err)
         finally:
             self._inference_done.set()
+
+    def _flush(self, collector: BatchCollector) -> None:
+        jobs = collector.take()
+        for i in range(0, len(jobs), MAX_BATCH):
+            self._run_jobs(jobs[i : i + MAX_BATCH])
+        if jobs:
+            with self._wake:
+                self._wake.notify_all()  # a lossless producer may be waiting for room
 
     def _due_elsewhere(self, collector: BatchCollector) -> list[float]:
         """When each live stream with no window held is expected to complete its next one."""

@@ -160,3 +160,27 @@ def test_hop_lag_grows_with_slow_inference_while_the_reader_lag_does_not(bundle,
     assert stats.latency["wait"].n == len(inferred)
     text = "\n".join(summary_lines(stats))
     assert "hop lag" in text and f"{stats.infer_calls} engine calls" in text
+
+
+def test_windows_held_for_a_batch_are_still_emitted_when_the_pipeline_stops(bundle, ppg):
+    """A deadline far beyond the run, and a third stream always about to complete a window (it
+    is paced 40x slower than the others): every window is held; stop() must still emit them."""
+    engine = counting(bundle)
+    sources = [
+        ArraySource(np.roll(ppg, 100 * i), FS, chunk_sizes=(5,), speed=speed, name=f"s{i}")
+        for i, speed in enumerate((4.0, 4.0, 0.1))
+    ]
+    cfg = PipelineConfig(sqi_policy="off", batch_wait_s=600.0)
+    pipe = Pipeline(sources, bundle, config=cfg, engine_choice=EngineChoice(engine))
+    preds = []
+    pipe.add_listener(type("L", (), {"on_prediction": lambda self, p: preds.append(p)})())
+    pipe.start()
+    time.sleep(3.0)  # ~12 s of signal at 4x: several windows per stream, all held
+    pipe.stop()
+    stats = pipe.stats()
+    assert len(preds) >= 2 and stats.hops == len(preds)
+    assert {p.stream.index for p in preds} == {0, 1}  # the slow stream never completed a window
+    for i in range(2):
+        mine = [p.window_index for p in preds if p.stream.index == i]
+        assert mine == list(range(len(mine)))  # nothing skipped inside a stream
+    assert sum(engine.batches) == stats.inferred_windows and len(engine.batches) <= 1
