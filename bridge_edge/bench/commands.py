@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bridge_edge.runtime.commands import positive_int
+from bridge_edge.runtime.commands import non_negative_float, positive_int
 from bridge_edge.runtime.engines.names import ENGINE_NAMES, PRECISIONS
 
 DEFAULT_OUT = Path("benchmarks/results")
@@ -92,6 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engines", type=_csv(str, ENGINES), default=("ort",))
     p.add_argument("--precisions", type=_csv(str, PRECISIONS), default=("fp32", "int8"))
     p.add_argument("--trial-seconds", type=float, default=30.0, help="real time per stream-count trial")
+    p.add_argument(
+        "--batch-wait-hops",
+        type=non_negative_float,
+        default=0.1,
+        help="cross-stream batching: hold a ready window up to this fraction of a hop (0: never)",
+    )
     p.set_defaults(handler=run_streams)
 
     p = which.add_parser("training", help="bridge vs KD: parameters, memory, time per epoch, test metrics")

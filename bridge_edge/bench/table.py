@@ -156,7 +156,9 @@ def streams_section(report: BenchReport) -> list[str]:
     rows = []
     for r in report.rows:
         if r.get("kind") == "ingest":
-            rows.append(["ingest path alone (no model)", "", f"{_fmt(r.get('samples_per_s'))} samples/s", ""])
+            rows.append(
+                ["ingest path alone (no model)", "", f"{_fmt(r.get('samples_per_s'))} samples/s", "", ""]
+            )
         elif r.get("kind") == "max" and r.get("status") == STATUS_OK:
             answer = ("≥ " if r.get("capped") else "") + _fmt(r.get("max_realtime_streams"))
             rows.append(
@@ -164,15 +166,23 @@ def streams_section(report: BenchReport) -> list[str]:
                     r["engine"],
                     r["precision"],
                     answer,
-                    f"{_fmt(r.get('e2e_p50_ms'))} / {_fmt(r.get('e2e_p99_ms'))} / {_fmt(r.get('lag_p99_ms'))}",
+                    f"{_fmt(r.get('e2e_p50_ms'))} / {_fmt(r.get('e2e_p99_ms'))} / "
+                    f"{_fmt(r.get('hop_lag_p99_ms'))} / {_fmt(r.get('lag_p99_ms'))}",
+                    _fmt(r.get("mean_batch")),
                 ]
             )
         elif r.get("kind") == "max":
-            rows.append([r["engine"], r["precision"], f"unmeasured: {r.get('reason')}", ""])
+            rows.append([r["engine"], r["precision"], f"unmeasured: {r.get('reason')}", "", ""])
     seconds = report.summary.get("config", {}).get("trial_seconds")
     title = f"**Concurrent real-time streams** (bundle {report.summary.get('subject', '?')}; {_fmt(seconds)} s trials; "
     return [title + f"{run_note(report)})", ""] + _table(
-        ["engine", "precision", "max streams kept up", "at that count: end-to-end p50 / p99, lag p99 (ms)"],
+        [
+            "engine",
+            "precision",
+            "max streams kept up",
+            "at that count: end-to-end p50 / p99, hop lag p99, lag p99 (ms)",
+            "windows per call",
+        ],
         rows,
     )
 

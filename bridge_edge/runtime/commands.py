@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=positive_int, help="ONNX Runtime intra-op threads, >= 1 (default: cores - 1)"
     )
     p.add_argument(
+        "--batch-wait-ms",
+        type=non_negative_float,
+        default=50.0,
+        help="hold a ready window up to this long so other streams' windows share its engine call (0: never)",
+    )
+    p.add_argument(
         "--lossless",
         action="store_true",
         help="replays: let ingest wait for inference instead of overwriting (never for live sensors)",
@@ -77,6 +83,16 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number > 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    import math
+
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number >= 0")
     return value
 
 
@@ -111,7 +127,11 @@ def run_command(args: argparse.Namespace) -> int:
             expected="RUN_DIR of `bridge-edge fit`",
         )
     config = PipelineConfig(
-        gap_policy=args.gap_policy, sqi_policy=args.sqi_policy, threads=args.threads, lossless=args.lossless
+        gap_policy=args.gap_policy,
+        sqi_policy=args.sqi_policy,
+        threads=args.threads,
+        lossless=args.lossless,
+        batch_wait_s=args.batch_wait_ms / 1e3,
     )
     sources = [open_source(url) for url in args.source]  # a bad URL fails first, before any loading
     try:

@@ -3,7 +3,8 @@
 Threads: one ingest thread per source (stamps samples with the fitted clock, pushes them into
 the stream's ring, tells listeners about the raw chunk) and one inference thread (reads every
 ring, runs the streaming preprocessing, cuts windows, gates them, batches all streams' windows
-into one engine call, smooths, emits ``Prediction``s). Listeners are plain objects with any of
+into one engine call, smooths, emits ``Prediction``s). Windows that become ready within
+``batch_wait_s`` of each other across streams share one call (``runtime/batching.py``). Listeners are plain objects with any of
 ``on_chunk(stream_index, info, chunk)``, ``on_prediction(pred)``, ``on_event(stream_index, event)``;
 they run on the pipeline's threads, so they must return quickly.
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from bridge_edge.devices.base import Source
 from bridge_edge.errors import BridgeEdgeError, ConfigError
+from bridge_edge.runtime.batching import BatchCollector
 from bridge_edge.runtime.engines import EngineChoice, select_engine
 from bridge_edge.runtime.outputs import LatencyMs, Prediction, ProbabilitySmoother, StreamRef
 from bridge_edge.runtime.stats import PipelineStats, StageTimer
@@ -51,6 +53,7 @@ class PipelineConfig:
     lossless: bool = False  # replays only: ingest waits for the reader instead of overwriting
     threads: int | None = None  # ORT intra-op threads (None = cores - 1)
     spinning: bool = False
+    batch_wait_s: float = 0.05  # hold a ready window up to this long so other streams' windows join its call
 
 
 class Pipeline:
@@ -93,7 +96,10 @@ class Pipeline:
         self._inference_done = threading.Event()
         self._unix_minus_mono = time.time() - time.monotonic_ns() / 1e9  # fixed, taken once
         self._recorder = _open_recorder(record_dir, sources)
+        self._collector = BatchCollector.from_seconds(cfg.batch_wait_s, MAX_BATCH)
         self.hops = 0
+        self.infer_calls = 0  # engine calls (each one batch)
+        self.inferred_windows = 0  # windows the engine saw, over all calls
         self.windows_skipped = {"warmup": 0, "gap": 0, "low_sqi": 0, "nonfinite": 0}
         self.errors: list[BaseException] = []
 
@@ -210,32 +216,50 @@ class Pipeline:
     # --- inference (one thread) ----------------------------------------------------------------
 
     def _inference_loop(self) -> None:
+        collector = self._collector
         try:
             while not self._stop.is_set():
                 # read before the pass: a source that ended after it may still have pushed rows
                 all_ended = all(st.ended for st in self.streams)
-                jobs: list[WindowJob] = []
                 for st in self.streams:
-                    jobs.extend(st.advance(self._timer))
+                    collector.add(st.advance(self._timer))
                     self._check_stale(st)
-                if jobs:
-                    for i in range(0, len(jobs), MAX_BATCH):
-                        self._run_jobs(jobs[i : i + MAX_BATCH])
-                    with self._wake:
-                        self._wake.notify_all()  # a lossless producer may be waiting for room
+                now = time.monotonic_ns()
+                if collector.pending and (all_ended or collector.due(now, self._due_elsewhere(collector))):
+                    self._flush(collector)
                     continue
-                if all_ended:
+                if all_ended and not collector.pending:
                     break  # every source ended and its last rows were read: nothing more to cut
                 with self._wake:
                     # ready() means a window can be completed, so the next pass has work; the
                     # short wait is a guard against spinning should it ever not (a finite source
-                    # used to spin at 100 % CPU after its end)
-                    self._wake.wait(0.002 if any(st.ready() for st in self.streams) else 0.05)
+                    # used to spin at 100 % CPU after its end). Held windows wait at most until
+                    # their deadline; an ingest thread completing a window wakes this earlier.
+                    wait_s = 0.002 if any(st.ready() for st in self.streams) else 0.05
+                    deadline = collector.deadline_ns()
+                    if deadline is not None:
+                        wait_s = min(wait_s, max(deadline - now, 0) / 1e9)
+                    self._wake.wait(wait_s)
+            self._flush(collector)  # stopped while holding windows: they are still emitted
         except Exception as err:
             log.exception("inference loop failed")
             self.errors.append(err)
         finally:
             self._inference_done.set()
+
+    def _flush(self, collector: BatchCollector) -> None:
+        jobs = collector.take()
+        for i in range(0, len(jobs), MAX_BATCH):
+            self._run_jobs(jobs[i : i + MAX_BATCH])
+        if jobs:
+            with self._wake:
+                self._wake.notify_all()  # a lossless producer may be waiting for room
+
+    def _due_elsewhere(self, collector: BatchCollector) -> list[float]:
+        """When each live stream with no window held is expected to complete its next one."""
+        held = collector.streams()
+        due = (st.next_window_due_ns() for st in self.streams if st.index not in held)
+        return [t for t in due if t is not None]
 
     def _check_stale(self, st: StreamState) -> None:
         if st.ended or st.last_arrival_ns is None:
@@ -263,10 +287,15 @@ class Pipeline:
                 gated[i] = "nonfinite"
             batch = batch[~bad]
             run = [i for i, g in enumerate(gated) if g is None]
-        t1 = time.perf_counter_ns()
+        t1, call_ns = time.perf_counter_ns(), time.monotonic_ns()
         probs = self.engine.infer(batch) if run else np.empty((0, len(self.model.labels)), np.float32)
         t2 = time.perf_counter_ns()
         self._timer.add("infer", (t2 - t1) / 1e6, n=1 if run else 0)
+        if run:
+            self.infer_calls += 1
+            self.inferred_windows += len(run)
+            for i in run:  # queue wait: the window's last sample arrived -> its engine call started
+                self._timer.add("wait", (call_ns - jobs[i].arrival_ns) / 1e6)
         probs_of = dict(zip(run, probs))
         batch_pre_ms = (t1 - t0) / 1e6
         for i, job in enumerate(jobs):
@@ -319,6 +348,7 @@ class Pipeline:
         total_ms = (now - job.arrival_ns) / 1e6
         self._timer.add("preprocess", pre_ms)
         self._timer.add("total", total_ms)
+        st.hop_lag_ms.append(total_ms)  # backlog included: queue wait + inference + emit
         self.hops += 1
         pred = Prediction(
             stream=StreamRef(st.index, st.info.name),

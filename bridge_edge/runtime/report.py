@@ -40,6 +40,11 @@ def summary_lines(s: PipelineStats, ended: str | None = None) -> list[str]:
         f"run: windows skipped {s.windows_skipped}; dropped samples {s.dropped_samples}; ring overwrites {s.overwrites}",
     ]
     lines += [f"run: latency {stage}: {_pct(p)}" for stage, p in s.latency.items()]
+    batch = f"{s.inferred_windows / s.infer_calls:.1f}" if s.infer_calls else "-"
+    lines.append(
+        f"run: hop lag (last sample arrived -> emitted, all streams): {_pct(s.hop_lag)}; "
+        f"{s.infer_calls} engine calls, mean batch {batch}"
+    )
     for st in s.streams:
         clock = (
             f"drift {st.clock_drift_ppm:.1f} ppm, jitter {st.clock_jitter_ms:.2f} ms, jumps {st.clock_jumps}, "
@@ -49,7 +54,8 @@ def summary_lines(s: PipelineStats, ended: str | None = None) -> list[str]:
         )
         lines.append(
             f"run: stream {st.index} {st.name}: {st.samples} samples, gaps {st.gap_samples}, "
-            f"lost {st.lost_samples}, non-finite {st.nonfinite_samples}, lag {_pct(st.lag)}, {clock}"
+            f"lost {st.lost_samples}, non-finite {st.nonfinite_samples}, hop lag {_pct(st.hop_lag)}, "
+            f"lag {_pct(st.lag)}, {clock}"
         )
     lines += [f"run: engine fallback: {f}" for f in s.engine_fallbacks]
     return lines

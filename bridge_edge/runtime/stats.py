@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-STAGES = ("preprocess", "infer", "total")
+STAGES = ("preprocess", "wait", "infer", "total")  # wait: last sample arrived -> engine call
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class StreamStats:
     nonfinite_samples: int  # NaN/inf samples dropped at ingest (gaps of reason "nonfinite")
     nonfinite_runs: int
     ring_overwrites: int
-    lag: Percentiles  # now - newest sample's fitted time
+    lag: Percentiles  # now - newest sample's fitted time, per inference pass (blind to a backlog)
+    hop_lag: Percentiles  # per hop: the window's last sample arrived -> prediction emitted
     clock_drift_ppm: float | None
     clock_jitter_ms: float | None
     clock_jumps: int  # forward jumps and resets of the device clock (re-anchored fits)
@@ -81,6 +82,10 @@ class PipelineStats:
     windows_skipped: dict[str, int]
     latency: dict[str, Percentiles]
     streams: list[StreamStats] = field(default_factory=list)
+    infer_calls: int = 0  # engine calls; inferred_windows / infer_calls is the mean batch
+    inferred_windows: int = 0
+    # every stream's recent hops pooled: last sample arrived -> emitted (queue wait + inference)
+    hop_lag: Percentiles = Percentiles(0, None, None, None)
 
     @property
     def dropped_samples(self) -> int:
@@ -119,6 +124,7 @@ class PipelineStats:
                     nonfinite_runs=st.nonfinite_runs,
                     ring_overwrites=st.ring.overwritten_samples,
                     lag=Percentiles.of(list(st.lag_ms)),
+                    hop_lag=Percentiles.of(list(st.hop_lag_ms)),
                     clock_drift_ppm=clock.drift_ppm if clock else None,
                     clock_jitter_ms=clock.jitter_ms if clock else None,
                     clock_jumps=clock.jumps if clock else 0,
@@ -140,4 +146,7 @@ class PipelineStats:
             windows_skipped=dict(pipeline.windows_skipped),
             latency=pipeline._timer.percentiles(),
             streams=streams,
+            infer_calls=pipeline.infer_calls,
+            inferred_windows=pipeline.inferred_windows,
+            hop_lag=Percentiles.of([v for st in pipeline.streams for v in list(st.hop_lag_ms)]),
         )

@@ -144,7 +144,8 @@ class StreamState:
         self._last_t: float | None = None  # time of the newest sample the DSP consumed
         self.last_arrival_ns: int | None = None
         self.newest_t_est_ns: float | None = None
-        self.lag_ms: deque[float] = deque(maxlen=4096)
+        self.lag_ms: deque[float] = deque(maxlen=4096)  # now - newest sample, per inference pass
+        self.hop_lag_ms: deque[float] = deque(maxlen=4096)  # per hop: last sample's arrival -> emitted
         self.ended = False
         self.stale = False
         self.events = 0
@@ -269,6 +270,14 @@ class StreamState:
     def ready(self) -> bool:
         """True when enough input arrived to complete the next window (ingest updates timeline)."""
         return self.timeline >= self._input_needed
+
+    def next_window_due_ns(self) -> float | None:
+        """When the next window is expected to complete (host-monotonic ns): the last arrival
+        plus the missing input samples at the stream's rate; None for an ended, stale or silent stream."""
+        if self.ended or self.stale or self.last_arrival_ns is None:
+            return None
+        missing = max(self._input_needed - self.timeline, 0)
+        return self.last_arrival_ns + missing * 1e9 / self.info.fs
 
     def advance(self, timer) -> list[WindowJob]:
         """Consume new ring rows: fill gaps/losses, filter, resample, cut complete windows.

@@ -27,12 +27,16 @@ def fake_runtime(monkeypatch):
             total_p99_ms=p99,
             lost_samples=0 if ok else 40,
             reason="keeps up" if ok else "lost",
+            hop_lag_p50_ms=10.0,
+            hop_lag_p99_ms=p99,
+            mean_batch=1.5,
         )
 
     calls = {}
 
-    def max_realtime_streams(bundle, engine, precision, seconds, threads, limit, start=1):
+    def max_realtime_streams(bundle, engine, precision, seconds, threads, limit, start=1, batch_wait_s=0.0):
         calls["max"] = (engine, precision, seconds, threads, limit)
+        calls["batch_wait_s"] = batch_wait_s
         return SimpleNamespace(
             max_streams=6,
             trials=[
@@ -44,7 +48,7 @@ def fake_runtime(monkeypatch):
             ],
         )
 
-    def pipeline_latency(bundle, engine, precision, streams, seconds, speed, threads):
+    def pipeline_latency(bundle, engine, precision, streams, seconds, speed, threads, batch_wait_s=0.0):
         calls["latency"] = (streams, speed)
         return SimpleNamespace(
             engine=engine,
@@ -56,6 +60,9 @@ def fake_runtime(monkeypatch):
             infer_p50_ms=5.0,
             infer_p99_ms=9.0,
             lag_p99_ms=95.0,
+            hop_lag_p50_ms=31.0,
+            hop_lag_p99_ms=89.0,
+            mean_batch=3.25,
         )
 
     monkeypatch.setattr(runtime_bench, "max_realtime_streams", max_realtime_streams)
@@ -83,10 +90,13 @@ def test_streams_rows_trials_answer_and_unmeasured(fake_runtime, tmp_path):
     assert fake_runtime["latency"] == (6, 1.0)  # percentiles at the answer, in real time
     assert fake_runtime["max"] == ("ort", "int8", 20.0, 2, 512)
     assert best["capped"] is False
+    assert best["hop_lag_p50_ms"] == 31.0 and best["hop_lag_p99_ms"] == 89.0 and best["mean_batch"] == 3.25
+    assert trials[3]["hop_lag_p99_ms"] == 3000.0
+    assert fake_runtime["batch_wait_s"] == pytest.approx(0.1 * 2.0)  # a tenth of the 2 s hop
     (trt,) = [r for r in report.rows if r["engine"] == "trt"]
     assert trt["status"] == "unmeasured" and trt["reason"] == "not installed"
     text = "\n".join(table.streams_section(report))
-    assert "| ort | int8 | 6 | 30 / 88 / 95 |" in text and "unmeasured: not installed" in text
+    assert "| ort | int8 | 6 | 30 / 88 / 89 / 95 | 3.25 |" in text and "unmeasured: not installed" in text
     assert plots.streams_vs_lag(report.rows, tmp_path / "s.png", "t").stat().st_size > 1000
 
 
@@ -97,7 +107,7 @@ def test_a_search_from_a_higher_start_still_bisects_to_the_knee(monkeypatch):
 
     tried = []
 
-    def trial(bundle, engine, precision, n, seconds, threads):
+    def trial(bundle, engine, precision, n, seconds, threads, batch_wait_s):
         tried.append(n)
         return SimpleNamespace(streams=n, keeps_up=n <= 40, reason="")
 
