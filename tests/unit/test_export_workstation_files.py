@@ -14,7 +14,7 @@ from export_standin import minimal_bundle
 
 from bridge_edge.errors import BundleError, BundleVerificationError
 from bridge_edge.export import selftest
-from bridge_edge.export.bundle import CALIBRATION_NAME, inspect_bundle, load_bundle, seal
+from bridge_edge.export.bundle import CALIBRATION_NAME, load_bundle, seal
 from bridge_edge.export.manifest import TORCH_SPEC_NAME, TORCH_WEIGHTS_NAME, Manifest, TorchSection
 from bridge_edge.runtime.engines import select_engine
 
@@ -91,7 +91,9 @@ def test_an_unlisted_file_beside_absent_workstation_files_is_still_refused(bundl
     shutil.rmtree(bundle_dir / "torch")
     (bundle_dir / "torch").mkdir()
     (bundle_dir / "torch" / "extra.safetensors").write_bytes(b"\0" * 16)
-    with pytest.raises(BundleVerificationError, match="extra.safetensors: present in the bundle but not listed"):
+    with pytest.raises(
+        BundleVerificationError, match="extra.safetensors: present in the bundle but not listed"
+    ):
         load_bundle(bundle_dir)
 
 
@@ -131,5 +133,7 @@ def test_the_wheel_leaves_out_exactly_the_workstation_files():
     def excluded(name: str) -> bool:
         return any(fnmatch.fnmatch(f"assets/bundles/default/{name}", p) for p in patterns)
 
-    assert sorted(n for n in listed if excluded(n)) == sorted(n for n in listed if n in selftest.WORKSTATION_FILES)
+    assert sorted(n for n in listed if excluded(n)) == sorted(
+        n for n in listed if n in selftest.WORKSTATION_FILES
+    )
     assert all(excluded(n) for n in selftest.WORKSTATION_FILES)
