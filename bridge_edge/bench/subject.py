@@ -32,8 +32,9 @@ class Subject:
 
     @property
     def has_torch_reference(self) -> bool:
-        """The bundle carries the composed fp32 weights (export.torch_reference)."""
-        return self.bundle is not None and getattr(self.bundle.manifest, "torch", None) is not None
+        """The bundle carries the composed fp32 weights (export.torch_reference) and they are
+        installed here (a wheel leaves them out)."""
+        return self.bundle is not None and self.bundle.has_torch_weights()
 
     @classmethod
     def from_bundle(cls, bundle, run_dir: Path | None = None) -> Subject:
@@ -58,7 +59,7 @@ def load_subject(bundle_ref: str, run_dir: Path | None, fallback_run_dir: Path |
     from bridge_edge.export.bundle import load_bundle
 
     bundle = load_bundle(bundle_ref)
-    if run_dir is None and getattr(bundle.manifest, "torch", None) is None:
+    if run_dir is None and not bundle.has_torch_weights():
         run_dir = fallback_run_dir
     subject = Subject.from_bundle(bundle, run_dir)
     if run_dir is not None and not Path(run_dir).exists():
@@ -78,8 +79,8 @@ def open_engine(subject: Subject, engine: str, precision: str, threads: int, dev
         if subject.run_dir is None and not subject.has_torch_reference:
             return Unmeasured(
                 what,
-                "the bundle carries no torch reference (bundles before 0.6) and no run dir was given "
-                "(pass --run-dir RUN_DIR)",
+                "the bundle's torch reference is not here (bundles before 0.6 have none; a wheel install "
+                "leaves it out) and no run dir was given (pass --run-dir RUN_DIR)",
             )
         if device == "cuda" and not _cuda_available():
             return Unmeasured(what, "CUDA is not available on this machine (no GPU or CPU-only torch)")

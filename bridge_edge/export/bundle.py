@@ -2,7 +2,9 @@
 
 A bundle is a directory with ``manifest.json`` plus the files it lists by sha256. Loading
 verifies every listed file (missing, truncated, changed) and every ONNX model's I/O against the
-manifest, and names the offending file. Device side: numpy + (onnx or onnxruntime) only.
+manifest, and names the offending file. The workstation files (``selftest.WORKSTATION_FILES``:
+torch reference, calibration windows) may be absent, as in a wheel install; ``Bundle.absent``
+names them. Device side: numpy + (onnx or onnxruntime) only.
 
     bundle = load_bundle("default")          # the embedded default bundle
     sess_path = bundle.onnx_path("int8")
@@ -31,6 +33,7 @@ from bridge_edge.export.bundle_checks import (
     manifest_problems,
 )
 from bridge_edge.export.manifest import MANIFEST_NAME, Manifest, TensorSpec, onnx_file_name
+from bridge_edge.export.selftest import absent_workstation_files
 from bridge_edge.runtime.engines.names import PRECISIONS
 
 DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent.parent / "assets" / "bundles" / "default"
@@ -52,6 +55,7 @@ class Bundle:
     manifest: Manifest
     verified: bool = False
     problems: list[str] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)  # listed workstation files not installed here
 
     @property
     def name(self) -> str:
@@ -76,7 +80,10 @@ class Bundle:
         return self.path / (variant.file if variant else onnx_file_name(precision))
 
     def has_torch_weights(self) -> bool:
-        return self.manifest.torch is not None
+        """The manifest declares the torch reference and both its files are here (a wheel install
+        leaves them out: docs/bundles.md, "Workstation files")."""
+        t = self.manifest.torch
+        return t is not None and all((self.path / n).is_file() for n in (t.weights, t.spec))
 
     def golden(self) -> Golden:
         with np.load(self.path / GOLDEN_NAME, allow_pickle=False) as z:
@@ -85,6 +92,15 @@ class Bundle:
             return Golden(input=z["input"], outputs=outputs, labels=labels)
 
     def calibration(self) -> np.ndarray:
+        if CALIBRATION_NAME in self.manifest.files and not (self.path / CALIBRATION_NAME).exists():
+            raise BundleError(
+                f"bundle {self.name} {self.version} at {self.path} lists {CALIBRATION_NAME} but this "
+                f"install leaves it out (a workstation file, not in the wheel: docs/bundles.md); "
+                f"expected a checkout's copy of the bundle or its .tar",
+                path=str(self.path),
+                file=CALIBRATION_NAME,
+                problems=[f"{CALIBRATION_NAME}: absent"],
+            )
         with np.load(self.path / CALIBRATION_NAME, allow_pickle=False) as z:
             return z["input"]
 
@@ -166,12 +182,14 @@ def verification_problems(
     """Every way the bundle differs from its manifest or could not run; [] when it is intact.
 
     Manifest rules and unlisted files first (bundle_checks.py), then size and sha256 of every
-    listed file, each model's ONNX I/O, and, when all of that holds, the golden self-test for
-    ``selftest`` ("all", "auto", a precision, a list of them, or None)."""
+    listed file (an absent workstation file is not a problem: ``absent_workstation_files``),
+    each model's ONNX I/O, and, when all of that holds, the golden self-test for ``selftest``
+    ("all", "auto", a precision, a list of them, or None)."""
     problems = manifest_problems(manifest) + directory_problems(bundle_dir, manifest)
     outside = {p.split(":", 1)[0] for p in problems if "leads outside" in p}
+    absent = set(absent_workstation_files(bundle_dir, manifest.files))
     for name, digest in manifest.files.items():
-        if file_name_problem(name) or name in outside:
+        if file_name_problem(name) or name in outside or name in absent:
             continue  # never read a file the manifest places outside the bundle
         path = bundle_dir / name
         if not path.is_file():
@@ -250,7 +268,7 @@ def load_bundle(
     """
     path = resolve_bundle_path(path_or_name)
     manifest = Manifest.read(path / MANIFEST_NAME)
-    bundle = Bundle(path=path, manifest=manifest)
+    bundle = Bundle(path=path, manifest=manifest, absent=absent_workstation_files(path, manifest.files))
     if verify:
         problems = verification_problems(path, manifest, selftest)
         if problems:
@@ -271,7 +289,8 @@ def inspect_bundle(path_or_name: str | os.PathLike) -> Bundle:
     path = resolve_bundle_path(path_or_name)
     manifest = Manifest.read(path / MANIFEST_NAME)
     problems = verification_problems(path, manifest)
-    return Bundle(path=path, manifest=manifest, verified=not problems, problems=problems)
+    absent = absent_workstation_files(path, manifest.files)
+    return Bundle(path=path, manifest=manifest, verified=not problems, problems=problems, absent=absent)
 
 
 # --- tar -------------------------------------------------------------------------------------

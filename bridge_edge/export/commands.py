@@ -198,7 +198,12 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(
             bundle.manifest.to_dict()
-            | {"path": str(bundle.path), "verified": bundle.verified, "problems": bundle.problems}
+            | {
+                "path": str(bundle.path),
+                "verified": bundle.verified,
+                "problems": bundle.problems,
+                "absent": bundle.absent,
+            }
         )
     else:
         m = bundle.manifest
@@ -223,6 +228,8 @@ def _inspect(args: argparse.Namespace) -> int:
                 f"  torch  {m.torch.weights} + {m.torch.spec} ({m.torch.tensors} tensors, fp32; "
                 f"rebuilt vs exported {m.torch.parity_max_abs_diff:.2g})"
             )
+        if bundle.absent:
+            print(f"  absent here (workstation files, not in a wheel install): {', '.join(bundle.absent)}")
         print("  verified" if bundle.verified else "  NOT VERIFIED:\n    " + "\n    ".join(bundle.problems))
     return 0 if bundle.verified else 4
 

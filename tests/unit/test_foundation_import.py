@@ -53,3 +53,24 @@ def test_the_device_suite_imports_the_installed_package():
     assert bridge_edge.__file__.startswith(expected), bridge_edge.__file__
     assert str(data_dir("recipes")).startswith(expected)  # package data, not the repo's recipes/
     assert load_recipe("default").source_path.startswith(expected)
+
+
+def test_the_installed_default_bundle_verifies_without_its_workstation_files():
+    """The wheel leaves the torch reference and calibration windows out (docs/bundles.md,
+    "Workstation files"); the installed default bundle still verifies, every model through its
+    golden self-test, and says which listed files are absent."""
+    import os
+
+    import pytest
+
+    expected = os.environ.get("BRIDGE_EDGE_EXPECT_INSTALLED")
+    if not expected:
+        pytest.skip("not the device suite (BRIDGE_EDGE_EXPECT_INSTALLED unset)")
+    from bridge_edge.export.bundle import load_bundle
+    from bridge_edge.export.selftest import WORKSTATION_FILES
+
+    bundle = load_bundle("default", selftest="all")
+    assert str(bundle.path).startswith(expected)
+    assert bundle.verified and not bundle.has_torch_weights()
+    assert sorted(bundle.absent) == sorted(n for n in bundle.manifest.files if n in WORKSTATION_FILES)
+    assert bundle.absent, "the wheel carried the workstation files"

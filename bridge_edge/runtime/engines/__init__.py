@@ -61,11 +61,11 @@ def select_engine(
 
         if run_dir is not None:
             return EngineChoice(TorchEngine(Path(run_dir), threads=threads or 1), fallbacks)
-        if getattr(bundle.manifest, "torch", None) is not None:
+        if bundle.has_torch_weights():
             return EngineChoice(TorchEngine.from_bundle(bundle, threads=threads or 1), fallbacks)
         reason = (
-            "torch engine needs the bundle's torch reference (bundles from 0.6 carry it) or a RUN_DIR "
-            "with the composed module; neither is here"
+            "torch engine needs the bundle's torch reference (bundles from 0.6 carry it; a wheel "
+            "install leaves it out, docs/bundles.md) or a RUN_DIR with the composed module; neither is here"
         )
         fallbacks.append(f"torch: {reason}")
         log.warning("%s; falling back to onnxruntime", reason)
