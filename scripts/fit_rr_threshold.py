@@ -21,7 +21,13 @@ import numpy as np
 from bridge_edge.signals.datasets.splits import split_subjects
 from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample
 from bridge_edge.signals.rr_timing import fit_threshold, rr_af_scores
-from bridge_edge.signals.simulator import DATASET_VERSION, LABELS, PatientSimulator, simulate_subject, subject_seed
+from bridge_edge.signals.simulator import (
+    DATASET_VERSION,
+    LABELS,
+    PatientSimulator,
+    simulate_subject,
+    subject_seed,
+)
 
 SCRIPT = [("sinus", 120.0), ("ectopy", 120.0), ("afib", 120.0)]
 

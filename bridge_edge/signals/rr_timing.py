@@ -135,7 +135,6 @@ def rr_af_score_from_intervals(rr: np.ndarray) -> float:
     if excluded.mean() > MAX_EXCLUDED_FRACTION or (~excluded).sum() < MIN_KEPT:
         return _irregularity(rr)  # too many to be isolated ectopy: score every interval
     return _irregularity(rr[~excluded])
-    return _irregularity(nn)
 
 
 # signals.ppg_targets imports the statistic of its pretraining target rr_irregularity under this

@@ -5,6 +5,7 @@ import pytest
 
 from bridge_edge.bridge.metrics import _auroc
 from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample
+from bridge_edge.signals.rr_irregularity_v1 import rr_irregularity_v1_from_beats
 from bridge_edge.signals.rr_timing import (
     RR_AF_THRESHOLD,
     fit_threshold,
@@ -14,7 +15,6 @@ from bridge_edge.signals.rr_timing import (
     rr_af_score_from_intervals,
     rr_af_scores,
 )
-from bridge_edge.signals.rr_irregularity_v1 import rr_irregularity_v1_from_beats
 from bridge_edge.signals.simulator import PatientSimulator
 
 FS = 125.0
