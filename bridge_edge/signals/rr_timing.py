@@ -5,11 +5,12 @@ from the tachogram alone, without the pulse shape. Per window (rules v2, retuned
 dataset version 2, issue 22; docs/method.md, "Pulse-timing baseline"):
 
 1. beats from the runtime's own detector (``signals.beats.detect_ppg_beats``); intervals RR
-   outside 0.25-2 s dropped (missed or extra beats). The window is read only when its beats are
-   pulses of one shape: their mean correlation with the window's average beat
+   outside 0.25-2 s dropped (missed or extra beats). The window is read when its SQI passes
+   (``signals.quality``, ``LOW_SQI``) or, failing that, when its beats are pulses of one shape:
+   their mean correlation with the window's average beat
    (``signals.quality.beat_template_correlation``) is at least ``MIN_TEMPLATE_CORRELATION``.
-   Not the PPG SQI: its skewness term rejects clean wide pulses with a strong dicrotic wave,
-   whose timing is perfectly readable;
+   The SQI's skewness term rejects clean wide pulses with a strong dicrotic wave, whose timing
+   is perfectly readable;
 2. isolated premature beats (PACs, PVCs) are taken out before measuring irregularity, as the
    RR literature does (Dash et al. 2009 and Lian, Wang & Muessig 2011 remove ectopic
    intervals before scoring): an interval shorter than ``PREMATURE_FRACTION`` x the window's
@@ -36,7 +37,7 @@ dataset version 2, issue 22; docs/method.md, "Pulse-timing baseline"):
 4. score = sqrt(nRMSSD x median|dRR|/RR) x clip(TPR / (2/3), 0.5, 1.25): a typical
    beat-to-beat change as a fraction of an interval, damped when the changes are smooth
    rather than random. NaN with fewer than ``MIN_INTERVALS`` plausible intervals, or when the
-   beats are not one pulse shape (motion, noise: not a tachogram).
+   window is not readable (motion, noise: not a tachogram).
 
 The threshold (``RR_AF_THRESHOLD``) was chosen on simulated *training* subjects only by
 ``fit_threshold`` (``scripts/fit_rr_threshold.py``); the numbers that chose it are beside it.
@@ -53,7 +54,7 @@ import numpy as np
 
 from bridge_edge.signals.beats import detect_ppg_beats
 from bridge_edge.signals.preprocess import window_polarity
-from bridge_edge.signals.quality import beat_template_correlation
+from bridge_edge.signals.quality import LOW_SQI, beat_template_correlation, ppg_sqi
 from bridge_edge.signals.rr_irregularity_v1 import rr_irregularity_v1_from_beats
 
 RR_MIN_S, RR_MAX_S = 0.25, 2.0
@@ -83,17 +84,17 @@ class RRThreshold:
 # dataset, 30 subjects, seed 0, 6 min; its 12 *train* subjects, each rendered twice: random
 # episodes and a scripted 2 min sinus / 2 min ectopy / 2 min AF; 1,552 pure 10-s windows,
 # simulator dataset version 2 with its random sensors and rates), rules v2: the balanced-accuracy
-# optimum 0.07064. At it, AF windows called AF 0.801 (463 windows, 60 unscored), sinus 0.045
-# (595, 91 unscored), ectopy 0.126 (494, 38 unscored); AUROC AF vs rest 0.849 with unscored
+# optimum 0.07064. At it, AF windows called AF 0.842 (463 windows, 41 unscored), sinus 0.089
+# (595, 52 unscored), ectopy 0.150 (494, 21 unscored); AUROC AF vs rest 0.864 with unscored
 # windows ranked lowest. (v1 rules on the same windows: 0.078, AF 0.726, sinus 0.059, ectopy
 # 0.117, AUROC 0.756, 212 unscored.)
 RR_AF_THRESHOLD = RRThreshold(
     value=0.0706,
     fitted_on="scripts/fit_rr_threshold.py defaults: simulated train split of the default dataset "
     "(12 of 30 subjects, seed 0, 6 min, dataset version 2), random + scripted episodes; rules v2",
-    train_auroc=0.849,
-    train_af_recall=0.801,
-    train_false_af=0.082,
+    train_auroc=0.864,
+    train_af_recall=0.842,
+    train_false_af=0.117,
 )
 
 
@@ -146,23 +147,32 @@ def rr_af_score_from_intervals(rr: np.ndarray) -> float:
 rr_af_score_from_beats = rr_irregularity_v1_from_beats
 
 
-def tachogram_readable(windows: np.ndarray, beats: list, fs: float) -> np.ndarray:
-    """Per window: are its beats pulses of one shape (template correlation >= the minimum)?"""
+def tachogram_readable(
+    windows: np.ndarray, beats: list, fs: float, sqi: np.ndarray | None = None
+) -> np.ndarray:
+    """Per window: can its beats be read as a tachogram? Yes when the window's SQI passes
+    (``LOW_SQI``; ``sqi`` if already computed, else the PPG SQI) or, failing that, when the beats
+    are pulses of one shape (template correlation >= ``MIN_TEMPLATE_CORRELATION``): clean wide
+    pulses with a strong dicrotic wave fail the SQI's skewness term but are perfectly readable."""
     w = np.atleast_2d(np.asarray(windows, dtype=np.float64))
+    if sqi is None:
+        sqi = ppg_sqi(w, fs, beats=beats)
     r = np.array([beat_template_correlation(x, fs, np.asarray(b)) for x, b in zip(w, beats)])  # per window
-    return r >= MIN_TEMPLATE_CORRELATION
+    return (np.asarray(sqi) >= LOW_SQI) | (r >= MIN_TEMPLATE_CORRELATION)
 
 
-def rr_af_scores_from_beats(beats: list, windows: np.ndarray, fs: float) -> np.ndarray:
-    """Scores of windows (N, L) whose beats (upright pulses) are known; NaN where the beats are
-    not one pulse shape (noise or motion: not a tachogram) or too few intervals."""
+def rr_af_scores_from_beats(
+    beats: list, windows: np.ndarray, fs: float, sqi: np.ndarray | None = None
+) -> np.ndarray:
+    """Scores of windows (N, L) whose beats (upright pulses) are known; NaN where the tachogram
+    is not readable (``tachogram_readable``: noise or motion) or too few intervals."""
     scores = np.array([rr_af_score_from_intervals(np.diff(b) / fs) for b in beats], dtype=np.float64)
-    return np.where(tachogram_readable(windows, beats, fs), scores, np.nan)
+    return np.where(tachogram_readable(windows, beats, fs, sqi), scores, np.nan)
 
 
 def rr_af_scores(windows: np.ndarray, fs: float) -> np.ndarray:
     """Scores of a batch (N, L) of preprocessed (band-passed, optionally z-scored) PPG windows;
-    NaN where the beats are not one pulse shape or too few."""
+    NaN where the tachogram is not readable or too few beats."""
     w = np.atleast_2d(np.asarray(windows, dtype=np.float64))
     w = w * window_polarity(w)[:, None]  # pulses upright, as preprocessing ppg-v2 turns them
     beats = [detect_ppg_beats(x, fs) for x in w]  # loop over windows
