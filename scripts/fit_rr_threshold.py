@@ -4,9 +4,9 @@ Data: the *train* split of the default recipe's simulated dataset (30 subjects, 
 each: random sinus, brady, tachy, AF and ectopy episodes), plus scripted sinus / ectopy / AF
 episodes of the same training subjects' seeds so each class has enough windows. Never the
 val/pair/test subjects, the held-out stream or any real recording. Windows: 10 s, hop 5 s,
-preprocessed as the default bundle (ppg-v1), pure-label windows only.
+preprocessed with ``PreprocessSpec()``'s defaults (band-pass, 125 Hz), pure-label windows only.
 
-    python3 scripts/fit_rr_threshold.py [--subjects 30 --minutes 6 --seed 0]
+    PYTHONPATH=. python3 scripts/fit_rr_threshold.py [--subjects 30 --minutes 6 --seed 0]
 
 Prints the fitted threshold and the training numbers to paste beside the constant.
 """
@@ -21,7 +21,13 @@ import numpy as np
 from bridge_edge.signals.datasets.splits import split_subjects
 from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample
 from bridge_edge.signals.rr_timing import fit_threshold, rr_af_scores
-from bridge_edge.signals.simulator import LABELS, PatientSimulator, simulate_subject, subject_seed
+from bridge_edge.signals.simulator import (
+    DATASET_VERSION,
+    LABELS,
+    PatientSimulator,
+    simulate_subject,
+    subject_seed,
+)
 
 SCRIPT = [("sinus", 120.0), ("ectopy", 120.0), ("afib", 120.0)]
 
@@ -62,7 +68,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     scores, labels, train = training_scores(args.subjects, args.minutes, args.seed)
-    fit = fit_threshold(scores, labels == LABELS.index("afib"))
+    fitted_on = (
+        f"scripts/fit_rr_threshold.py: simulated train split ({len(train)} of {args.subjects} subjects, "
+        f"seed {args.seed}, {args.minutes:g} min, dataset version {DATASET_VERSION}), random + scripted episodes"
+    )
+    fit = fit_threshold(scores, labels == LABELS.index("afib"), fitted_on)
     by_class = {
         name: {
             "windows": int((labels == k).sum()),

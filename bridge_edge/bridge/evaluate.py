@@ -29,8 +29,8 @@ from bridge_edge.errors import ConfigError, DataError
 TIMING = "timing"  # the pulse-timing baseline's name in reports and bootstrap intervals
 TIMING_METHOD = (
     "pulse-interval irregularity (normalised RMSSD, median |dRR|/RR, turning-point ratio) after "
-    "excluding isolated premature beats, on the runtime's beat detector; threshold from simulated "
-    "train subjects (bridge_edge/signals/rr_timing.py)"
+    "excluding isolated premature beats (rules v2), on the runtime's beat detector, read where the SQI "
+    "passes or the beats are one pulse shape; threshold from simulated train subjects (signals/rr_timing.py)"
 )
 
 

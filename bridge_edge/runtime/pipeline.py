@@ -277,7 +277,7 @@ class Pipeline:
         beats = [detect_beats(w, self.model.fs, self.model.modality) for w in raw]  # loop over windows
         sqi = window_sqi(raw, self.model.fs, self.model.modality, beats=beats)
         hr = [heart_rate_bpm(b, self.model.fs) for b in beats]
-        rr_af = rr_af_scores_from_beats(beats, sqi, self.model.fs)  # pulse-timing AF score, NaN: none
+        rr_af = rr_af_scores_from_beats(beats, raw, self.model.fs, sqi)  # pulse-timing AF score, NaN: none
         gated = [self._gate(j, float(q)) for j, q in zip(jobs, sqi)]
         run = [i for i, g in enumerate(gated) if g is None]
         batch = normalise_windows(raw[run], self.model.preprocess, [beats[i] for i in run])

@@ -5,12 +5,14 @@ import pytest
 
 from bridge_edge.bridge.metrics import _auroc
 from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample
+from bridge_edge.signals.rr_irregularity_v1 import rr_irregularity_v1_from_beats
 from bridge_edge.signals.rr_timing import (
     RR_AF_THRESHOLD,
     fit_threshold,
     rr_af_probability,
     rr_af_score,
     rr_af_score_from_beats,
+    rr_af_score_from_intervals,
     rr_af_scores,
 )
 from bridge_edge.signals.simulator import PatientSimulator
@@ -36,12 +38,6 @@ def scores():
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulator dataset version 2 (#16: rhythm-independent pulse shapes, RSA up to 10 %, rates "
-    "40-150 bpm) leaves 16 % of clean sinus windows unscored and lifts some isolated-ectopy windows "
-    "over the threshold; the timing baseline's beat and ectopy rules need retuning on it (docs/method.md)",
-)
 def test_timing_score_separates_sinus_from_af(scores):
     sinus, af = scores["sinus"], scores["afib"]
     assert np.mean(np.isfinite(sinus)) > 0.9 and np.mean(np.isfinite(af)) > 0.9
@@ -52,26 +48,36 @@ def test_timing_score_separates_sinus_from_af(scores):
     assert np.mean(sinus >= RR_AF_THRESHOLD.value) <= 0.05
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulator dataset version 2 (#16: rhythm-independent pulse shapes, RSA up to 10 %, rates "
-    "40-150 bpm) leaves 16 % of clean sinus windows unscored and lifts some isolated-ectopy windows "
-    "over the threshold; the timing baseline's beat and ectopy rules need retuning on it (docs/method.md)",
-)
 def test_isolated_ectopics_stay_below_threshold(scores):
     ectopy = scores["ectopy"]
     assert np.mean(~(ectopy >= RR_AF_THRESHOLD.value)) >= 0.90, np.round(ectopy, 3)
 
 
 def test_premature_beats_are_excluded_not_scored_as_irregularity():
-    fs = 100.0
-    regular = np.cumsum(np.full(12, 0.8))
+    regular = np.full(11, 0.8)
     pvc = regular.copy()
-    pvc[5] -= 0.35  # premature beat; the next beat keeps its time: compensatory pause
-    assert rr_af_score_from_beats(np.round(pvc * fs), fs) < 0.01
-    af = np.cumsum(np.random.default_rng(0).lognormal(np.log(0.7), 0.25, 12))
-    assert rr_af_score_from_beats(np.round(af * fs), fs) > RR_AF_THRESHOLD.value
-    assert np.isnan(rr_af_score_from_beats(np.array([0, 80, 160]), fs))  # too few intervals
+    pvc[4], pvc[5] = 0.45, 1.15  # premature beat; the next beat keeps its time: compensatory pause
+    assert rr_af_score_from_intervals(pvc) < 0.01
+    pac = regular.copy()
+    pac[4] = 0.55  # premature atrial beat; the sinus node resets: the next interval is a normal one
+    assert rr_af_score_from_intervals(pac) < 0.01
+    missed = regular.copy()
+    missed[6] = 1.2  # a premature beat without a pulse: coupling + reset merged into one interval
+    assert rr_af_score_from_intervals(missed) < 0.01
+    af = np.random.default_rng(0).lognormal(np.log(0.7), 0.25, 11)
+    assert rr_af_score_from_intervals(af) > RR_AF_THRESHOLD.value
+    assert np.isnan(rr_af_score_from_intervals(np.array([0.8, 0.8, 0.8])))  # too few intervals
+
+
+def test_frequent_exclusions_are_not_isolated_ectopy():
+    """Short-long at every other beat that is not regular at lag 2 is scored on every interval."""
+    rr = np.array([0.5, 1.2, 0.8, 0.45, 1.3, 0.9, 0.55, 1.1, 0.85, 0.5, 1.25, 0.95])
+    assert rr_af_score_from_intervals(rr) > RR_AF_THRESHOLD.value
+
+
+def test_the_old_name_is_the_frozen_pretraining_statistic():
+    # signals.ppg_targets imports rr_af_score_from_beats for its target rr_irregularity (v1)
+    assert rr_af_score_from_beats is rr_irregularity_v1_from_beats
 
 
 def test_single_window_api_and_noise_gives_nan():
