@@ -250,6 +250,7 @@ def stage_pretrain(run: Run) -> None:
             augment_spec=AugmentSpec(motion_prob=cfg.motion_prob),
             target_windows=ppg,
             dist=run.dist if run.dist.active else None,
+            progress=run.dist.is_main,
         )
         history["n_train_split_windows"] = n_split
         history["n_simulated_windows"] = n_simulated
