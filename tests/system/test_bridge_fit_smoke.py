@@ -320,3 +320,31 @@ def test_two_processes_under_torchrun_match_one_process(run_dir, tmp_path):
         assert two[name]["trainable_params"] == one[name]["trainable_params"]
         for key in ("macro_f1", "positive_auroc"):
             assert abs(two[name]["test"][key] - one[name]["test"][key]) <= TEST_SCORE_TOLERANCE, (name, key)
+
+
+@pytest.mark.slow
+def test_the_report_lists_the_gaps_the_loader_cut(run_dir, tmp_path):
+    """A WFDB record with a PPG dropout: its gaps, saved by the data stage, are in report.json."""
+    import shutil
+
+    wfdb = pytest.importorskip("wfdb")
+    from bridge_edge.bridge.report import write_report
+    from bridge_edge.bridge.stages import Run
+    from bridge_edge.signals.datasets import load_dataset
+
+    fs, t = 125, np.arange(60 * 125) / 125
+    ppg = np.cos(2 * np.pi * 1.1 * t)
+    ppg[20 * fs : 24 * fs] = np.nan  # a 4-s PPG dropout
+    sig = np.stack([np.sin(2 * np.pi * 1.1 * t), ppg], axis=1)
+    wfdb.wrsamp(
+        "p1", fs=fs, units=["mV", "NU"], sig_name=["II", "PLETH"], p_signal=sig, write_dir=str(tmp_path)
+    )
+    gaps = load_dataset(str(tmp_path / "p1.hea")).gaps_summary()
+    assert gaps["n_gaps"] == 1 and gaps["lost_s"] == pytest.approx(4.0)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    run_obj = Run.open(run)
+    run_obj.dir.save_json(run_obj.dir.data_gaps, gaps)
+    report = write_report(run_obj)
+    assert report["data_gaps"] == gaps == json.loads((run / "report.json").read_text())["data_gaps"]
+    assert report["world_size"] == 1

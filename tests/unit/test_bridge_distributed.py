@@ -66,3 +66,19 @@ def test_environment_is_read_and_checked():
         Dist.from_env("cpu", {"RANK": "2", "WORLD_SIZE": "2"})
     with pytest.raises(ConfigError, match="not an integer"):
         Dist.from_env("cpu", {"WORLD_SIZE": "two"})
+
+
+def test_nproc_is_refused_inside_a_torchrun_job_and_for_no_processes(monkeypatch):
+    import argparse
+
+    from bridge_edge.bridge.commands import _torchrun_fit
+
+    args = argparse.Namespace(nproc=2, recipe="smoke", out="R", device="cpu", fresh=False, json=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="outside a torchrun job"):
+        _torchrun_fit(args)
+    monkeypatch.delenv("WORLD_SIZE")
+    for key in ("RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(ConfigError, match="expected N >= 1"):
+        _torchrun_fit(argparse.Namespace(**{**vars(args), "nproc": -1}))
