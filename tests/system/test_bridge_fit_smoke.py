@@ -337,7 +337,13 @@ def test_the_report_lists_the_gaps_the_loader_cut(run_dir, tmp_path):
     ppg[20 * fs : 24 * fs] = np.nan  # a 4-s PPG dropout
     sig = np.stack([np.sin(2 * np.pi * 1.1 * t), ppg], axis=1)
     wfdb.wrsamp(
-        "p1", fs=fs, units=["mV", "NU"], sig_name=["II", "PLETH"], p_signal=sig, write_dir=str(tmp_path)
+        "p1",
+        fs=fs,
+        units=["mV", "NU"],
+        sig_name=["II", "PLETH"],
+        p_signal=sig,
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
     )
     gaps = load_dataset(str(tmp_path / "p1.hea")).gaps_summary()
     assert gaps["n_gaps"] == 1 and gaps["lost_s"] == pytest.approx(4.0)
