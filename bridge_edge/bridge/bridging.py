@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge_edge.bridge.distributed import SINGLE
 from bridge_edge.bridge.inputs import ppg_preprocess_spec
 from bridge_edge.bridge.rundir import ComposedSpec, RunDir
 from bridge_edge.bridge.stages import Run
@@ -123,12 +124,15 @@ def _sensor_variants(run: Run, pair_ppg: np.ndarray) -> list[np.ndarray]:
     return [normalise_windows(resensor_windows(pair_ppg, spec.fs_out, rng), spec) for _ in range(n)]
 
 
-def _train_bridge_at(run: Run, data, k_in: int, k_out: int, *, epochs: int, desc: str, max_windows: int = 0):
+def _train_bridge_at(
+    run: Run, data, k_in: int, k_out: int, *, epochs: int, desc: str, max_windows: int = 0, on_all_ranks=False
+):
     """A fresh bridge for positions (k_in, k_out) with the recipe's [bridge] settings, trained.
 
     ``data`` is ``_pair_data(run)``; the bridge trains on the first ``max_windows`` pair windows
     (0 = all) and picks its epoch on all validation windows. Returns (bridge, TrainResult,
-    prototype count). Used by the bridge stage, the selection trials and the position check.
+    prototype count). Used by the bridge stage, the selection trials and the position check;
+    ``on_all_ranks``: the stage runs on every rank of a torchrun job, which share the batches.
     """
     from bridge_edge.bridge.prototype import parse_proto_init
     from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
@@ -157,6 +161,7 @@ def _train_bridge_at(run: Run, data, k_in: int, k_out: int, *, epochs: int, desc
         desc=desc,
         best_epoch_by=cfg.best_epoch_by,
         val_old_probs=val_store.old_probs,
+        dist=run.dist if on_all_ranks else SINGLE,
     )
     return bridge, result, prototypes
 
@@ -179,8 +184,10 @@ def stage_bridge(run: Run) -> None:
     data = _pair_data(run)
     pair = data[0]
     bridge, result, prototypes = _train_bridge_at(
-        run, data, sel.k_in, sel.k_out, epochs=cfg.epochs, desc="bridge"
+        run, data, sel.k_in, sel.k_out, epochs=cfg.epochs, desc="bridge", on_all_ranks=True
     )
+    if not run.dist.is_main:
+        return
     spec = ComposedSpec(
         input=new.input_spec.as_dict(),
         preprocess=ppg_preprocess_spec(run.recipe, new.input_spec.fs).as_dict(),
@@ -225,7 +232,10 @@ def stage_kd(run: Run) -> None:
         loss=cfg.loss,
         seed=run.recipe.seed,
         pair_variants=_sensor_variants(run, pair.ppg),  # the bridge's augmentation, for a fair baseline
+        dist=run.dist,
     )
+    if not run.dist.is_main:
+        return
     save_module_state(student, run.dir.kd_student)
     run.dir.save_json(run.dir.kd_training, result.as_dict())
 

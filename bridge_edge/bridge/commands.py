@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from bridge_edge.errors import ConfigError
 
@@ -23,6 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fresh", action="store_true", help="recompute every stage (default: reuse unchanged ones)"
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=0,
+        help="run as N processes on this machine: re-runs itself under torchrun --standalone "
+        "--nproc_per_node N (docs/scale.md); default: one process, or as torchrun started it",
+    )
     p.set_defaults(handler=_fit)
 
     p = subparsers.add_parser("select", help="rerun bridge position selection in a run directory")
@@ -101,11 +109,37 @@ def _summary(report: dict) -> str:
     return "\n".join(rows)
 
 
+def _torchrun_fit(args) -> int:
+    """``fit --nproc N``: the same fit as N processes under torchrun (one machine)."""
+    import subprocess
+    import sys
+
+    from bridge_edge.bridge.distributed import ENV_KEYS
+
+    if args.nproc < 1 or any(k in os.environ for k in ENV_KEYS):
+        raise ConfigError(
+            f"--nproc {args.nproc}: expected N >= 1, outside a torchrun job (torchrun sets the world size)",
+            key="nproc",
+            value=args.nproc,
+            expected=">= 1, without RANK/WORLD_SIZE in the environment",
+        )
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
+    cmd += ["-m", "bridge_edge", "fit", args.recipe, "--out", args.out, "--device", args.device]
+    cmd += ["--fresh"] * args.fresh + ["--json"] * args.json
+    return subprocess.run(cmd, check=False).returncode
+
+
 def _fit(args) -> int:
+    from bridge_edge.bridge.distributed import env_rank
     from bridge_edge.bridge.fit import fit
     from bridge_edge.bridge.rundir import RunDir
     from bridge_edge.outdirs import removed_on_failure
 
+    if args.nproc:
+        return _torchrun_fit(args)
+    if env_rank():  # another rank of a torchrun job: rank 0 owns RUN_DIR and prints the report
+        fit(args.recipe, args.out, device=_check_device(args.device), fresh=args.fresh)
+        return 0
     # a fit that completed a stage keeps its RUN_DIR (a rerun reuses the stage); else it is removed
     with removed_on_failure(args.out, has_results=lambda d: RunDir(d).stages.exists()):
         report = fit(args.recipe, args.out, device=_check_device(args.device), fresh=args.fresh)

@@ -8,6 +8,10 @@
 (bridge.stages: what it reads, and the keys of the stages before it) is unchanged since the
 last fit of this run directory is reused, so tuning the bridge does not redo data, pretraining
 and features, and adding test subjects redoes only what reads the test split.
+
+Under ``torchrun`` (bridge.distributed, docs/scale.md) the stages in ``ON_ALL_RANKS`` run on
+every rank, sharing each batch through DDP; the others, every run-directory write and the report
+are rank 0's, while the other ranks wait at a barrier after each stage.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from bridge_edge.bridge.bridging import (
     stage_position_check,
     stage_select,
 )
+from bridge_edge.bridge.distributed import Dist
 from bridge_edge.bridge.inputs import (
     held_out_outputs,
     probe_outputs,
@@ -93,6 +98,19 @@ STAGES: tuple[Stage, ...] = (
     ),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
+ON_ALL_RANKS = frozenset({"pretrain", "bridge", "kd"})  # the training stages; the rest run on rank 0
+
+
+def _check_world(recipe: Recipe, dist: Dist) -> None:
+    # pretraining drops a batch's ragged tail, so every batch has batch_size windows to share out
+    if dist.active and recipe.pretrain.enabled and recipe.pretrain.batch_size < dist.world_size:
+        raise ConfigError(
+            f"[pretrain] batch_size = {recipe.pretrain.batch_size} cannot be shared by "
+            f"{dist.world_size} processes; expected at least one window per process",
+            key="pretrain.batch_size",
+            value=recipe.pretrain.batch_size,
+            expected=f">= {dist.world_size} (the torchrun world size)",
+        )
 
 
 def fit(
@@ -106,7 +124,8 @@ def fit(
     """The whole chain; returns the report (also written to RUN_DIR/report.json).
 
     ``skip``: stage names not to run this time (their outputs are removed, the report says so);
-    ``fresh``: rerun every stage instead of reusing unchanged ones."""
+    ``fresh``: rerun every stage instead of reusing unchanged ones. Under torchrun every rank
+    calls this; all return the report rank 0 wrote."""
     skip = tuple(skip)
     unknown = sorted(set(skip) - set(STAGE_NAMES))
     if unknown:
@@ -116,21 +135,35 @@ def fit(
             value=unknown,
             expected=list(STAGE_NAMES),
         )
-    rd = RunDir(run_dir)
-    rd.root.mkdir(parents=True, exist_ok=True)
+    dist = Dist.from_env(device)
     loaded = load_recipe(recipe)
-    rd.recipe.write_text(Path(loaded.source_path).read_text())
-    run = Run(rd, dataclasses.replace(loaded, source_path=str(rd.recipe)), device)
+    _check_world(loaded, dist)
+    dist.start()
+    try:
+        return _run_stages(loaded, RunDir(run_dir), dist, dist.device(device), fresh=fresh, skip=skip)
+    finally:
+        dist.stop()
+
+
+def _run_stages(
+    loaded: Recipe, rd: RunDir, dist: Dist, device: str, *, fresh: bool, skip: tuple[str, ...]
+) -> dict:
+    if dist.is_main:
+        rd.root.mkdir(parents=True, exist_ok=True)
+        rd.recipe.write_text(Path(loaded.source_path).read_text())
+    run = Run(rd, dataclasses.replace(loaded, source_path=str(rd.recipe)), device, dist=dist)
     p = plan(loaded, STAGES, skip)
     done = {} if fresh else rd.load_json(rd.stages, {})
     # A reused stage keeps the time it took when it ran, so the report's stage times stay whole.
     ran_before = {} if fresh else rd.load_json(rd.timings, {})
+    dist.barrier()  # every rank has read what the last fit left before rank 0 changes it
     status: dict[str, str] = {}
     for stage in STAGES:
         name, key = stage.name, p.keys[stage.name]
         if not p.active[name]:
             status[name] = "skipped: " + ("asked by the caller" if name in skip else stage.disabled_by)
-            rd.remove(stage.outputs(rd))
+            if dist.is_main:
+                rd.remove(stage.outputs(rd))
             run.forget_models()
         elif done.get(name) == key:
             log.info("stage %s: unchanged since the last fit, reused", name)
@@ -138,11 +171,20 @@ def fit(
             if name in ran_before:
                 run.timings[name] = ran_before[name]
         else:
-            with run.stage(name, p.allowed[name]):
-                stage.run(run)
+            if dist.is_main or name in ON_ALL_RANKS:
+                with run.stage(name, p.allowed[name]):
+                    stage.run(run)
+            dist.barrier()  # rank 0's outputs of this stage are on disk
+            if not dist.is_main:
+                run.forget_models()  # pretrained weights (or a probe) may have changed
             status[name] = "ran"
         done[name] = key
-        rd.save_json(rd.stages, done)
-        rd.save_json(rd.timings, run.timings)
-    with run.stage("evaluate"):
-        return write_report(run, stages=status)
+        if dist.is_main:
+            rd.save_json(rd.stages, done)
+            rd.save_json(rd.timings, run.timings)
+    report = None
+    if dist.is_main:
+        with run.stage("evaluate"):
+            report = write_report(run, stages=status)
+    dist.barrier()
+    return report if report is not None else rd.load_json(rd.report, {})

@@ -284,13 +284,17 @@ def stage_pretrain(run: Run) -> None:
             target_names=cfg.targets,
             augment_spec=AugmentSpec(motion_prob=cfg.motion_prob),
             target_windows=ppg,
+            dist=run.dist if run.dist.active else None,
+            progress=run.dist.is_main,
         )
         history["n_train_split_windows"] = n_split
         history["n_simulated_windows"] = n_simulated
         history["n_dev_recording_windows"] = len(ppg) - n_split - n_simulated
         history["sensor_prob"] = cfg.sensor_prob
-        run.dir.save_json(run.dir.pretrain_history, history)
-    save_module_state(new.module, run.dir.new_model_weights)
+        if run.dist.is_main:
+            run.dir.save_json(run.dir.pretrain_history, history)
+    if run.dist.is_main:  # every rank holds the same weights; rank 0 writes them
+        save_module_state(new.module, run.dir.new_model_weights)
     run.forget_models()  # later stages load the pretrained weights
 
 

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bridge_edge.bridge.train import PairData, TrainResult, fit_epochs, mean_loss, optimiser_step
+from bridge_edge.bridge.distributed import SINGLE, Dist
+from bridge_edge.bridge.train import PairData, TrainResult, fit_epochs, mean_loss, sharded_step
 from bridge_edge.models.base import ModelAdapter
 
 
@@ -75,11 +76,16 @@ def train_kd(
     seed: int = 0,
     desc: str = "kd",
     pair_variants: list[np.ndarray] = (),
+    dist: Dist = SINGLE,
 ) -> TrainResult:
     """Train in place; on return ``student`` holds the best-validation epoch's weights.
 
     ``pair_variants``: other versions of ``pair.ppg`` (as for the bridge, bridge.train): each
     training step takes, per window, one version at random; validation uses the windows as recorded.
+
+    ``dist``: under torchrun, each rank trains its share of every batch through DDP (as the bridge,
+    bridge.train.sharded_step). Batch norm then normalises each rank's share by its own statistics
+    and dropout draws per rank, so a 2-process student is a different draw, not the same numbers.
     """
     device = next(student.parameters()).device
     opt = torch.optim.Adam(student.parameters(), lr=lr)
@@ -88,13 +94,17 @@ def train_kd(
     versions = np.stack([pair.ppg, *pair_variants]) if len(pair_variants) else pair.ppg[None]
     pick = np.random.default_rng([seed, 5])
 
-    def loss_on(data: PairData, idx: np.ndarray, windows: np.ndarray | None = None) -> torch.Tensor:
+    trained = dist.wrap(student, find_unused_parameters=True)  # the encoder's own head is unused
+
+    def loss_on(
+        data: PairData, idx: np.ndarray, windows: np.ndarray | None = None, net: nn.Module = student
+    ) -> torch.Tensor:
         x = data.ppg[idx] if windows is None else windows
-        return kd_loss(student(prep(x)), torch.from_numpy(data.target[idx]).float().to(device), loss)
+        return kd_loss(net(prep(x)), torch.from_numpy(data.target[idx]).float().to(device), loss)
 
     def step(idx: np.ndarray) -> float:
-        chosen = versions[pick.integers(0, len(versions), len(idx)), idx]
-        return optimiser_step(opt, loss_on(pair, idx, chosen))
+        chosen = versions[pick.integers(0, len(versions), len(idx)), idx]  # drawn for the whole batch
+        return sharded_step(opt, len(idx), lambda p: loss_on(pair, idx[p], chosen[p], trained), dist)
 
     def validate() -> dict[str, float]:
         return {"val_loss": mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)}

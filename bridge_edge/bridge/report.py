@@ -177,6 +177,10 @@ def write_report(run: Run, stages: dict[str, str] | None = None) -> dict:
     report["targets"] = target_checks(report)
     if stages is not None:
         report["stages"] = dict(stages)
+    if rd.data_gaps.exists():  # spans of the dataset cut out at non-finite samples (docs/scale.md)
+        report["data_gaps"] = rd.load_json(rd.data_gaps)
+    report["world_size"] = run.dist.world_size  # processes of the torchrun job (docs/scale.md)
+    report["distributed_backend"] = run.dist.backend or "none"
     report["timings_s"] = dict(run.timings)
     report = json_safe(report)
     plot_training_curves(curves, rd.training_curves_plot)

@@ -9,6 +9,7 @@ run's spec and windows). Layout::
     windows/windows.json     labels, preprocessing, window counts per split
     windows/<split>.npz      model-ready windows: ecg, ppg, label, subject, start_s
     windows/held_out.npz     the [held_out] subjects' windows; "test" is test.npz plus these
+    windows/gaps.json        non-finite spans the loader cut out (PairedDataset.gaps_summary)
     windows/pretrain_ppg.npy unlabelled train-split PPG, 2x the window, for pretraining
     probe.safetensors/.json  the old model's linear probe head ([probe] enabled only)
     new_model.safetensors    the pretrained new-modality encoder; pretrain.json its history
@@ -111,6 +112,7 @@ class RunDir:
     held_out_data = _file("held_out_data")
     windows_dir = _file("windows")
     windows_meta = _file("windows/windows.json")
+    data_gaps = _file("windows/gaps.json")
     pretrain_ppg = _file("windows/pretrain_ppg.npy")
     probe_weights = _file("probe.safetensors")
     probe_report = _file("probe.json")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge_edge.bridge.data import WindowSet
+from bridge_edge.bridge.distributed import SINGLE, Dist
 from bridge_edge.bridge.recipe import Recipe, load_recipe
 from bridge_edge.bridge.rundir import RunDir
 from bridge_edge.errors import StageReadError
@@ -128,12 +129,13 @@ class RecipeView:
 @dataclass
 class Run:
     """What a stage works on: the run directory, the recipe (as the stage may read it), the
-    device, the frozen models and the stage times."""
+    device, the frozen models, the stage times, and this process's place in a torchrun job."""
 
     dir: RunDir
     recipe: Recipe | RecipeView
     device: str = "cpu"
     timings: dict[str, float] = field(default_factory=dict)
+    dist: Dist = SINGLE
     _models: tuple | None = None
 
     @classmethod

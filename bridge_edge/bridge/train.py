@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bridge_edge.bridge.cost import count_trainable, measure_step_memory
+from bridge_edge.bridge.distributed import SINGLE, Dist
 from bridge_edge.bridge.prototype import PrototypeBridge, hidden_dims, to_layout
 from bridge_edge.bridge.recipe import CHOICES
 from bridge_edge.models.base import ModelAdapter
@@ -118,12 +119,21 @@ def batch_indices(n: int, batch_size: int, gen: np.random.Generator | None = Non
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def optimiser_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> float:
-    """One gradient step on ``loss``; returns its value."""
+def sharded_step(
+    opt: torch.optim.Optimizer, n: int, loss_at: Callable[[np.ndarray], torch.Tensor], dist: Dist = SINGLE
+) -> float:
+    """One gradient step on a global batch of ``n`` windows, this rank computing its share.
+
+    ``loss_at(positions)``: the mean loss over those positions of the batch. The backward loss is
+    weighted by the share (n_r N / n, bridge.distributed), so DDP's gradient average is the
+    gradient of the whole batch's mean; returns that mean, summed over ranks. One process: the
+    whole batch, weight 1: a plain step."""
+    positions, weight = dist.share(n)
+    loss = loss_at(positions)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * (weight * dist.world_size)).backward()
     opt.step()
-    return float(loss.detach())
+    return dist.total(float(loss.detach()) * weight)
 
 
 def mean_loss(loss_on: Callable, data: PairData, batch_size: int) -> float:
@@ -212,6 +222,7 @@ def train_bridge(
     best_epoch_by: str = "val_loss",
     val_old_probs: np.ndarray | None = None,
     pair_variants: list[np.ndarray] = (),
+    dist: Dist = SINGLE,
 ) -> TrainResult:
     """Train in place; on return ``bridge`` holds the best-validation epoch's weights.
 
@@ -221,6 +232,9 @@ def train_bridge(
 
     ``val_old_probs`` (N_val, K): the old head's window probabilities on the validation pairs'
     ECG; with them every epoch also records ``val_head_kl``, which ``best_epoch_by`` may select on.
+
+    ``dist``: under torchrun, every rank draws the same batches and sensor versions and trains
+    its share of each batch through DDP (``sharded_step``); validation runs whole on every rank.
     """
     if best_epoch_by not in BEST_EPOCH_CRITERIA:
         raise ValueError(f"best_epoch_by must be one of {BEST_EPOCH_CRITERIA}, got {best_epoch_by!r}")
@@ -240,14 +254,19 @@ def train_bridge(
     }
     pick = np.random.default_rng([seed, 5])
 
-    def loss_on(data: PairData, idx: np.ndarray, version: np.ndarray | int = 0) -> torch.Tensor:
+    trained = dist.wrap(bridge)
+
+    def loss_on(
+        data: PairData, idx: np.ndarray, version: np.ndarray | int = 0, net: torch.nn.Module = bridge
+    ) -> torch.Tensor:
         z = inputs[id(data)][torch.as_tensor(version), torch.from_numpy(idx)]
         return cosine_loss(
-            bridged_last_hidden(old, bridge, z, k_out), torch.from_numpy(data.target[idx]).to(device)
+            bridged_last_hidden(old, net, z, k_out), torch.from_numpy(data.target[idx]).to(device)
         )
 
     def step(idx: np.ndarray) -> float:
-        return optimiser_step(opt, loss_on(pair, idx, pick.integers(0, 1 + len(pair_variants), len(idx))))
+        version = pick.integers(0, 1 + len(pair_variants), len(idx))  # drawn for the whole batch
+        return sharded_step(opt, len(idx), lambda p: loss_on(pair, idx[p], version[p], trained), dist)
 
     def validate() -> dict[str, float]:  # no validation subjects: the pair loss, as in KD
         scores = {"val_loss": mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)}

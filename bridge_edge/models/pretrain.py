@@ -86,6 +86,7 @@ def pretrain_ppg_encoder(
     aux_min_sqi: float = 0.0,
     target_names: tuple[str, ...] = DEFAULT_TARGETS,
     target_windows: np.ndarray | None = None,
+    dist=None,
 ) -> dict:
     """Train ``adapter.module`` in place on preprocessed PPG windows (N, L >= n_samples).
 
@@ -94,6 +95,9 @@ def pretrain_ppg_encoder(
     (a weight of 0 turns that term off). ``target_windows`` (same shape): where the targets are
     read from, when ``windows`` are altered versions of them (e.g. seen through another sensor);
     default ``windows``.
+    ``dist``: a ``bridge_edge.bridge.distributed.Dist`` under torchrun: every rank draws the same
+    batch and views, runs its share of them, and gradients are averaged over ranks (the masked MSE
+    exactly as one process; NT-Xent over each rank's share only).
     The adapter must take (B, 1, L) input (PaPaGei layout). Returns the history:
     ``{"loss": [per epoch], "seconds_per_epoch": [...], "n_windows", "view_samples", ...}``.
     The module is left in eval mode.
@@ -161,6 +165,7 @@ def pretrain_ppg_encoder(
         "aux_targets": list(target_names),
         "aux_targets_valid_fraction": float(torch.isfinite(target_values).all(dim=1).float().mean()),
         "seed": seed,
+        "world_size": 1 if dist is None else dist.world_size,
     }
     bar = None
     if progress:
@@ -174,20 +179,27 @@ def pretrain_ppg_encoder(
         for i in range(n_batches):
             rows = order[i * batch : (i + 1) * batch]
             views = augment(data[rows].repeat(2, 1), length, adapter.input_spec.fs, gen, augment_spec)
+            wanted = target_values[rows].repeat(2, 1)
+            if dist is not None:  # this rank's share of the batch, both views of each window
+                mine = dist.share(len(rows))[0]
+                share = torch.from_numpy(np.concatenate([mine, mine + len(rows)])).to(device)
+                views, wanted = views[share], wanted[share]
             embedding = _embed(adapter, views)  # both views in one batch
             loss = torch.zeros((), device=device)
             if contrastive_weight:  # weight 0 (the default recipe): no projector work at all
                 z1, z2 = projector(embedding).chunk(2)
                 loss = contrastive_weight * nt_xent(z1, z2, temperature)
             if aux_weight:
-                wanted = target_values[rows].repeat(2, 1)
                 known = torch.isfinite(wanted)
                 error = (aux_head(embedding) - torch.nan_to_num(wanted)) ** 2
-                loss = loss + aux_weight * (error * known).sum() / known.sum().clamp_min(1)
+                n_known = known.sum() if dist is None else dist.total_tensor(known.sum()) / dist.world_size
+                loss = loss + aux_weight * (error * known).sum() / n_known.clamp_min(1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if dist is not None:
+                dist.average_gradients(params)
             opt.step()
-            total += loss.item()
+            total += loss.item() if dist is None else dist.total(loss.item()) / dist.world_size
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")

@@ -62,15 +62,50 @@ class Splits:
         return {name: list(getattr(self, name)) for name in SPLIT_NAMES}
 
 
+@dataclass(frozen=True)
+class Gap:
+    """A run of non-finite samples (e.g. a PPG dropout) a loader cut out of a recording.
+
+    ``start_s`` and ``duration_s`` are in the recording's time; ``channels`` says which channels
+    held the non-finite samples. Both channels are cut over the span: the pair stays aligned."""
+
+    record: str
+    start_s: float
+    duration_s: float
+    channels: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "record": self.record,
+            "start_s": self.start_s,
+            "duration_s": self.duration_s,
+            "channels": list(self.channels),
+        }
+
+
 @dataclass
 class PairedDataset:
-    """Labels, subject-disjoint splits and a way to load each subject's recording."""
+    """Labels, subject-disjoint splits and a way to load each subject's recording.
+
+    ``recordings`` is keyed by piece: a subject's recording split at gaps is several pieces
+    (``<subject>~<k>`` for k >= 1), all with the subject's ``subject_id`` and in the same split.
+    ``gaps``: every span a loader cut out, so nothing is dropped unreported."""
 
     labels: tuple[str, ...]
     splits: Splits
     recordings: dict[str, PairedRecording]
     version: str = "1"
     source: str = ""
+    gaps: tuple[Gap, ...] = ()
+
+    def gaps_summary(self) -> dict[str, Any]:
+        """What the report lists: every gap, and the seconds lost in all."""
+        return {
+            "n_gaps": len(self.gaps),
+            "lost_s": round(sum(g.duration_s for g in self.gaps), 6),
+            "records": sorted({g.record for g in self.gaps}),
+            "gaps": [g.as_dict() for g in self.gaps],
+        }
 
     def subjects(self, split: str) -> list[PairedRecording]:
         return [self.recordings[s] for s in getattr(self.splits, split)]

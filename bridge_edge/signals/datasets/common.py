@@ -10,7 +10,7 @@ import numpy as np
 from bridge_edge.errors import DataError, SampleRateError
 from bridge_edge.signals.datasets.splits import split_subjects
 from bridge_edge.signals.preprocess import check_finite
-from bridge_edge.signals.types import PairedDataset, PairedRecording
+from bridge_edge.signals.types import Gap, PairedDataset, PairedRecording, Splits
 
 MIN_FS_ECG = 100.0  # below this a QRS complex is a sample or two wide
 MIN_FS_PPG = 20.0  # the ppg-v1 band-pass needs more than 16 Hz
@@ -55,11 +55,26 @@ def labels_by_index(labels: np.ndarray, n_out: int, fs_in: float, fs_out: float)
 
 
 def dataset_from_recordings(
-    recordings: Sequence[PairedRecording], labels: Sequence[str], seed: int, source: str
+    recordings: Sequence[PairedRecording],
+    labels: Sequence[str],
+    seed: int,
+    source: str,
+    gaps: Sequence[Gap] = (),
 ) -> PairedDataset:
-    by_id = {r.subject_id: r for r in recordings}
-    if len(by_id) != len(recordings):
+    """Recordings (or pieces of them, datasets.gaps) keyed by piece; split by subject, so every
+    piece of a subject lands in the subject's split."""
+    from bridge_edge.signals.datasets.gaps import piece_key
+
+    by_key = {piece_key(r): r for r in recordings}
+    if len(by_key) != len(recordings):
         raise DataError(f"{source}: duplicate subject ids", path=source, reason="duplicate subject ids")
+    by_subject = split_subjects({r.subject_id for r in recordings}, seed)
+    splits = Splits(
+        **{
+            name: tuple(sorted(k for k, r in by_key.items() if r.subject_id in ids))
+            for name, ids in by_subject.as_dict().items()
+        }
+    )
     return PairedDataset(
-        labels=tuple(labels), splits=split_subjects(by_id, seed), recordings=by_id, source=source
+        labels=tuple(labels), splits=splits, recordings=by_key, source=source, gaps=tuple(gaps)
     )

@@ -7,6 +7,10 @@ record's sampling rate (one ``fs`` per record, as ``record`` writes). Rhythm lab
 ``(N`` / ``(SBR`` -> sinus, ``(AFIB`` -> afib, ``(B`` / ``(T`` (bigeminy, trigeminy) -> ectopy,
 anything else -> unlabelled; a note holds until the next one. A spec may be one record (path with
 or without ``.hea``) or a directory of records. ``wfdb`` is imported lazily.
+
+Non-finite samples (a PPG dropout, a lead-off: NaN in the record) do not abort the load: the
+record is split at them (datasets.gaps), the pieces load as the same subject, and every cut span
+is in ``PairedDataset.gaps`` (the fit report lists them, docs/scale.md).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import numpy as np
 
 from bridge_edge.errors import DataError, DatasetNotFoundError, DependencyMissingError
 from bridge_edge.signals.datasets.common import dataset_from_recordings, validate_recording
+from bridge_edge.signals.datasets.gaps import split_at_gaps
 from bridge_edge.signals.simulator import LABELS
 from bridge_edge.signals.types import PairedDataset, PairedRecording
 
@@ -40,7 +45,12 @@ def load_wfdb_dataset(path: Path, seed: int = 0) -> PairedDataset:
             path=str(path),
             expected="<record>.hea",
         )
-    return dataset_from_recordings([load_wfdb_record(r) for r in records], LABELS, seed, str(path))
+    pieces, gaps = [], []
+    for r in records:
+        p, g = load_wfdb_record(r)
+        pieces += p
+        gaps += g
+    return dataset_from_recordings(pieces, LABELS, seed, str(path), gaps)
 
 
 def _find_channel(names: list[str], wanted: tuple[str, ...], record: Path, what: str) -> int:
@@ -56,7 +66,8 @@ def _find_channel(names: list[str], wanted: tuple[str, ...], record: Path, what:
     )
 
 
-def load_wfdb_record(record: Path) -> PairedRecording:
+def load_wfdb_record(record: Path) -> tuple[list[PairedRecording], list]:
+    """(finite pieces of the record, the gaps cut out of it); one piece when there is no gap."""
     try:
         import wfdb
     except ImportError as err:
@@ -85,7 +96,8 @@ def load_wfdb_record(record: Path) -> PairedRecording:
         labels=LABELS,
         meta={"source": "wfdb", "record": str(record), "units": [rec.units[ecg_i], rec.units[ppg_i]]},
     )
-    return validate_recording(out, f"{record}.hea")
+    pieces, gaps = split_at_gaps(out)
+    return [validate_recording(p, f"{record}.hea") for p in pieces], gaps
 
 
 def _rhythm_from_annotations(record: Path, n: int) -> np.ndarray:
