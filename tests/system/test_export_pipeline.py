@@ -117,7 +117,7 @@ def test_int8_and_fp16_meet_the_accuracy_floor(exported):
     for p in ("fp16", "int8"):
         m = manifest.metrics[p]
         assert m.agreement_with_fp32 >= 0.98
-        assert fp32.macro_f1 - m.macro_f1 <= 0.01 and fp32.auroc - m.auroc <= 0.01
+        assert fp32.macro_f1 - m.macro_f1 <= 0.01 and fp32.macro_auroc - m.macro_auroc <= 0.01
         assert 0.99 <= m.bridge_cosine_with_fp32 <= 1.0 + 1e-9
     assert manifest.metrics["fp32"].macro_f1 > 0.8  # the stand-in learned its task: metrics mean something
 
@@ -218,7 +218,7 @@ def test_int8_has_a_tensorrt_file_and_an_ort_cpu_file_named_in_the_manifest(expo
     # accuracy per file, held to the same floor as the TensorRT file
     fp32 = manifest.metrics["fp32"]
     assert variant.metrics.agreement_with_fp32 >= 0.98
-    assert fp32.auroc_positive - variant.metrics.auroc_positive <= 0.01
+    assert fp32.positive_auroc - variant.metrics.positive_auroc <= 0.01
     assert manifest.golden["atol"]["int8-ort-cpu"] == manifest.golden["atol"]["int8"]
 
 
