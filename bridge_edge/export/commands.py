@@ -122,7 +122,10 @@ def _export_to(source, out, precisions, recipe, args):
     if out.suffix == ".tar":
         with tempfile.TemporaryDirectory() as tmp:
             bundle_dir = Path(tmp) / source.name
-            manifest = export_bundle(source, bundle_dir, precisions, recipe, **_export_options(args))
+            work = out.with_name(f".{out.name}.export")  # kept beside the tar when a step fails
+            manifest = export_bundle(
+                source, bundle_dir, precisions, recipe, work_dir=work, **_export_options(args)
+            )
             write_tar(bundle_dir, out)
         return manifest
     return export_bundle(source, out, precisions, recipe, **_export_options(args))

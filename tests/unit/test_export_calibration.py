@@ -8,7 +8,8 @@ import pytest
 from bridge_edge.errors import ConfigError
 from bridge_edge.export import accuracy
 from bridge_edge.export.calibration import AccuracyFloor, CalibrationRecipe, load_recipe, stratified_indices
-from bridge_edge.export.pipeline import int8_attempts, parse_precisions
+from bridge_edge.export.model_steps import int8_attempts
+from bridge_edge.export.pipeline import parse_precisions
 
 ROOT = Path(__file__).resolve().parents[2]
 
