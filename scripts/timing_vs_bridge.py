@@ -122,7 +122,7 @@ def regular_af(bundle_path: str, seeds=range(700, 706), rates_bpm=(75.0, 100.0, 
 
 
 def real(bundle_path: str) -> dict:
-    from bridge_edge.runtime.evaluate import load_heartpy_ppg
+    from bridge_edge.checks.known_answers import load_heartpy_ppg
 
     bundle, p_af = _session(bundle_path)
     spec = PreprocessSpec.from_dict(bundle.manifest.input.preprocess)

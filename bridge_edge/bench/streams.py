@@ -1,6 +1,6 @@
 """``bench streams``: the most concurrent real-time streams one machine keeps up with.
 
-The measurement is the runtime's own (``bridge_edge.runtime.bench``), so it is the pipeline
+The measurement is the runtime's own (``bridge_edge.bench.runtime_pipeline``), so it is the pipeline
 ``bridge-edge run`` runs: pre-rendered simulated PPG replayed at real-time pace into the full
 pipeline. ``max_realtime_streams`` doubles then bisects the stream count; a count keeps up when
 nothing is lost, every hop is emitted and the end-to-end p99 stays under one hop. At the
@@ -102,7 +102,7 @@ def _engine_reason(subject: Subject, engine: str, precision: str, threads: int) 
 
 
 def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
-    from bridge_edge.runtime import bench as runtime_bench
+    from bridge_edge.bench import runtime_pipeline as runtime_bench
 
     ingest = runtime_bench.ingest_throughput(seconds=cfg.ingest_seconds)
     report.add(

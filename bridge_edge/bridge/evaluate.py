@@ -126,6 +126,7 @@ def _summary_row(m: Metrics, intervals: dict | None, name: str) -> dict:
         "auroc": m.auroc,
         "positive_label": m.positive_label,
         "positive_auroc": m.positive_auroc,
+        "macro_auroc": m.macro_auroc,
     }
     if intervals is not None:
         row["ci95"] = intervals["models"][name]

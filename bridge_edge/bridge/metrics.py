@@ -6,6 +6,14 @@ truths are indices into the same vocabulary, -1 where the dataset's label has no
 in the head (those windows are excluded and counted, never silently dropped). Class-wise scores
 (macro F1, balanced accuracy) run over the head labels that occur in the truth, so a prediction
 of any other head class counts as an error.
+
+AUROC vocabulary, the same in run reports, bundle manifests, `inspect`, `evaluate` and bench
+(docs/architecture.md, "Metric names"):
+
+- ``positive_auroc``: the positive label (afib) vs the rest, a float or None. What users read
+  as "the AUROC"; every target and every printed "AF AUROC" is this one.
+- ``auroc``: one-vs-rest per label, a dict label -> float (labels with both classes present).
+- ``macro_auroc``: the mean of ``auroc`` over the labels present, a float or None.
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ class Metrics:
     weighted_f1: float
     auroc: dict[str, float]  # one-vs-rest per head label present in the truth with both classes
     positive_label: str
-    positive_auroc: float | None
+    positive_auroc: float | None  # positive_label vs the rest
+    macro_auroc: float | None  # mean of ``auroc``
     labels_scored: list[str]
     confusion: list[list[int]] = field(default_factory=list)  # rows truth, cols prediction (head labels)
     confusion_labels: list[str] = field(default_factory=list)
@@ -45,11 +54,7 @@ def compute_metrics(
     pred = p.argmax(axis=1)
     present = np.unique(y)
     labels = list(labels)
-    auroc = {}
-    for k in present:
-        is_k = y == k
-        if is_k.any() and (~is_k).any():
-            auroc[labels[k]] = _auroc(is_k, p[:, k])
+    auroc = {labels[k]: v for k, v in auroc_by_class(p, y, present).items()}
     nan = float("nan")
     scored = len(y) > 0
     cm = np.zeros((len(labels), len(labels)), np.int64)
@@ -70,6 +75,7 @@ def compute_metrics(
         auroc=auroc,
         positive_label=positive_label,
         positive_auroc=auroc.get(positive_label),
+        macro_auroc=macro_auroc(auroc),
         labels_scored=[labels[k] for k in present],
         confusion=cm.tolist() if scored else [],
         confusion_labels=labels,
@@ -95,6 +101,22 @@ def _macro_f1(pred: np.ndarray, y: np.ndarray, n_labels: int) -> float:
     present = n_true > 0
     f1 = 2 * tp[present] / (n_true[present] + n_pred[present])
     return float(f1.mean())
+
+
+def auroc_by_class(probs: np.ndarray, y: np.ndarray, classes) -> dict[int, float]:
+    """One-vs-rest AUROC of each class index in ``classes`` that has both positive and negative
+    windows in ``y`` (the others are left out, never scored as NaN)."""
+    out = {}
+    for k in classes:
+        is_k = y == k
+        if is_k.any() and (~is_k).any():
+            out[int(k)] = _auroc(is_k, probs[:, k])
+    return out
+
+
+def macro_auroc(auroc: dict) -> float | None:
+    """The mean one-vs-rest AUROC over the classes scored; None when none was."""
+    return float(np.mean(list(auroc.values()))) if auroc else None
 
 
 def _auroc(is_pos: np.ndarray, score: np.ndarray) -> float:

@@ -16,12 +16,14 @@ class Pacer:
         speed: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        start_delay_s: float = 0.0,
     ):
         if speed < 0:
             raise ValueError(f"speed must be >= 0, got {speed}")
         self.speed = speed
         self.clock = clock
         self.sleep = sleep
+        self.start_delay_s = start_delay_s  # the first item is due this long after the first call
         self._t0: float | None = None
 
     def wait_until(self, offset_s: float, stop: Callable[[], bool] = lambda: False) -> None:
@@ -29,7 +31,7 @@ class Pacer:
         if self.speed == 0:
             return
         if self._t0 is None:
-            self._t0 = self.clock() - offset_s / self.speed
+            self._t0 = self.clock() + self.start_delay_s - offset_s / self.speed
         due = self._t0 + offset_s / self.speed
         while not stop():
             remaining = due - self.clock()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,17 +67,60 @@ class ChunkPlan:
             np.round((ends - 1) * step).astype(np.int64),
         )
 
+    @classmethod
+    def cut(
+        cls, n_samples: int, fs: float, chunk_sizes: Sequence[int], gaps: dict[int, int] | None = None
+    ) -> ChunkPlan:
+        """Chunks of ``chunk_sizes`` in turn; ``gaps`` maps a chunk number to the samples missing
+        before it (counted as the stream's loss and skipped on its time axis and schedule)."""
+        sizes = np.asarray(chunk_sizes, int)
+        if len(sizes) == 0 or (sizes < 1).any():
+            raise ValueError(f"chunk sizes must be >= 1, got {list(chunk_sizes)}")
+        sizes = np.tile(sizes, -(-n_samples // int(sizes.sum())))
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        starts = starts[starts < n_samples]
+        ends = np.minimum(np.append(starts[1:], n_samples), n_samples)
+        gap_before = np.zeros(len(starts), int)
+        for k, missing in (gaps or {}).items():
+            if 0 <= k < len(starts):
+                gap_before[k] = missing
+        timeline = starts + np.cumsum(gap_before)  # stream-time index of each chunk's first sample
+        return cls(
+            starts,
+            (timeline + ends - starts) / fs,
+            list(range(len(starts))),
+            gap_before,
+            None,
+            None,
+        )
+
 
 class PlaybackSource:
+    """Chunks of ``samples`` as ``plan`` cut them, paced at ``speed`` (0: as fast as possible).
+
+    ``sample_clock`` (files: True) keeps the file's own time axis; False stamps the samples as a
+    live sensor's are (host arrivals fitted by the stream's clock), which is what
+    ``from_array`` streams for tests and benches. ``start_delay_s`` holds the first chunk back
+    (paced sources only), so paced streams need not all complete a window at the same instant.
+    """
+
     def __init__(
-        self, samples: np.ndarray, info: StreamInfo, plan: ChunkPlan, speed: float = 1.0, loop: bool = False
+        self,
+        samples: np.ndarray,
+        info: StreamInfo,
+        plan: ChunkPlan,
+        speed: float = 1.0,
+        loop: bool = False,
+        *,
+        sample_clock: bool = True,
+        start_delay_s: float = 0.0,
     ):
         self.samples = samples
-        self.info = dataclasses.replace(info, sample_clock=True)  # a file keeps its own time axis
+        self.info = dataclasses.replace(info, sample_clock=sample_clock)
         self.plan = plan
         self.loop = loop
         self.stats = SourceStats()
-        self.pacer = Pacer(speed)
+        self.pacer = Pacer(speed, start_delay_s=start_delay_s)
         self._closed = False
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -273,3 +316,32 @@ def open(url: str) -> PlaybackSource:
     if len(samples) == 0:
         raise DataError(f"{path} holds no samples", path=str(path), reason="empty")
     return PlaybackSource(samples, info, plan, parsed.speed(), parsed.get("loop", flag, False))
+
+
+def from_array(
+    samples: np.ndarray,
+    fs: float,
+    *,
+    chunk_sizes: Sequence[int] = (25,),
+    channels: tuple[str, ...] = ("ppg",),
+    gaps: dict[int, int] | None = None,
+    speed: float = 0.0,
+    name: str = "array",
+    start_delay_s: float = 0.0,
+) -> PlaybackSource:
+    """The replay source over samples already in memory, stamped as a live sensor's are: chunks
+    of ``chunk_sizes`` in turn (``gaps``: chunk number -> samples missing before it), paced at
+    ``speed`` x real time (0: as fast as possible). Tests and the pipeline benches stream with it."""
+    samples = np.asarray(samples, np.float32)
+    if len(samples) == 0:
+        raise DataError(f"{name}: no samples to stream", path=name, reason="empty")
+    samples = samples.reshape(len(samples), -1)
+    if samples.shape[1] != len(channels):
+        raise DataError(
+            f"{name}: {samples.shape[1]} columns for channels {list(channels)}; expected one per channel",
+            path=name,
+            reason="channels",
+        )
+    info = StreamInfo(name, float(fs), tuple(channels), ("a.u.",) * len(channels))
+    plan = ChunkPlan.cut(len(samples), float(fs), chunk_sizes, gaps)
+    return PlaybackSource(samples, info, plan, speed, sample_clock=False, start_delay_s=start_delay_s)

@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from bridge_edge.bridge.metrics import auroc_by_class, macro_auroc
 from bridge_edge.export.calibration import AccuracyFloor
 from bridge_edge.export.manifest import PrecisionMetrics
-
-
-def _auroc(y_true: np.ndarray, probs: np.ndarray, classes: np.ndarray) -> float | None:
-    """Macro one-vs-rest AUROC over ``classes`` that have both positives and negatives."""
-    from sklearn.metrics import roc_auc_score
-
-    scores = [
-        roc_auc_score(y_true == c, probs[:, c]) for c in classes if 0 < np.sum(y_true == c) < len(y_true)
-    ]
-    return float(np.mean(scores)) if scores else None
 
 
 def precision_metrics(
@@ -39,14 +30,12 @@ def precision_metrics(
         b = fp32_bridge.reshape(len(fp32_bridge), -1).astype(np.float64)
         denom = np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
         cosine = float(np.mean(np.sum(a * b, axis=1) / denom))
-    auroc_pos = None
-    if positive_index is not None:
-        auroc_pos = _auroc(y_true, probs, np.array([positive_index]))
+    auroc = auroc_by_class(np.asarray(probs, np.float64), y_true, present)
     return PrecisionMetrics(
         n_windows=len(y_true),
         macro_f1=float(f1_score(y_true, pred, labels=present, average="macro", zero_division=0)),
-        auroc=_auroc(y_true, probs, present),
-        auroc_positive=auroc_pos,
+        positive_auroc=None if positive_index is None else auroc.get(positive_index),
+        macro_auroc=macro_auroc(auroc),
         agreement_with_fp32=float(np.mean(pred == fp32_probs.argmax(axis=1))),
         max_abs_diff_vs_fp32=float(np.max(np.abs(probs - fp32_probs))),
         bridge_cosine_with_fp32=cosine,
@@ -84,8 +73,12 @@ def floor_failures(m: PrecisionMetrics, fp32: PrecisionMetrics, floor: AccuracyF
         failures.append(f"agreement {m.agreement_with_fp32:.4f} < {floor.min_agreement}")
     if fp32.macro_f1 - m.macro_f1 > floor.max_macro_f1_drop:
         failures.append(f"macro-F1 drop {fp32.macro_f1 - m.macro_f1:.4f} > {floor.max_macro_f1_drop}")
-    if fp32.auroc is not None and m.auroc is not None and fp32.auroc - m.auroc > floor.max_auroc_drop:
-        failures.append(f"AUROC drop {fp32.auroc - m.auroc:.4f} > {floor.max_auroc_drop}")
+    if (
+        fp32.macro_auroc is not None
+        and m.macro_auroc is not None
+        and fp32.macro_auroc - m.macro_auroc > floor.max_auroc_drop
+    ):
+        failures.append(f"macro AUROC drop {fp32.macro_auroc - m.macro_auroc:.4f} > {floor.max_auroc_drop}")
     return failures
 
 
@@ -103,8 +96,8 @@ def plot_precisions(metrics: dict[str, PrecisionMetrics], path) -> None:
     names = list(metrics)
     scores = {
         "macro-F1": [metrics[p].macro_f1 for p in names],
-        "positive-label AUROC": [_nan(metrics[p].auroc_positive) for p in names],
-        "macro AUROC": [_nan(metrics[p].auroc) for p in names],
+        "positive-label AUROC": [_nan(metrics[p].positive_auroc) for p in names],
+        "macro AUROC": [_nan(metrics[p].macro_auroc) for p in names],
         "agreement with fp32": [metrics[p].agreement_with_fp32 for p in names],
         "bridge cosine vs fp32": [_nan(metrics[p].bridge_cosine_with_fp32) for p in names],
     }

@@ -122,7 +122,10 @@ def _export_to(source, out, precisions, recipe, args):
     if out.suffix == ".tar":
         with tempfile.TemporaryDirectory() as tmp:
             bundle_dir = Path(tmp) / source.name
-            manifest = export_bundle(source, bundle_dir, precisions, recipe, **_export_options(args))
+            work = out.with_name(f".{out.name}.export")  # kept beside the tar when a step fails
+            manifest = export_bundle(
+                source, bundle_dir, precisions, recipe, work_dir=work, **_export_options(args)
+            )
             write_tar(bundle_dir, out)
         return manifest
     return export_bundle(source, out, precisions, recipe, **_export_options(args))
@@ -164,8 +167,8 @@ def _metrics_table(manifest) -> str:
     entries = [(p, onnx_file_name(p), m) for p, m in manifest.metrics.items()]
     entries += [(v.precision, v.file, v.metrics) for v in manifest.variants]
     for p, file, m in entries:
-        pos = "n/a" if m.auroc_positive is None else f"{m.auroc_positive:.4f}"
-        macro = "n/a" if m.auroc is None else f"{m.auroc:.4f}"
+        pos = "n/a" if m.positive_auroc is None else f"{m.positive_auroc:.4f}"
+        macro = "n/a" if m.macro_auroc is None else f"{m.macro_auroc:.4f}"
         cos = "n/a" if m.bridge_cosine_with_fp32 is None else f"{m.bridge_cosine_with_fp32:.5f}"
         rows.append(
             f"{p:<9} {manifest.target_of(file):<8} {m.size_bytes / 1e6:>8.2f} {m.macro_f1:>9.4f} "

@@ -93,12 +93,27 @@ class PrecisionMetrics:
 
     n_windows: int
     macro_f1: float
-    auroc: float | None  # macro one-vs-rest over the classes present
-    auroc_positive: float | None  # positive label vs rest
+    positive_auroc: float | None  # positive label vs rest (bridge.metrics' vocabulary)
+    macro_auroc: float | None  # mean one-vs-rest AUROC over the classes present
     agreement_with_fp32: float
     max_abs_diff_vs_fp32: float
     bridge_cosine_with_fp32: float | None  # mean cosine of the bridge output, None if not exposed
     size_bytes: int
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PrecisionMetrics:
+        """Also reads older manifests, which wrote ``auroc`` (the macro) and ``auroc_positive``."""
+        d = dict(d)
+        for old, new in _OLD_METRIC_KEYS.items():
+            if old in d:
+                value = d.pop(old)
+                d.setdefault(new, value)
+        return cls(**d)
+
+
+# metric keys of manifests written before the one metric vocabulary (the shipped 0.6.0 bundle
+# among them): read as aliases, never written
+_OLD_METRIC_KEYS = {"auroc": "macro_auroc", "auroc_positive": "positive_auroc"}
 
 
 @dataclass(frozen=True)
@@ -237,7 +252,7 @@ class Manifest:
                 precisions=list(d["precisions"]),
                 files=dict(d["files"]),
                 sizes={k: int(v) for k, v in d["sizes"].items()},
-                metrics={k: PrecisionMetrics(**v) for k, v in d["metrics"].items()},
+                metrics={k: PrecisionMetrics.from_dict(v) for k, v in d["metrics"].items()},
                 parity=dict(d["parity"]),
                 golden=dict(d["golden"]),
                 quantization=QuantizationSection(**quant) if quant else None,
@@ -324,7 +339,7 @@ def _variant(d: dict) -> VariantSection:
         precision=d["precision"],
         target=d["target"],
         file=d["file"],
-        metrics=PrecisionMetrics(**d["metrics"]),
+        metrics=PrecisionMetrics.from_dict(d["metrics"]),
         quantization=QuantizationSection(**quant) if quant else None,
         fusions=dict(d.get("fusions", {})),
     )

@@ -5,7 +5,7 @@ For a bundle exported before the ``ort-cpu`` int8 file and the torch reference e
 
 - ``model.int8.ort-cpu.onnx`` from the bundle's own ``model.fp32.onnx`` and its
   ``calibration.npz`` windows (the windows the TensorRT int8 file was calibrated on), through
-  ``pipeline._ort_cpu_variant`` — the code ``export`` runs; its accuracy is measured on the run's
+  ``model_steps.ort_cpu_variant`` — the code ``export`` runs; its accuracy is measured on the run's
   held-out windows with ``--run-dir`` (as at export), else on the bundle's golden windows (the
   floor widened to their resolution, ``accuracy.floor_for_size``), and recorded in the manifest;
 - ``torch/composed.*`` from ``--run-dir``, only when that run's composed module reproduces the
@@ -49,8 +49,9 @@ def requantize_bundle(
     run_dir: Path | None = None,
     version: str | None = None,
 ) -> Manifest:
+    from bridge_edge.export.model_steps import ort_cpu_variant, precision_metrics_of
     from bridge_edge.export.onnx_export import ort_outputs
-    from bridge_edge.export.pipeline import GOLDEN_ATOL, _metrics, _move_into_place, _ort_cpu_variant
+    from bridge_edge.export.pipeline import GOLDEN_ATOL, _move_into_place
 
     bundle = load_bundle(bundle_ref, selftest=None)
     m = bundle.manifest
@@ -82,8 +83,8 @@ def requantize_bundle(
             (work / v.file).unlink(missing_ok=True)
         facts = _Facts(output=m.output)
         fp32 = ort_outputs(work / onnx_file_name("fp32"), held_out.x)
-        fp32_metrics = _metrics(facts, held_out, fp32, fp32, work / onnx_file_name("fp32"))
-        variant, _ = _ort_cpu_variant(facts, held_out, calib, recipe, work, fp32, fp32_metrics)
+        fp32_metrics = precision_metrics_of(facts, held_out, fp32, fp32, work / onnx_file_name("fp32"))
+        variant, _ = ort_cpu_variant(facts, held_out, calib, recipe, work, fp32, fp32_metrics)
         if variant is None:
             raise ModelError(
                 "no ort-cpu int8 file met the accuracy floor (see the log); the bundle is unchanged",

@@ -117,7 +117,7 @@ def test_int8_and_fp16_meet_the_accuracy_floor(exported):
     for p in ("fp16", "int8"):
         m = manifest.metrics[p]
         assert m.agreement_with_fp32 >= 0.98
-        assert fp32.macro_f1 - m.macro_f1 <= 0.01 and fp32.auroc - m.auroc <= 0.01
+        assert fp32.macro_f1 - m.macro_f1 <= 0.01 and fp32.macro_auroc - m.macro_auroc <= 0.01
         assert 0.99 <= m.bridge_cosine_with_fp32 <= 1.0 + 1e-9
     assert manifest.metrics["fp32"].macro_f1 > 0.8  # the stand-in learned its task: metrics mean something
 
@@ -159,7 +159,7 @@ def test_failed_export_leaves_the_old_bundle_in_place(exported, tmp_path):
     with pytest.raises(ConfigError, match="no labelled held-out windows"):
         export_bundle(broken, target, ("fp32",), CalibrationRecipe())
     assert (target / "manifest.json").read_text() == before
-    assert not list(tmp_path.glob(".kept.tmp-*"))
+    assert not list(tmp_path.glob(".kept.*"))  # refused before any step: no work directory either
 
 
 def test_committed_default_bundle_comes_from_the_shipped_default_recipe():
@@ -218,7 +218,7 @@ def test_int8_has_a_tensorrt_file_and_an_ort_cpu_file_named_in_the_manifest(expo
     # accuracy per file, held to the same floor as the TensorRT file
     fp32 = manifest.metrics["fp32"]
     assert variant.metrics.agreement_with_fp32 >= 0.98
-    assert fp32.auroc_positive - variant.metrics.auroc_positive <= 0.01
+    assert fp32.positive_auroc - variant.metrics.positive_auroc <= 0.01
     assert manifest.golden["atol"]["int8-ort-cpu"] == manifest.golden["atol"]["int8"]
 
 
@@ -270,3 +270,38 @@ def test_requantize_adds_the_ort_cpu_file_to_an_existing_bundle(tmp_path):
     # without --run-dir the accuracy is measured on the golden windows, and says so by its size
     assert variant.metrics.n_windows == len(b.golden().input) and variant.metrics.agreement_with_fp32 >= 0.95
     assert manifest.targets["model.int8.onnx"] == "tensorrt" and manifest.targets[variant.file] == "ort-cpu"
+
+
+def test_a_failed_int8_step_reruns_alone(tmp_path, monkeypatch):
+    """Steps (export.steps): after int8 fails, the same export resumes at int8: the ONNX export
+    and fp16 conversion are not run again, and the bundle it then writes verifies."""
+    import torch
+
+    from bridge_edge.errors import ModelError
+    from bridge_edge.export import fp16, model_steps, onnx_export
+
+    torch.set_num_threads(1)
+    out = tmp_path / "resumed"
+    recipe = CalibrationRecipe(windows=WindowSelection(count=48))
+    source = standin_source()
+
+    def failing_int8(*args, **kwargs):
+        raise ModelError("int8 misses the accuracy floor (simulated)", reason="floor")
+
+    with monkeypatch.context() as m:
+        m.setattr(model_steps, "int8_within_floor_of", failing_int8)
+        with pytest.raises(ModelError, match="simulated"):
+            export_bundle(source, out, ("fp32", "fp16", "int8"), recipe, version="0.0.2")
+    work = tmp_path / ".resumed.export"
+    assert not out.exists() and {p.name for p in (work / "steps").iterdir()} == {"onnx.json", "fp16.json"}
+
+    def never(*args, **kwargs):
+        raise AssertionError("a step with an unchanged key ran again")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", never)
+    monkeypatch.setattr(fp16, "convert_fp16", never)
+    manifest = export_bundle(source, out, ("fp32", "fp16", "int8"), recipe, version="0.0.2")
+    b = load_bundle(out)
+    assert b.verified and b.manifest.precisions == ["fp32", "fp16", "int8"]
+    assert manifest.metrics["int8"].agreement_with_fp32 >= 0.98 and manifest.quantization is not None
+    assert not work.exists()  # a finished export leaves only the bundle

@@ -8,13 +8,14 @@ import time
 
 import numpy as np
 import pytest
+from tiny_bundle import make_tiny_bundle
 from websockets.sync.client import connect
 
+from bridge_edge.devices.replay import from_array
 from bridge_edge.monitor.feed import MonitorFeed, provenance_numbers
 from bridge_edge.monitor.frames import decode_block
 from bridge_edge.monitor.server import MonitorServer
 from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
-from bridge_edge.runtime.testing import ArraySource, make_tiny_bundle
 from bridge_edge.signals.simulator import PatientSimulator
 
 pytest.importorskip("onnx", reason="the tiny test model is written with the onnx package")
@@ -27,7 +28,7 @@ def test_pipeline_feeds_the_page_frames_predictions_and_provenance(tmp_path):
     rec = PatientSimulator(5, fs_ecg=FS, fs_ppg=FS, script=[("sinus", 7.0)]).generate(7.0)
     samples = np.stack([rec.ecg, rec.ppg], axis=1)
     # real time, as a live sensor: the monitor shows sources as they happen
-    source = ArraySource(samples, FS, chunk_sizes=(25,), channels=("ecg", "ppg"), speed=1.0)
+    source = from_array(samples, FS, chunk_sizes=(25,), channels=("ecg", "ppg"), speed=1.0)
     # short windows score low SQI; infer anyway (flag): this test is about the plumbing
     pipeline = Pipeline([source], bundle, engine="ort", config=PipelineConfig(sqi_policy="flag"))
     with MonitorServer("127.0.0.1", 0) as server:

@@ -16,8 +16,8 @@ pytest.importorskip("onnx", reason="the test bundle's model is written with the 
 import itertools
 
 from ctrl_c import default_sigint
+from tiny_bundle import make_tiny_bundle
 
-from bridge_edge.runtime.testing import make_tiny_bundle
 from bridge_edge.signals.simulator import PatientSimulator
 
 REQUIRED = {"t_end", "label", "probs", "sqi", "latency_ms", "dropped_samples", "gap", "rr_af_score"}

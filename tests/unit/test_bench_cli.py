@@ -43,7 +43,7 @@ def test_bench_power_quick_json_reports_unreadable_sources_as_unmeasured_never_z
 
 
 def test_bench_latency_cli_writes_json_png_and_prints_rows(tmp_path, monkeypatch, capsys):
-    from bridge_edge.runtime.testing import make_tiny_bundle
+    from tiny_bundle import make_tiny_bundle
 
     tiny = make_tiny_bundle(tmp_path / "bundle", window_s=2.0, hop_s=0.5)
     monkeypatch.setattr(

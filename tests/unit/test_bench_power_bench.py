@@ -9,7 +9,7 @@ from bridge_edge.bench.subject import Subject
 
 
 def test_energy_per_inference_from_a_constant_gauge(tmp_path, monkeypatch):
-    from bridge_edge.runtime.testing import make_tiny_bundle
+    from tiny_bundle import make_tiny_bundle
 
     watts = {"now": 2.0}
     gauge = IntegratingMeter("fake", "test rail", lambda: watts["now"], period_s=0.005)

@@ -16,7 +16,7 @@ from bridge_edge.bench.subject import Subject
 
 @pytest.fixture
 def fake_runtime(monkeypatch):
-    from bridge_edge.runtime import bench as runtime_bench
+    from bridge_edge.bench import runtime_pipeline as runtime_bench
 
     def trial(n, ok, p99):
         return SimpleNamespace(
@@ -103,7 +103,7 @@ def test_streams_rows_trials_answer_and_unmeasured(fake_runtime, tmp_path):
 def test_a_search_from_a_higher_start_still_bisects_to_the_knee(monkeypatch):
     from types import SimpleNamespace
 
-    from bridge_edge.runtime import bench as runtime_bench
+    from bridge_edge.bench import runtime_pipeline as runtime_bench
 
     tried = []
 

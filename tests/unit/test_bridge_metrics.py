@@ -37,13 +37,14 @@ def test_metrics_on_head_vocabulary_with_exclusions():
     assert m.labels_scored == ["sinus", "afib"]
     assert m.positive_auroc == pytest.approx(1.0)  # afib scores of true afib > all others
     assert set(m.auroc) == {"sinus", "afib"}
+    assert m.macro_auroc == pytest.approx(np.mean(list(m.auroc.values())))
     cm = np.array(m.confusion)
     assert cm.shape == (6, 6) and cm[0, 4] == 1 and cm[3, 3] == 3
 
 
 def test_auroc_missing_when_only_one_class_present():
     m = compute_metrics(np.eye(6)[[0, 0]], np.array([0, 0]), HEAD, "afib")
-    assert m.positive_auroc is None and m.auroc == {}
+    assert m.positive_auroc is None and m.auroc == {} and m.macro_auroc is None
 
 
 def test_windowset_head_truth_and_subset():

@@ -60,6 +60,45 @@ def test_pacer_speed_zero_never_sleeps():
     pacer.wait_until(100.0)
 
 
+def test_pacer_start_delay_holds_the_first_item_back_and_keeps_the_schedule():
+    now = [10.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    pacer = Pacer(2.0, clock=lambda: now[0], sleep=sleep, start_delay_s=0.5)
+    pacer.wait_until(1.0)  # the first item: due after the delay only
+    assert now[0] == pytest.approx(10.5)
+    pacer.wait_until(3.0)  # 2 s of stream time later at speed 2
+    assert now[0] == pytest.approx(11.5)
+
+
+def test_from_array_streams_the_replay_source_stamped_like_a_live_sensor():
+    from bridge_edge.devices.replay import PlaybackSource, from_array
+    from bridge_edge.errors import DataError
+
+    x = np.arange(20.0).reshape(10, 2)
+    source = from_array(x, 50.0, chunk_sizes=(3, 1), channels=("a", "b"), gaps={2: 7}, name="mem")
+    assert isinstance(source, PlaybackSource) and not source.info.sample_clock
+    chunks = list(source)
+    assert [c.n for c in chunks] == [3, 1, 3, 1, 2]  # sizes in turn, the last one short
+    assert [c.seq for c in chunks] == [0, 1, 2, 3, 4] and [c.gap_before for c in chunks] == [0, 0, 7, 0, 0]
+    np.testing.assert_array_equal(np.concatenate([c.samples for c in chunks]), x)
+    assert all(c.t_device_ns is None for c in chunks)
+    assert (source.stats.samples, source.stats.chunks, source.stats.gaps, source.stats.gap_samples) == (
+        10,
+        5,
+        1,
+        7,
+    )
+    # the schedule runs on the stream's time axis: a gap's missing samples take their time too
+    np.testing.assert_allclose(source.plan.offsets_s, np.array([3, 4, 14, 15, 17]) / 50.0)
+    with pytest.raises(DataError, match="no samples"):
+        from_array(np.zeros((0, 1)), 50.0)
+    with pytest.raises(DataError, match="2 columns for channels"):
+        from_array(x, 50.0)
+
+
 def test_loop_source_push_from_another_thread():
     source = open_source("loop://test?fs=100&channels=a,b&resolution=0.5,1")
     assert source.info.resolution == (0.5, 1.0)

@@ -191,9 +191,12 @@ def test_a_corrupt_tar_gz_is_one_bundle_error(tmp_path):
 
 
 def test_inspect_shows_the_positive_label_auroc_named_as_such(bundle_dir, capsys):
+    """An older manifest's keys (``auroc`` the macro, ``auroc_positive``), read as the new names."""
     from bridge_edge.cli import main
 
     def metrics(raw):
+        for key in ("positive_auroc", "macro_auroc"):
+            raw["metrics"]["fp32"].pop(key)
         raw["metrics"]["fp32"].update(auroc=0.5, auroc_positive=0.746)
 
     edit_manifest(bundle_dir, metrics)
@@ -273,3 +276,28 @@ def test_a_bundle_without_targets_reads_as_before(bundle_dir):
     m = Manifest.from_dict(raw)
     assert m.variants == [] and m.torch is None and m.target_of("model.fp32.onnx") == "any"
     assert load_bundle(bundle_dir).verified
+
+
+def test_inspect_reads_the_metric_names_new_manifests_write(bundle_dir, capsys):
+    from bridge_edge.cli import main
+
+    def metrics(raw):
+        raw["metrics"]["fp32"].update(positive_auroc=0.746, macro_auroc=0.5)
+
+    edit_manifest(bundle_dir, metrics)
+    written = json.loads((bundle_dir / "manifest.json").read_text())["metrics"]["fp32"]
+    assert written["positive_auroc"] == 0.746 and "auroc_positive" not in written and "auroc" not in written
+    assert main(["inspect", str(bundle_dir)]) == 0
+    row = capsys.readouterr().out.splitlines()[-2].split()
+    assert row[4:6] == ["0.7460", "0.5000"]
+
+
+def test_the_shipped_bundle_reads_its_old_metric_keys_as_the_new_names():
+    raw = json.loads((load_bundle("default").path / "manifest.json").read_text())
+    old = raw["metrics"]["fp32"]
+    assert "auroc_positive" in old  # the shipped manifest predates the one vocabulary
+    m = load_bundle("default").manifest.metrics["fp32"]
+    assert m.positive_auroc == old["auroc_positive"] and m.macro_auroc == old["auroc"]
+    again = Manifest.from_dict(json.loads(load_bundle("default").manifest.to_json()))
+    assert again.metrics == load_bundle("default").manifest.metrics
+    assert again.variants == load_bundle("default").manifest.variants

@@ -8,7 +8,8 @@ import pytest
 from bridge_edge.errors import ConfigError
 from bridge_edge.export import accuracy
 from bridge_edge.export.calibration import AccuracyFloor, CalibrationRecipe, load_recipe, stratified_indices
-from bridge_edge.export.pipeline import int8_attempts, parse_precisions
+from bridge_edge.export.model_steps import int8_attempts
+from bridge_edge.export.pipeline import parse_precisions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +80,7 @@ def test_metrics_and_floor():
     y = rng.integers(0, 3, 200)
     fp32 = np.eye(3)[y] * 0.8 + 0.1
     m32 = accuracy.precision_metrics(fp32, y, fp32, positive_index=1)
-    assert m32.macro_f1 == 1.0 and m32.auroc == 1.0 and m32.agreement_with_fp32 == 1.0
+    assert m32.macro_f1 == 1.0 and m32.macro_auroc == 1.0 and m32.agreement_with_fp32 == 1.0
     flipped = fp32.copy()
     flipped[:10] = flipped[:10, ::-1]  # 10 of 200 windows change their prediction (some stay)
     m8 = accuracy.precision_metrics(flipped, y, fp32, positive_index=1)

@@ -122,3 +122,46 @@ def test_version_comes_from_the_package_metadata():
 
     assert bridge_edge.__version__ == version("bridge-edge")
     assert (PACKAGE / "py.typed").exists()
+
+
+# package -> packages above it that it never imports (docs/architecture.md, "Import rules"):
+# the device runtime and the sources are what bench, checks and the monitor are built on
+LAYERS_ABOVE = {
+    "devices": {"runtime", "bench", "checks", "monitor"},
+    "runtime": {"bench", "checks", "monitor"},
+}
+
+
+def _package_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_lower_layers_never_import_the_layers_above():
+    graph = import_graph()
+    assert "bridge_edge.bench.runtime_pipeline" in graph and "bridge_edge.checks.known_answers" in graph
+    upward = sorted(
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        for b in targets
+        if _package_of(b) in LAYERS_ABOVE.get(_package_of(a), set())
+    )
+    assert upward == []
+
+
+def test_test_helpers_live_in_tests_not_in_the_package():
+    """Stand-ins (tiny bundles, scripted sensors) are tests/fixtures modules; the package never
+    ships or imports them."""
+    fixtures = {p.stem for p in (PACKAGE.parent / "tests" / "fixtures").glob("*.py")}
+    assert {"tiny_bundle", "export_standin"} <= fixtures
+    shipped = [name for name in _modules() if name.rpartition(".")[2] in fixtures | {"testing"}]
+    imported = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            imported += [f"{path.name}: {n}" for n in names if n.split(".")[0] in fixtures]
+    assert shipped == [] and imported == []

@@ -5,7 +5,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from bridge_edge.runtime import bench, evaluate
+from bridge_edge.bench import runtime_pipeline as bench
+from bridge_edge.checks import known_answers as evaluate
 from bridge_edge.runtime.engines import trt as trt_engine
 
 pytest.importorskip("onnx", reason="the tiny test model is written with the onnx package")
@@ -28,7 +29,7 @@ def test_heartpy_recordings_load_with_their_own_sampling_rate():
 
 
 def test_af_episode_check_scores_each_phase(tmp_path):
-    from bridge_edge.runtime.testing import make_tiny_bundle
+    from tiny_bundle import make_tiny_bundle
 
     b = make_tiny_bundle(tmp_path, window_s=4.0, hop_s=2.0)
     r = evaluate.af_episode_check(b, script=(("sinus", 20.0), ("afib", 20.0)), threads=1)
@@ -61,8 +62,9 @@ class FakeRunner:
 def test_trt_engine_wraps_the_export_runner_and_splits_at_the_profile_batch(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
+    from tiny_bundle import make_tiny_bundle
+
     from bridge_edge.export import tensorrt as trt_export
-    from bridge_edge.runtime.testing import make_tiny_bundle
 
     b = make_tiny_bundle(tmp_path, window_s=2.0, hop_s=1.0)
     built = SimpleNamespace(plan=b"plan", path=tmp_path / "x.engine", reason="cache hit")
@@ -82,7 +84,7 @@ def test_trt_engine_on_a_machine_with_tensorrt(tmp_path):
     reason = trt_engine.tensorrt_missing_reason()
     if reason is not None:
         pytest.skip(f"TensorRT cannot run here: {reason}")
-    from bridge_edge.runtime.testing import make_tiny_bundle
+    from tiny_bundle import make_tiny_bundle
 
     b = make_tiny_bundle(tmp_path, window_s=2.0, hop_s=1.0)
     engine = trt_engine.TrtEngine(b, "fp32")

@@ -70,7 +70,7 @@ def test_simulate_names_the_splits_it_leaves_empty(tmp_path, capsys):
 def test_evaluate_on_an_empty_test_split_is_one_line(tmp_path, capsys):
     pytest.importorskip("onnx", reason="the tiny bundle is written with the onnx package")
     pytest.importorskip("torch", reason="evaluate still imports the torch side (issue #18)")
-    from bridge_edge.runtime.testing import make_tiny_bundle
+    from tiny_bundle import make_tiny_bundle
 
     make_tiny_bundle(tmp_path / "bundle")
     assert main(["simulate", str(tmp_path / "one"), "--subjects", "1", "--minutes", "0.2"]) == 0

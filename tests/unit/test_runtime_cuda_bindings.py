@@ -148,7 +148,7 @@ def _fake_tensorrt_present(monkeypatch):
 
 def test_trt_engine_reports_missing_bindings_before_building(tmp_path, monkeypatch, no_bindings):
     pytest.importorskip("onnx", reason="the tiny test model is written with the onnx package")
-    from bridge_edge.runtime.testing import make_tiny_bundle
+    from tiny_bundle import make_tiny_bundle
 
     _fake_tensorrt_present(monkeypatch)
     bundle = make_tiny_bundle(tmp_path, window_s=2.0, hop_s=1.0)
@@ -161,8 +161,9 @@ def test_auto_falls_back_loudly_when_tensorrt_is_there_but_bindings_are_not(
 ):
     pytest.importorskip("onnx", reason="the tiny test model is written with the onnx package")
     pytest.importorskip("onnxruntime", reason="the fallback engine is ONNX Runtime")
+    from tiny_bundle import make_tiny_bundle
+
     from bridge_edge.runtime.engines import select_engine
-    from bridge_edge.runtime.testing import make_tiny_bundle
 
     _fake_tensorrt_present(monkeypatch)
     bundle = make_tiny_bundle(tmp_path, window_s=2.0, hop_s=1.0)

@@ -4,12 +4,12 @@ import logging
 
 import numpy as np
 import pytest
+from tiny_bundle import make_tiny_bundle
 
 from bridge_edge.errors import ConfigError, EngineUnavailableError
 from bridge_edge.runtime.engines import resolve_precision, select_engine
 from bridge_edge.runtime.engines import trt as trt_module
 from bridge_edge.runtime.engines.ort import OrtEngine, default_threads
-from bridge_edge.runtime.testing import make_tiny_bundle
 
 pytest.importorskip("onnx", reason="the tiny test model is written with the onnx package")
 

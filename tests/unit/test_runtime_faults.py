@@ -7,15 +7,16 @@ import time
 
 import numpy as np
 import pytest
+from tiny_bundle import make_tiny_bundle
 
 from bridge_edge.devices.base import Chunk, open_source
+from bridge_edge.devices.replay import from_array
 from bridge_edge.errors import NonFiniteError
 from bridge_edge.runtime.engines import EngineChoice
 from bridge_edge.runtime.engines.ort import OrtEngine
 from bridge_edge.runtime.outputs import strict_json
 from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 from bridge_edge.runtime.stream_dsp import StreamingPreprocessor
-from bridge_edge.runtime.testing import ArraySource, make_tiny_bundle
 from bridge_edge.signals.preprocess import PreprocessSpec
 from bridge_edge.signals.simulator import PatientSimulator
 
@@ -147,7 +148,7 @@ def test_float32_frames_carrying_nan_are_counted_by_the_source_and_gated(bundle,
     assert stats.nonfinite == 30 and stats.gap_samples == 0
 
     class Frames:
-        info = ArraySource(x, FS).info
+        info = from_array(x, FS).info
         stats = SourceStats()
 
         def __iter__(self):
@@ -236,8 +237,8 @@ def test_a_device_clock_going_backwards_is_a_clock_reset_not_a_gap(bundle, afib)
         chunks.append(Chunk(x[k * chunk_n : (k + 1) * chunk_n, None], time.monotonic_ns(), t_device, k))
 
     class Rebooting:
-        info = ArraySource(x, FS).info
-        stats = ArraySource(x, FS).stats
+        info = from_array(x, FS).info
+        stats = from_array(x, FS).stats
 
         def __iter__(self):
             for c in chunks:
@@ -258,7 +259,7 @@ def test_a_recording_keeps_nan_and_inf_as_invalid_samples_not_numbers(tmp_path):
 
     x = np.linspace(-1, 1, 400).astype(np.float32)
     x[[10, 11, 200]] = [np.nan, np.inf, -np.inf]
-    record_source(ArraySource(x, FS, chunk_sizes=(50,)), tmp_path / "rec", None)
+    record_source(from_array(x, FS, chunk_sizes=(50,)), tmp_path / "rec", None)
     rec = read_recording(tmp_path / "rec")
     got = rec.samples[:, 0]
     assert np.flatnonzero(~np.isfinite(got)).tolist() == [10, 11, 200]  # not 0, not INT32_MAX

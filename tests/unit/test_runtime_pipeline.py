@@ -5,12 +5,13 @@ import time
 
 import numpy as np
 import pytest
+from tiny_bundle import make_tiny_bundle
 
+from bridge_edge.devices.replay import from_array
 from bridge_edge.runtime.engines import EngineChoice
 from bridge_edge.runtime.engines.base import Engine
 from bridge_edge.runtime.engines.ort import OrtEngine
 from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
-from bridge_edge.runtime.testing import ArraySource, make_tiny_bundle
 from bridge_edge.signals.preprocess import (
     PreprocessSpec,
     filter_and_resample,
@@ -81,7 +82,7 @@ def run(sources, bundle, engine=None, **cfg):
 
 
 def test_predictions_equal_the_model_on_offline_preprocessed_windows(bundle, ppg):
-    rec, stats, engine = run([ArraySource(ppg, FS, chunk_sizes=(7, 31, 64, 3))], bundle)
+    rec, stats, engine = run([from_array(ppg, FS, chunk_sizes=(7, 31, 64, 3))], bundle)
     y = filter_and_resample(ppg, FS, PreprocessSpec(fs_out=FS))
     starts = np.arange(0, len(y) - L + 1, H)
     expected = engine.inner.infer(
@@ -106,7 +107,7 @@ def test_predictions_equal_the_model_on_offline_preprocessed_windows(bundle, ppg
 def test_ppg_v3_stream_inputs_equal_the_offline_drawn_beats(tmp_path, ppg):
     """The stream draws the beats of each window it cuts exactly as training drew them."""
     v3_bundle = make_tiny_bundle(tmp_path, fs=FS, window_s=WINDOW_S, hop_s=HOP_S, preprocess="ppg-v3")
-    rec, _, engine = run([ArraySource(ppg, FS, chunk_sizes=(5, 64, 17))], v3_bundle)
+    rec, _, engine = run([from_array(ppg, FS, chunk_sizes=(5, 64, 17))], v3_bundle)
     spec = preprocess_spec("ppg-v3", FS)
     y = filter_and_resample(ppg, FS, spec)
     windows = np.stack([y[s : s + L] for s in np.arange(0, len(y) - L + 1, H)])
@@ -121,7 +122,7 @@ def test_ppg_v3_stream_inputs_equal_the_offline_drawn_beats(tmp_path, ppg):
 
 @pytest.mark.parametrize("policy", ["flag", "skip"])
 def test_windows_over_a_gap_are_flagged_or_skipped(bundle, ppg, policy):
-    src = ArraySource(ppg, FS, chunk_sizes=(50,), gaps={40: 60})  # 60 samples missing at sample 2000
+    src = from_array(ppg, FS, chunk_sizes=(50,), gaps={40: 60})  # 60 samples missing at sample 2000
     rec, stats, _ = run([src], bundle, gap_policy=policy)
     gap_preds = [p for p in rec.preds if p.gap]
     # missing samples 2000..2060 overlap the windows [125 j, 125 j + 500) with j = 13..16
@@ -141,7 +142,7 @@ def test_windows_over_a_gap_are_flagged_or_skipped(bundle, ppg, policy):
 
 def test_faster_than_real_time_never_drops_silently(bundle, ppg):
     """A slow engine and a small ring: the reader is lapped, and every lost sample is counted."""
-    src = ArraySource(np.tile(ppg, 2), FS, chunk_sizes=(200,))
+    src = from_array(np.tile(ppg, 2), FS, chunk_sizes=(200,))
     engine = engine_for(bundle, delay_s=0.05)
     rec, stats, _ = run([src], bundle, engine=engine, lossless=False, ring_seconds=1.0)
     s = stats.streams[0]
@@ -153,7 +154,7 @@ def test_faster_than_real_time_never_drops_silently(bundle, ppg):
 
 
 def test_streams_are_batched_into_one_engine_call(bundle, ppg):
-    sources = [ArraySource(ppg, FS, chunk_sizes=(len(ppg),), name=f"s{i}") for i in range(3)]
+    sources = [from_array(ppg, FS, chunk_sizes=(len(ppg),), name=f"s{i}") for i in range(3)]
     rec, _stats, engine = run(sources, bundle)
     n_windows = 3 * ((len(ppg) - L) // H + 1)
     assert len(rec.preds) == n_windows
@@ -164,7 +165,7 @@ def test_streams_are_batched_into_one_engine_call(bundle, ppg):
 
 
 def test_one_engine_call_serves_windows_of_several_streams(bundle, ppg):
-    sources = [ArraySource(ppg, FS, name=f"s{i}") for i in range(2)]
+    sources = [from_array(ppg, FS, name=f"s{i}") for i in range(2)]
     engine = engine_for(bundle)
     pipe = Pipeline(
         sources, bundle, config=PipelineConfig(sqi_policy="off"), engine_choice=EngineChoice(engine)
@@ -180,7 +181,7 @@ def test_one_engine_call_serves_windows_of_several_streams(bundle, ppg):
 def test_low_quality_windows_are_gated_before_the_model(bundle):
     x = np.zeros(int(FS * 16))  # finger off the sensor
     engine = engine_for(bundle)
-    rec, stats, _ = run([ArraySource(x, FS)], bundle, engine=engine, sqi_policy="skip")
+    rec, stats, _ = run([from_array(x, FS)], bundle, engine=engine, sqi_policy="skip")
     after_warmup = [p for p in rec.preds if p.gated != "warmup"]
     assert after_warmup and all(p.gated == "low_sqi" and p.label is None for p in after_warmup)
     assert all(p.sqi < 0.5 for p in after_warmup)
@@ -189,7 +190,7 @@ def test_low_quality_windows_are_gated_before_the_model(bundle):
 
 
 def test_stop_ends_a_live_stream_cleanly(bundle, ppg):
-    src = ArraySource(ppg, FS, speed=1.0)  # paced like a sensor
+    src = from_array(ppg, FS, speed=1.0)  # paced like a sensor
     pipe = Pipeline([src], bundle, config=PipelineConfig(), engine_choice=EngineChoice(engine_for(bundle)))
     pipe.start()
     time.sleep(0.5)

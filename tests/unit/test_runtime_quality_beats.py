@@ -81,7 +81,7 @@ def test_heart_rate_is_none_when_not_trustworthy():
 def _heartpy_or_skip(name: str):
     import importlib.util
 
-    from bridge_edge.runtime.evaluate import load_heartpy_ppg
+    from bridge_edge.checks.known_answers import load_heartpy_ppg
 
     if importlib.util.find_spec("heartpy") is None:
         pytest.skip("the heartpy package (which ships the real PPG recordings) is not installed")

@@ -3,9 +3,9 @@ and an unplug every 15 s of stream time, 30 s each at 20x real time, through the
 decoder, pipeline and ONNX Runtime. ``scripts/soak.py --minutes 30`` is the full run."""
 
 import pytest
+from tiny_bundle import make_tiny_bundle
 
 from bridge_edge.runtime.soak import fault_schedule, run_soak
-from bridge_edge.runtime.testing import make_tiny_bundle
 
 pytest.importorskip("onnx", reason="the tiny test model is written with the onnx package")
 

@@ -7,7 +7,8 @@
 - ``max_realtime_streams``: the most concurrent paced PPG streams (doubling, then bisecting)
   for which the pipeline keeps up: nothing lost, every hop emitted, end-to-end p99 under a hop.
 
-Streams are pre-rendered simulated PPG replayed at real-time pace (``ArraySource``), so the
+Streams are pre-rendered simulated PPG replayed at real-time pace (``devices.replay.from_array``:
+the replay source, stamped as a live sensor's are), so the
 simulator's own rendering cost is not charged to the runtime; in the streams trial their
 starts are spread over one hop, as independent patients' streams would be. Nothing here asserts a time.
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bridge_edge.devices.base import Chunk
-from bridge_edge.runtime.testing import ArraySource
+from bridge_edge.devices.replay import from_array
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def ingest_throughput(
     model = model or default_model_input()
     n = int(seconds * fs)
     x = np.resize(simulated_ppg(min(seconds, 120.0), fs, seed=0), n).astype(np.float32).reshape(-1, 1)
-    state = StreamState(0, ArraySource(x[:1], fs), model, ring_seconds=10.0)
+    state = StreamState(0, from_array(x[:1], fs), model, ring_seconds=10.0)
     timer = StageTimer()
     step_ns = int(1e9 / fs * chunk)
     chunks = [Chunk(x[i : i + chunk], k * step_ns, None, k) for k, i in enumerate(range(0, n, chunk))]
@@ -139,7 +140,7 @@ def _paced_sources(
 ):
     """Pre-rendered PPG streams paced at ``speed``; starts spread evenly over ``stagger_s``."""
     return [
-        ArraySource(
+        from_array(
             simulated_ppg(seconds, fs, seed=100 + i),
             fs,
             chunk_sizes=(chunk,),

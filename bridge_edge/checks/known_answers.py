@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge_edge.devices.replay import from_array
 from bridge_edge.runtime.outputs import Prediction
-from bridge_edge.runtime.testing import ArraySource
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _stream(
 ):
     from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 
-    source = ArraySource(samples, fs, chunk_sizes=(max(1, int(fs * 0.04)),), name=name)
+    source = from_array(samples, fs, chunk_sizes=(max(1, int(fs * 0.04)),), name=name)
     pipe = Pipeline(
         [source],
         bundle,
