@@ -12,12 +12,13 @@ import numpy as np
 from bridge_edge.errors import ConfigError
 from bridge_edge.signals import periodicity
 from bridge_edge.signals.beats import detect_ppg_beats
-from bridge_edge.signals.rr_timing import rr_af_score_from_beats
+from bridge_edge.signals.rr_irregularity_v1 import rr_irregularity_v1_from_beats
 
 BEAT_TARGETS = ("mean_ibi_s", "ibi_cv", "rmssd_over_ibi", "amplitude_cv")
 PERIODICITY_TARGETS = ("autocorrelation_peak", "spectral_concentration", "spectral_entropy")
-# log of the pulse-interval irregularity statistic (signals.rr_timing: normalised RMSSD x median
-# |dRR|/RR x turning points, isolated premature beats excluded), without its threshold: how
+# log of the pulse-interval irregularity statistic (signals.rr_irregularity_v1, the timing
+# baseline's first rules: normalised RMSSD x median |dRR|/RR x turning points, isolated premature
+# beats excluded), without its threshold: how
 # irregular the intervals are, a property of the signal like the others, not a label
 RR_TARGETS = ("rr_irregularity",)
 SIGNAL_TARGETS = BEAT_TARGETS + PERIODICITY_TARGETS + RR_TARGETS  # every target a recipe may name
@@ -65,6 +66,6 @@ def signal_targets(windows: np.ndarray, fs: float, names=DEFAULT_TARGETS) -> np.
         if name in PERIODICITY_TARGETS:
             out[:, i] = getattr(periodicity, name)(windows, fs)
     if "rr_irregularity" in names:
-        scores = np.array([rr_af_score_from_beats(detect_ppg_beats(w, fs), fs) for w in windows])
+        scores = np.array([rr_irregularity_v1_from_beats(detect_ppg_beats(w, fs), fs) for w in windows])
         out[:, names.index("rr_irregularity")] = np.log(scores + 0.01)  # NaN: too few usable intervals
     return out

@@ -55,7 +55,6 @@ import numpy as np
 from bridge_edge.signals.beats import detect_ppg_beats
 from bridge_edge.signals.preprocess import window_polarity
 from bridge_edge.signals.quality import LOW_SQI, beat_template_correlation, ppg_sqi
-from bridge_edge.signals.rr_irregularity_v1 import rr_irregularity_v1_from_beats
 
 RR_MIN_S, RR_MAX_S = 0.25, 2.0
 MIN_INTERVALS = 5  # plausible RR intervals a window needs for a score (a 10-s window holds 6-25)
@@ -138,13 +137,6 @@ def rr_af_score_from_intervals(rr: np.ndarray) -> float:
     if excluded.mean() > MAX_EXCLUDED_FRACTION or (~excluded).sum() < MIN_KEPT:
         return _irregularity(rr)  # too many to be isolated ectopy: score every interval
     return _irregularity(rr[~excluded])
-
-
-# signals.ppg_targets imports the statistic of its pretraining target rr_irregularity under this
-# name: it is the frozen v1 statistic, bit-identical to what the shipped bundle was pretrained on,
-# NOT the baseline's score (``rr_af_score_from_intervals``). Kept until ppg_targets imports
-# ``signals.rr_irregularity_v1`` directly; then this line goes.
-rr_af_score_from_beats = rr_irregularity_v1_from_beats
 
 
 def tachogram_readable(

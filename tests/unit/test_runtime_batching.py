@@ -10,7 +10,9 @@ import time
 
 import numpy as np
 import pytest
+from tiny_bundle import make_tiny_bundle
 
+from bridge_edge.devices.replay import from_array
 from bridge_edge.errors import ConfigError
 from bridge_edge.runtime.batching import BatchCollector
 from bridge_edge.runtime.engines import EngineChoice
@@ -19,7 +21,6 @@ from bridge_edge.runtime.engines.ort import OrtEngine
 from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 from bridge_edge.runtime.report import summary_lines
 from bridge_edge.runtime.stream import WindowJob
-from bridge_edge.runtime.testing import ArraySource, make_tiny_bundle
 from bridge_edge.runtime.windowing import Window
 from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample, normalise_windows
 from bridge_edge.signals.simulator import PatientSimulator
@@ -61,7 +62,7 @@ def counting(bundle, delay_s=0.0):
 
 def run_paced(bundle, signals, engine, speed, batch_wait_s, stagger_s=0.0):
     sources = [
-        ArraySource(
+        from_array(
             x, FS, chunk_sizes=(5,), speed=speed, name=f"s{i}", start_delay_s=stagger_s * i / len(signals)
         )
         for i, x in enumerate(signals)
@@ -167,7 +168,7 @@ def test_windows_held_for_a_batch_are_still_emitted_when_the_pipeline_stops(bund
     is paced 40x slower than the others): every window is held; stop() must still emit them."""
     engine = counting(bundle)
     sources = [
-        ArraySource(np.roll(ppg, 100 * i), FS, chunk_sizes=(5,), speed=speed, name=f"s{i}")
+        from_array(np.roll(ppg, 100 * i), FS, chunk_sizes=(5,), speed=speed, name=f"s{i}")
         for i, speed in enumerate((4.0, 4.0, 0.1))
     ]
     cfg = PipelineConfig(sqi_policy="off", batch_wait_s=600.0)

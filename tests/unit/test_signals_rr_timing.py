@@ -5,13 +5,11 @@ import pytest
 
 from bridge_edge.bridge.metrics import _auroc
 from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample
-from bridge_edge.signals.rr_irregularity_v1 import rr_irregularity_v1_from_beats
 from bridge_edge.signals.rr_timing import (
     RR_AF_THRESHOLD,
     fit_threshold,
     rr_af_probability,
     rr_af_score,
-    rr_af_score_from_beats,
     rr_af_score_from_intervals,
     rr_af_scores,
 )
@@ -73,11 +71,6 @@ def test_frequent_exclusions_are_not_isolated_ectopy():
     """Short-long at every other beat that is not regular at lag 2 is scored on every interval."""
     rr = np.array([0.5, 1.2, 0.8, 0.45, 1.3, 0.9, 0.55, 1.1, 0.85, 0.5, 1.25, 0.95])
     assert rr_af_score_from_intervals(rr) > RR_AF_THRESHOLD.value
-
-
-def test_the_old_name_is_the_frozen_pretraining_statistic():
-    # signals.ppg_targets imports rr_af_score_from_beats for its target rr_irregularity (v1)
-    assert rr_af_score_from_beats is rr_irregularity_v1_from_beats
 
 
 def test_single_window_api_and_noise_gives_nan():
