@@ -74,6 +74,7 @@ def stage_data(run: Run) -> None:
             [splits["pair"], played_pair_windows(dataset, run.recipe, old.input_spec.fs, new.input_spec.fs)]
         )
     run.dir.write_windows(splits, ppg_preprocess_spec(run.recipe, new.input_spec.fs).as_dict())
+    run.dir.save_json(run.dir.data_gaps, dataset.gaps_summary())  # spans cut at non-finite samples
     # Pretraining views are crops of longer unlabelled train-split PPG windows (2x the model window).
     w = run.recipe.data.window_s
     long = split_windows(
