@@ -1,7 +1,8 @@
 """Two-stage bridge position selection (docs/method.md), on pooled features, no ground truth.
 
 1. Input position (new model): for every block k, the 5-fold mean macro-F1 of
-   ``LogisticRegression(max_iter=1000, random_state=0)`` on the pooled block-k outputs against
+   ``LogisticRegression(max_iter=1000, random_state=0)`` on the pooled block-k outputs
+   (standardised on each training fold) against
    the old model's pseudo-labels (StratifiedKFold without shuffling, as sklearn's cv=5 does);
    argmax, ties -> the shallowest block.
 2. Output position (old model): linear CKA (biased centering) between the chosen input
@@ -77,15 +78,21 @@ def lr_macro_f1(features: np.ndarray, pseudo: np.ndarray, folds: int = 5) -> tup
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     counts = np.bincount(pseudo)
     counts = counts[counts > 0]
     if len(counts) < 2 or counts.min() < folds:
         return float("nan"), float("nan")  # stratified folds impossible: one (or a tiny) class
-    with warnings.catch_warnings():
+    # One BLAS thread: these are small matrices, and with two threads on a loaded machine each
+    # call waited for the other thread (118 s for one block, 2.3 s single-threaded). Standardised
+    # per fold: on raw pooled features L-BFGS ran into max_iter on every fold.
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         scores = cross_val_score(
-            LogisticRegression(max_iter=1000, random_state=0),
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=0)),
             features,
             pseudo,
             cv=StratifiedKFold(n_splits=folds),
