@@ -10,14 +10,13 @@ import time
 
 import numpy as np
 import pytest
+from counting_engine import counting_ort
 from tiny_bundle import make_tiny_bundle
 
 from bridge_edge.devices.replay import from_array
 from bridge_edge.errors import ConfigError
 from bridge_edge.runtime.batching import BatchCollector
 from bridge_edge.runtime.engines import EngineChoice
-from bridge_edge.runtime.engines.base import Engine
-from bridge_edge.runtime.engines.ort import OrtEngine
 from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 from bridge_edge.runtime.report import summary_lines
 from bridge_edge.runtime.stream import WindowJob
@@ -39,25 +38,6 @@ def bundle(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ppg():
     return PatientSimulator(5, fs_ppg=FS, script=[("sinus", 10.0), ("afib", 10.0)]).generate(20.0).ppg
-
-
-class CountingEngine(Engine):
-    """A real engine behind the engine interface; records batch sizes, optionally sleeps first."""
-
-    def __init__(self, inner: Engine, delay_s: float = 0.0):
-        self.inner, self.delay_s = inner, delay_s
-        self.name, self.precision, self.description = inner.name, inner.precision, "counting"
-        self.batches: list[int] = []
-
-    def infer(self, batch):
-        self.batches.append(len(batch))
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        return self.inner.infer(batch)
-
-
-def counting(bundle, delay_s=0.0):
-    return CountingEngine(OrtEngine(bundle.onnx_path(), "fp32", threads=1), delay_s)
 
 
 def run_paced(bundle, signals, engine, speed, batch_wait_s, stagger_s=0.0):
@@ -118,7 +98,7 @@ def test_collector_never_holds_a_backlog_or_a_full_batch_and_zero_means_no_wait(
 
 def test_eight_streams_share_engine_calls_and_predict_as_one_at_a_time(bundle, ppg):
     signals = [np.roll(ppg, 250 * i) for i in range(8)]
-    engine = counting(bundle)
+    engine = counting_ort(bundle)
     # 4x real time: a hop every 250 ms; starts within 20 ms, the collection deadline 200 ms
     preds, stats = run_paced(bundle, signals, engine, speed=4.0, batch_wait_s=0.2, stagger_s=0.02)
     per_stream = (len(ppg) - L) // H + 1
@@ -147,7 +127,7 @@ def test_eight_streams_share_engine_calls_and_predict_as_one_at_a_time(bundle, p
 
 def test_hop_lag_grows_with_slow_inference_while_the_reader_lag_does_not(bundle, ppg):
     delay_s = 0.5  # each engine call sleeps this long: a hop (250 ms at 4x) cannot keep up
-    engine = counting(bundle, delay_s=delay_s)
+    engine = counting_ort(bundle, delay_s=delay_s)
     preds, stats = run_paced(bundle, [ppg], engine, speed=4.0, batch_wait_s=0.0)
     st = stats.streams[0]
     inferred = [p for p in preds if p.label is not None]
@@ -166,7 +146,7 @@ def test_hop_lag_grows_with_slow_inference_while_the_reader_lag_does_not(bundle,
 def test_windows_held_for_a_batch_are_still_emitted_when_the_pipeline_stops(bundle, ppg):
     """A deadline far beyond the run, and a third stream always about to complete a window (it
     is paced 40x slower than the others): every window is held; stop() must still emit them."""
-    engine = counting(bundle)
+    engine = counting_ort(bundle)
     sources = [
         from_array(np.roll(ppg, 100 * i), FS, chunk_sizes=(5,), speed=speed, name=f"s{i}")
         for i, speed in enumerate((4.0, 4.0, 0.1))

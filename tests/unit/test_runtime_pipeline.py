@@ -5,12 +5,11 @@ import time
 
 import numpy as np
 import pytest
+from counting_engine import counting_ort
 from tiny_bundle import make_tiny_bundle
 
 from bridge_edge.devices.replay import from_array
 from bridge_edge.runtime.engines import EngineChoice
-from bridge_edge.runtime.engines.base import Engine
-from bridge_edge.runtime.engines.ort import OrtEngine
 from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 from bridge_edge.signals.preprocess import (
     PreprocessSpec,
@@ -51,29 +50,10 @@ class Recorder:
         self.chunks += 1
 
 
-class CountingEngine(Engine):
-    """Wraps a real engine; records batch sizes and can be made slow."""
-
-    def __init__(self, inner: Engine, delay_s: float = 0.0):
-        self.inner, self.delay_s = inner, delay_s
-        self.name, self.precision, self.description = inner.name, inner.precision, "counting"
-        self.batches: list[int] = []
-
-    def infer(self, batch):
-        self.batches.append(len(batch))
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        return self.inner.infer(batch)
-
-
-def engine_for(bundle, delay_s=0.0):
-    return CountingEngine(OrtEngine(bundle.onnx_path(), "fp32", threads=1), delay_s)
-
-
 def run(sources, bundle, engine=None, **cfg):
     cfg.setdefault("lossless", True)
     cfg.setdefault("sqi_policy", "off")
-    engine = engine or engine_for(bundle)
+    engine = engine or counting_ort(bundle)
     pipe = Pipeline(sources, bundle, config=PipelineConfig(**cfg), engine_choice=EngineChoice(engine))
     rec = Recorder()
     pipe.add_listener(rec)
@@ -143,7 +123,7 @@ def test_windows_over_a_gap_are_flagged_or_skipped(bundle, ppg, policy):
 def test_faster_than_real_time_never_drops_silently(bundle, ppg):
     """A slow engine and a small ring: the reader is lapped, and every lost sample is counted."""
     src = from_array(np.tile(ppg, 2), FS, chunk_sizes=(200,))
-    engine = engine_for(bundle, delay_s=0.05)
+    engine = counting_ort(bundle, delay_s=0.05)
     rec, stats, _ = run([src], bundle, engine=engine, lossless=False, ring_seconds=1.0)
     s = stats.streams[0]
     assert s.lost_samples > 0 and stats.dropped_samples == s.lost_samples
@@ -166,7 +146,7 @@ def test_streams_are_batched_into_one_engine_call(bundle, ppg):
 
 def test_one_engine_call_serves_windows_of_several_streams(bundle, ppg):
     sources = [from_array(ppg, FS, name=f"s{i}") for i in range(2)]
-    engine = engine_for(bundle)
+    engine = counting_ort(bundle)
     pipe = Pipeline(
         sources, bundle, config=PipelineConfig(sqi_policy="off"), engine_choice=EngineChoice(engine)
     )
@@ -180,7 +160,7 @@ def test_one_engine_call_serves_windows_of_several_streams(bundle, ppg):
 
 def test_low_quality_windows_are_gated_before_the_model(bundle):
     x = np.zeros(int(FS * 16))  # finger off the sensor
-    engine = engine_for(bundle)
+    engine = counting_ort(bundle)
     rec, stats, _ = run([from_array(x, FS)], bundle, engine=engine, sqi_policy="skip")
     after_warmup = [p for p in rec.preds if p.gated != "warmup"]
     assert after_warmup and all(p.gated == "low_sqi" and p.label is None for p in after_warmup)
@@ -191,7 +171,7 @@ def test_low_quality_windows_are_gated_before_the_model(bundle):
 
 def test_stop_ends_a_live_stream_cleanly(bundle, ppg):
     src = from_array(ppg, FS, speed=1.0)  # paced like a sensor
-    pipe = Pipeline([src], bundle, config=PipelineConfig(), engine_choice=EngineChoice(engine_for(bundle)))
+    pipe = Pipeline([src], bundle, config=PipelineConfig(), engine_choice=EngineChoice(counting_ort(bundle)))
     pipe.start()
     time.sleep(0.5)
     pipe.stop()
