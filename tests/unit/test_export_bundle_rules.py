@@ -292,12 +292,12 @@ def test_inspect_reads_the_metric_names_new_manifests_write(bundle_dir, capsys):
     assert row[4:6] == ["0.7460", "0.5000"]
 
 
-def test_the_shipped_bundle_reads_its_old_metric_keys_as_the_new_names():
+def test_the_shipped_bundle_writes_the_one_metric_vocabulary_and_round_trips():
     raw = json.loads((load_bundle("default").path / "manifest.json").read_text())
-    old = raw["metrics"]["fp32"]
-    assert "auroc_positive" in old  # the shipped manifest predates the one vocabulary
+    written = raw["metrics"]["fp32"]
+    assert "auroc_positive" not in written and "auroc" not in written  # 0.7.0 on: the new names only
     m = load_bundle("default").manifest.metrics["fp32"]
-    assert m.positive_auroc == old["auroc_positive"] and m.macro_auroc == old["auroc"]
+    assert m.positive_auroc == written["positive_auroc"] and m.macro_auroc == written["macro_auroc"]
     again = Manifest.from_dict(json.loads(load_bundle("default").manifest.to_json()))
     assert again.metrics == load_bundle("default").manifest.metrics
     assert again.variants == load_bundle("default").manifest.variants
