@@ -152,7 +152,8 @@ def test_lower_layers_never_import_the_layers_above():
 def test_test_helpers_live_in_tests_not_in_the_package():
     """Stand-ins (tiny bundles, scripted sensors) are tests/fixtures modules; the package never
     ships or imports them."""
-    fixtures = {p.stem for p in (PACKAGE.parent / "tests" / "fixtures").glob("*.py")}
+    # the fixtures beside this test (PACKAGE may be an installed copy, with no tests/ beside it)
+    fixtures = {p.stem for p in (Path(__file__).resolve().parents[1] / "fixtures").glob("*.py")}
     assert {"tiny_bundle", "export_standin"} <= fixtures
     shipped = [name for name in _modules() if name.rpartition(".")[2] in fixtures | {"testing"}]
     imported = []
