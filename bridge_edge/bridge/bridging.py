@@ -12,13 +12,16 @@ Each stage is ``fn(run)`` over a ``stages.Run``; the stage table is in ``bridge.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bridge_edge.bridge.balance import RateBalance, rate_balanced_weights, window_heart_rates
+from bridge_edge.bridge.data import WindowSet
 from bridge_edge.bridge.distributed import SINGLE
 from bridge_edge.bridge.inputs import ppg_preprocess_spec
-from bridge_edge.bridge.rundir import ComposedSpec, RunDir
+from bridge_edge.bridge.rundir import ComposedSpec, FeatureStore, RunDir
 from bridge_edge.bridge.stages import Run
 from bridge_edge.errors import ConfigError
 from bridge_edge.models.checkpoints import save_module_state
@@ -75,7 +78,7 @@ def stage_select(run: Run) -> None:
             return {
                 **_best_epoch_scores(res),
                 "epochs": s.trial_epochs,
-                "pair_windows": s.trial_max_windows or len(data[0].ppg),
+                "pair_windows": s.trial_max_windows or len(data.pair.ppg),
                 "peak_memory_bytes": res.peak_memory_bytes,
             }
 
@@ -100,13 +103,33 @@ def stage_select(run: Run) -> None:
     )
 
 
-def _pair_data(run: Run):
-    """Pair and validation windows with their cached old-model outputs."""
+@dataclass(frozen=True)
+class PairSplit:
+    """What every stage that trains on the pair split reads."""
+
+    pair: WindowSet
+    val: WindowSet
+    pair_store: FeatureStore
+    val_store: FeatureStore
+    sampling: RateBalance | None  # [data] pair_balance = "rate": windows drawn by weight
+
+
+def _pair_data(run: Run) -> PairSplit:
+    """Pair and validation windows with their cached old-model outputs (and sampling weights)."""
     from bridge_edge.bridge.rundir import load_feature_store
 
     pair_store = load_feature_store(run.dir.features_pair)
     val_store = load_feature_store(run.dir.targets_val)
-    return run.windows("pair"), run.windows("val"), pair_store, val_store
+    pair = run.windows("pair")
+    sampling = None
+    if run.recipe.data.pair_balance == "rate":
+        old, _ = run.models()
+        positive = (
+            pair_store.old_probs[:, list(old.labels).index(positive_label(run.recipe, old.labels))] > 0.5
+        )
+        sampling = rate_balanced_weights(window_heart_rates(pair.ecg, old.input_spec.fs), positive)
+        log.info("pair windows drawn rate-balanced: %s", sampling.summary())
+    return PairSplit(pair, run.windows("val"), pair_store, val_store, sampling)
 
 
 def _sensor_variants(run: Run, pair_ppg: np.ndarray) -> list[np.ndarray]:
@@ -137,7 +160,7 @@ def _train_bridge_at(
     from bridge_edge.bridge.prototype import parse_proto_init
     from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
 
-    pair, val, pair_store, val_store = data
+    pair, val, pair_store, val_store = data.pair, data.val, data.pair_store, data.val_store
     n = max_windows or len(pair.ppg)
     probe = (pair.ppg[:4], pair.ecg[:4])  # shape discovery
 
@@ -162,6 +185,7 @@ def _train_bridge_at(
         best_epoch_by=cfg.best_epoch_by,
         val_old_probs=val_store.old_probs,
         dist=run.dist if on_all_ranks else SINGLE,
+        sampling=data.sampling,
     )
     return bridge, result, prototypes
 
@@ -182,7 +206,7 @@ def stage_bridge(run: Run) -> None:
     cfg = run.recipe.bridge
     sel = read_selection(run.run_dir)
     data = _pair_data(run)
-    pair = data[0]
+    pair = data.pair
     bridge, result, prototypes = _train_bridge_at(
         run, data, sel.k_in, sel.k_out, epochs=cfg.epochs, desc="bridge", on_all_ranks=True
     )
@@ -220,7 +244,8 @@ def stage_kd(run: Run) -> None:
 
     old, new = run.models()
     cfg = run.recipe.kd
-    pair, val, pair_store, val_store = _pair_data(run)
+    data = _pair_data(run)
+    pair, val, pair_store, val_store = data.pair, data.val, data.pair_store, data.val_store
     student = make_student(new, len(old.labels), pair.ppg[:4], seed=run.recipe.seed)
     result = train_kd(
         student,
@@ -233,6 +258,7 @@ def stage_kd(run: Run) -> None:
         seed=run.recipe.seed,
         pair_variants=_sensor_variants(run, pair.ppg),  # the bridge's augmentation, for a fair baseline
         dist=run.dist,
+        sampling=data.sampling,
     )
     if not run.dist.is_main:
         return
@@ -277,7 +303,7 @@ def stage_position_check(run: Run) -> None:
     check = run.recipe.position_check
     sel = read_selection(run.run_dir)
     data = _pair_data(run)
-    n = check.max_windows or len(data[0].ppg)
+    n = check.max_windows or len(data.pair.ppg)
     test = run.windows("test")
     truth = test.head_truth(old.labels)
     rows = []

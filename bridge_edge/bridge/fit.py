@@ -49,8 +49,10 @@ log = logging.getLogger(__name__)
 
 
 def _select_reads(recipe: Recipe) -> tuple[str, ...]:
-    # trials train short bridges: then selection reads the [bridge] settings and the seed too
-    return ("selection", "bridge", "seed") if recipe.selection.trial_epochs > 0 else ("selection",)
+    # trials train short bridges: then selection reads the [bridge] settings and the seed too (and
+    # the positive label, which rate-balanced sampling reads: bridge.balance)
+    trials = recipe.selection.trial_epochs > 0
+    return ("selection", "bridge", "seed", "positive_label") if trials else ("selection",)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -72,7 +74,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "kd",
         stage_kd,
-        reads=("kd", "bridge.sensor_variants", "seed"),
+        reads=("kd", "bridge.sensor_variants", "seed", "positive_label"),
         after=("features",),
         enabled=lambda r: r.kd.enabled,
         disabled_by="[kd] enabled = false",

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bridge_edge.bridge.balance import RateBalance
 from bridge_edge.bridge.distributed import SINGLE, Dist
 from bridge_edge.bridge.train import PairData, TrainResult, fit_epochs, mean_loss, sharded_step
 from bridge_edge.models.base import ModelAdapter
@@ -77,6 +78,7 @@ def train_kd(
     desc: str = "kd",
     pair_variants: list[np.ndarray] = (),
     dist: Dist = SINGLE,
+    sampling: RateBalance | None = None,
 ) -> TrainResult:
     """Train in place; on return ``student`` holds the best-validation epoch's weights.
 
@@ -121,4 +123,5 @@ def train_kd(
         resident=[student],
         device=device,
         desc=desc,
+        sampling=sampling,  # the bridge's, for a fair baseline
     )

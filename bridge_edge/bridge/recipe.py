@@ -41,6 +41,10 @@ class DataConfig:
     # sampled at speed x its rate): the old model's outputs on the played ECG are the bridge's
     # targets, so the heart rates it learns from widen without any label (docs/method.md).
     pair_speeds: tuple[float, ...] = ()
+    # How the stages that train on the pair split (bridge, trials, position check, KD) draw its
+    # windows: "none" (each once per epoch) or "rate" (weighted so that the old model's AF share is
+    # the same at every heart rate; bridge.balance, docs/method.md).
+    pair_balance: str = "none"
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,7 @@ def _build(cls, table: dict, prefix: str = ""):
 
 # Keys whose value is one of a few names: checked when the recipe loads, not deep inside a stage.
 CHOICES = {
+    ("data", "pair_balance"): ("none", "rate"),
     ("bridge", "best_epoch_by"): ("val_loss", "val_head_kl"),
     ("kd", "loss"): ("kl", "ce"),
 }

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from bridge_edge.bridge.balance import RateBalance
 from bridge_edge.bridge.cost import count_trainable, measure_step_memory
 from bridge_edge.bridge.distributed import SINGLE, Dist
 from bridge_edge.bridge.prototype import PrototypeBridge, hidden_dims, to_layout
@@ -45,6 +46,7 @@ class TrainResult:
     val_loss: list[float] = field(default_factory=list)
     val_head_kl: list[float] = field(default_factory=list)  # bridge only; KD's val_loss is this already
     best_epoch_by: str = "val_loss"
+    sampling: dict = field(default_factory=dict)  # how training windows were drawn (bridge.balance)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -113,9 +115,17 @@ def make_bridge(
     return bridge.to(old.device)
 
 
-def batch_indices(n: int, batch_size: int, gen: np.random.Generator | None = None) -> list[np.ndarray]:
-    """Index batches: shuffled by ``gen`` (training) or in order (evaluation)."""
-    order = gen.permutation(n) if gen is not None else np.arange(n)
+def batch_indices(
+    n: int, batch_size: int, gen: np.random.Generator | None = None, weights: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Index batches: shuffled by ``gen`` (training) or in order (evaluation). With ``weights``
+    (training only), an epoch is ``n`` draws with replacement, each window in proportion to its weight."""
+    if gen is None:
+        order = np.arange(n)
+    elif weights is None:
+        order = gen.permutation(n)
+    else:
+        order = gen.choice(n, size=n, replace=True, p=weights / weights.sum())
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
@@ -159,16 +169,27 @@ def fit_epochs(
     device: torch.device,
     desc: str,
     best_epoch_by: str = "val_loss",
+    sampling: RateBalance | None = None,
 ) -> TrainResult:
     """The loop the bridge and KD share: random batches, one measured step, best epoch on validation.
 
     ``validate`` returns {TrainResult list field: value}, e.g. {"val_loss": ...}; the epoch with
     the lowest ``best_epoch_by`` wins. ``model`` holds the trainable parameters; on return it
-    carries the best epoch's weights.
+    carries the best epoch's weights. ``sampling``: draw each epoch's windows by these weights
+    (bridge.balance) instead of a permutation.
     """
     gen = np.random.default_rng(seed)
+    weights = None if sampling is None else sampling.weights[:n]
     result = TrainResult(
-        count_trainable([model]), 0, "", 0.0, 0, epochs, batch_size, best_epoch_by=best_epoch_by
+        count_trainable([model]),
+        0,
+        "",
+        0.0,
+        0,
+        epochs,
+        batch_size,
+        best_epoch_by=best_epoch_by,
+        sampling={} if sampling is None else sampling.summary(),
     )
     best, best_state, seconds = np.inf, copy.deepcopy(model.state_dict()), []
     for epoch in range(epochs):
@@ -176,7 +197,7 @@ def fit_epochs(
         t0 = time.perf_counter()
         losses: list[float] = []
         batches = tqdm(
-            batch_indices(n, batch_size, gen),
+            batch_indices(n, batch_size, gen, weights),
             desc=f"{desc} epoch {epoch + 1}/{epochs}",
             unit="batch",
             leave=False,
@@ -223,6 +244,7 @@ def train_bridge(
     val_old_probs: np.ndarray | None = None,
     pair_variants: list[np.ndarray] = (),
     dist: Dist = SINGLE,
+    sampling: RateBalance | None = None,
 ) -> TrainResult:
     """Train in place; on return ``bridge`` holds the best-validation epoch's weights.
 
@@ -235,6 +257,8 @@ def train_bridge(
 
     ``dist``: under torchrun, every rank draws the same batches and sensor versions and trains
     its share of each batch through DDP (``sharded_step``); validation runs whole on every rank.
+
+    ``sampling``: pair windows drawn by weight each epoch (bridge.balance), else a permutation.
     """
     if best_epoch_by not in BEST_EPOCH_CRITERIA:
         raise ValueError(f"best_epoch_by must be one of {BEST_EPOCH_CRITERIA}, got {best_epoch_by!r}")
@@ -297,4 +321,5 @@ def train_bridge(
         device=device,
         desc=desc,
         best_epoch_by=best_epoch_by,
+        sampling=sampling,
     )

@@ -67,6 +67,7 @@ def test_named_choices_are_checked_when_the_recipe_loads():
     for text, key in (
         ('[bridge]\nbest_epoch_by = "test_auroc"\n', "bridge.best_epoch_by"),
         ('[kd]\nloss = "mse"\n', "kd.loss"),
+        ('[data]\npair_balance = "label"\n', "data.pair_balance"),
     ):
         with pytest.raises(ConfigError, match="expected one of") as err:
             parse_recipe(text)
