@@ -177,33 +177,13 @@ def _coerce(value, tp, key: str):
             raise ConfigError(f"recipe section [{key}] must be a table", key=key, expected="table")
         return _build(tp, value, key)
     origin = typing.get_origin(tp) or tp
-    if typing.get_args(tp) == (float, float):  # a [low, high] range
-        if not (isinstance(value, list) and len(value) == 2 and all(_type_ok(v, float) for v in value)):
-            raise ConfigError(
-                f"recipe key {key!r} = {value!r} has the wrong type; expected [low, high] numbers",
-                key=key,
-                value=value,
-                expected="array of 2 numbers",
-            )
-        return (float(value[0]), float(value[1]))
-    if typing.get_args(tp) == (float, ...):  # a TOML array of numbers
-        if not (isinstance(value, list) and all(_type_ok(v, float) for v in value)):
-            raise ConfigError(
-                f"recipe key {key!r} = {value!r} has the wrong type; expected an array of numbers",
-                key=key,
-                value=value,
-                expected="array of numbers",
-            )
-        return tuple(float(v) for v in value)
+    args = typing.get_args(tp)
+    if args == (float, float):  # a [low, high] range
+        return _array(value, key, lambda v: _type_ok(v, float), float, "[low, high] numbers", length=2)
+    if args == (float, ...):  # a TOML array of numbers
+        return _array(value, key, lambda v: _type_ok(v, float), float, "an array of numbers")
     if origin is tuple:  # tuple[str, ...]: a TOML array of strings
-        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise ConfigError(
-                f"recipe key {key!r} = {value!r} has the wrong type; expected an array of strings",
-                key=key,
-                value=value,
-                expected="array of strings",
-            )
-        return tuple(value)
+        return _array(value, key, lambda v: isinstance(v, str), str, "an array of strings")
     if not _type_ok(value, origin):
         raise ConfigError(
             f"recipe key {key!r} = {value!r} has the wrong type; expected {origin.__name__}",
@@ -212,6 +192,20 @@ def _coerce(value, tp, key: str):
             expected=origin.__name__,
         )
     return float(value) if origin is float else value
+
+
+def _array(value, key: str, item_ok, convert, expected: str, length: int | None = None) -> tuple:
+    """A TOML array as a tuple, every item checked by ``item_ok`` and passed through ``convert``."""
+    if not (
+        isinstance(value, list) and (length is None or len(value) == length) and all(map(item_ok, value))
+    ):
+        raise ConfigError(
+            f"recipe key {key!r} = {value!r} has the wrong type; expected {expected}",
+            key=key,
+            value=value,
+            expected=expected,
+        )
+    return tuple(convert(v) for v in value)
 
 
 def _build(cls, table: dict, prefix: str = ""):
