@@ -1,7 +1,7 @@
 """Markdown tables of rhythm-suite results side by side (docs/method.md, "Real PPG").
 
-    python3 scripts/suite_tables.py 0.5.0=benchmarks/results/rhythm_suite_0.5.0.json \
-        0.6.0=benchmarks/results/rhythm_suite_0.6.0.json 0.7.0=benchmarks/results/rhythm_suite.json [--write docs/method.md]
+    python3 scripts/suite_tables.py 0.6.0=benchmarks/results/rhythm_suite_0.6.0.json \
+        0.7.0=benchmarks/results/rhythm_suite_0.7.0.json 0.8.0=benchmarks/results/rhythm_suite.json [--write docs/method.md]
 
 Columns are the given results in order; the pulse-timing column comes from the last one (the
 baseline is scored on the same windows in every run). With ``--write`` the tables replace what
@@ -102,10 +102,10 @@ def dev_table(results: dict[str, dict]) -> str:
 
 
 def replace_between(text: str, marker: str, body: str) -> str:
-    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)", re.S)
     if not pattern.search(text):
         raise SystemExit(f"markers <!-- {marker}:start/end --> not found")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
 
 
 def main() -> None:

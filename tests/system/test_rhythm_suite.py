@@ -75,9 +75,9 @@ def test_inverted_cases_are_the_same_windows_to_the_model(cases):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="bundle 0.7.0 meets pooled real-recording false AF and re-sequenced AF recall but misses "
-    "sinus/ectopic false AF, the x0.8/x1.25 spread and one recording's 1/16 hops (issue #16 open; "
-    "docs/method.md, 'Bundle 0.7.0'); "
+    reason="bundle 0.8.0 meets re-sequenced AF recall, sinus false AF and pooled real-recording false AF "
+    "but misses fixed-shape AF recall, the AF x0.8/x1.25 spread, ectopic false AF by 1 point and one "
+    "recording's 1/16 hops (issue #16 open; docs/method.md, 'Bundle 0.8.0'); "
     "strict, so this marker must go the moment a bundle meets every goal",
 )
 def test_default_bundle_meets_the_rhythm_suite_goals(tmp_path):
