@@ -1,10 +1,10 @@
-"""Free native heap memory back to the OS after a backlog batch (docs/runtime.md, "Soak").
+"""Free native heap memory back to the OS (docs/runtime.md, "Soak").
 
-glibc keeps memory that a large batch allocated and freed (ONNX Runtime's intermediates, the
-windows' arrays) in its heaps for reuse, so RSS steps up after the largest batch so far and
-stays there. ``malloc_trim(0)`` gives the free pages back. It takes ~10 ms when there are
-100 MB to give back and ~0.02 ms when there is nothing. Without glibc (macOS, musl) this does
-nothing.
+glibc keeps memory that was allocated and freed (ONNX Runtime's intermediates, the windows'
+arrays, in several per-thread heaps) for reuse, so a long run's RSS steps up now and then and
+stays there. ``malloc_trim(0)`` gives the free pages back; the pipeline calls it every
+``PipelineConfig.trim_every_s``. It takes ~10 ms when there are 100 MB to give back and
+~0.02 ms when there is nothing. Without glibc (macOS, musl) this does nothing.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ class PipelineConfig:
     threads: int | None = None  # ORT intra-op threads (None = cores - 1)
     spinning: bool = False
     batch_wait_s: float = 0.05  # hold a ready window up to this long so other streams' windows join its call
-    trim_after_backlog: bool = True  # free heap back to the OS after a backlog batch (native_memory.py)
+    trim_every_s: float = 60.0  # free heap back to the OS this often, 0: never (native_memory.py)
 
 
 class Pipeline:
@@ -102,7 +102,8 @@ class Pipeline:
         self.hops = 0
         self.infer_calls = 0  # engine calls (each one batch)
         self.inferred_windows = 0  # windows the engine saw, over all calls
-        self.memory_trims = 0  # backlog batches after which free heap went back to the OS
+        self.memory_trims = 0  # times free heap went back to the OS
+        self._next_trim_s = time.monotonic() + cfg.trim_every_s
         self.windows_skipped = {"warmup": 0, "gap": 0, "low_sqi": 0, "nonfinite": 0}
         self.errors: list[BaseException] = []
 
@@ -257,8 +258,8 @@ class Pipeline:
         if jobs:
             with self._wake:
                 self._wake.notify_all()  # a lossless producer may be waiting for room
-        if len(jobs) > len(self.streams) and self.config.trim_after_backlog:
-            # more than one window per stream: a backlog, the largest allocations of a run
+        if self.config.trim_every_s and time.monotonic() >= self._next_trim_s:
+            self._next_trim_s = time.monotonic() + self.config.trim_every_s
             self.memory_trims += release_free_memory()
 
     def _due_elsewhere(self, collector: BatchCollector) -> list[float]:

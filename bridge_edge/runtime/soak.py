@@ -196,7 +196,7 @@ def run_soak(
     unplug_s: float = 5.0,
     threads: int = 1,
     precision: str = "auto",
-    trim: bool = True,
+    trim_every_s: float = 60.0,
 ) -> SoakReport:
     """Run ``streams`` faulty sensors for ``minutes`` of stream time through a real pipeline."""
     from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
@@ -216,7 +216,7 @@ def run_soak(
         bundle,
         engine="ort",
         precision=precision,
-        config=PipelineConfig(threads=threads, trim_after_backlog=trim),
+        config=PipelineConfig(threads=threads, trim_every_s=trim_every_s),
     )
     collector = _Collector()
     pipe.add_listener(collector)
@@ -255,7 +255,7 @@ def run_soak(
             "window_s": model.window_len / model.fs,
             "hop_s": model.hop_len / model.fs,
             "warmup_s": warmup_s,
-            "trim_after_backlog": trim,
+            "trim_every_s": trim_every_s,
         },
         series=series,
     )

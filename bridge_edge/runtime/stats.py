@@ -84,7 +84,7 @@ class PipelineStats:
     streams: list[StreamStats] = field(default_factory=list)
     infer_calls: int = 0  # engine calls; inferred_windows / infer_calls is the mean batch
     inferred_windows: int = 0
-    memory_trims: int = 0  # backlog batches after which free heap went back to the OS
+    memory_trims: int = 0  # times free heap went back to the OS (PipelineConfig.trim_every_s)
     # every stream's recent hops pooled: last sample arrived -> emitted (queue wait + inference)
     hop_lag: Percentiles = Percentiles(0, None, None, None)
 

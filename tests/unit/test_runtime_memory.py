@@ -117,24 +117,23 @@ def test_free_heap_left_by_a_large_allocation_goes_back_to_the_os():
     assert r["freed"] - r["after"] > 100, r  # the 131 MB freed but kept by glibc, given back
 
 
-def test_a_backlog_batch_releases_free_heap_and_one_window_per_stream_does_not(monkeypatch):
+def test_the_pipeline_gives_free_heap_back_once_per_period_and_never_when_off(monkeypatch):
     from bridge_edge.runtime import pipeline as pipeline_module
 
     calls = []
     monkeypatch.setattr(pipeline_module, "release_free_memory", lambda: calls.append(1) or True)
 
-    class Held:  # a collector holding these jobs
-        def __init__(self, jobs):
-            self.jobs = jobs
-
+    class Held:  # a collector holding one job
         def take(self):
-            return self.jobs
+            return ["window"]
 
     pipe = object.__new__(pipeline_module.Pipeline)  # only what _flush reads
-    pipe.streams, pipe.memory_trims, pipe._wake = [object()] * 2, 0, threading.Condition()
-    pipe._run_jobs = lambda jobs: None
-    for trim in (True, False):
-        pipe.config = pipeline_module.PipelineConfig(trim_after_backlog=trim)
-        pipe._flush(Held(["window"] * 2))  # one window per stream: the usual hop
-        pipe._flush(Held(["window"] * 3))  # a stream is a window behind: a backlog
-    assert len(calls) == pipe.memory_trims == 1
+    pipe.memory_trims, pipe._wake, pipe._run_jobs = 0, threading.Condition(), lambda jobs: None
+    pipe.config = pipeline_module.PipelineConfig(trim_every_s=3600.0)
+    pipe._next_trim_s = 0.0  # a period has passed
+    for _ in range(3):
+        pipe._flush(Held())
+    assert len(calls) == pipe.memory_trims == 1  # then not again within the hour
+    pipe.config, pipe._next_trim_s = pipeline_module.PipelineConfig(trim_every_s=0.0), 0.0
+    pipe._flush(Held())
+    assert len(calls) == 1

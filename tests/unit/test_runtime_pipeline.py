@@ -181,16 +181,13 @@ def test_stop_ends_a_live_stream_cleanly(bundle, ppg):
     assert 0 < pipe.stats().streams[0].samples < len(ppg)
 
 
-def test_a_replay_read_faster_than_real_time_releases_free_heap_after_its_backlog_batches(
-    bundle, ppg, monkeypatch
-):
+def test_the_pipeline_counts_its_heap_trims_and_makes_none_when_off(bundle, ppg, monkeypatch):
     from bridge_edge.runtime import pipeline as pipeline_module
 
     calls = []
     monkeypatch.setattr(pipeline_module, "release_free_memory", lambda: calls.append(1) or True)
-    _, stats, engine = run([from_array(ppg, FS, chunk_sizes=(len(ppg),))], bundle)
-    assert max(engine.batches) > 1  # the whole file in one chunk: its windows go in batches
+    _, stats, _ = run([from_array(ppg, FS, chunk_sizes=(64,))], bundle, trim_every_s=1e-9)
     assert stats.memory_trims == len(calls) >= 1
     calls.clear()
-    _, stats, _ = run([from_array(ppg, FS, chunk_sizes=(len(ppg),))], bundle, trim_after_backlog=False)
+    _, stats, _ = run([from_array(ppg, FS, chunk_sizes=(64,))], bundle, trim_every_s=0.0)
     assert stats.memory_trims == 0 and not calls
