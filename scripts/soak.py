@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=float, default=120.0, help="stream seconds left out of the RSS trend")
     ap.add_argument("--max-slope", type=float, default=5.0, help="MB per 10 min of RSS growth allowed")
+    ap.add_argument(
+        "--trim-every", type=float, default=60.0, help="wall seconds between heap trims, 0: never"
+    )
     ap.add_argument("--out", type=Path, default=Path("soak_out"))
     args = ap.parse_args(argv)
 
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_s=args.warmup,
         threads=args.threads,
         precision=args.precision,
+        trim_every_s=args.trim_every,
     ).as_json()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(json.loads(strict_json(report)), indent=1) + "\n")

@@ -83,6 +83,8 @@ class CutLines:
 
 def cut_long_lines(block: bytes, limit: int = MAX_LINE_BYTES) -> CutLines:
     """Drop every complete line longer than ``limit`` bytes (newline excluded) from a block."""
+    if len(block) <= limit:  # no line can be longer than the block (the usual serial read)
+        return CutLines(block, 0, 0)
     ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)
     starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else ends
     long = np.flatnonzero(ends - starts > limit)
@@ -135,6 +137,8 @@ def parse_ad8232(block: bytes) -> ParsedLines:
     rows = np.array(_AD8232.findall(text), dtype=str).reshape(-1, 2)
     off = rows[:, 1] == "!"
     values = rows[~off, 0].astype(np.float64).reshape(-1, 1)
+    if not off.any():  # no lead-off marker (the usual block): one segment, as below would give
+        return _one_segment(values, lines - len(rows))
     # missing[i] = markers right before the i-th value; trailing markers carry to the next block
     sample_index = np.cumsum(~off) - 1  # index of the last value at or before each row
     before = np.bincount(sample_index[off] + 1, minlength=len(values) + 1)

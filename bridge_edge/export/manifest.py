@@ -295,6 +295,13 @@ class Manifest:
         checks += [(f"files[{k!r}]", v, str) for k, v in self.files.items()]
         checks += [(f"targets[{k!r}]", v, str) for k, v in self.targets.items()]
         checks += [(f"variants[{i}].file", v.file, str) for i, v in enumerate(self.variants)]
+        if self.torch is not None:  # names looked up in files, figures formatted by inspect
+            checks += [
+                ("torch.weights", self.torch.weights, str),
+                ("torch.spec", self.torch.spec, str),
+                ("torch.tensors", self.torch.tensors, int),
+                ("torch.parity_max_abs_diff", self.torch.parity_max_abs_diff, number),
+            ]
         for t in self.onnx.inputs + self.onnx.outputs:
             checks += [
                 (f"onnx tensor {t.name!r}", t.name, str),

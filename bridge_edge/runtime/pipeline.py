@@ -27,6 +27,7 @@ from bridge_edge.devices.base import Source
 from bridge_edge.errors import BridgeEdgeError, ConfigError
 from bridge_edge.runtime.batching import BatchCollector
 from bridge_edge.runtime.engines import EngineChoice, select_engine
+from bridge_edge.runtime.native_memory import release_free_memory
 from bridge_edge.runtime.outputs import LatencyMs, Prediction, ProbabilitySmoother, StreamRef
 from bridge_edge.runtime.stats import PipelineStats, StageTimer
 from bridge_edge.runtime.stream import ModelInput, StreamState, WindowJob
@@ -54,6 +55,7 @@ class PipelineConfig:
     threads: int | None = None  # ORT intra-op threads (None = cores - 1)
     spinning: bool = False
     batch_wait_s: float = 0.05  # hold a ready window up to this long so other streams' windows join its call
+    trim_every_s: float = 60.0  # free heap back to the OS this often, 0: never (native_memory.py)
 
 
 class Pipeline:
@@ -100,6 +102,8 @@ class Pipeline:
         self.hops = 0
         self.infer_calls = 0  # engine calls (each one batch)
         self.inferred_windows = 0  # windows the engine saw, over all calls
+        self.memory_trims = 0  # times free heap went back to the OS
+        self._next_trim_s = time.monotonic() + cfg.trim_every_s
         self.windows_skipped = {"warmup": 0, "gap": 0, "low_sqi": 0, "nonfinite": 0}
         self.errors: list[BaseException] = []
 
@@ -254,6 +258,9 @@ class Pipeline:
         if jobs:
             with self._wake:
                 self._wake.notify_all()  # a lossless producer may be waiting for room
+        if self.config.trim_every_s and time.monotonic() >= self._next_trim_s:
+            self._next_trim_s = time.monotonic() + self.config.trim_every_s
+            self.memory_trims += release_free_memory()
 
     def _due_elsewhere(self, collector: BatchCollector) -> list[float]:
         """When each live stream with no window held is expected to complete its next one."""

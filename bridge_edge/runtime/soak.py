@@ -196,6 +196,7 @@ def run_soak(
     unplug_s: float = 5.0,
     threads: int = 1,
     precision: str = "auto",
+    trim_every_s: float = 60.0,
 ) -> SoakReport:
     """Run ``streams`` faulty sensors for ``minutes`` of stream time through a real pipeline."""
     from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
@@ -211,7 +212,11 @@ def run_soak(
         FaultySensor(f"soak{k}", fs, seconds, schedules[k], seed=10 + k, speed=speed) for k in range(streams)
     ]
     pipe = Pipeline(
-        sensors, bundle, engine="ort", precision=precision, config=PipelineConfig(threads=threads)
+        sensors,
+        bundle,
+        engine="ort",
+        precision=precision,
+        config=PipelineConfig(threads=threads, trim_every_s=trim_every_s),
     )
     collector = _Collector()
     pipe.add_listener(collector)
@@ -250,6 +255,7 @@ def run_soak(
             "window_s": model.window_len / model.fs,
             "hop_s": model.hop_len / model.fs,
             "warmup_s": warmup_s,
+            "trim_every_s": trim_every_s,
         },
         series=series,
     )
@@ -300,6 +306,9 @@ def run_soak(
         "clock_reset_events": sum(1 for _, k in collector.events if k == "clock_reset"),
         "resets_injected": sum(s.truth.resets for s in sensors),
         "nonfinite_events": sum(1 for _, k in collector.events if k == "nonfinite"),
+        "memory_trims": stats.memory_trims,
+        "infer_calls": stats.infer_calls,
+        "mean_batch": round(stats.inferred_windows / max(stats.infer_calls, 1), 2),
     }
     return report
 

@@ -84,6 +84,7 @@ class PipelineStats:
     streams: list[StreamStats] = field(default_factory=list)
     infer_calls: int = 0  # engine calls; inferred_windows / infer_calls is the mean batch
     inferred_windows: int = 0
+    memory_trims: int = 0  # times free heap went back to the OS (PipelineConfig.trim_every_s)
     # every stream's recent hops pooled: last sample arrived -> emitted (queue wait + inference)
     hop_lag: Percentiles = Percentiles(0, None, None, None)
 
@@ -148,5 +149,6 @@ class PipelineStats:
             streams=streams,
             infer_calls=pipeline.infer_calls,
             inferred_windows=pipeline.inferred_windows,
+            memory_trims=pipeline.memory_trims,
             hop_lag=Percentiles.of([v for st in pipeline.streams for v in list(st.hop_lag_ms)]),
         )

@@ -77,7 +77,8 @@ class PreprocessSpec:
             polarity=str(d.get("polarity", "none")),
             render=str(d.get("render", "none")),
         )
-        unknown = [s for s in d.get("steps", []) if s not in spec.as_dict()["steps"]]
+        implemented = spec.as_dict()["steps"]  # once, not per recorded step
+        unknown = [s for s in d.get("steps", []) if s not in implemented]
         if spec.polarity not in POLARITY_CHOICES or spec.render not in RENDER_CHOICES or unknown:
             raise ConfigError(
                 f"preprocessing {spec.version!r} asks for steps this package does not implement "

@@ -77,6 +77,19 @@ def test_malformed_manifest_is_a_bundle_error(bundle_dir):
         load_bundle(bundle_dir)
 
 
+@pytest.mark.parametrize(
+    "key, value", [("weights", ["a"]), ("spec", {"a": 1}), ("tensors", "3"), ("parity_max_abs_diff", None)]
+)
+def test_torch_section_of_the_wrong_type_is_a_bundle_error(bundle_dir, key, value):
+    # found by scripts/fuzz.py: a list as torch.weights raised TypeError in manifest_problems
+    raw = json.loads((bundle_dir / "manifest.json").read_text())
+    raw["torch"] = {"weights": "torch/w", "spec": "torch/s", "tensors": 1, "parity_max_abs_diff": 0.0}
+    assert Manifest.from_dict(raw).torch.weights == "torch/w"
+    raw["torch"][key] = value
+    with pytest.raises(BundleError, match=f"torch.{key} is"):
+        Manifest.from_dict(raw)
+
+
 def test_manifest_round_trips_and_keeps_unknown_keys(bundle_dir):
     raw = json.loads((bundle_dir / "manifest.json").read_text())
     raw["future_field"] = {"a": 1}

@@ -179,3 +179,15 @@ def test_stop_ends_a_live_stream_cleanly(bundle, ppg):
     assert not any(t.is_alive() for t in pipe._threads)
     assert threading.active_count() >= 1
     assert 0 < pipe.stats().streams[0].samples < len(ppg)
+
+
+def test_the_pipeline_counts_its_heap_trims_and_makes_none_when_off(bundle, ppg, monkeypatch):
+    from bridge_edge.runtime import pipeline as pipeline_module
+
+    calls = []
+    monkeypatch.setattr(pipeline_module, "release_free_memory", lambda: calls.append(1) or True)
+    _, stats, _ = run([from_array(ppg, FS, chunk_sizes=(64,))], bundle, trim_every_s=1e-9)
+    assert stats.memory_trims == len(calls) >= 1
+    calls.clear()
+    _, stats, _ = run([from_array(ppg, FS, chunk_sizes=(64,))], bundle, trim_every_s=0.0)
+    assert stats.memory_trims == 0 and not calls
