@@ -107,6 +107,7 @@ def write_features(
     start = time.perf_counter()
     if out.exists():
         shutil.rmtree(out)
+    out.with_suffix(".npz").unlink(missing_ok=True)  # the store as older run directories kept it
     out.mkdir(parents=True)
     files: dict[str, NpyAppender] = {}
     n_new = new.n_blocks if new is not None else 0

@@ -108,6 +108,7 @@ def save_feature_store(store: FeatureStore, path: Path) -> None:
     """``store`` as ``path/<array>.npy`` (what ``bridge.features.write_features`` writes batch by batch)."""
     if path.exists():
         shutil.rmtree(path)
+    path.with_suffix(".npz").unlink(missing_ok=True)  # the store as older run directories kept it
     path.mkdir(parents=True)
     for stem, a in feature_store_files(store).items():
         np.save(path / f"{stem}.npy", a)
@@ -117,7 +118,7 @@ def save_feature_store(store: FeatureStore, path: Path) -> None:
 
 
 def load_feature_store(path: Path) -> FeatureStore:
-    """The store at ``path``, its arrays memory-mapped (a pre-0.8 ``path.npz`` loads eagerly)."""
+    """The store at ``path``, its arrays memory-mapped (an older run directory's ``path.npz`` loads eagerly)."""
     legacy = path.with_suffix(".npz")
     if not path.is_dir() and legacy.is_file():
         return _load_legacy_feature_store(legacy)
