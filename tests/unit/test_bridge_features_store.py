@@ -30,3 +30,18 @@ def test_store_written_in_batches_equals_the_in_memory_store(tmp_path, n):
         assert isinstance(got.old_target, np.memmap)
     val = write_features(old, None, ecg, None, tmp_path / "targets_val", batch_size=8)
     assert val.new_pooled == [] and val.old_target.shape == want.old_target.shape
+
+
+def test_read_only_memory_mapped_windows_reach_torch_without_a_warning(tmp_path):
+    import warnings
+
+    from bridge_edge.bridge.shards import load_mapped
+
+    _, ppg = _data(4)
+    np.save(tmp_path / "ppg.npy", ppg)
+    mapped = load_mapped(tmp_path / "ppg.npy", "data")
+    assert not mapped.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns on a non-writable array
+        x = TinyNew().prepare(mapped)
+    np.testing.assert_array_equal(x[:, 0].numpy(), ppg)
