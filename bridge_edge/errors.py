@@ -79,6 +79,11 @@ class FrameError(DataError):
     """A device frame cannot be decoded (fields: reason, data)."""
 
 
+class RunDirFormatError(DataError):
+    """A fit run-directory file is missing, damaged, or in a layout this version does not read
+    (fields: path, stage, expected); the message names the fit stage to re-run."""
+
+
 # --- models, bundles, engines ----------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""``bridge-edge bench latency|streams|training|power`` (the README's command table).
+"""``bridge-edge bench latency|streams|training|scale|power`` (the README's command table).
 
 Every bench writes ``<out>/<bench>.json`` (rows + one ``machine`` object + summary) and its PNG,
 prints the markdown table section (or, with ``--json``, one JSON object per line), and reports
@@ -111,6 +111,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.set_defaults(handler=run_training)
 
+    p = which.add_parser("scale", help="peak memory and throughput of the fit stages vs corpus size")
+    common(p)
+    p.add_argument(
+        "--recipe", type=Path, default=Path("recipes/smoke.toml"), help="recipe (default recipes/smoke.toml)"
+    )
+    p.add_argument(
+        "--hours",
+        type=_csv(float),
+        default=None,
+        help="simulated subject-hours per corpus (default 5,20,80; --quick 0.25,1,4)",
+    )
+    p.add_argument("--nproc", type=_csv(int, minimum=1), default=(1, 2), help="process counts (default 1,2)")
+    p.add_argument("--work-dir", type=Path, default=None, help="where the fits run (default: a temp folder)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.set_defaults(handler=run_scale)
+
     p = which.add_parser(
         "power", help="mean watts and joules per inference from every readable energy source"
     )
@@ -220,6 +236,27 @@ def run_training(args) -> int:
         )
     title = f"bridge vs KD ({recipe.name if args.from_run is None else args.from_run}): {report.machine['cpu_model']}"
     return _finish(report, args, lambda out: plots.training_bars(report.rows, out / "training.png", title))
+
+
+def run_scale(args) -> int:
+    import tempfile
+
+    from bridge_edge.bench import machine, plots, scale
+    from bridge_edge.bench.results import BenchReport
+
+    hours = args.hours or (scale.QUICK_HOURS if args.quick else scale.FULL_HOURS)
+    report = BenchReport("scale", machine.collect())
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        scale.run(
+            report,
+            recipe=args.recipe,
+            hours=tuple(hours),
+            processes=tuple(args.nproc),
+            work_dir=args.work_dir or Path(tmp),
+            device=args.device,
+        )
+    title = f"fit stages vs corpus ({args.recipe.name}): {report.machine['cpu_model']}"
+    return _finish(report, args, lambda out: plots.scale_curves(report.rows, out / "scale.png", title))
 
 
 def run_power(args) -> int:

@@ -208,3 +208,37 @@ def roofline(rows: list[dict], summary: dict, path: Path, title: str) -> Path | 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def scale_curves(rows: list[dict], path: Path, title: str) -> Path | None:
+    """Peak RSS and throughput of each fit stage against the corpus size; 1 process solid, 2+ dashed."""
+    ok = [r for r in rows if r.get("status") == STATUS_OK]
+    if not ok:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    stages = list(dict.fromkeys(r["stage"] for r in ok))
+    for i, stage in enumerate(stages):
+        for procs in sorted({r["processes"] for r in ok}):
+            pts = sorted(
+                (r["subject_hours"], r) for r in ok if r["stage"] == stage and r["processes"] == procs
+            )
+            if not pts:
+                continue
+            x = [h for h, _ in pts]
+            style = dict(color=f"C{i % 10}", marker="o", ls="-" if procs == 1 else "--")
+            label = f"{stage} ({procs} proc)"
+            axes[0].plot(x, [r["peak_rss_mb"] for _, r in pts], label=label, **style)
+            axes[1].plot(x, [r.get("windows_per_s") or np.nan for _, r in pts], label=label, **style)
+    for ax, ylabel in zip(axes, ("peak RSS (MB)", "corpus windows / stage second")):
+        ax.set_xscale("log")
+        ax.set_xlabel("simulated subject-hours")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[1].legend(fontsize=6, ncol=2)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

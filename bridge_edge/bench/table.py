@@ -222,11 +222,39 @@ def power_section(report: BenchReport) -> list[str]:
     return ["**Power**", ""] + _table(["source", "workload", "mean W", "mJ / inference"], rows)
 
 
+def scale_section(report: BenchReport) -> list[str]:
+    rows = [
+        [
+            _fmt(r["subject_hours"]),
+            str(r["processes"]),
+            r["stage"],
+            _fmt(r.get("seconds")),
+            _fmt(r.get("peak_rss_mb")),
+            _fmt(r.get("peak_anon_mb")),
+            _fmt(r.get("windows_per_s")),
+        ]
+        if r["status"] == STATUS_OK
+        else [_fmt(r["subject_hours"]), str(r["processes"]), r["stage"], f"unmeasured: {r.get('reason')}"]
+        + [""] * 3
+        for r in report.rows
+    ]
+    s = report.summary
+    head = (
+        f"**Fit at scale** (recipe `{s.get('recipe')}`; peak RSS growth, largest vs smallest corpus, "
+        f"1 process: {_fmt(s.get('peak_rss_growth'))}; anonymous memory: {_fmt(s.get('peak_anon_growth'))})"
+    )
+    return [head, ""] + _table(
+        ["subject-hours", "processes", "stage", "s", "peak RSS MB", "peak anon MB", "windows / s"], rows
+    )
+
+
+# "scale" is rendered by its own command only; the README table (render) shows BENCHES
 SECTIONS = {
     "latency": latency_section,
     "streams": streams_section,
     "training": training_section,
     "power": power_section,
+    "scale": scale_section,
 }
 
 

@@ -5,23 +5,61 @@ its token/time axis on the fly; the old model runs block by block and the *input
 block is pooled the same way. The old model's last-block output is kept unpooled (flattened,
 float16 to halve memory) as the bridge's training target, and its head gives soft outputs
 (KD targets) and pseudo-labels (argmax) — no ground truth is touched.
+
+``collect_features`` keeps the store in RAM; ``write_features`` (the fit's features stage)
+appends each batch to the store's .npy files, so the stage holds one batch, whatever the
+number of windows (docs/scale.md).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from bridge_edge.bridge.rundir import FeatureStore
+from bridge_edge.bridge.rundir import (
+    FeatureStore,
+    feature_store_files,
+    load_feature_store,
+    write_feature_store_meta,
+)
+from bridge_edge.bridge.shards import NpyAppender
+from bridge_edge.bridge.stages import Run
+from bridge_edge.errors import ConfigError
 from bridge_edge.models.base import ModelAdapter
 
-__all__ = ["FeatureStore", "collect_features"]
+__all__ = ["FeatureStore", "collect_features", "stage_features", "write_features"]
 
 
 @torch.no_grad()
+def _batches(
+    old: ModelAdapter, new: ModelAdapter | None, ecg, ppg, batch_size: int, keep_target: bool, desc: str
+) -> Iterator[FeatureStore]:
+    """Each batch's features, as a store of that batch's windows (seconds 0)."""
+    old.freeze()
+    if new is not None:
+        new.freeze()
+    for i in tqdm(range(0, len(ecg), batch_size), desc=desc, unit="batch", leave=False):
+        new_pooled = []
+        if new is not None:
+            h = new.stem(new.prepare(np.array(ppg[i : i + batch_size])))
+            for k in range(new.n_blocks):
+                h = new.run_blocks(h, k, k + 1)
+                new_pooled.append(new.pool(h).float().cpu().numpy())
+        old_pooled = []
+        h = old.stem(old.prepare(np.array(ecg[i : i + batch_size])))
+        for k in range(old.n_blocks):
+            old_pooled.append(old.pool(h).float().cpu().numpy())
+            h = old.run_blocks(h, k, k + 1)
+        target = h.reshape(h.shape[0], -1).to(torch.float16).cpu().numpy() if keep_target else None
+        yield FeatureStore(new_pooled, old_pooled, target, old.head(h).float().cpu().numpy(), 0.0)
+
+
 def collect_features(
     old: ModelAdapter,
     new: ModelAdapter | None,
@@ -32,38 +70,83 @@ def collect_features(
     keep_target: bool = True,
     desc: str = "features",
 ) -> FeatureStore:
-    """Pooled features of every block of both models, old targets and old head outputs.
+    """Pooled features of every block of both models, old targets and old head outputs, in RAM.
 
     ``new``/``ppg`` may be None to collect only old-model targets (validation split).
     """
     start = time.perf_counter()
-    old.freeze()
-    if new is not None:
-        new.freeze()
-    new_parts: list[list[np.ndarray]] = [[] for _ in range(new.n_blocks if new is not None else 0)]
-    old_parts: list[list[np.ndarray]] = [[] for _ in range(old.n_blocks)]
-    targets, probs = [], []
-    for i in tqdm(range(0, len(ecg), batch_size), desc=desc, unit="batch", leave=False):
-        if new is not None:
-            h = new.stem(new.prepare(ppg[i : i + batch_size]))
-            for k in range(new.n_blocks):
-                h = new.run_blocks(h, k, k + 1)
-                new_parts[k].append(new.pool(h).float().cpu().numpy())
-        h = old.stem(old.prepare(ecg[i : i + batch_size]))
-        for k in range(old.n_blocks):
-            old_parts[k].append(old.pool(h).float().cpu().numpy())
-            h = old.run_blocks(h, k, k + 1)
-        if keep_target:
-            targets.append(h.reshape(h.shape[0], -1).to(torch.float16).cpu().numpy())
-        probs.append(old.head(h).float().cpu().numpy())
+    batches = list(_batches(old, new, ecg, ppg, batch_size, keep_target, desc))
 
     def cat(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros((0,), np.float32)
 
+    n_new = new.n_blocks if new is not None else 0
     return FeatureStore(
-        new_pooled=[cat(p) for p in new_parts],
-        old_pooled=[cat(p) for p in old_parts],
-        old_target=cat(targets) if keep_target else None,
-        old_probs=cat(probs),
+        new_pooled=[cat([b.new_pooled[k] for b in batches]) for k in range(n_new)],
+        old_pooled=[cat([b.old_pooled[k] for b in batches]) for k in range(old.n_blocks)],
+        old_target=cat([b.old_target for b in batches]) if keep_target else None,
+        old_probs=cat([b.old_probs for b in batches]),
         seconds=time.perf_counter() - start,
     )
+
+
+def write_features(
+    old: ModelAdapter,
+    new: ModelAdapter | None,
+    ecg: np.ndarray,
+    ppg: np.ndarray | None,
+    out: Path,
+    *,
+    batch_size: int = 16,
+    keep_target: bool = True,
+    desc: str = "features",
+) -> FeatureStore:
+    """``collect_features``, each batch appended to ``out/<array>.npy`` as it is computed;
+    returns the written store, memory-mapped. The files equal ``save_feature_store`` of
+    ``collect_features``'s result."""
+    start = time.perf_counter()
+    if out.exists():
+        shutil.rmtree(out)
+    out.with_suffix(".npz").unlink(missing_ok=True)  # the store as older run directories kept it
+    out.mkdir(parents=True)
+    files: dict[str, NpyAppender] = {}
+    n_new = new.n_blocks if new is not None else 0
+    try:
+        for batch in _batches(old, new, ecg, ppg, batch_size, keep_target, desc):
+            for stem, rows in feature_store_files(batch).items():
+                if stem not in files:
+                    files[stem] = NpyAppender(out / f"{stem}.npy", rows.dtype, rows.shape[1:])
+                files[stem].append(rows)
+    finally:
+        for f in files.values():
+            f.close()
+    if not files:  # no windows: the empty arrays collect_features gives
+        empty = FeatureStore(
+            [np.zeros(0, np.float32)] * n_new,
+            [np.zeros(0, np.float32)] * old.n_blocks,
+            np.zeros(0, np.float32) if keep_target else None,
+            np.zeros(0, np.float32),
+            0.0,
+        )
+        for stem, rows in feature_store_files(empty).items():
+            np.save(out / f"{stem}.npy", rows)
+    write_feature_store_meta(out, n_new, old.n_blocks, keep_target, time.perf_counter() - start)
+    return load_feature_store(out)
+
+
+def stage_features(run: Run) -> None:
+    """The fit's features stage: the pair split through both frozen models, and the old model's
+    targets on the validation split, each written batch by batch into the run directory."""
+    old, new = run.models()
+    if not old.labels:
+        raise ConfigError(
+            f"old model {old.name} has no task head (it returns embeddings, not class probabilities); "
+            "expected one: set [probe] enabled = true to train a linear probe on labelled old-modality windows",
+            key="probe.enabled",
+            value=False,
+            expected=True,
+        )
+    bs = run.recipe.bridge.batch_size
+    pair, val = run.windows("pair"), run.windows("val")
+    write_features(old, new, pair.ecg, pair.ppg, run.dir.features_pair, batch_size=bs, desc="features pair")
+    write_features(old, None, val.ecg, None, run.dir.targets_val, batch_size=bs, desc="targets val")

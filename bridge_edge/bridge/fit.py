@@ -25,7 +25,6 @@ from bridge_edge.bridge.bridging import (
     kd_outputs,
     position_check_outputs,
     stage_bridge,
-    stage_features,
     stage_kd,
     stage_position_check,
     stage_select,
@@ -55,6 +54,14 @@ def _select_reads(recipe: Recipe) -> tuple[str, ...]:
     return ("selection", "bridge", "seed", "positive_label") if trials else ("selection",)
 
 
+def _stage_features(run: Run) -> None:
+    # bridge.features imports torch, which importing this module must not; it writes the store
+    # batch by batch (docs/scale.md)
+    from bridge_edge.bridge.features import stage_features
+
+    stage_features(run)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("data", stage_data, reads=("data", "old_model", "new_model")),
     Stage(
@@ -68,7 +75,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage("pretrain", stage_pretrain, reads=("pretrain", "seed"), after=("data",)),
     # the probe (when there is one) is the old head the features are read through
-    Stage("features", stage_features, reads=("bridge.batch_size",), after=("pretrain", "probe")),
+    Stage("features", _stage_features, reads=("bridge.batch_size",), after=("pretrain", "probe")),
     Stage("select", stage_select, reads=_select_reads, after=("features",)),
     Stage("bridge", stage_bridge, reads=("bridge", "seed", "positive_label"), after=("select",)),
     Stage(
@@ -184,9 +191,17 @@ def _run_stages(
         if dist.is_main:
             rd.save_json(rd.stages, done)
             rd.save_json(rd.timings, run.timings)
+        _save_memory(rd, dist, run.memory)
     report = None
     if dist.is_main:
         with run.stage("evaluate"):
             report = write_report(run, stages=status)
+        _save_memory(rd, dist, run.memory)
     dist.barrier()
     return report if report is not None else rd.load_json(rd.report, {})
+
+
+def _save_memory(rd: RunDir, dist: Dist, memory: dict) -> None:
+    """This rank's peak memory per stage run this time (bridge.memory); every rank its own file."""
+    rd.memory_dir.mkdir(parents=True, exist_ok=True)
+    rd.save_json(rd.memory_dir / f"rank{dist.rank}.json", memory)

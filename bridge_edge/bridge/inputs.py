@@ -12,14 +12,16 @@ Each stage is ``fn(run)`` over a ``stages.Run``; the stage table is in ``bridge.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from bridge_edge.bridge.data import WindowSet, recording_windows, split_windows
+from bridge_edge.bridge.data import recording_windows
 from bridge_edge.bridge.recipe import Recipe
 from bridge_edge.bridge.rundir import RunDir
+from bridge_edge.bridge.shards import NpyAppender
 from bridge_edge.bridge.stages import Run
 from bridge_edge.errors import ConfigError
 from bridge_edge.models.checkpoints import save_module_state
@@ -35,23 +37,26 @@ def ppg_preprocess_spec(recipe: Recipe, new_fs: float):
     return preprocess_spec(recipe.data.preprocess, new_fs)
 
 
-def dataset_windows(
-    dataset, recipe: Recipe, old_fs: float, new_fs: float, splits=SPLIT_NAMES
-) -> dict[str, WindowSet]:
-    spec = ppg_preprocess_spec(recipe, new_fs)
-    d = recipe.data
-    return {
-        s: split_windows(
-            dataset,
-            s,
-            window_s=d.window_s,
-            hop_s=d.hop_s,
-            fs_ecg=old_fs,
-            ppg_spec=spec,
-            purity=d.label_purity,
-        )
-        for s in splits
-    }
+def write_split(
+    run_dir: RunDir, name: str, recordings, labels, recipe: Recipe, old_fs: float, new_fs: float
+) -> dict[str, int]:
+    """The windows of ``recordings`` (an iterable, read one at a time) written as split ``name``,
+    in the order given; returns the split's counts. Only one recording's windows are in RAM."""
+    d, spec = recipe.data, ppg_preprocess_spec(recipe, new_fs)
+    n_ecg, n_ppg = round(d.window_s * old_fs), round(d.window_s * spec.fs_out)
+    with run_dir.window_writer(name, tuple(labels), n_ecg, n_ppg) as out:
+        for rec in recordings:
+            out.append(
+                recording_windows(
+                    rec,
+                    window_s=d.window_s,
+                    hop_s=d.hop_s,
+                    fs_ecg=old_fs,
+                    ppg_spec=spec,
+                    purity=d.label_purity,
+                )
+            )
+    return out.counts
 
 
 def stage_data(run: Run) -> None:
@@ -66,58 +71,42 @@ def stage_data(run: Run) -> None:
         spec = str(data_dir)
     else:
         spec = d.path
-    dataset = load_dataset(spec)
+    dataset = load_dataset(spec)  # recordings are read when iterated (iter_subjects), one at a time
     old, new = run.models()
-    splits = dataset_windows(dataset, run.recipe, old.input_spec.fs, new.input_spec.fs)
-    if d.pair_speeds:
-        splits["pair"] = WindowSet.concat(
-            [splits["pair"], played_pair_windows(dataset, run.recipe, old.input_spec.fs, new.input_spec.fs)]
-        )
-    run.dir.write_windows(splits, ppg_preprocess_spec(run.recipe, new.input_spec.fs).as_dict())
+    old_fs, new_fs = old.input_spec.fs, new.input_spec.fs
+    counts = {}
+    for split in SPLIT_NAMES:
+        recordings = dataset.iter_subjects(split)
+        if split == "pair" and d.pair_speeds:  # the pair split, then its recordings played faster/slower
+            recordings = itertools.chain(recordings, played_pair_recordings(dataset, d.pair_speeds))
+        counts[split] = write_split(run.dir, split, recordings, dataset.labels, run.recipe, old_fs, new_fs)
+    preprocess = ppg_preprocess_spec(run.recipe, new_fs)
+    run.dir.write_windows_meta(dataset.labels, preprocess.as_dict(), counts)
     run.dir.save_json(run.dir.data_gaps, dataset.gaps_summary())  # spans cut at non-finite samples
     # Pretraining views are crops of longer unlabelled train-split PPG windows (2x the model window).
-    w = run.recipe.data.window_s
-    long = split_windows(
-        dataset,
-        "train",
-        window_s=2 * w,
-        hop_s=w,
-        fs_ecg=None,
-        ppg_spec=ppg_preprocess_spec(run.recipe, new.input_spec.fs),
-    )
-    np.save(run.dir.pretrain_ppg, long.ppg)
+    w = d.window_s
+    with NpyAppender(run.dir.pretrain_ppg, np.float32, (round(2 * w * preprocess.fs_out),)) as out:
+        for rec in dataset.iter_subjects("train"):
+            long = recording_windows(rec, window_s=2 * w, hop_s=w, fs_ecg=None, ppg_spec=preprocess)
+            out.append(long.ppg)
 
 
-def played_pair_windows(dataset, recipe: Recipe, old_fs: float, new_fs: float) -> WindowSet:
+def played_pair_recordings(dataset, speeds):
     """The pair split's recordings played at each of ``[data] pair_speeds``, ECG and PPG together.
 
     A recording read as if sampled at ``speed`` x its rate: rhythm, intervals and their
     irregularity keep their shape at ``speed`` x the heart rate. Subject ids become
     ``<id>@x<speed>``. The window labels follow the played rhythm track and are only counted;
-    the bridge learns from the old model's outputs on the played ECG.
+    the bridge learns from the old model's outputs on the played ECG. Yielded one at a time.
     """
-    d = recipe.data
-    spec = ppg_preprocess_spec(recipe, new_fs)
-    parts = []
-    for speed in d.pair_speeds:
-        for rec in dataset.subjects("pair"):
-            played = dataclasses.replace(
+    for speed in speeds:
+        for rec in dataset.iter_subjects("pair"):
+            yield dataclasses.replace(
                 rec,
                 subject_id=f"{rec.subject_id}@x{speed:g}",
                 fs_ecg=rec.fs_ecg * speed,
                 fs_ppg=rec.fs_ppg * speed,
             )
-            parts.append(
-                recording_windows(
-                    played,
-                    window_s=d.window_s,
-                    hop_s=d.hop_s,
-                    fs_ecg=old_fs,
-                    ppg_spec=spec,
-                    purity=d.label_purity,
-                )
-            )
-    return WindowSet.concat(parts)
 
 
 def stage_held_out(run: Run) -> None:
@@ -134,14 +123,20 @@ def stage_held_out(run: Run) -> None:
     run.dir.remove(held_out_outputs(run.dir))
     write_held_out_dataset(run.dir.held_out_data, n, d.minutes, d.seed, progress=True)
     old, new = run.models()
-    test = dataset_windows(
-        load_dataset(str(run.dir.held_out_data)), run.recipe, old.input_spec.fs, new.input_spec.fs, ("test",)
+    dataset = load_dataset(str(run.dir.held_out_data))
+    write_split(
+        run.dir,
+        "held_out",
+        dataset.iter_subjects("test"),
+        dataset.labels,
+        run.recipe,
+        old.input_spec.fs,
+        new.input_spec.fs,
     )
-    run.dir.save_windows("held_out", test["test"])
 
 
 def held_out_outputs(run_dir: RunDir) -> tuple[Path, ...]:
-    return (run_dir.held_out_data, run_dir.windows_file("held_out"))
+    return (run_dir.held_out_data, run_dir.windows_split("held_out"), run_dir.legacy_windows_file("held_out"))
 
 
 def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:

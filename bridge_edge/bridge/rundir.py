@@ -7,20 +7,26 @@ run's spec and windows). Layout::
     data/                    simulated dataset (when data.source = "simulate")
     held_out_data/           extra simulated test subjects ([held_out]), in the dataset format
     windows/windows.json     labels, preprocessing, window counts per split
-    windows/<split>.npz      model-ready windows: ecg, ppg, label, subject, start_s
-    windows/held_out.npz     the [held_out] subjects' windows; "test" is test.npz plus these
+    windows/<split>/         model-ready windows, one .npy per field (memory-mapped on load):
+                             ecg, ppg, label, start_s, sqi, subject (codes into subjects.json)
+    windows/held_out/        the [held_out] subjects' windows; "test" is test/ plus these
     windows/gaps.json        non-finite spans the loader cut out (PairedDataset.gaps_summary)
     windows/pretrain_ppg.npy unlabelled train-split PPG, 2x the window, for pretraining
     probe.safetensors/.json  the old model's linear probe head ([probe] enabled only)
     new_model.safetensors    the pretrained new-modality encoder; pretrain.json its history
-    features_pair.npz        pooled features of every block, old targets/probs (pair split)
-    targets_val.npz          old targets/probs of the validation split (best-epoch choice)
+    features_pair/           pooled features of every block, old targets/probs (pair split),
+                             one .npy per array + store.json (memory-mapped on load)
+    targets_val/             old targets/probs of the validation split (best-epoch choice)
+    memory/rank<r>.json      each stage's peak memory in that process (bridge.memory)
     selection.json/.png      position selection
     composed.json            ComposedSpec; bridge.safetensors, bridge_training.json
     kd_student.safetensors   the KD baseline ([kd] enabled); kd_training.json
     position_check.json      bridges trained briefly at other positions ([position_check])
     stages.json, timings.json  each stage's key and seconds (what a rerun may reuse)
     report.json, training_curves.png, confusions.png, test_subjects.png
+
+Run directories written before the memory-mapped layout (windows/<split>.npz,
+features_pair.npz, targets_val.npz) still load, eagerly, as they did (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge_edge.bridge.data import ARRAY_FIELDS, WindowSet
-from bridge_edge.errors import BundleError
+from bridge_edge.bridge.data import WindowSet
+from bridge_edge.bridge.shards import NpyAppender, load_mapped
+from bridge_edge.errors import BundleError, DataError, RunDirFormatError
 
 
 def _file(name: str) -> property:
@@ -77,18 +84,66 @@ class FeatureStore:
         return self.old_probs.argmax(axis=1)
 
 
-def save_feature_store(store: FeatureStore, path: Path) -> None:
+STORE_META = "store.json"
+
+
+def feature_store_files(store: FeatureStore) -> dict[str, np.ndarray]:
+    """A store's arrays by file stem: new_<k>, old_<k>, old_probs[, old_target]."""
     arrays = {f"new_{k}": a for k, a in enumerate(store.new_pooled)}
     arrays |= {f"old_{k}": a for k, a in enumerate(store.old_pooled)}
     arrays["old_probs"] = store.old_probs
-    arrays["seconds"] = np.float64(store.seconds)
     if store.old_target is not None:
         arrays["old_target"] = store.old_target
-    np.savez(path, **arrays)
+    return arrays
+
+
+def write_feature_store_meta(
+    directory: Path, n_new: int, n_old: int, has_target: bool, seconds: float
+) -> None:
+    doc = {"n_new": n_new, "n_old": n_old, "old_target": has_target, "seconds": seconds}
+    (directory / STORE_META).write_text(json.dumps(doc, indent=2))
+
+
+def save_feature_store(store: FeatureStore, path: Path) -> None:
+    """``store`` as ``path/<array>.npy`` (what ``bridge.features.write_features`` writes batch by batch)."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.with_suffix(".npz").unlink(missing_ok=True)  # the store as older run directories kept it
+    path.mkdir(parents=True)
+    for stem, a in feature_store_files(store).items():
+        np.save(path / f"{stem}.npy", a)
+    write_feature_store_meta(
+        path, len(store.new_pooled), len(store.old_pooled), store.old_target is not None, store.seconds
+    )
 
 
 def load_feature_store(path: Path) -> FeatureStore:
-    with np.load(path) as z:
+    """The store at ``path``, its arrays memory-mapped (an older run directory's ``path.npz`` loads eagerly)."""
+    legacy = path.with_suffix(".npz")
+    if not path.is_dir() and legacy.is_file():
+        return _load_legacy_feature_store(legacy)
+    meta_path = path / STORE_META
+    if not meta_path.is_file():
+        raise RunDirFormatError(
+            f"{path} holds no feature store ({STORE_META} is missing); re-run the features stage "
+            "(`bridge-edge fit RECIPE --out RUN_DIR`)",
+            path=str(path),
+            stage="features",
+            expected=f"{path.name}/{STORE_META} and its .npy files",
+        )
+    meta = json.loads(meta_path.read_text())
+    load = lambda stem: load_mapped(path / f"{stem}.npy", "features")  # noqa: E731
+    return FeatureStore(
+        new_pooled=[load(f"new_{k}") for k in range(meta["n_new"])],
+        old_pooled=[load(f"old_{k}") for k in range(meta["n_old"])],
+        old_target=load("old_target") if meta["old_target"] else None,
+        old_probs=load("old_probs"),
+        seconds=float(meta["seconds"]),
+    )
+
+
+def _load_legacy_feature_store(path: Path) -> FeatureStore:
+    with np.load(path, allow_pickle=False) as z:
         n_new = sum(1 for k in z.files if k.startswith("new_"))
         n_old = sum(1 for k in z.files if k.startswith("old_") and k[4:].isdigit())
         return FeatureStore(
@@ -98,6 +153,65 @@ def load_feature_store(path: Path) -> FeatureStore:
             old_probs=z["old_probs"],
             seconds=float(z["seconds"]),
         )
+
+
+WINDOW_DTYPES = {
+    "ecg": np.float32,
+    "ppg": np.float32,
+    "label": np.int64,
+    "start_s": np.float64,
+    "sqi": np.float32,
+}
+SUBJECTS_FILE = "subjects.json"  # subject ids; windows/<split>/subject.npy holds int32 codes into it
+
+
+class WindowWriter:
+    """One split's windows written recording by recording (``append``), never all in RAM.
+
+    The files are what ``RunDir.windows`` maps back; ``counts`` is the split's windows.json entry."""
+
+    def __init__(self, directory: Path, labels: tuple[str, ...], n_ecg: int, n_ppg: int) -> None:
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        self.directory, self.labels = directory, tuple(labels)
+        widths = {"ecg": (n_ecg,), "ppg": (n_ppg,)}
+        self._files = {
+            f: NpyAppender(directory / f"{f}.npy", dtype, widths.get(f, ()))
+            for f, dtype in WINDOW_DTYPES.items()
+        }
+        self._subject = NpyAppender(directory / "subject.npy", np.int32, ())
+        self._codes: dict[str, int] = {}
+        self.mixed = 0
+
+    def append(self, w: WindowSet) -> None:
+        if w.labels != self.labels:
+            raise DataError(
+                f"cannot pool windows of datasets with different label vocabularies: "
+                f"{[list(self.labels), list(w.labels)]}; expected one vocabulary",
+                reason="label vocabularies differ",
+            )
+        for f, out in self._files.items():
+            out.append(getattr(w, f))
+        names, inverse = np.unique(w.subject, return_inverse=True)
+        codes = np.array([self._codes.setdefault(str(n), len(self._codes)) for n in names], np.int32)
+        self._subject.append(codes[inverse] if len(names) else np.zeros(0, np.int32))
+        self.mixed += int((w.label < 0).sum())
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"windows": self._subject.rows, "mixed": self.mixed}
+
+    def close(self) -> None:
+        for out in (*self._files.values(), self._subject):
+            out.close()
+        (self.directory / SUBJECTS_FILE).write_text(json.dumps(list(self._codes)))
+
+    def __enter__(self) -> WindowWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -118,8 +232,8 @@ class RunDir:
     probe_report = _file("probe.json")
     new_model_weights = _file("new_model.safetensors")
     pretrain_history = _file("pretrain.json")
-    features_pair = _file("features_pair.npz")
-    targets_val = _file("targets_val.npz")
+    features_pair = _file("features_pair")
+    targets_val = _file("targets_val")
     selection = _file("selection.json")
     selection_plot = _file("selection.png")
     composed_spec = _file("composed.json")
@@ -135,41 +249,58 @@ class RunDir:
     confusions_plot = _file("confusions.png")
     test_subjects_plot = _file("test_subjects.png")
 
-    def windows_file(self, split: str) -> Path:
+    memory_dir = _file("memory")
+
+    def windows_split(self, split: str) -> Path:
+        return self.windows_dir / split
+
+    def legacy_windows_file(self, split: str) -> Path:
+        """A split's windows as run directories before the memory-mapped layout stored them."""
         return self.windows_dir / f"{split}.npz"
+
+    def has_windows(self, split: str) -> bool:
+        return self.windows_split(split).is_dir() or self.legacy_windows_file(split).is_file()
 
     def is_fit_run(self) -> bool:
         return self.composed_spec.exists()
 
     # --- windows ---------------------------------------------------------------------------
 
-    def write_windows(self, splits: dict[str, WindowSet], preprocess: dict) -> None:
-        self.windows_dir.mkdir(parents=True, exist_ok=True)
-        labels = next(iter(splits.values())).labels
-        for name, w in splits.items():
-            self.save_windows(name, w)
-        counts = {n: {"windows": len(w), "mixed": int((w.label < 0).sum())} for n, w in splits.items()}
+    def window_writer(self, split: str, labels: tuple[str, ...], n_ecg: int, n_ppg: int) -> WindowWriter:
+        """A writer for one split's windows (replacing what was there, the old .npz included)."""
+        self.legacy_windows_file(split).unlink(missing_ok=True)
+        return WindowWriter(self.windows_split(split), labels, n_ecg, n_ppg)
+
+    def write_windows_meta(self, labels: tuple[str, ...], preprocess: dict, counts: dict[str, dict]) -> None:
         meta = {"labels": list(labels), "preprocess": preprocess, "counts": counts}
         self.windows_meta.write_text(json.dumps(meta, indent=2))
 
-    def save_windows(self, name: str, w: WindowSet) -> None:
-        np.savez(self.windows_file(name), **{f: getattr(w, f) for f in ARRAY_FIELDS})
-
     def windows(self, split: str) -> WindowSet:
-        """One split's windows; "test" includes the [held_out] extra subjects when there are any."""
+        """One split's windows, memory-mapped; "test" includes the [held_out] extra subjects when
+        there are any (those two are joined in RAM)."""
         windows = self._load_windows(split)
-        if split == "test" and self.windows_file("held_out").exists():
+        if split == "test" and self.has_windows("held_out"):
             windows = WindowSet.concat([windows, self._load_windows("held_out")])
         return windows
 
     def held_out_subjects(self) -> set[str]:
-        if not self.windows_file("held_out").exists():
+        if not self.has_windows("held_out"):
             return set()
         return set(self._load_windows("held_out").subject.tolist())
 
     def _load_windows(self, name: str) -> WindowSet:
         labels = tuple(json.loads(self.windows_meta.read_text())["labels"])
-        with np.load(self.windows_file(name)) as z:
+        directory = self.windows_split(name)
+        if not directory.is_dir() and self.legacy_windows_file(name).is_file():
+            return self._load_legacy_windows(name, labels)
+        arrays = {f: load_mapped(directory / f"{f}.npy", "data") for f in WINDOW_DTYPES}
+        codes = load_mapped(directory / "subject.npy", "data")
+        names = np.asarray(json.loads((directory / SUBJECTS_FILE).read_text()), dtype=str)
+        subject = names[np.asarray(codes)] if len(names) else np.zeros(0, str)
+        return WindowSet(subject=subject, labels=labels, **arrays)
+
+    def _load_legacy_windows(self, name: str, labels: tuple[str, ...]) -> WindowSet:
+        with np.load(self.legacy_windows_file(name), allow_pickle=False) as z:
             sqi = z["sqi"] if "sqi" in z.files else None  # run directories before the SQI was stored
             return WindowSet(z["ecg"], z["ppg"], z["label"], z["subject"], z["start_s"], labels, sqi)
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from bridge_edge.bridge.data import WindowSet
 from bridge_edge.bridge.distributed import SINGLE, Dist
+from bridge_edge.bridge.memory import PeakMemory
 from bridge_edge.bridge.recipe import Recipe, load_recipe
 from bridge_edge.bridge.rundir import RunDir
 from bridge_edge.errors import StageReadError
@@ -136,6 +137,7 @@ class Run:
     device: str = "cpu"
     timings: dict[str, float] = field(default_factory=dict)
     dist: Dist = SINGLE
+    memory: dict[str, dict] = field(default_factory=dict)  # stage -> bridge.memory.StageMemory
     _models: tuple | None = None
 
     @classmethod
@@ -173,8 +175,10 @@ class Run:
             self.recipe = RecipeView(recipe, allowed, name)
         start = time.perf_counter()
         try:
-            yield
+            with PeakMemory() as peak:
+                yield
         finally:
             self.recipe = recipe
         self.timings[name] = round(time.perf_counter() - start, 2)
+        self.memory[name] = peak.result.as_dict()
         log.info("stage %s done in %.1f s", name, self.timings[name])

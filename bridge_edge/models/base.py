@@ -158,6 +158,8 @@ class ModelAdapter:
         if hasattr(x, "detach"):
             x = x.detach().cpu().numpy()
         arr = np.asarray(x, dtype=np.float32)
+        if not arr.flags.writeable:  # rows of a read-only memory-mapped run directory (docs/scale.md)
+            arr = arr.copy()  # torch.from_numpy wants a buffer it may write
         if arr.ndim == 1:
             arr = arr[None, :]
         n = self.input_spec.n_samples

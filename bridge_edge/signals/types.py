@@ -8,6 +8,7 @@ splits.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,4 +109,10 @@ class PairedDataset:
         }
 
     def subjects(self, split: str) -> list[PairedRecording]:
-        return [self.recordings[s] for s in getattr(self.splits, split)]
+        return list(self.iter_subjects(split))
+
+    def iter_subjects(self, split: str) -> Iterator[PairedRecording]:
+        """The split's recordings in order, one at a time: a loader whose ``recordings`` read
+        lazily (simulated datasets) holds one recording in RAM while the caller windows it."""
+        for key in getattr(self.splits, split):
+            yield self.recordings[key]

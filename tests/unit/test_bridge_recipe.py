@@ -171,14 +171,21 @@ def test_pair_speeds_parse_as_numbers_and_out_of_range_speeds_are_refused():
 
 
 def test_played_pair_windows_keep_the_rhythm_at_another_heart_rate():
-    from bridge_edge.bridge.inputs import played_pair_windows
+    from bridge_edge.bridge.data import WindowSet, recording_windows
+    from bridge_edge.bridge.inputs import played_pair_recordings, ppg_preprocess_spec
     from bridge_edge.signals.simulator import simulate_subject
     from bridge_edge.signals.types import PairedDataset, Splits
 
     rec = simulate_subject("p0", 1.0, seed=5, fs_ppg=100.0)
     dataset = PairedDataset(rec.labels, Splits((), (), ("p0",), ()), {"p0": rec})
     recipe = parse_recipe("[data]\npair_speeds = [0.8, 1.25]\npreprocess = 'ppg-v2'")
-    played = played_pair_windows(dataset, recipe, old_fs=100.0, new_fs=125.0)
+    d, spec = recipe.data, ppg_preprocess_spec(recipe, 125.0)
+    played = WindowSet.concat(  # as the data stage windows them, one played recording at a time
+        [
+            recording_windows(r, window_s=d.window_s, hop_s=d.hop_s, fs_ecg=100.0, ppg_spec=spec)
+            for r in played_pair_recordings(dataset, d.pair_speeds)
+        ]
+    )
     slow, fast = (played.subject == "p0@x0.8"), (played.subject == "p0@x1.25")
     assert slow.sum() + fast.sum() == len(played)
     # the same minute lasts 75 s at x0.8 and 48 s at x1.25: 13 (75 s less the resampler's last

@@ -188,6 +188,7 @@ def test_simulated_npz_with_wrong_rate_is_rejected(tmp_path):
         data = dict(z)
     data["fs_ppg"] = np.float64(2 * float(data["fs_ppg"]))  # twice the rate the samples were drawn at
     np.savez(path, **data)
+    dataset = load_dataset(str(tmp_path))  # simulated recordings are read (and checked) on access
     with pytest.raises(SampleRateError, match="expected the same duration"):
-        load_dataset(str(tmp_path))
+        dataset.recordings["sim000"]
     assert json.loads((tmp_path / "dataset.json").read_text())["subjects"] == ["sim000"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ def load_simulated(path: Path) -> PairedDataset:
             path=str(index_path),
             reason=str(err),
         ) from err
-    recordings = {sid: _load_subject(path / "subjects" / f"{sid}.npz", sid, labels) for sid in subjects}
+    recordings = LazyRecordings({sid: path / "subjects" / f"{sid}.npz" for sid in subjects}, labels)
     return PairedDataset(
         labels=labels,
         splits=splits,
@@ -45,6 +46,31 @@ def load_simulated(path: Path) -> PairedDataset:
         version=str(index.get("version", "1")),
         source=str(path),
     )
+
+
+class LazyRecordings(Mapping):
+    """Subject id -> recording, read from its .npz on each access and not kept: iterating a split
+    holds one recording in RAM, whatever the dataset's size (docs/scale.md). A missing file is
+    reported when the dataset is opened, as before; a malformed one when it is read."""
+
+    def __init__(self, files: dict[str, Path], labels: tuple[str, ...]) -> None:
+        self._files, self._labels = files, labels
+        for sid, npz_path in files.items():
+            if not npz_path.is_file():
+                raise DatasetNotFoundError(
+                    f"{npz_path} not found; dataset.json lists subject {sid!r}",
+                    path=str(npz_path),
+                    expected=f"subjects/{sid}.npz with keys {', '.join(NPZ_KEYS)}",
+                )
+
+    def __getitem__(self, sid: str) -> PairedRecording:
+        return _load_subject(self._files[sid], sid, self._labels)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
 
 
 def _load_subject(npz_path: Path, subject_id: str, labels: tuple[str, ...]) -> PairedRecording:

@@ -1,0 +1,88 @@
+"""Arrays on disk written batch by batch, read back memory-mapped (docs/scale.md).
+
+A fit's window sets and feature stores are plain ``.npy`` files: ``np.load(path,
+mmap_mode="r")`` maps them, so a stage reads only the rows it touches and no stage holds a
+whole split in RAM. ``NpyAppender`` writes one when the row count is not known in advance (a
+split's windows, one recording at a time): a fixed-size version-1.0 header is reserved, the rows
+are appended, and the header is rewritten with the final shape on close. When the count is
+known (the feature pass), ``numpy.lib.format.open_memmap`` is used directly.
+
+No torch here: the device side reads run directories too.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from bridge_edge.errors import RunDirFormatError
+
+HEADER_BYTES = 128  # magic (6) + version (2) + length (2) + the dict text, padded: a multiple of 64
+_MAGIC = b"\x93NUMPY\x01\x00"
+
+
+def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """A version-1.0 ``.npy`` header of exactly ``HEADER_BYTES`` bytes (the format of NEP 1)."""
+    text = repr(
+        {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+    )
+    room = HEADER_BYTES - len(_MAGIC) - 2 - 1  # the text ends with a newline
+    if len(text) > room:
+        raise ValueError(f"npy header {text!r} is longer than {room} characters")
+    body = (text + " " * (room - len(text)) + "\n").encode("latin1")
+    return _MAGIC + struct.pack("<H", len(body)) + body
+
+
+class NpyAppender:
+    """``path`` (.npy) grown by ``append(rows)``; ``close()`` writes the final shape.
+
+    Rows must have ``row_shape`` and are cast to ``dtype``. Until ``close`` the file's header says
+    0 rows, so a crash leaves a file that loads as empty rather than one that lies."""
+
+    def __init__(self, path: Path, dtype, row_shape: tuple[int, ...]) -> None:
+        self.path, self.dtype, self.row_shape = Path(path), np.dtype(dtype), tuple(row_shape)
+        self.rows = 0
+        self._file = open(self.path, "wb")  # noqa: SIM115 (closed by close())
+        self._file.write(npy_header(self.dtype, (0, *self.row_shape)))
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        if rows.shape[1:] != self.row_shape:
+            raise ValueError(f"{self.path.name}: rows of shape {rows.shape[1:]}, expected {self.row_shape}")
+        self._file.write(rows.tobytes())
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        self._file.seek(0)
+        self._file.write(npy_header(self.dtype, (self.rows, *self.row_shape)))
+        self._file.close()
+
+    def __enter__(self) -> NpyAppender:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_mapped(path: Path, stage: str) -> np.ndarray:
+    """``path`` memory-mapped read-only (an ``np.memmap``; a 0-row file loads as an empty array)."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError as err:
+        raise RunDirFormatError(
+            f"{path} is missing; re-run the {stage} stage (`bridge-edge fit RECIPE --out RUN_DIR`)",
+            path=str(path),
+            stage=stage,
+            expected=path.name,
+        ) from err
+    except ValueError as err:  # a truncated or damaged file
+        raise RunDirFormatError(
+            f"{path} is not a readable .npy file ({err}); re-run the {stage} stage",
+            path=str(path),
+            stage=stage,
+            expected="a .npy file",
+        ) from err
