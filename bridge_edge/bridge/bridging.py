@@ -1,6 +1,5 @@
-"""Fit stages from the frozen models' features to trained bridges.
+"""Fit stages from the frozen models' features (bridge.features) to trained bridges.
 
-    features        one pass of both frozen models over the pair split (and old targets on val)
     select          position selection (bridge.selection), optionally with short trial bridges
     bridge          the bridge at the chosen positions; composed.json describes the result
     kd              the KD baseline student on the same pair windows ([kd] enabled)
@@ -27,31 +26,6 @@ from bridge_edge.errors import ConfigError
 from bridge_edge.models.checkpoints import save_module_state
 
 log = logging.getLogger(__name__)
-
-
-def stage_features(run: Run) -> None:
-    from bridge_edge.bridge.features import collect_features
-    from bridge_edge.bridge.rundir import save_feature_store
-
-    old, new = run.models()
-    if not old.labels:
-        raise ConfigError(
-            f"old model {old.name} has no task head (it returns embeddings, not class probabilities); "
-            "expected one: set [probe] enabled = true to train a linear probe on labelled old-modality windows",
-            key="probe.enabled",
-            value=False,
-            expected=True,
-        )
-    bs = run.recipe.bridge.batch_size
-    pair, val = run.windows("pair"), run.windows("val")
-    save_feature_store(
-        collect_features(old, new, pair.ecg, pair.ppg, batch_size=bs, desc="features pair"),
-        run.dir.features_pair,
-    )
-    save_feature_store(
-        collect_features(old, None, val.ecg, None, batch_size=bs, desc="targets val"),
-        run.dir.targets_val,
-    )
 
 
 def stage_select(run: Run) -> None:
