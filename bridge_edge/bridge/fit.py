@@ -32,9 +32,11 @@ from bridge_edge.bridge.bridging import (
 from bridge_edge.bridge.distributed import Dist
 from bridge_edge.bridge.inputs import (
     held_out_outputs,
+    pair_cohort_outputs,
     probe_outputs,
     stage_data,
     stage_held_out,
+    stage_pair_cohort,
     stage_pretrain,
     stage_probe,
 )
@@ -74,8 +76,19 @@ STAGES: tuple[Stage, ...] = (
         outputs=probe_outputs,
     ),
     Stage("pretrain", stage_pretrain, reads=("pretrain", "seed"), after=("data",)),
+    Stage(
+        "pair_cohort",
+        stage_pair_cohort,
+        reads=("pair_cohort", "data.minutes", "data.seed"),
+        after=("data",),
+        enabled=lambda r: r.pair_cohort.subjects > 0,
+        disabled_by="[pair_cohort] subjects = 0",
+        outputs=pair_cohort_outputs,
+    ),
     # the probe (when there is one) is the old head the features are read through
-    Stage("features", _stage_features, reads=("bridge.batch_size",), after=("pretrain", "probe")),
+    Stage(
+        "features", _stage_features, reads=("bridge.batch_size",), after=("pretrain", "probe", "pair_cohort")
+    ),
     Stage("select", stage_select, reads=_select_reads, after=("features",)),
     Stage("bridge", stage_bridge, reads=("bridge", "seed", "positive_label"), after=("select",)),
     Stage(

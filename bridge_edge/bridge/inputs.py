@@ -3,6 +3,7 @@
     data      the dataset (simulated into RUN_DIR/data, or loaded), windowed per split, and the
               unlabelled 2x-window PPG pretraining pool of the train split
     held_out  extra simulated test subjects ([held_out]), windowed into the test split only
+    pair_cohort  extra simulated pair subjects ([pair_cohort]), read as part of the pair split
     probe     a linear head for an old model without one ([probe] enabled)
     pretrain  self-supervised pretraining of the new-modality encoder (PPG only, no labels)
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from bridge_edge.bridge.data import recording_windows
 from bridge_edge.bridge.recipe import Recipe
-from bridge_edge.bridge.rundir import RunDir
+from bridge_edge.bridge.rundir import PAIR_COHORT_SPLIT, RunDir
 from bridge_edge.bridge.shards import NpyAppender
 from bridge_edge.bridge.stages import Run
 from bridge_edge.errors import ConfigError
@@ -137,6 +138,34 @@ def stage_held_out(run: Run) -> None:
 
 def held_out_outputs(run_dir: RunDir) -> tuple[Path, ...]:
     return (run_dir.held_out_data, run_dir.windows_split("held_out"), run_dir.legacy_windows_file("held_out"))
+
+
+def stage_pair_cohort(run: Run) -> None:
+    """Extra pair subjects ([pair_cohort]), simulated and windowed; the pair split reads them after
+    its own windows (RunDir.windows), so the first pair windows stay the dataset's."""
+    from bridge_edge.signals.datasets import load_dataset
+    from bridge_edge.signals.simulator import write_pair_cohort_dataset
+
+    cohort, d = run.recipe.pair_cohort, run.recipe.data
+    run.dir.remove(pair_cohort_outputs(run.dir))
+    write_pair_cohort_dataset(
+        run.dir.pair_cohort_data, cohort.subjects, d.minutes, d.seed, cohort.af_hr_bpm, progress=True
+    )
+    old, new = run.models()
+    dataset = load_dataset(str(run.dir.pair_cohort_data))
+    write_split(
+        run.dir,
+        PAIR_COHORT_SPLIT,
+        dataset.iter_subjects("pair"),
+        dataset.labels,
+        run.recipe,
+        old.input_spec.fs,
+        new.input_spec.fs,
+    )
+
+
+def pair_cohort_outputs(run_dir: RunDir) -> tuple[Path, ...]:
+    return (run_dir.pair_cohort_data, run_dir.windows_split(PAIR_COHORT_SPLIT))
 
 
 def extra_simulated_ppg(recipe: Recipe, fs: float) -> np.ndarray:

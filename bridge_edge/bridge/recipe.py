@@ -142,6 +142,21 @@ class HeldOutConfig:
 
 
 @dataclass(frozen=True)
+class PairCohortConfig:
+    """Extra simulated pair subjects whose AF rate comes from one range (bridge.inputs).
+
+    A pair corpus is whoever was recorded with both sensors; this adds a cohort to it, e.g.
+    rate-controlled AF (the default fit's pairs held too little slow AF; docs/method.md). The
+    subjects come from a seed stream of their own (simulator.PAIR_COHORT_STREAM), join the pair
+    split as recorded (not played at pair_speeds), and, like every pair, train on the old
+    model's outputs only. Only with [data] source = "simulate".
+    """
+
+    subjects: int = 0
+    af_hr_bpm: tuple[float, float] = (45.0, 75.0)
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str = "default"
     seed: int = 0
@@ -159,6 +174,7 @@ class Recipe:
     kd: KDConfig = field(default_factory=KDConfig)
     position_check: PositionCheckConfig = field(default_factory=PositionCheckConfig)
     held_out: HeldOutConfig = field(default_factory=HeldOutConfig)
+    pair_cohort: PairCohortConfig = field(default_factory=PairCohortConfig)
     source_path: str = ""
     sha256: str = ""
 
@@ -263,6 +279,26 @@ def _check_held_out(recipe: Recipe) -> None:
         )
 
 
+def _check_pair_cohort(recipe: Recipe) -> None:
+    c = recipe.pair_cohort
+    low, high = c.af_hr_bpm
+    if c.subjects < 0 or not 30.0 <= low < high <= 220.0:
+        raise ConfigError(
+            f"[pair_cohort] subjects = {c.subjects}, af_hr_bpm = {list(c.af_hr_bpm)}; expected subjects >= 0 "
+            "and 30 <= low < high <= 220 bpm",
+            key="pair_cohort",
+            value=[c.subjects, list(c.af_hr_bpm)],
+            expected="subjects >= 0, 30 <= low < high <= 220",
+        )
+    if c.subjects and recipe.data.source != "simulate":
+        raise ConfigError(
+            f'[pair_cohort] subjects needs [data] source = "simulate"; got source = {recipe.data.source!r}',
+            key="pair_cohort.subjects",
+            value=c.subjects,
+            expected='[data] source = "simulate"',
+        )
+
+
 def _check_pair_speeds(recipe: Recipe) -> None:
     speeds = recipe.data.pair_speeds
     if any(not 0.25 <= v <= 4.0 for v in speeds):
@@ -283,6 +319,7 @@ def parse_recipe(text: str, source_path: str = "") -> Recipe:
     _check_choices(recipe)
     _check_held_out(recipe)
     _check_pair_speeds(recipe)
+    _check_pair_cohort(recipe)
     check_target_names(recipe.pretrain.targets)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return dataclasses.replace(recipe, source_path=source_path, sha256=digest)

@@ -6,10 +6,12 @@ run's spec and windows). Layout::
     recipe.toml              the recipe as given (its sha256 is in the report)
     data/                    simulated dataset (when data.source = "simulate")
     held_out_data/           extra simulated test subjects ([held_out]), in the dataset format
+    pair_cohort_data/        extra simulated pair subjects ([pair_cohort]), in the dataset format
     windows/windows.json     labels, preprocessing, window counts per split
     windows/<split>/         model-ready windows, one .npy per field (memory-mapped on load):
                              ecg, ppg, label, start_s, sqi, subject (codes into subjects.json)
     windows/held_out/        the [held_out] subjects' windows; "test" is test/ plus these
+    windows/pair_cohort/     the [pair_cohort] subjects' windows; "pair" is pair/ plus these
     windows/gaps.json        non-finite spans the loader cut out (PairedDataset.gaps_summary)
     windows/pretrain_ppg.npy unlabelled train-split PPG, 2x the window, for pretraining
     probe.safetensors/.json  the old model's linear probe head ([probe] enabled only)
@@ -162,6 +164,9 @@ WINDOW_DTYPES = {
     "start_s": np.float64,
     "sqi": np.float32,
 }
+PAIR_COHORT_SPLIT = "pair_cohort"
+# Window sets stored apart but read as part of a split: split -> the extra set joined after it.
+EXTRA_SPLITS = {"test": "held_out", "pair": PAIR_COHORT_SPLIT}
 SUBJECTS_FILE = "subjects.json"  # subject ids; windows/<split>/subject.npy holds int32 codes into it
 
 
@@ -224,6 +229,7 @@ class RunDir:
     recipe = _file("recipe.toml")
     data = _file("data")
     held_out_data = _file("held_out_data")
+    pair_cohort_data = _file("pair_cohort_data")
     windows_dir = _file("windows")
     windows_meta = _file("windows/windows.json")
     data_gaps = _file("windows/gaps.json")
@@ -276,11 +282,12 @@ class RunDir:
         self.windows_meta.write_text(json.dumps(meta, indent=2))
 
     def windows(self, split: str) -> WindowSet:
-        """One split's windows, memory-mapped; "test" includes the [held_out] extra subjects when
-        there are any (those two are joined in RAM)."""
+        """One split's windows, memory-mapped; "test" includes the [held_out] extra subjects and
+        "pair" the [pair_cohort] ones, after the split's own, when there are any (joined in RAM)."""
         windows = self._load_windows(split)
-        if split == "test" and self.has_windows("held_out"):
-            windows = WindowSet.concat([windows, self._load_windows("held_out")])
+        extra = EXTRA_SPLITS.get(split)
+        if extra and self.has_windows(extra):
+            windows = WindowSet.concat([windows, self._load_windows(extra)])
         return windows
 
     def held_out_subjects(self) -> set[str]:

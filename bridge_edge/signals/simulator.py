@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,9 @@ class PatientSimulator:
     (sinus, brady, tachy, afib, ectopy, bigeminy); it repeats when it runs out. Without a script
     the episodes are random. ``motion_noise`` (0 = still, 1 = restless) scales PPG motion
     artefacts. ``sensor``: a random PPG front end drawn from the seed (True), an ideal sensor
-    (False, the pulse wave itself), or a given ``sensor.FrontEnd``.
+    (False, the pulse wave itself), or a given ``sensor.FrontEnd``. ``af_hr_bpm``: draw the
+    subject's AF rate from this (low, high) range instead of the physiology's (a cohort, e.g.
+    rate-controlled AF); every other draw stays what the seed gives.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class PatientSimulator:
         motion_noise: float = 0.0,
         subject_id: str = "sim",
         sensor: bool | sensor_module.FrontEnd = True,
+        af_hr_bpm: tuple[float, float] | None = None,
     ) -> None:
         if script is not None:
             _check_script(script)
@@ -77,6 +80,9 @@ class PatientSimulator:
         self.labels = LABELS
         rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(11)]
         self.physiology: Physiology = draw_physiology(rngs[0], motion_level=motion_noise)
+        if af_hr_bpm is not None:
+            cohort_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 13]))
+            self.physiology = replace(self.physiology, af_hr_bpm=float(cohort_rng.uniform(*af_hr_bpm)))
         p = self.physiology
         self._episode_rng, self._beat_rng, self._ppg_white_rng = rngs[1], rngs[2], rngs[3]
         self._emg = noise.FilteredNoise(rngs[4], (20.0, 150.0), self.fs_ecg)
@@ -253,6 +259,7 @@ def _check_script(script: Sequence[tuple[str, float]]) -> None:
 # coincide with a subject of any split or of pretraining, whatever those counts are.
 DATASET_STREAM = 0
 HELD_OUT_STREAM = 1
+PAIR_COHORT_STREAM = 2
 
 
 def subject_seed(dataset_seed: int, index: int, stream: int = DATASET_STREAM) -> int:
@@ -262,14 +269,22 @@ def subject_seed(dataset_seed: int, index: int, stream: int = DATASET_STREAM) ->
 
 
 def simulate_subject(
-    subject_id: str, minutes: float, seed: int, fs_ecg: float = 500.0, fs_ppg: float | None = None
+    subject_id: str,
+    minutes: float,
+    seed: int,
+    fs_ecg: float = 500.0,
+    fs_ppg: float | None = None,
+    af_hr_bpm: tuple[float, float] | None = None,
 ) -> PairedRecording:
     """One subject with random physiology, rhythm episodes, motion level, PPG sensor and (unless
-    ``fs_ppg`` is given) a PPG sampling rate drawn from ``sensor.SENSOR_RATES_HZ``."""
+    ``fs_ppg`` is given) a PPG sampling rate drawn from ``sensor.SENSOR_RATES_HZ``; ``af_hr_bpm``
+    as in ``PatientSimulator``."""
     motion = float(np.random.default_rng([int(seed), 7]).uniform(0.0, 0.6))
     if fs_ppg is None:
         fs_ppg = float(np.random.default_rng([int(seed), 8]).choice(sensor_module.SENSOR_RATES_HZ))
-    sim = PatientSimulator(seed, fs_ecg=fs_ecg, fs_ppg=fs_ppg, motion_noise=motion, subject_id=subject_id)
+    sim = PatientSimulator(
+        seed, fs_ecg=fs_ecg, fs_ppg=fs_ppg, motion_noise=motion, subject_id=subject_id, af_hr_bpm=af_hr_bpm
+    )
     return sim.generate(minutes * 60.0)
 
 
@@ -302,6 +317,26 @@ def write_held_out_dataset(
     return _write(out_dir, ids, seeds, minutes, splits, progress)
 
 
+def write_pair_cohort_dataset(
+    out_dir: str | Path,
+    subjects: int,
+    minutes: float,
+    seed: int,
+    af_hr_bpm: tuple[float, float],
+    progress: bool = False,
+) -> Path:
+    """Extra pair subjects ``coh000``.. from a seed stream of their own, all in the pair split,
+    whose AF rate is drawn from ``af_hr_bpm`` (the fit's [pair_cohort]); same on-disk format as
+    ``write_dataset``."""
+    from bridge_edge.signals.types import SPLIT_NAMES
+
+    _check_counts(subjects, minutes)
+    ids = [f"coh{i:03d}" for i in range(subjects)]
+    seeds = [subject_seed(seed, i, PAIR_COHORT_STREAM) for i in range(subjects)]
+    splits = {name: ids if name == "pair" else [] for name in SPLIT_NAMES}
+    return _write(out_dir, ids, seeds, minutes, splits, progress, af_hr_bpm)
+
+
 def _check_counts(subjects: int, minutes: float) -> None:
     if subjects < 1 or not minutes > 0:
         raise ConfigError(
@@ -311,7 +346,15 @@ def _check_counts(subjects: int, minutes: float) -> None:
         )
 
 
-def _write(out_dir, ids: list[str], seeds: list[int], minutes: float, splits: dict, progress: bool) -> Path:
+def _write(
+    out_dir,
+    ids: list[str],
+    seeds: list[int],
+    minutes: float,
+    splits: dict,
+    progress: bool,
+    af_hr_bpm: tuple[float, float] | None = None,
+) -> Path:
     out = Path(out_dir)
     (out / "subjects").mkdir(parents=True, exist_ok=True)
     bar = None
@@ -320,7 +363,7 @@ def _write(out_dir, ids: list[str], seeds: list[int], minutes: float, splits: di
 
         bar = tqdm(total=len(ids), desc="simulate", unit="subject", file=__import__("sys").stderr)
     for sid, sid_seed in zip(ids, seeds):
-        rec = simulate_subject(sid, minutes, sid_seed)
+        rec = simulate_subject(sid, minutes, sid_seed, af_hr_bpm=af_hr_bpm)
         np.savez_compressed(out / "subjects" / f"{sid}.npz", **rec.to_npz_dict())
         if bar is not None:
             bar.update(1)

@@ -101,6 +101,11 @@ def test_stage_keys_change_only_downstream_of_an_edited_section():
     extra = _stage_keys(parse_recipe("[held_out]\nextra_simulated_subjects = 3\n"))
     assert {name for name in plain if plain[name] != extra[name]} == {"held_out", "position_check"}
     assert _stage_keys(parse_recipe("[held_out]\nbootstrap_resamples = 7\n")) == plain
+    # a pair cohort redoes what reads the pair split, never the data or the pretraining
+    cohort = _stage_keys(parse_recipe("[pair_cohort]\nsubjects = 2\n"))
+    assert {name for name in plain if plain[name] != cohort[name]} == {
+        "pair_cohort", "features", "select", "bridge", "kd", "position_check"
+    }  # fmt: skip
     # a probe is the old head: with it on, everything from the features on depends on it
     probed = _stage_keys(parse_recipe("[probe]\nenabled = true\n"))
     assert {name for name in plain if plain[name] != probed[name]} == {
@@ -202,3 +207,14 @@ def test_played_pair_windows_keep_the_rhythm_at_another_heart_rate():
     r_slow = np.median([rate_hz(w) for w in played.ecg[slow]])
     r_fast = np.median([rate_hz(w) for w in played.ecg[fast]])
     assert r_fast / r_slow == pytest.approx(1.25 / 0.8, rel=0.15)
+
+
+def test_pair_cohort_needs_simulated_data_a_count_and_an_ordered_rate_range():
+    assert parse_recipe("").pair_cohort.subjects == 0
+    cohort = parse_recipe("[pair_cohort]\nsubjects = 3\naf_hr_bpm = [50, 70]\n").pair_cohort
+    assert (cohort.subjects, cohort.af_hr_bpm) == (3, (50.0, 70.0))
+    for bad in ("subjects = -1", "af_hr_bpm = [70, 50]", "af_hr_bpm = [20, 50]", "af_hr_bpm = [60]"):
+        with pytest.raises(ConfigError, match="pair_cohort"):
+            parse_recipe(f"[pair_cohort]\n{bad}\n")
+    with pytest.raises(ConfigError, match='source = "simulate"'):
+        parse_recipe('[data]\nsource = "dir"\npath = "x"\n[pair_cohort]\nsubjects = 2\n')

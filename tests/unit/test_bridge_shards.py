@@ -10,7 +10,13 @@ from bridge_edge.bridge.data import WindowSet, split_windows
 from bridge_edge.bridge.inputs import ppg_preprocess_spec, write_split
 from bridge_edge.bridge.memory import PeakMemory, read_status
 from bridge_edge.bridge.recipe import load_recipe
-from bridge_edge.bridge.rundir import FeatureStore, RunDir, load_feature_store, save_feature_store
+from bridge_edge.bridge.rundir import (
+    PAIR_COHORT_SPLIT,
+    FeatureStore,
+    RunDir,
+    load_feature_store,
+    save_feature_store,
+)
 from bridge_edge.bridge.shards import HEADER_BYTES, NpyAppender, load_mapped
 from bridge_edge.errors import DataError, DatasetNotFoundError, RunDirFormatError
 from bridge_edge.signals.types import SPLIT_NAMES
@@ -69,6 +75,21 @@ def test_split_written_recording_by_recording_equals_the_concatenated_split(tmp_
     other.labels = ("x",)
     with rd.window_writer("val", LABELS, 5, 3) as out, pytest.raises(DataError, match="vocabular"):
         out.append(other)
+
+
+def test_the_pair_split_reads_its_cohort_and_the_test_split_its_held_out_subjects_after_their_own(tmp_path):
+    rd = RunDir(tmp_path)
+    own = {"pair": _windows("s0", 3, 1), "test": _windows("s1", 2, 2)}
+    extra = {PAIR_COHORT_SPLIT: _windows("coh000", 2, 3), "held_out": _windows("tst000", 4, 4)}
+    for name, w in (own | extra).items():
+        with rd.window_writer(name, LABELS, 5, 3) as out:
+            out.append(w)
+    rd.write_windows_meta(LABELS, {}, {})
+    for split, joined in (("pair", PAIR_COHORT_SPLIT), ("test", "held_out")):
+        got = rd.windows(split)
+        assert got.subject.tolist() == own[split].subject.tolist() + extra[joined].subject.tolist()
+        np.testing.assert_array_equal(got.ppg, np.concatenate([own[split].ppg, extra[joined].ppg]))
+    assert len(rd.windows("pair")) == 5 and len(rd.windows("test")) == 6
 
 
 def test_run_directories_with_npz_windows_and_feature_stores_still_load(tmp_path):

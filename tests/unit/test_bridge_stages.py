@@ -52,6 +52,7 @@ def test_the_top_level_seed_reruns_exactly_the_stages_that_read_it():
         ("[pretrain]\nepochs = 2\n", "pretrain.epochs"),
         ("[position_check]\nepochs = 1\n", "position_check.epochs"),
         ("[held_out]\nextra_simulated_subjects = 2\n", "held_out.extra_simulated_subjects"),
+        ("[pair_cohort]\nsubjects = 2\n", "pair_cohort.subjects"),
     ],
 )
 def test_any_field_a_stage_reads_reruns_that_stage_and_what_follows_it(edit, field):

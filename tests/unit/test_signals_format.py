@@ -63,3 +63,28 @@ def test_held_out_subjects_come_from_their_own_seed_stream_and_sit_in_the_test_s
     assert all(ds.subjects(name) == [] for name in ("train", "val", "pair"))
     again = simulate_subject("tst001", 0.25, subject_seed(3, 1, HELD_OUT_STREAM))
     np.testing.assert_array_equal(ds.recordings["tst001"].ecg, again.ecg)
+
+
+def test_a_pair_cohort_draws_its_af_rate_from_its_range_and_keeps_every_other_draw(tmp_path):
+    from bridge_edge.signals.datasets import load_dataset
+    from bridge_edge.signals.simulator import (
+        HELD_OUT_STREAM,
+        PAIR_COHORT_STREAM,
+        PatientSimulator,
+        write_pair_cohort_dataset,
+    )
+
+    others = {subject_seed(3, i) for i in range(300)} | {
+        subject_seed(3, i, HELD_OUT_STREAM) for i in range(300)
+    }
+    assert not others & {subject_seed(3, i, PAIR_COHORT_STREAM) for i in range(300)}
+    write_pair_cohort_dataset(tmp_path, subjects=2, minutes=0.25, seed=3, af_hr_bpm=(45.0, 50.0))
+    ds = load_dataset(str(tmp_path))
+    assert [r.subject_id for r in ds.subjects("pair")] == ["coh000", "coh001"]
+    assert all(ds.subjects(name) == [] for name in ("train", "val", "test"))
+    for i, rec in enumerate(ds.subjects("pair")):
+        assert 45.0 <= rec.meta["physiology"]["af_hr_bpm"] <= 50.0
+        plain = PatientSimulator(subject_seed(3, i, PAIR_COHORT_STREAM)).physiology.as_dict()
+        assert {
+            k: v for k, v in rec.meta["physiology"].items() if k not in ("af_hr_bpm", "motion_level")
+        } == {k: v for k, v in plain.items() if k not in ("af_hr_bpm", "motion_level")}
