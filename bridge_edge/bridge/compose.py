@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.prototype import PrototypeBridge, to_layout
 from bridge_edge.bridge.rundir import ComposedSpec, RunDir
 from bridge_edge.errors import ConfigError
@@ -43,7 +44,7 @@ class ComposedModel(nn.Module):
         return old.head(h)
 
     @torch.no_grad()
-    def predict_proba(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, windows: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
         self.eval()
         device = next(self.parameters()).device
         out = [
