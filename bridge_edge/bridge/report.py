@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from bridge_edge.bridge.evaluate import TIMING, evaluate_probs, json_safe, timing_probs
+from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.metrics import Metrics, per_subject_scores, subject_bootstrap
 from bridge_edge.bridge.stages import Run
 
@@ -42,7 +43,7 @@ def describe_test_set(test, held_out_subjects: set[str]) -> dict:
 
 
 @np.errstate(all="ignore")
-def old_model_probs(old, ecg: np.ndarray, batch_size: int = 16) -> np.ndarray:
+def old_model_probs(old, ecg: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     import torch
 
     with torch.no_grad():
