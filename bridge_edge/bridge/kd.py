@@ -18,7 +18,6 @@ from torch import nn
 
 from bridge_edge.bridge.balance import RateBalance
 from bridge_edge.bridge.distributed import SINGLE, Dist
-from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.shards import RowReader
 from bridge_edge.bridge.train import PairData, TrainResult, fit_epochs, mean_loss, sharded_step
 from bridge_edge.models.base import ModelAdapter
@@ -38,7 +37,7 @@ class KDStudent(nn.Module):
         return self.head(a.pool(a.run_blocks(a.stem(x), 0, a.n_blocks)))
 
     @torch.no_grad()
-    def predict_proba(self, windows: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    def predict_proba(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
         self.eval()
         out = [
             torch.softmax(self(self.adapter.prepare(windows[i : i + batch_size])), dim=1)

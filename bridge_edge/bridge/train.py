@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bridge_edge.bridge.balance import RateBalance
+from bridge_edge.bridge.compose import old_head_in_passes
 from bridge_edge.bridge.cost import count_trainable, measure_step_memory
 from bridge_edge.bridge.distributed import SINGLE, Dist
-from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.prototype import PrototypeBridge, hidden_dims, to_layout
 from bridge_edge.bridge.recipe import CHOICES
 from bridge_edge.bridge.shards import RowReader
@@ -72,9 +72,7 @@ def new_features_at(new: ModelAdapter, x: np.ndarray | torch.Tensor, k_in: int) 
         return new.pool(h)
 
 
-def bridge_inputs(
-    new: ModelAdapter, windows: np.ndarray, k_in: int, batch_size: int = EVAL_BATCH
-) -> torch.Tensor:
+def bridge_inputs(new: ModelAdapter, windows: np.ndarray, k_in: int, batch_size: int = 64) -> torch.Tensor:
     """Pooled block-k_in outputs of the frozen new model for all windows (N, d_in), in batches:
     d_in floats a window (the smoke model's 16: 64 bytes), the only per-window result kept."""
     new.freeze()
@@ -311,8 +309,8 @@ def train_bridge(
             z = inputs[id(val)][0]
             probs = torch.cat(
                 [
-                    old.head(bridged_last_hidden(old, bridge, z[i : i + EVAL_BATCH], k_out))
-                    for i in range(0, len(z), EVAL_BATCH)
+                    old_head_in_passes(old, to_layout(bridge(z[i : i + 64]), old.layout), k_out)
+                    for i in range(0, len(z), 64)
                 ]
             )
             scores["val_head_kl"] = head_kl(torch.as_tensor(val_old_probs, device=device), probs)
