@@ -21,7 +21,7 @@ import numpy as np
 from bridge_edge.errors import RunDirFormatError
 
 # RowReader gives a file's mapped pages back after this many bytes read (docs/scale.md)
-RELEASE_BYTES = 32 * 2**20
+RELEASE_BYTES = 4 * 2**20
 HEADER_BYTES = 128  # magic (6) + version (2) + length (2) + the dict text, padded: a multiple of 64
 _MAGIC = b"\x93NUMPY\x01\x00"
 
