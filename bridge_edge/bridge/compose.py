@@ -50,13 +50,13 @@ class ComposedModel(nn.Module):
         self.eval()
         device = next(self.parameters()).device
         new, old = self._new, self._old
-        out = []
+        out = np.zeros((len(windows), len(old.labels)), np.float32)  # filled as it goes (report.py)
         for i in range(0, len(windows), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(windows[i : i + batch_size], np.float32)).to(device)
             z = new.pool(new.run_blocks(new.stem(x.unsqueeze(1)), 0, self.k_in + 1))
             bridged = to_layout(self.bridge(z), old.layout)
-            out.append(old_head_in_passes(old, bridged, self.k_out).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, len(self._old.labels)), np.float32)
+            out[i : i + batch_size] = old_head_in_passes(old, bridged, self.k_out).float().cpu().numpy()
+        return out
 
 
 def old_head_in_passes(old: ModelAdapter, h: torch.Tensor, k_out: int) -> torch.Tensor:

@@ -46,12 +46,13 @@ def describe_test_set(test, held_out_subjects: set[str]) -> dict:
 def old_model_probs(old, ecg: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     import torch
 
+    # written into one array as it goes: a list of small per-pass results kept alive between the
+    # passes' large buffers pinned glibc's heap, which then grew with the test split (docs/scale.md)
+    out = np.zeros((len(ecg), len(old.labels)), np.float32)
     with torch.no_grad():
-        parts = [
-            old.forward(old.prepare(ecg[i : i + batch_size])).float().cpu().numpy()
-            for i in range(0, len(ecg), batch_size)
-        ]
-    return np.concatenate(parts) if parts else np.zeros((0, len(old.labels)), np.float32)
+        for i in range(0, len(ecg), batch_size):
+            out[i : i + batch_size] = old.forward(old.prepare(ecg[i : i + batch_size])).float().cpu().numpy()
+    return out
 
 
 def target_checks(report: dict) -> dict:
