@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bridge_edge.bridge.shards import RowReader
 from bridge_edge.signals.beats import detect_ecg_beats
 
 # Bin edges in bpm; windows without a rate (fewer than 3 R peaks) share one extra bin.
@@ -45,8 +46,9 @@ class RateBalance:
 def window_heart_rates(ecg: np.ndarray, fs: float) -> np.ndarray:
     """Heart rate (bpm) of each ECG window from its median R-R interval; NaN under 3 R peaks."""
     rates = np.full(len(ecg), np.nan)
-    for i, window in enumerate(ecg):  # one R-peak detection per window (signals.beats)
-        peaks = detect_ecg_beats(window, fs)
+    reader = RowReader(ecg)  # a memory-mapped split's pages given back as it goes (docs/scale.md)
+    for i in range(len(ecg)):  # one R-peak detection per window (signals.beats)
+        peaks = detect_ecg_beats(reader[i], fs)
         if len(peaks) >= 3:
             rates[i] = 60.0 * fs / float(np.median(np.diff(peaks)))
     return rates

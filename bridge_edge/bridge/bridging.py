@@ -11,6 +11,7 @@ Each stage is ``fn(run)`` over a ``stages.Run``; the stage table is in ``bridge.
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from bridge_edge.bridge.data import WindowSet
 from bridge_edge.bridge.distributed import SINGLE
 from bridge_edge.bridge.inputs import ppg_preprocess_spec
 from bridge_edge.bridge.rundir import ComposedSpec, FeatureStore, RunDir
+from bridge_edge.bridge.shards import NpyAppender, release_pages
 from bridge_edge.bridge.stages import Run
 from bridge_edge.errors import ConfigError
 from bridge_edge.models.checkpoints import save_module_state
@@ -106,19 +108,41 @@ def _pair_data(run: Run) -> PairSplit:
     return PairSplit(pair, run.windows("val"), pair_store, val_store, sampling)
 
 
-def _sensor_variants(run: Run, pair_ppg: np.ndarray) -> list[np.ndarray]:
-    """``[bridge] sensor_variants`` versions of the pair PPG windows, each window re-recorded by a
-    random sensor (signals.sensor); drawn from the recipe's seed, so trials and the final bridge
-    see the same ones."""
-    n = run.recipe.bridge.sensor_variants
-    if not n:
+VARIANT_CHUNK = 256  # pair windows re-recorded at a time by ``_sensor_variants``
+
+
+def _sensor_variants(run: Run, pair_ppg: np.ndarray, n: int = 0) -> list[np.ndarray]:
+    """``[bridge] sensor_variants`` versions of the first ``n`` (0: all) pair PPG windows, each
+    window re-recorded by a random sensor (signals.sensor); drawn from the recipe's seed, so
+    trials and the final bridge see the same ones.
+
+    Each version is made ``VARIANT_CHUNK`` windows at a time into a file in the run directory
+    that is unlinked once written and read memory-mapped (docs/scale.md). A window's sensor is
+    drawn in window order, so these are the windows a whole-split pass would give; the windows
+    after ``n`` only draw their sensors, which keeps the next version's draws what they were."""
+    count = run.recipe.bridge.sensor_variants
+    if not count:
         return []
     rng = np.random.default_rng([run.recipe.seed, 47])
     spec = ppg_preprocess_spec(run.recipe, run.models()[1].input_spec.fs)
     from bridge_edge.signals.preprocess import normalise_windows
-    from bridge_edge.signals.sensor import resensor_windows
+    from bridge_edge.signals.sensor import draw_front_end, resensor_windows
 
-    return [normalise_windows(resensor_windows(pair_ppg, spec.fs_out, rng), spec) for _ in range(n)]
+    total = len(pair_ppg)
+    n = min(n or total, total)
+    out = []
+    with tempfile.TemporaryDirectory(prefix=".sensor_variants-", dir=run.dir.root) as tmp:
+        for v in range(count):
+            path = Path(tmp) / f"variant_{v}.npy"
+            with NpyAppender(path, np.float32, tuple(pair_ppg.shape[1:])) as f:
+                for i in range(0, n, VARIANT_CHUNK):
+                    chunk = np.asarray(pair_ppg[i : min(i + VARIANT_CHUNK, n)])
+                    f.append(normalise_windows(resensor_windows(chunk, spec.fs_out, rng), spec))
+                    release_pages(pair_ppg)
+            for _ in range(total - n):
+                draw_front_end(rng)
+            out.append(np.load(path, mmap_mode="r"))  # stays mapped after the file is unlinked
+    return out
 
 
 def _train_bridge_at(
@@ -150,7 +174,7 @@ def _train_bridge_at(
         k_out,
         PairData(pair.ppg[:n], pair_store.old_target[:n]),
         PairData(val.ppg, val_store.old_target),
-        pair_variants=[v[:n] for v in _sensor_variants(run, pair.ppg)],
+        pair_variants=_sensor_variants(run, pair.ppg, n),
         epochs=epochs,
         lr=cfg.lr,
         batch_size=cfg.batch_size,

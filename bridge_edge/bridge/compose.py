@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.prototype import PrototypeBridge, to_layout
 from bridge_edge.bridge.rundir import ComposedSpec, RunDir
 from bridge_edge.errors import ConfigError
@@ -44,16 +45,32 @@ class ComposedModel(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """``forward`` on ``batch_size`` windows at a time, the old model's part of it in passes of
+        ``EVAL_BATCH`` (``old_head_in_passes``): the same numbers, a smaller buffer."""
         self.eval()
         device = next(self.parameters()).device
-        out = [
-            self(torch.from_numpy(np.ascontiguousarray(windows[i : i + batch_size], np.float32)).to(device))
-            .float()
-            .cpu()
-            .numpy()
-            for i in range(0, len(windows), batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, len(self._old.labels)), np.float32)
+        new, old = self._new, self._old
+        out = np.zeros((len(windows), len(old.labels)), np.float32)  # filled as it goes (report.py)
+        for i in range(0, len(windows), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(windows[i : i + batch_size], np.float32)).to(device)
+            z = new.pool(new.run_blocks(new.stem(x.unsqueeze(1)), 0, self.k_in + 1))
+            bridged = to_layout(self.bridge(z), old.layout)
+            out[i : i + batch_size] = old_head_in_passes(old, bridged, self.k_out).float().cpu().numpy()
+        return out
+
+
+def old_head_in_passes(old: ModelAdapter, h: torch.Tensor, k_out: int) -> torch.Tensor:
+    """``old.head(old.run_blocks(h, k_out, end))`` run ``EVAL_BATCH`` windows at a time.
+
+    The old model's per-sample head is the largest buffer of an evaluation (openecg: ~10 MB a
+    window), and the old model gives every window the same numbers at any batch size (checked bit
+    for bit, ragged batches included; the new model does not, so its passes keep their sizes:
+    docs/scale.md)."""
+    parts = [
+        old.head(old.run_blocks(h[i : i + EVAL_BATCH], k_out, old.n_blocks))
+        for i in range(0, len(h), EVAL_BATCH)
+    ]
+    return torch.cat(parts)
 
 
 def compose(

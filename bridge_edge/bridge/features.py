@@ -28,7 +28,7 @@ from bridge_edge.bridge.rundir import (
     load_feature_store,
     write_feature_store_meta,
 )
-from bridge_edge.bridge.shards import NpyAppender
+from bridge_edge.bridge.shards import NpyAppender, RowReader
 from bridge_edge.bridge.stages import Run
 from bridge_edge.errors import ConfigError
 from bridge_edge.models.base import ModelAdapter
@@ -44,6 +44,7 @@ def _batches(
     old.freeze()
     if new is not None:
         new.freeze()
+    ecg, ppg = RowReader(ecg), (None if ppg is None else RowReader(ppg))  # mapped pages given back
     for i in tqdm(range(0, len(ecg), batch_size), desc=desc, unit="batch", leave=False):
         new_pooled = []
         if new is not None:

@@ -18,6 +18,7 @@ from torch import nn
 
 from bridge_edge.bridge.balance import RateBalance
 from bridge_edge.bridge.distributed import SINGLE, Dist
+from bridge_edge.bridge.shards import RowReader
 from bridge_edge.bridge.train import PairData, TrainResult, fit_epochs, mean_loss, sharded_step
 from bridge_edge.models.base import ModelAdapter
 
@@ -58,6 +59,17 @@ def make_student(new: ModelAdapter, n_classes: int, probe: np.ndarray, seed: int
     return KDStudent(student_adapter, n_classes, d_last).to(new.device)
 
 
+def gather_versions(versions: list, version: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Row ``idx[j]`` of ``versions[version[j]]`` for every j: ``np.stack(versions)[version, idx]``
+    without stacking the versions (each is read only at the rows the batch takes)."""
+    dtype = np.result_type(*(v.dtype for v in versions))  # as np.stack would give
+    out = np.empty((len(idx), *versions[0].shape[1:]), dtype)
+    for v in np.unique(version):
+        at = np.flatnonzero(version == v)
+        out[at] = versions[v][idx[at]]
+    return out
+
+
 def kd_loss(logits: torch.Tensor, teacher_probs: torch.Tensor, kind: str = "kl") -> torch.Tensor:
     logp = F.log_softmax(logits, dim=1)
     if kind == "ce":
@@ -93,7 +105,8 @@ def train_kd(
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     torch.manual_seed(seed)
     prep = student.adapter.prepare
-    versions = np.stack([pair.ppg, *pair_variants]) if len(pair_variants) else pair.ppg[None]
+    pair, val = pair.batched(), val.batched()  # read a batch at a time (docs/scale.md)
+    versions = [pair.ppg, *(RowReader(v) for v in pair_variants)]
     pick = np.random.default_rng([seed, 5])
 
     trained = dist.wrap(student, find_unused_parameters=True)  # the encoder's own head is unused
@@ -105,7 +118,7 @@ def train_kd(
         return kd_loss(net(prep(x)), torch.from_numpy(data.target[idx]).float().to(device), loss)
 
     def step(idx: np.ndarray) -> float:
-        chosen = versions[pick.integers(0, len(versions), len(idx)), idx]  # drawn for the whole batch
+        chosen = gather_versions(versions, pick.integers(0, len(versions), len(idx)), idx)  # whole batch
         return sharded_step(opt, len(idx), lambda p: loss_on(pair, idx[p], chosen[p], trained), dist)
 
     def validate() -> dict[str, float]:

@@ -20,6 +20,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 INTERVAL_S = 0.05
+# Windows per pass of the old model where it is only evaluated (its blocks and head after the
+# bridge: bridge.compose.old_head_in_passes; the report's old-model probabilities): at 8 windows
+# its per-sample head (openecg: ~10 MB a window) is a small buffer, full-sized on even the
+# smallest corpus, so a stage's peak does not grow with the corpus (docs/scale.md). The old
+# model gives each window the same numbers at any batch size (checked bit for bit).
+EVAL_BATCH = 8
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from bridge_edge.bridge.evaluate import TIMING, evaluate_probs, json_safe, timing_probs
+from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.metrics import Metrics, per_subject_scores, subject_bootstrap
 from bridge_edge.bridge.stages import Run
 
@@ -42,15 +43,16 @@ def describe_test_set(test, held_out_subjects: set[str]) -> dict:
 
 
 @np.errstate(all="ignore")
-def old_model_probs(old, ecg: np.ndarray, batch_size: int = 16) -> np.ndarray:
+def old_model_probs(old, ecg: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     import torch
 
+    # written into one array as it goes: a list of small per-pass results kept alive between the
+    # passes' large buffers pinned glibc's heap, which then grew with the test split (docs/scale.md)
+    out = np.zeros((len(ecg), len(old.labels)), np.float32)
     with torch.no_grad():
-        parts = [
-            old.forward(old.prepare(ecg[i : i + batch_size])).float().cpu().numpy()
-            for i in range(0, len(ecg), batch_size)
-        ]
-    return np.concatenate(parts) if parts else np.zeros((0, len(old.labels)), np.float32)
+        for i in range(0, len(ecg), batch_size):
+            out[i : i + batch_size] = old.forward(old.prepare(ecg[i : i + batch_size])).float().cpu().numpy()
+    return out
 
 
 def target_checks(report: dict) -> dict:

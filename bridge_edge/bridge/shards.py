@@ -12,6 +12,7 @@ No torch here: the device side reads run directories too.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 
 from bridge_edge.errors import RunDirFormatError
 
+# RowReader gives a file's mapped pages back after this many bytes read (docs/scale.md)
+RELEASE_BYTES = 4 * 2**20
 HEADER_BYTES = 128  # magic (6) + version (2) + length (2) + the dict text, padded: a multiple of 64
 _MAGIC = b"\x93NUMPY\x01\x00"
 
@@ -86,3 +89,49 @@ def load_mapped(path: Path, stage: str) -> np.ndarray:
             stage=stage,
             expected="a .npy file",
         ) from err
+
+
+def release_pages(array) -> bool:
+    """Give the pages of ``array``'s file mapping back to the kernel (``madvise(MADV_DONTNEED)``);
+    False when ``array`` is not memory-mapped (or the system has no madvise).
+
+    A read-only mapping's pages stay in the page cache, so the next read of a row refaults it
+    from there, with the same bytes: only this process's resident set shrinks."""
+    mapped = getattr(array, "_mmap", None)  # np.memmap and its views share the file's mmap
+    if mapped is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return False
+    mapped.madvise(mmap.MADV_DONTNEED)
+    return True
+
+
+class RowReader:
+    """Rows of a (memory-mapped) array read batch by batch, as copies.
+
+    Reading every row of a split over an epoch would otherwise leave the whole file resident in
+    this process (the kernel's RSS counts a mapping's touched pages); every ``release_bytes``
+    read, the mapping's pages are given back (``release_pages``), so a training loop holds its
+    batches, not its split. ``reader[idx]`` is ``np.array(array[idx])``: the same values."""
+
+    def __init__(self, array, release_bytes: int = RELEASE_BYTES) -> None:
+        self.array = array.array if isinstance(array, RowReader) else array
+        self.release_bytes = release_bytes
+        self._since = 0
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.array.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def __getitem__(self, idx) -> np.ndarray:
+        out = np.array(self.array[idx])
+        self._since += out.nbytes
+        if self._since >= self.release_bytes:
+            release_pages(self.array)
+            self._since = 0
+        return out

@@ -30,6 +30,7 @@ from bridge_edge.bridge.memory import PeakMemory
 from bridge_edge.bridge.recipe import Recipe, load_recipe
 from bridge_edge.bridge.rundir import RunDir
 from bridge_edge.errors import StageReadError
+from bridge_edge.runtime.native_memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,9 @@ class Run:
         if allowed is not None:
             self.recipe = RecipeView(recipe, allowed, name)
         start = time.perf_counter()
+        # the heap an earlier stage freed goes back to the OS first, so the stage's peak is what
+        # it holds, not glibc's free lists (docs/scale.md)
+        release_free_memory()
         try:
             with PeakMemory() as peak:
                 yield

@@ -26,10 +26,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bridge_edge.bridge.balance import RateBalance
+from bridge_edge.bridge.compose import old_head_in_passes
 from bridge_edge.bridge.cost import count_trainable, measure_step_memory
 from bridge_edge.bridge.distributed import SINGLE, Dist
 from bridge_edge.bridge.prototype import PrototypeBridge, hidden_dims, to_layout
 from bridge_edge.bridge.recipe import CHOICES
+from bridge_edge.bridge.shards import RowReader
 from bridge_edge.models.base import ModelAdapter
 
 
@@ -57,6 +59,11 @@ class PairData:
     ppg: np.ndarray  # (N, L) model-ready new-modality windows
     target: np.ndarray  # (N, ...) cached old-model targets (bridge: flattened last-block output; KD: probs)
 
+    def batched(self) -> PairData:
+        """The same rows, read batch by batch (``shards.RowReader``: a memory-mapped split's pages
+        are given back as the epoch goes, not kept resident)."""
+        return PairData(RowReader(self.ppg), RowReader(self.target))
+
 
 def new_features_at(new: ModelAdapter, x: np.ndarray | torch.Tensor, k_in: int) -> torch.Tensor:
     """Pooled output of new-model block k_in, no grad."""
@@ -66,7 +73,8 @@ def new_features_at(new: ModelAdapter, x: np.ndarray | torch.Tensor, k_in: int) 
 
 
 def bridge_inputs(new: ModelAdapter, windows: np.ndarray, k_in: int, batch_size: int = 64) -> torch.Tensor:
-    """Pooled block-k_in outputs of the frozen new model for all windows (N, d_in), in batches."""
+    """Pooled block-k_in outputs of the frozen new model for all windows (N, d_in), in batches:
+    d_in floats a window (the smoke model's 16: 64 bytes), the only per-window result kept."""
     new.freeze()
     parts = [
         new_features_at(new, windows[i : i + batch_size], k_in) for i in range(0, len(windows), batch_size)
@@ -271,7 +279,10 @@ def train_bridge(
     torch.manual_seed(seed)
 
     # The frozen new model's pooled outputs, computed once per window and version (keyed by the
-    # PairData they belong to): (versions, N, d_in).
+    # PairData they belong to): (versions, N, d_in), d_in floats a window (docs/scale.md). The
+    # windows and targets are read a batch at a time.
+    pair, val = pair.batched(), val.batched()
+    pair_variants = [RowReader(v) for v in pair_variants]
     inputs = {
         id(pair): torch.stack([bridge_inputs(new, p, k_in) for p in [pair.ppg, *pair_variants]]),
         id(val): bridge_inputs(new, val.ppg, k_in)[None],
@@ -298,7 +309,7 @@ def train_bridge(
             z = inputs[id(val)][0]
             probs = torch.cat(
                 [
-                    old.head(bridged_last_hidden(old, bridge, z[i : i + 64], k_out))
+                    old_head_in_passes(old, to_layout(bridge(z[i : i + 64]), old.layout), k_out)
                     for i in range(0, len(z), 64)
                 ]
             )
