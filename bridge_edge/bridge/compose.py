@@ -36,12 +36,15 @@ class ComposedModel(nn.Module):
         self._new, self._old = new, old  # adapters: plain objects holding the same modules
         self.k_in, self.k_out = k_in, k_out
 
+    def bridged(self, x: torch.Tensor) -> torch.Tensor:
+        """New-model blocks up to k_in, pooled, through the bridge: old block k_out's input."""
+        new = self._new
+        z = new.pool(new.run_blocks(new.stem(x.unsqueeze(1)), 0, self.k_in + 1))
+        return to_layout(self.bridge(z), self._old.layout)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new, old = self._new, self._old
-        h = new.run_blocks(new.stem(x.unsqueeze(1)), 0, self.k_in + 1)
-        z = new.pool(h)
-        h = old.run_blocks(to_layout(self.bridge(z), old.layout), self.k_out, old.n_blocks)
-        return old.head(h)
+        old = self._old
+        return old.head(old.run_blocks(self.bridged(x), self.k_out, old.n_blocks))
 
     @torch.no_grad()
     def predict_proba(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -49,13 +52,13 @@ class ComposedModel(nn.Module):
         ``EVAL_BATCH`` (``old_head_in_passes``): the same numbers, a smaller buffer."""
         self.eval()
         device = next(self.parameters()).device
-        new, old = self._new, self._old
+        old = self._old
         out = np.zeros((len(windows), len(old.labels)), np.float32)  # filled as it goes (report.py)
         for i in range(0, len(windows), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(windows[i : i + batch_size], np.float32)).to(device)
-            z = new.pool(new.run_blocks(new.stem(x.unsqueeze(1)), 0, self.k_in + 1))
-            bridged = to_layout(self.bridge(z), old.layout)
-            out[i : i + batch_size] = old_head_in_passes(old, bridged, self.k_out).float().cpu().numpy()
+            out[i : i + batch_size] = (
+                old_head_in_passes(old, self.bridged(x), self.k_out).float().cpu().numpy()
+            )
         return out
 
 
