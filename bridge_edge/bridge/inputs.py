@@ -117,23 +117,23 @@ def stage_held_out(run: Run) -> None:
     from a stream of their own (simulator.HELD_OUT_STREAM), so no train, val, pair or
     pretraining subject can coincide with one of them.
     """
-    from bridge_edge.signals.datasets import load_dataset
     from bridge_edge.signals.simulator import write_held_out_dataset
 
     n, d = run.recipe.held_out.extra_simulated_subjects, run.recipe.data
     run.dir.remove(held_out_outputs(run.dir))
     write_held_out_dataset(run.dir.held_out_data, n, d.minutes, d.seed, progress=True)
+    _write_extra_split(run, run.dir.held_out_data, "test", "held_out")
+
+
+def _write_extra_split(run: Run, data_dir: Path, dataset_split: str, split: str) -> None:
+    """The ``dataset_split`` recordings of the simulated dataset at ``data_dir``, windowed as the
+    run's ``split`` (the extra subjects of [held_out] and [pair_cohort])."""
+    from bridge_edge.signals.datasets import load_dataset
+
     old, new = run.models()
-    dataset = load_dataset(str(run.dir.held_out_data))
-    write_split(
-        run.dir,
-        "held_out",
-        dataset.iter_subjects("test"),
-        dataset.labels,
-        run.recipe,
-        old.input_spec.fs,
-        new.input_spec.fs,
-    )
+    dataset = load_dataset(str(data_dir))
+    recordings = dataset.iter_subjects(dataset_split)
+    write_split(run.dir, split, recordings, dataset.labels, run.recipe, old.input_spec.fs, new.input_spec.fs)
 
 
 def held_out_outputs(run_dir: RunDir) -> tuple[Path, ...]:
@@ -143,7 +143,6 @@ def held_out_outputs(run_dir: RunDir) -> tuple[Path, ...]:
 def stage_pair_cohort(run: Run) -> None:
     """Extra pair subjects ([pair_cohort]), simulated and windowed; the pair split reads them after
     its own windows (RunDir.windows), so the first pair windows stay the dataset's."""
-    from bridge_edge.signals.datasets import load_dataset
     from bridge_edge.signals.simulator import write_pair_cohort_dataset
 
     cohort, d = run.recipe.pair_cohort, run.recipe.data
@@ -151,17 +150,7 @@ def stage_pair_cohort(run: Run) -> None:
     write_pair_cohort_dataset(
         run.dir.pair_cohort_data, cohort.subjects, d.minutes, d.seed, cohort.af_hr_bpm, progress=True
     )
-    old, new = run.models()
-    dataset = load_dataset(str(run.dir.pair_cohort_data))
-    write_split(
-        run.dir,
-        PAIR_COHORT_SPLIT,
-        dataset.iter_subjects("pair"),
-        dataset.labels,
-        run.recipe,
-        old.input_spec.fs,
-        new.input_spec.fs,
-    )
+    _write_extra_split(run, run.dir.pair_cohort_data, "pair", PAIR_COHORT_SPLIT)
 
 
 def pair_cohort_outputs(run_dir: RunDir) -> tuple[Path, ...]:
