@@ -184,6 +184,7 @@ def _train_bridge_at(
         val_old_probs=val_store.old_probs,
         dist=run.dist if on_all_ranks else SINGLE,
         sampling=data.sampling,
+        ema_decay=cfg.ema_decay,
     )
     return bridge, result, prototypes
 
@@ -257,6 +258,7 @@ def stage_kd(run: Run) -> None:
         pair_variants=_sensor_variants(run, pair.ppg),  # the bridge's augmentation, for a fair baseline
         dist=run.dist,
         sampling=data.sampling,
+        ema_decay=cfg.ema_decay,
     )
     if not run.dist.is_main:
         return

@@ -91,8 +91,10 @@ def train_kd(
     pair_variants: list[np.ndarray] = (),
     dist: Dist = SINGLE,
     sampling: RateBalance | None = None,
+    ema_decay: float = 0.0,
 ) -> TrainResult:
-    """Train in place; on return ``student`` holds the best-validation epoch's weights.
+    """Train in place; on return ``student`` holds the best-validation epoch's weights (their
+    moving average with ``ema_decay`` > 0, as for the bridge: bridge.train.fit_epochs).
 
     ``pair_variants``: other versions of ``pair.ppg`` (as for the bridge, bridge.train): each
     training step takes, per window, one version at random; validation uses the windows as recorded.
@@ -137,4 +139,5 @@ def train_kd(
         device=device,
         desc=desc,
         sampling=sampling,  # the bridge's, for a fair baseline
+        ema_decay=ema_decay,
     )

@@ -111,6 +111,9 @@ class BridgeConfig:
     # Each pair window is also seen through this many random sensor front ends (signals.sensor;
     # same ECG target): every step draws one version per window. 0 = as recorded only.
     sensor_variants: int = 0
+    # Validate, pick and keep an exponential moving average of the weights, updated after every
+    # step with this decay (torch.optim.swa_utils); 0 = the raw weights (bridge.train).
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ class KDConfig:
     epochs: int = 10
     batch_size: int = 16
     loss: str = "kl"  # "kl" (soft targets) | "ce" (CE on probabilities as soft labels)
+    ema_decay: float = 0.0  # as [bridge] ema_decay
 
 
 @dataclass(frozen=True)
@@ -299,6 +303,18 @@ def _check_pair_cohort(recipe: Recipe) -> None:
         )
 
 
+def _check_ema(recipe: Recipe) -> None:
+    for section in ("bridge", "kd"):
+        decay = getattr(recipe, section).ema_decay
+        if not 0.0 <= decay < 1.0:
+            raise ConfigError(
+                f"[{section}] ema_decay = {decay}; expected 0 (off) or a decay in (0, 1), e.g. 0.998",
+                key=f"{section}.ema_decay",
+                value=decay,
+                expected="0 <= ema_decay < 1",
+            )
+
+
 def _check_pair_speeds(recipe: Recipe) -> None:
     speeds = recipe.data.pair_speeds
     if any(not 0.25 <= v <= 4.0 for v in speeds):
@@ -320,6 +336,7 @@ def parse_recipe(text: str, source_path: str = "") -> Recipe:
     _check_held_out(recipe)
     _check_pair_speeds(recipe)
     _check_pair_cohort(recipe)
+    _check_ema(recipe)
     check_target_names(recipe.pretrain.targets)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return dataclasses.replace(recipe, source_path=source_path, sha256=digest)

@@ -49,6 +49,7 @@ class TrainResult:
     val_head_kl: list[float] = field(default_factory=list)  # bridge only; KD's val_loss is this already
     best_epoch_by: str = "val_loss"
     sampling: dict = field(default_factory=dict)  # how training windows were drawn (bridge.balance)
+    ema_decay: float = 0.0  # > 0: validated, picked and returned weights are this moving average
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -178,16 +179,22 @@ def fit_epochs(
     desc: str,
     best_epoch_by: str = "val_loss",
     sampling: RateBalance | None = None,
+    ema_decay: float = 0.0,
 ) -> TrainResult:
     """The loop the bridge and KD share: random batches, one measured step, best epoch on validation.
 
     ``validate`` returns {TrainResult list field: value}, e.g. {"val_loss": ...}; the epoch with
     the lowest ``best_epoch_by`` wins. ``model`` holds the trainable parameters; on return it
     carries the best epoch's weights. ``sampling``: draw each epoch's windows by these weights
-    (bridge.balance) instead of a permutation.
+    (bridge.balance) instead of a permutation. ``ema_decay`` > 0: an exponential moving average
+    of the weights (and buffers) follows every step; each epoch validates the average, and the
+    average of the best epoch is what ``model`` carries on return (docs/method.md, "Training").
     """
     gen = np.random.default_rng(seed)
     weights = None if sampling is None else sampling.weights[:n]
+    averaged = _moving_average(model, ema_decay)
+    if averaged is not None:  # the average is resident during training too
+        resident = [*resident, averaged.module]
     result = TrainResult(
         count_trainable([model]),
         0,
@@ -198,6 +205,7 @@ def fit_epochs(
         batch_size,
         best_epoch_by=best_epoch_by,
         sampling={} if sampling is None else sampling.summary(),
+        ema_decay=ema_decay,
     )
     best, best_state, seconds = np.inf, copy.deepcopy(model.state_dict()), []
     for epoch in range(epochs):
@@ -218,8 +226,14 @@ def fit_epochs(
                 result.peak_memory_bytes, result.memory_method = mem.peak_bytes, mem.method
             else:
                 losses.append(step(idx))
+            if averaged is not None:
+                averaged.update_parameters(model)
         seconds.append(time.perf_counter() - t0)
         result.train_loss.append(float(np.mean(losses)))
+        raw = None
+        if averaged is not None:  # validate the average in place of the raw weights
+            raw = copy.deepcopy(model.state_dict())
+            model.load_state_dict(averaged.module.state_dict())
         model.eval()
         with torch.no_grad():
             for name, value in validate().items():
@@ -228,10 +242,21 @@ def fit_epochs(
         if score < best:
             best, result.best_epoch = score, epoch + 1
             best_state = copy.deepcopy(model.state_dict())
+        if raw is not None:
+            model.load_state_dict(raw)
     model.load_state_dict(best_state)
     model.eval()
     result.seconds_per_epoch = float(np.mean(seconds)) if seconds else 0.0
     return result
+
+
+def _moving_average(model: torch.nn.Module, decay: float):
+    """torch's exponential moving average of ``model`` (parameters and buffers), or None for 0."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def train_bridge(
@@ -253,8 +278,10 @@ def train_bridge(
     pair_variants: list[np.ndarray] = (),
     dist: Dist = SINGLE,
     sampling: RateBalance | None = None,
+    ema_decay: float = 0.0,
 ) -> TrainResult:
-    """Train in place; on return ``bridge`` holds the best-validation epoch's weights.
+    """Train in place; on return ``bridge`` holds the best-validation epoch's weights (their
+    moving average with ``ema_decay`` > 0: ``fit_epochs``).
 
     ``pair_variants``: other versions of ``pair.ppg`` (same shape, same targets, e.g. the windows
     through other sensors); each training step takes, per window, one version at random.
@@ -333,4 +360,5 @@ def train_bridge(
         desc=desc,
         best_epoch_by=best_epoch_by,
         sampling=sampling,
+        ema_decay=ema_decay,
     )

@@ -218,3 +218,22 @@ def test_pair_cohort_needs_simulated_data_a_count_and_an_ordered_rate_range():
             parse_recipe(f"[pair_cohort]\n{bad}\n")
     with pytest.raises(ConfigError, match='source = "simulate"'):
         parse_recipe('[data]\nsource = "dir"\npath = "x"\n[pair_cohort]\nsubjects = 2\n')
+
+
+def test_ema_decay_is_off_by_default_checked_and_redoes_only_what_it_trains():
+    from bridge_edge.bridge.fit import STAGES
+    from bridge_edge.bridge.stages import plan
+
+    plain = parse_recipe("")
+    assert plain.bridge.ema_decay == plain.kd.ema_decay == 0.0
+    assert parse_recipe("[bridge]\nema_decay = 0.998\n").bridge.ema_decay == 0.998
+    for section in ("bridge", "kd"):
+        for bad in ("1.0", "-0.1", "1.5"):
+            with pytest.raises(ConfigError, match=f"{section}.*ema_decay") as err:
+                parse_recipe(f"[{section}]\nema_decay = {bad}\n")
+            assert err.value.key == f"{section}.ema_decay"
+    keys = plan(plain, STAGES).keys
+    bridge_ema = plan(parse_recipe("[bridge]\nema_decay = 0.99\n"), STAGES).keys
+    kd_ema = plan(parse_recipe("[kd]\nema_decay = 0.99\n"), STAGES).keys
+    assert {n for n in keys if keys[n] != bridge_ema[n]} == {"bridge", "position_check"}
+    assert {n for n in keys if keys[n] != kd_ema[n]} == {"kd"}

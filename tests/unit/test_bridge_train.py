@@ -153,6 +153,65 @@ def test_head_kl_is_recorded_every_epoch_and_can_pick_the_epoch():
         )
 
 
+def test_a_moving_average_is_what_is_validated_picked_and_returned():
+    """fit_epochs with ema_decay: each step sets the weight to the step number, so the average the
+    epochs validate is known in closed form (torch's EMA copies the first step, then
+    ema <- d * ema + (1 - d) * w)."""
+    from bridge_edge.bridge.train import fit_epochs
+
+    model = nn.Linear(1, 1, bias=False)
+    steps = iter(range(1, 100))
+
+    def step(idx):
+        with torch.no_grad():
+            model.weight.fill_(float(next(steps)))
+        return 0.0
+
+    seen = []
+
+    def validate():
+        w = float(model.weight)
+        seen.append(w)
+        return {"val_loss": (w - 3.0) ** 2}
+
+    decay = 0.5
+    result = fit_epochs(
+        model, step, validate, n=8, epochs=3, batch_size=2, seed=0,
+        optimizer=torch.optim.Adam(model.parameters()), resident=[model], device=torch.device("cpu"),
+        desc="ema", ema_decay=decay,
+    )  # fmt: skip
+    expected, ema = [], None
+    for k in range(1, 13):  # 4 steps an epoch
+        ema = float(k) if ema is None else decay * ema + (1 - decay) * k
+        if k % 4 == 0:
+            expected.append(ema)
+    assert seen == pytest.approx(expected)  # the average was validated, not the raw weight (4, 8, 12)
+    assert result.ema_decay == decay and result.best_epoch == 1  # 3.125 is nearest 3
+    assert float(model.weight) == pytest.approx(expected[0])  # and returned
+    raw = fit_epochs(
+        model, step, validate, n=8, epochs=1, batch_size=2, seed=0,
+        optimizer=torch.optim.Adam(model.parameters()), resident=[model], device=torch.device("cpu"), desc="raw",
+    )  # fmt: skip
+    assert seen[-1] == 16.0 and raw.ema_decay == 0.0  # without it, the last step's weight
+
+
+def test_a_bridge_trained_with_a_moving_average_returns_the_average_it_picked():
+    old, new = TinyOld(), TinyNew()
+    ecg, ppg = _data()
+    store = collect_features(old, new, ecg, ppg, batch_size=16)
+    bridge = make_bridge(new, old, k_in=1, k_out=1, rank=3, prototypes=4, probe=(ppg[:2], ecg[:2]))
+    result = _train_on_split(
+        old, new, bridge, ppg, store, epochs=4, lr=0.05, batch_size=16,
+        best_epoch_by="val_head_kl", val_old_probs=store.old_probs[32:], ema_decay=0.9,
+    )  # fmt: skip
+    assert result.ema_decay == 0.9
+    with torch.no_grad():
+        z = new.pool(new.run_blocks(new.stem(new.prepare(ppg[32:])), 0, 2))
+        probs = old.head(old.run_blocks(to_layout(bridge(z), old.layout), 1, old.n_blocks))
+    kl = head_kl(torch.from_numpy(store.old_probs[32:]), probs)
+    assert kl == pytest.approx(result.val_head_kl[result.best_epoch - 1], rel=1e-4)
+
+
 def test_head_kl_is_zero_for_identical_outputs_and_positive_otherwise():
     p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     assert head_kl(p, p) == pytest.approx(0.0, abs=1e-6)
@@ -204,6 +263,14 @@ def test_kd_student_trains_the_whole_new_model_with_the_same_bookkeeping():
     assert result.peak_memory_bytes > 0
     assert not any(p.requires_grad for p in new.module.parameters())  # the frozen original is untouched
     assert student.predict_proba(ppg[:4]).shape == (4, 3)
+    # with a moving average (batch-norm statistics averaged too), the same loop validates it
+    averaged = train_kd(
+        make_student(new, n_classes=3, probe=ppg[:2]),
+        PairData(ppg[:32], store.old_probs[:32]),
+        PairData(ppg[32:], store.old_probs[32:]),
+        epochs=2, lr=0.02, batch_size=16, ema_decay=0.5,
+    )  # fmt: skip
+    assert averaged.ema_decay == 0.5 and averaged.val_loss != result.val_loss[:2]
 
 
 def test_composed_model_exports_to_onnx_and_matches_torch(tmp_path):
