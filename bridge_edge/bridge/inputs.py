@@ -148,7 +148,13 @@ def stage_pair_cohort(run: Run) -> None:
     cohort, d = run.recipe.pair_cohort, run.recipe.data
     run.dir.remove(pair_cohort_outputs(run.dir))
     write_pair_cohort_dataset(
-        run.dir.pair_cohort_data, cohort.subjects, d.minutes, d.seed, cohort.af_hr_bpm, progress=True
+        run.dir.pair_cohort_data,
+        cohort.subjects,
+        d.minutes,
+        d.seed,
+        cohort.af_hr_bpm,
+        cohort.episodes,
+        progress=True,
     )
     _write_extra_split(run, run.dir.pair_cohort_data, "pair", PAIR_COHORT_SPLIT)
 

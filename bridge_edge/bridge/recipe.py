@@ -16,6 +16,7 @@ from pathlib import Path
 from bridge_edge.errors import ConfigError
 from bridge_edge.resources import data_dir
 from bridge_edge.signals.ppg_targets import DEFAULT_TARGETS, check_target_names
+from bridge_edge.signals.simulator import EpisodeMix
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -153,11 +154,13 @@ class PairCohortConfig:
     rate-controlled AF (the default fit's pairs held too little slow AF; docs/method.md). The
     subjects come from a seed stream of their own (simulator.PAIR_COHORT_STREAM), join the pair
     split as recorded (not played at pair_speeds), and, like every pair, train on the old
-    model's outputs only. Only with [data] source = "simulate".
+    model's outputs only. Only with [data] source = "simulate". ``[pair_cohort.episodes]``
+    weighs their random episodes (simulator.EpisodeMix), e.g. more ectopy and bigeminy.
     """
 
     subjects: int = 0
     af_hr_bpm: tuple[float, float] = (45.0, 75.0)
+    episodes: EpisodeMix = field(default_factory=EpisodeMix)
 
 
 @dataclass(frozen=True)

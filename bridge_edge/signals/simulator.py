@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,16 +38,32 @@ ECG_RANGE_MV = 5.0  # front-end saturation of the ECG amplifier
 PPG_RANGE = 3.0  # PPG saturation in units of the subject's perfusion (the AFE gain is set per subject)
 BLOCK_S = 30.0  # rendering block; bounds memory, invisible in the output
 
-# Random episodes: (name, weight). Durations are uniform in RANDOM_EPISODE_S.
-RANDOM_EPISODES = (
-    ("sinus", 0.3),
-    ("brady", 0.1),
-    ("tachy", 0.1),
-    ("afib", 0.35),
-    ("ectopy", 0.1),
-    ("bigeminy", 0.05),
-)
-RANDOM_EPISODE_S = (30.0, 150.0)
+RANDOM_EPISODE_S = (30.0, 150.0)  # random episodes last uniformly this long
+
+
+@dataclass(frozen=True)
+class EpisodeMix:
+    """Relative weights of the random episodes (``rhythms.EPISODE_LABEL`` names); the next
+    episode is never the previous one again. The defaults are every dataset's mix; a
+    [pair_cohort] may draw another, e.g. sinus with frequent ectopy."""
+
+    sinus: float = 0.3
+    brady: float = 0.1
+    tachy: float = 0.1
+    afib: float = 0.35
+    ectopy: float = 0.1
+    bigeminy: float = 0.05
+
+    def __post_init__(self) -> None:
+        weights = list(asdict(self).values())
+        if min(weights) < 0 or sum(w > 0 for w in weights) < 2:
+            raise ConfigError(
+                f"episode weights {asdict(self)}; expected every weight >= 0 and at least two above 0 "
+                "(episodes alternate)",
+                key="episodes",
+                value=asdict(self),
+                expected="weights >= 0, two or more > 0",
+            )
 
 
 class PatientSimulator:
@@ -59,7 +75,8 @@ class PatientSimulator:
     artefacts. ``sensor``: a random PPG front end drawn from the seed (True), an ideal sensor
     (False, the pulse wave itself), or a given ``sensor.FrontEnd``. ``af_hr_bpm``: draw the
     subject's AF rate from this (low, high) range instead of the physiology's (a cohort, e.g.
-    rate-controlled AF); every other draw stays what the seed gives.
+    rate-controlled AF); every other draw stays what the seed gives. ``episodes``: the mix of
+    random episodes (no effect with a ``script``).
     """
 
     def __init__(
@@ -72,6 +89,7 @@ class PatientSimulator:
         subject_id: str = "sim",
         sensor: bool | sensor_module.FrontEnd = True,
         af_hr_bpm: tuple[float, float] | None = None,
+        episodes: EpisodeMix = EpisodeMix(),
     ) -> None:
         if script is not None:
             _check_script(script)
@@ -101,6 +119,7 @@ class PatientSimulator:
             else sensor_module.SensorChain(self.front_end, self.fs_ppg, 1.2 * p.perfusion)
         )
         self._script = list(script) if script is not None else None
+        self._episode_mix = asdict(episodes)
         self._episodes: list[tuple[str, float, float]] = []  # name, start s, end s
         self._beats = BeatTrain.empty()
         self._next_episode_to_beat = 0
@@ -115,7 +134,7 @@ class PatientSimulator:
             if self._script is not None:
                 name, seconds = self._script[len(self._episodes) % len(self._script)]
             else:
-                names, weights = zip(*RANDOM_EPISODES)
+                names, weights = zip(*self._episode_mix.items())
                 previous = self._episodes[-1][0] if self._episodes else None
                 w = np.array([0.0 if n == previous else x for n, x in zip(names, weights)])
                 name = str(self._episode_rng.choice(names, p=w / w.sum()))
@@ -275,15 +294,22 @@ def simulate_subject(
     fs_ecg: float = 500.0,
     fs_ppg: float | None = None,
     af_hr_bpm: tuple[float, float] | None = None,
+    episodes: EpisodeMix = EpisodeMix(),
 ) -> PairedRecording:
     """One subject with random physiology, rhythm episodes, motion level, PPG sensor and (unless
     ``fs_ppg`` is given) a PPG sampling rate drawn from ``sensor.SENSOR_RATES_HZ``; ``af_hr_bpm``
-    as in ``PatientSimulator``."""
+    and ``episodes`` as in ``PatientSimulator``."""
     motion = float(np.random.default_rng([int(seed), 7]).uniform(0.0, 0.6))
     if fs_ppg is None:
         fs_ppg = float(np.random.default_rng([int(seed), 8]).choice(sensor_module.SENSOR_RATES_HZ))
     sim = PatientSimulator(
-        seed, fs_ecg=fs_ecg, fs_ppg=fs_ppg, motion_noise=motion, subject_id=subject_id, af_hr_bpm=af_hr_bpm
+        seed,
+        fs_ecg=fs_ecg,
+        fs_ppg=fs_ppg,
+        motion_noise=motion,
+        subject_id=subject_id,
+        af_hr_bpm=af_hr_bpm,
+        episodes=episodes,
     )
     return sim.generate(minutes * 60.0)
 
@@ -323,18 +349,19 @@ def write_pair_cohort_dataset(
     minutes: float,
     seed: int,
     af_hr_bpm: tuple[float, float],
+    episodes: EpisodeMix = EpisodeMix(),
     progress: bool = False,
 ) -> Path:
     """Extra pair subjects ``coh000``.. from a seed stream of their own, all in the pair split,
-    whose AF rate is drawn from ``af_hr_bpm`` (the fit's [pair_cohort]); same on-disk format as
-    ``write_dataset``."""
+    whose AF rate is drawn from ``af_hr_bpm`` and whose episodes from ``episodes`` (the fit's
+    [pair_cohort]); same on-disk format as ``write_dataset``."""
     from bridge_edge.signals.types import SPLIT_NAMES
 
     _check_counts(subjects, minutes)
     ids = [f"coh{i:03d}" for i in range(subjects)]
     seeds = [subject_seed(seed, i, PAIR_COHORT_STREAM) for i in range(subjects)]
     splits = {name: ids if name == "pair" else [] for name in SPLIT_NAMES}
-    return _write(out_dir, ids, seeds, minutes, splits, progress, af_hr_bpm)
+    return _write(out_dir, ids, seeds, minutes, splits, progress, af_hr_bpm, episodes)
 
 
 def _check_counts(subjects: int, minutes: float) -> None:
@@ -354,6 +381,7 @@ def _write(
     splits: dict,
     progress: bool,
     af_hr_bpm: tuple[float, float] | None = None,
+    episodes: EpisodeMix = EpisodeMix(),
 ) -> Path:
     out = Path(out_dir)
     (out / "subjects").mkdir(parents=True, exist_ok=True)
@@ -363,7 +391,7 @@ def _write(
 
         bar = tqdm(total=len(ids), desc="simulate", unit="subject", file=__import__("sys").stderr)
     for sid, sid_seed in zip(ids, seeds):
-        rec = simulate_subject(sid, minutes, sid_seed, af_hr_bpm=af_hr_bpm)
+        rec = simulate_subject(sid, minutes, sid_seed, af_hr_bpm=af_hr_bpm, episodes=episodes)
         np.savez_compressed(out / "subjects" / f"{sid}.npz", **rec.to_npz_dict())
         if bar is not None:
             bar.update(1)

@@ -220,6 +220,19 @@ def test_pair_cohort_needs_simulated_data_a_count_and_an_ordered_rate_range():
         parse_recipe('[data]\nsource = "dir"\npath = "x"\n[pair_cohort]\nsubjects = 2\n')
 
 
+def test_a_pair_cohort_episode_mix_is_a_typed_table():
+    from bridge_edge.signals.simulator import EpisodeMix
+
+    assert parse_recipe("").pair_cohort.episodes == EpisodeMix()
+    mix = parse_recipe("[pair_cohort]\nsubjects = 2\n[pair_cohort.episodes]\nectopy = 0.3\nbigeminy = 0.2\n")
+    assert (mix.pair_cohort.episodes.ectopy, mix.pair_cohort.episodes.bigeminy) == (0.3, 0.2)
+    assert mix.pair_cohort.episodes.afib == EpisodeMix().afib
+    with pytest.raises(ConfigError, match="flutter"):
+        parse_recipe("[pair_cohort.episodes]\nflutter = 1.0\n")
+    with pytest.raises(ConfigError, match="episode weights"):
+        parse_recipe("[pair_cohort.episodes]\nafib = -1.0\n")
+
+
 def test_ema_decay_is_off_by_default_checked_and_redoes_only_what_it_trains():
     from bridge_edge.bridge.fit import STAGES
     from bridge_edge.bridge.stages import plan

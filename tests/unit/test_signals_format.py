@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from bridge_edge.cli import main
 from bridge_edge.signals.datasets import load_dataset
@@ -88,3 +89,38 @@ def test_a_pair_cohort_draws_its_af_rate_from_its_range_and_keeps_every_other_dr
         assert {
             k: v for k, v in rec.meta["physiology"].items() if k not in ("af_hr_bpm", "motion_level")
         } == {k: v for k, v in plain.items() if k not in ("af_hr_bpm", "motion_level")}
+
+
+def test_a_pair_cohort_with_an_episode_mix_draws_only_those_episodes_and_the_same_physiology(tmp_path):
+    from bridge_edge.signals.datasets import load_dataset
+    from bridge_edge.signals.simulator import (
+        PAIR_COHORT_STREAM,
+        EpisodeMix,
+        PatientSimulator,
+        write_pair_cohort_dataset,
+    )
+
+    mix = EpisodeMix(sinus=0.0, brady=0.0, tachy=0.0, afib=0.0, ectopy=1.0, bigeminy=1.0)
+    write_pair_cohort_dataset(tmp_path, subjects=2, minutes=6.0, seed=3, af_hr_bpm=(45.0, 50.0), episodes=mix)
+    for i, rec in enumerate(load_dataset(str(tmp_path)).subjects("pair")):
+        names = [name for name, _, _ in rec.meta["episodes"]]
+        assert set(names) == {"ectopy", "bigeminy"}, names
+        assert all(a != b for a, b in zip(names, names[1:]))  # episodes still alternate
+        assert (rec.rhythm == rec.labels.index("ectopy")).all()
+        plain = PatientSimulator(subject_seed(3, i, PAIR_COHORT_STREAM), af_hr_bpm=(45.0, 50.0))
+        assert rec.meta["physiology"] == plain.physiology.as_dict() | {
+            "motion_level": rec.meta["physiology"]["motion_level"]
+        }
+
+
+def test_the_default_episode_mix_is_the_usual_schedule_and_a_mix_is_checked():
+    from bridge_edge.errors import ConfigError
+    from bridge_edge.signals.simulator import EpisodeMix, PatientSimulator
+
+    usual = PatientSimulator(11).generate(600.0).meta["episodes"]
+    names = {name for name, _, _ in usual}
+    assert {"sinus", "afib"} <= names and len(names) >= 4
+    assert PatientSimulator(11, episodes=EpisodeMix()).generate(600.0).meta["episodes"] == usual
+    for bad in ({"ectopy": -0.1}, dict.fromkeys(("sinus", "brady", "tachy", "afib", "ectopy"), 0.0)):
+        with pytest.raises(ConfigError, match="episode weights"):
+            EpisodeMix(**bad)
