@@ -21,6 +21,7 @@ from torch import nn
 from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.prototype import PrototypeBridge, to_layout
 from bridge_edge.bridge.rundir import ComposedSpec, RunDir
+from bridge_edge.bridge.shards import fill_in_passes
 from bridge_edge.errors import ConfigError
 from bridge_edge.models.base import ModelAdapter
 
@@ -49,17 +50,18 @@ class ComposedModel(nn.Module):
     @torch.no_grad()
     def predict_proba(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """``forward`` on ``batch_size`` windows at a time, the old model's part of it in passes of
-        ``EVAL_BATCH`` (``old_head_in_passes``): the same numbers, a smaller buffer."""
+        ``EVAL_BATCH`` (``old_head_in_passes``): the same numbers, a smaller buffer; the results
+        written into one array as they come (``fill_in_passes``)."""
         self.eval()
         device = next(self.parameters()).device
         old = self._old
-        out = np.zeros((len(windows), len(old.labels)), np.float32)  # filled as it goes (report.py)
-        for i in range(0, len(windows), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(windows[i : i + batch_size], np.float32)).to(device)
-            out[i : i + batch_size] = (
-                old_head_in_passes(old, self.bridged(x), self.k_out).float().cpu().numpy()
-            )
-        return out
+
+        def run_pass(rows: slice) -> np.ndarray:
+            x = torch.from_numpy(np.ascontiguousarray(windows[rows], np.float32)).to(device)
+            return old_head_in_passes(old, self.bridged(x), self.k_out).float().cpu().numpy()
+
+        empty = np.zeros((0, len(old.labels)), np.float32)
+        return fill_in_passes(len(windows), batch_size, run_pass, empty)
 
 
 def old_head_in_passes(old: ModelAdapter, h: torch.Tensor, k_out: int) -> torch.Tensor:
@@ -68,12 +70,11 @@ def old_head_in_passes(old: ModelAdapter, h: torch.Tensor, k_out: int) -> torch.
     The old model's per-sample head is the largest buffer of an evaluation (openecg: ~10 MB a
     window), and the old model gives every window the same numbers at any batch size (checked bit
     for bit, ragged batches included; the new model does not, so its passes keep their sizes:
-    docs/scale.md)."""
-    parts = [
-        old.head(old.run_blocks(h[i : i + EVAL_BATCH], k_out, old.n_blocks))
-        for i in range(0, len(h), EVAL_BATCH)
-    ]
-    return torch.cat(parts)
+    docs/scale.md). The passes' results are written into one tensor (``fill_in_passes``)."""
+    run_pass = lambda rows: old.head(old.run_blocks(h[rows], k_out, old.n_blocks))  # noqa: E731
+    if not len(h):
+        return run_pass(slice(None))  # no passes: the model's own answer for 0 windows
+    return fill_in_passes(len(h), EVAL_BATCH, run_pass, None)
 
 
 def compose(

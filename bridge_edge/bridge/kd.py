@@ -18,7 +18,7 @@ from torch import nn
 
 from bridge_edge.bridge.balance import RateBalance
 from bridge_edge.bridge.distributed import SINGLE, Dist
-from bridge_edge.bridge.shards import RowReader
+from bridge_edge.bridge.shards import RowReader, fill_in_passes
 from bridge_edge.bridge.train import PairData, TrainResult, fit_epochs, mean_loss, sharded_step
 from bridge_edge.models.base import ModelAdapter
 
@@ -38,15 +38,14 @@ class KDStudent(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (N, K), ``batch_size`` windows a pass, written into one array."""
         self.eval()
-        out = [
-            torch.softmax(self(self.adapter.prepare(windows[i : i + batch_size])), dim=1)
-            .float()
-            .cpu()
-            .numpy()
-            for i in range(0, len(windows), batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, self.head.out_features), np.float32)
+
+        def run_pass(rows: slice) -> np.ndarray:
+            return torch.softmax(self(self.adapter.prepare(windows[rows])), dim=1).float().cpu().numpy()
+
+        empty = np.zeros((0, self.head.out_features), np.float32)
+        return fill_in_passes(len(windows), batch_size, run_pass, empty)
 
 
 def make_student(new: ModelAdapter, n_classes: int, probe: np.ndarray, seed: int = 0) -> KDStudent:

@@ -10,6 +10,7 @@ import numpy as np
 from bridge_edge.bridge.evaluate import TIMING, evaluate_probs, json_safe, timing_probs
 from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.metrics import Metrics, per_subject_scores, subject_bootstrap
+from bridge_edge.bridge.shards import fill_in_passes
 from bridge_edge.bridge.stages import Run
 
 
@@ -48,11 +49,11 @@ def old_model_probs(old, ecg: np.ndarray, batch_size: int = EVAL_BATCH) -> np.nd
 
     # written into one array as it goes: a list of small per-pass results kept alive between the
     # passes' large buffers pinned glibc's heap, which then grew with the test split (docs/scale.md)
-    out = np.zeros((len(ecg), len(old.labels)), np.float32)
+    def run_pass(rows: slice) -> np.ndarray:
+        return old.forward(old.prepare(ecg[rows])).float().cpu().numpy()
+
     with torch.no_grad():
-        for i in range(0, len(ecg), batch_size):
-            out[i : i + batch_size] = old.forward(old.prepare(ecg[i : i + batch_size])).float().cpu().numpy()
-    return out
+        return fill_in_passes(len(ecg), batch_size, run_pass, np.zeros((0, len(old.labels)), np.float32))
 
 
 def target_checks(report: dict) -> dict:

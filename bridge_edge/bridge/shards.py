@@ -7,6 +7,8 @@ split's windows, one recording at a time): a fixed-size version-1.0 header is re
 are appended, and the header is rewritten with the final shape on close. When the count is
 known (the feature pass), ``numpy.lib.format.open_memmap`` is used directly.
 
+``fill_in_passes`` gathers the results of batched passes into one array allocated once.
+
 No torch here: the device side reads run directories too.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +138,21 @@ class RowReader:
             release_pages(self.array)
             self._since = 0
         return out
+
+
+def fill_in_passes(n_rows: int, batch_size: int, run_pass: Callable, empty):
+    """``concatenate([run_pass(rows) for rows in slices of batch_size])`` written into one array.
+
+    The array (numpy, or a torch tensor when the passes give tensors) is allocated at the first
+    pass with its row shape and dtype; ``empty`` is the answer for 0 rows. Kept per-pass results
+    would stay alive between the passes' large buffers, pinning glibc's heap so that it grows with
+    the number of passes (docs/scale.md); one array does not."""
+    out = None
+    for start in range(0, n_rows, batch_size):
+        rows = slice(start, min(start + batch_size, n_rows))
+        part = run_pass(rows)
+        if out is None:
+            shape = (n_rows, *part.shape[1:])
+            out = np.empty(shape, part.dtype) if isinstance(part, np.ndarray) else part.new_empty(shape)
+        out[rows] = part
+    return empty if out is None else out

@@ -31,7 +31,7 @@ from bridge_edge.bridge.cost import count_trainable, measure_step_memory
 from bridge_edge.bridge.distributed import SINGLE, Dist
 from bridge_edge.bridge.prototype import PrototypeBridge, hidden_dims, to_layout
 from bridge_edge.bridge.recipe import CHOICES
-from bridge_edge.bridge.shards import RowReader
+from bridge_edge.bridge.shards import RowReader, fill_in_passes
 from bridge_edge.models.base import ModelAdapter
 
 
@@ -77,10 +77,8 @@ def bridge_inputs(new: ModelAdapter, windows: np.ndarray, k_in: int, batch_size:
     """Pooled block-k_in outputs of the frozen new model for all windows (N, d_in), in batches:
     d_in floats a window (the smoke model's 16: 64 bytes), the only per-window result kept."""
     new.freeze()
-    parts = [
-        new_features_at(new, windows[i : i + batch_size], k_in) for i in range(0, len(windows), batch_size)
-    ]
-    return torch.cat(parts) if parts else torch.empty(0)
+    run_pass = lambda rows: new_features_at(new, windows[rows], k_in)  # noqa: E731
+    return fill_in_passes(len(windows), batch_size, run_pass, torch.empty(0))
 
 
 def bridged_last_hidden(
@@ -334,12 +332,8 @@ def train_bridge(
         scores = {"val_loss": mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)}
         if val_old_probs is not None and len(val.ppg):
             z = inputs[id(val)][0]
-            probs = torch.cat(
-                [
-                    old_head_in_passes(old, to_layout(bridge(z[i : i + 64]), old.layout), k_out)
-                    for i in range(0, len(z), 64)
-                ]
-            )
+            head_of = lambda rows: old_head_in_passes(old, to_layout(bridge(z[rows]), old.layout), k_out)  # noqa: E731
+            probs = fill_in_passes(len(z), 64, head_of, None)
             scores["val_head_kl"] = head_kl(torch.as_tensor(val_old_probs, device=device), probs)
         return scores
 
