@@ -22,7 +22,7 @@ from bridge_edge.bridge.data import WindowSet
 from bridge_edge.bridge.distributed import SINGLE
 from bridge_edge.bridge.inputs import ppg_preprocess_spec
 from bridge_edge.bridge.rundir import ComposedSpec, FeatureStore, RunDir
-from bridge_edge.bridge.shards import NpyAppender, release_pages
+from bridge_edge.bridge.shards import NpyAppender, first_rows, release_pages
 from bridge_edge.bridge.stages import Run
 from bridge_edge.errors import ConfigError
 from bridge_edge.models.checkpoints import save_module_state
@@ -172,7 +172,7 @@ def _train_bridge_at(
         bridge,
         k_in,
         k_out,
-        PairData(pair.ppg[:n], pair_store.old_target[:n]),
+        PairData(first_rows(pair.ppg, n), pair_store.old_target[:n]),  # still mapped (shards.JoinedRows)
         PairData(val.ppg, val_store.old_target),
         pair_variants=_sensor_variants(run, pair.ppg, n),
         epochs=epochs,

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge_edge.bridge.data import WindowSet
-from bridge_edge.bridge.shards import NpyAppender, load_mapped
+from bridge_edge.bridge.data import ARRAY_FIELDS, WindowSet
+from bridge_edge.bridge.shards import JoinedRows, NpyAppender, load_mapped
 from bridge_edge.errors import BundleError, DataError, RunDirFormatError
 
 
@@ -168,6 +168,16 @@ PAIR_COHORT_SPLIT = "pair_cohort"
 # Window sets stored apart but read as part of a split: split -> the extra set joined after it.
 EXTRA_SPLITS = {"test": "held_out", "pair": PAIR_COHORT_SPLIT}
 SUBJECTS_FILE = "subjects.json"  # subject ids; windows/<split>/subject.npy holds int32 codes into it
+MAPPED_FIELDS = ("ecg", "ppg")  # a window set's arrays kept memory-mapped when parts are joined
+
+
+def joined_windows(parts: list[WindowSet]) -> WindowSet:
+    """``WindowSet.concat(parts)`` with the ECG and PPG read from the parts as one
+    (``shards.JoinedRows``: they stay memory-mapped); the per-window numbers are joined in RAM.
+    The parts are one run directory's, read with one vocabulary (windows.json)."""
+    joined = {f: JoinedRows([getattr(p, f) for p in parts]) for f in MAPPED_FIELDS}
+    joined |= {f: np.concatenate([getattr(p, f) for p in parts]) for f in ARRAY_FIELDS if f not in joined}
+    return WindowSet(**joined, labels=parts[0].labels)
 
 
 class WindowWriter:
@@ -283,11 +293,12 @@ class RunDir:
 
     def windows(self, split: str) -> WindowSet:
         """One split's windows, memory-mapped; "test" includes the [held_out] extra subjects and
-        "pair" the [pair_cohort] ones, after the split's own, when there are any (joined in RAM)."""
+        "pair" the [pair_cohort] ones, after the split's own, when there are any: its ECG and PPG
+        are then ``shards.JoinedRows`` over both files (``joined_windows``), still mapped."""
         windows = self._load_windows(split)
         extra = EXTRA_SPLITS.get(split)
         if extra and self.has_windows(extra):
-            windows = WindowSet.concat([windows, self._load_windows(extra)])
+            windows = joined_windows([windows, self._load_windows(extra)])
         return windows
 
     def held_out_subjects(self) -> set[str]:

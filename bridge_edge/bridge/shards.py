@@ -7,7 +7,9 @@ split's windows, one recording at a time): a fixed-size version-1.0 header is re
 are appended, and the header is rewritten with the final shape on close. When the count is
 known (the feature pass), ``numpy.lib.format.open_memmap`` is used directly.
 
-``fill_in_passes`` gathers the results of batched passes into one array allocated once.
+``JoinedRows`` reads several such arrays as one (a split and the extra subjects read after it)
+without joining them in RAM, and ``fill_in_passes`` gathers the results of batched passes into
+one array allocated once.
 
 No torch here: the device side reads run directories too.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +102,8 @@ def release_pages(array) -> bool:
 
     A read-only mapping's pages stay in the page cache, so the next read of a row refaults it
     from there, with the same bytes: only this process's resident set shrinks."""
+    if isinstance(array, JoinedRows):
+        return any([release_pages(part) for part in array.parts])  # every part, not the first mapped one
     mapped = getattr(array, "_mmap", None)  # np.memmap and its views share the file's mmap
     if mapped is None or not hasattr(mmap, "MADV_DONTNEED"):
         return False
@@ -132,12 +136,94 @@ class RowReader:
         return self.array.dtype
 
     def __getitem__(self, idx) -> np.ndarray:
-        out = np.array(self.array[idx])
+        rows = self.array[idx]
+        out = rows if isinstance(self.array, JoinedRows) else np.array(rows)  # joined rows are copies
         self._since += out.nbytes
         if self._since >= self.release_bytes:
             release_pages(self.array)
             self._since = 0
         return out
+
+
+class JoinedRows:
+    """Several arrays of one row shape read as their concatenation along rows, without making it.
+
+    ``joined[idx]`` (an integer, a slice, an integer or boolean index array, or a tuple led by one
+    of these) is a new array equal to ``np.concatenate(parts)[idx]``, read from each part at the
+    rows it holds: memory-mapped parts stay mapped (``RunDir.windows``: a split and the subjects
+    read after it). A row outside the rows raises ``IndexError``, as numpy does."""
+
+    def __init__(self, parts: Sequence) -> None:
+        self.parts = tuple(parts)
+        if not self.parts or len({p.shape[1:] for p in self.parts}) != 1:
+            raise ValueError(f"JoinedRows needs parts of one row shape, got {[p.shape for p in self.parts]}")
+        self.dtype = np.result_type(*(p.dtype for p in self.parts))  # as np.concatenate gives
+        # part j holds rows [starts[j], starts[j + 1])
+        self.starts = np.cumsum([0, *(len(p) for p in self.parts)])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.parts[0].shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def astype(self, dtype, copy: bool = True) -> np.ndarray:
+        return self[:].astype(dtype, copy=False)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        head, rest = idx, ()
+        if isinstance(idx, tuple):  # rows first, then within each row
+            head, rest = (idx[0], idx[1:]) if idx else (slice(None), ())
+        rows = self._rows(head)
+        out = self._gather(np.atleast_1d(rows))
+        return out[0][rest] if rows.ndim == 0 else out[(slice(None), *rest)]
+
+    def _rows(self, idx) -> np.ndarray:
+        """``idx`` as row numbers in [0, len), by numpy's rules (negative rows count from the end)."""
+        n = len(self)
+        if isinstance(idx, slice):
+            return np.arange(*idx.indices(n))
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise IndexError(f"a boolean index of shape {idx.shape} for {n} rows")
+            return np.flatnonzero(idx)
+        if idx.size == 0:
+            idx = idx.astype(np.intp)
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise IndexError(f"rows are indexed by integers, slices or index arrays, not {idx.dtype}")
+        if ((idx < -n) | (idx >= n)).any():
+            raise IndexError(f"row index out of range for {n} rows")
+        return np.where(idx < 0, idx + n, idx)
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        part_of = np.searchsorted(self.starts, rows, side="right") - 1
+        for j in np.unique(part_of):
+            at = np.flatnonzero(part_of == j)
+            out[at] = self.parts[j][rows[at] - self.starts[j]]
+        return out
+
+
+def first_rows(array, n: int):
+    """``array[:n]``, kept mapped: a ``JoinedRows`` gives the ``JoinedRows`` of its parts' first rows."""
+    if not isinstance(array, JoinedRows):
+        return array[:n]
+    ends = np.minimum(np.maximum(n - array.starts[:-1], 0), [len(p) for p in array.parts])
+    return JoinedRows([p[:e] for p, e in zip(array.parts, ends)])
 
 
 def fill_in_passes(n_rows: int, batch_size: int, run_pass: Callable, empty):

@@ -17,7 +17,7 @@ from bridge_edge.bridge.rundir import (
     load_feature_store,
     save_feature_store,
 )
-from bridge_edge.bridge.shards import HEADER_BYTES, NpyAppender, load_mapped
+from bridge_edge.bridge.shards import HEADER_BYTES, JoinedRows, NpyAppender, load_mapped
 from bridge_edge.errors import DataError, DatasetNotFoundError, RunDirFormatError
 from bridge_edge.signals.types import SPLIT_NAMES
 
@@ -88,7 +88,12 @@ def test_the_pair_split_reads_its_cohort_and_the_test_split_its_held_out_subject
     for split, joined in (("pair", PAIR_COHORT_SPLIT), ("test", "held_out")):
         got = rd.windows(split)
         assert got.subject.tolist() == own[split].subject.tolist() + extra[joined].subject.tolist()
-        np.testing.assert_array_equal(got.ppg, np.concatenate([own[split].ppg, extra[joined].ppg]))
+        for f in ("ecg", "ppg"):  # read from both files, not joined in RAM (shards.JoinedRows)
+            want = np.concatenate([getattr(own[split], f), getattr(extra[joined], f)])
+            assert isinstance(getattr(got, f), JoinedRows)
+            for idx in (slice(None), slice(1, 4), np.array([4, 0, 2]), -1):
+                np.testing.assert_array_equal(getattr(got, f)[idx], want[idx])
+        np.testing.assert_array_equal(got.sqi, np.concatenate([own[split].sqi, extra[joined].sqi]))
     assert len(rd.windows("pair")) == 5 and len(rd.windows("test")) == 6
 
 
