@@ -24,6 +24,7 @@ import numpy as np
 
 from bridge_edge.bridge.metrics import Metrics, compute_metrics, subject_bootstrap
 from bridge_edge.bridge.rundir import RunDir
+from bridge_edge.bridge.shards import fill_in_passes
 from bridge_edge.errors import ConfigError, DataError
 
 TIMING = "timing"  # the pulse-timing baseline's name in reports and bootstrap intervals
@@ -32,10 +33,21 @@ TIMING_METHOD = (
     "excluding isolated premature beats (rules v2), on the runtime's beat detector, read where the SQI "
     "passes or the beats are one pulse shape; threshold from simulated train subjects (signals/rr_timing.py)"
 )
+# Windows the pulse-timing baseline scores at a time: its float64 copies (about 24 KB a window)
+# are of a chunk, not of the whole test split (docs/scale.md). Each window's score is its own.
+TIMING_CHUNK = 256
 
 
 def evaluate_probs(probs: np.ndarray, truth: np.ndarray, labels, positive_label: str) -> Metrics:
     return compute_metrics(probs, truth, tuple(labels), positive_label)
+
+
+def timing_scores(ppg: np.ndarray, fs: float) -> np.ndarray:
+    """``rr_af_scores`` of every window (N,), read and scored ``TIMING_CHUNK`` windows at a time."""
+    from bridge_edge.signals.rr_timing import rr_af_scores
+
+    run_pass = lambda rows: rr_af_scores(np.asarray(ppg[rows]), fs)  # noqa: E731
+    return fill_in_passes(len(ppg), TIMING_CHUNK, run_pass, np.zeros(0))
 
 
 def timing_probs(
@@ -48,10 +60,10 @@ def timing_probs(
     from dataclasses import asdict
 
     from bridge_edge.signals.quality import LOW_SQI
-    from bridge_edge.signals.rr_timing import RR_AF_THRESHOLD, rr_af_probability, rr_af_scores
+    from bridge_edge.signals.rr_timing import RR_AF_THRESHOLD, rr_af_probability
 
     labels = list(labels)
-    scores = rr_af_scores(ppg, fs)
+    scores = timing_scores(ppg, fs)
     if sqi is not None:
         scores = np.where(np.isfinite(sqi) & (sqi < LOW_SQI), np.nan, scores)
     probs = np.zeros((len(scores), len(labels)), np.float32)

@@ -91,3 +91,20 @@ def test_release_pages_gives_back_every_part_of_joined_rows(tmp_path):
     assert read_status()["RssFile"] - before > 48 * 2**20  # both files were read
     assert release_pages(joined)
     assert read_status()["RssFile"] - before < 8 * 2**20
+
+
+def test_timing_scores_in_chunks_are_the_whole_split_ones(monkeypatch):
+    import bridge_edge.bridge.evaluate as evaluate
+    from bridge_edge.signals.rr_timing import rr_af_scores
+
+    fs, t = 125.0, np.arange(1250) / 125.0
+    rng = np.random.default_rng(3)
+    rate = rng.uniform(0.8, 2.0, (37, 1))
+    ppg = (np.sin(2 * np.pi * (rate * t + rng.uniform(0, 1, (37, 1)))) ** 3).astype(np.float32)
+    ppg += rng.normal(0, 0.2, ppg.shape).astype(np.float32)
+    monkeypatch.setattr(evaluate, "TIMING_CHUNK", 8)  # several chunks and a ragged last one
+    got, want = evaluate.timing_scores(ppg, fs), rr_af_scores(ppg, fs)
+    assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+    assert np.isfinite(want).any()
+    joined = JoinedRows([ppg[:10], ppg[10:]])
+    assert np.array_equal(evaluate.timing_scores(joined, fs), want, equal_nan=True)
