@@ -24,7 +24,7 @@ from bridge_edge.bridge.recipe import Recipe
 from bridge_edge.bridge.rundir import PAIR_COHORT_SPLIT, RunDir
 from bridge_edge.bridge.shards import NpyAppender
 from bridge_edge.bridge.stages import Run
-from bridge_edge.errors import ConfigError
+from bridge_edge.errors import ConfigError, DataError
 from bridge_edge.models.checkpoints import save_module_state
 from bridge_edge.signals.types import SPLIT_NAMES
 
@@ -155,8 +155,34 @@ def stage_pair_cohort(run: Run) -> None:
         cohort.af_hr_bpm,
         cohort.episodes,
         progress=True,
+        pulses=cohort_pulses(cohort.pulses),
     )
     _write_extra_split(run, run.dir.pair_cohort_data, "pair", PAIR_COHORT_SPLIT)
+
+
+def cohort_pulses(kind: str) -> list:
+    """[pair_cohort] pulses: nothing for "simulated"; for "dev_recordings", the clean beat cycles
+    of every installed development recording that has at least 8 (as the rhythm suite cuts them)."""
+    if kind == "simulated":
+        return []
+    from bridge_edge.signals.dev_recordings import available_dev_recordings
+    from bridge_edge.signals.resequence import RealPulses
+
+    pulses = []
+    for rec in available_dev_recordings():
+        try:
+            cut = RealPulses.of(rec.source, rec.ppg, rec.fs_ppg)
+        except DataError:  # a recording without clean pulses has none to give
+            continue
+        if len(cut.cycles) >= 8:
+            pulses.append(cut)
+    if not pulses:
+        raise DataError(
+            "[pair_cohort] pulses = \"dev_recordings\" found no development recording with clean pulses; "
+            "expected heartpy or biosignalsnotebooks installed (docs/method.md, 'Real PPG')",
+            reason="no development recordings",
+        )
+    return pulses
 
 
 def pair_cohort_outputs(run_dir: RunDir) -> tuple[Path, ...]:

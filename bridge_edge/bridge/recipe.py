@@ -146,6 +146,9 @@ class HeldOutConfig:
     bootstrap_resamples: int = 1000
 
 
+COHORT_PULSES = ("simulated", "dev_recordings")  # [pair_cohort] pulses
+
+
 @dataclass(frozen=True)
 class PairCohortConfig:
     """Extra simulated pair subjects whose AF rate comes from one range (bridge.inputs).
@@ -156,11 +159,16 @@ class PairCohortConfig:
     split as recorded (not played at pair_speeds), and, like every pair, train on the old
     model's outputs only. Only with [data] source = "simulate". ``[pair_cohort.episodes]``
     weighs their random episodes (simulator.EpisodeMix), e.g. more ectopy and bigeminy.
+    ``pulses = "dev_recordings"``: their PPG is made of the development recordings' real beat
+    cycles, one at each simulated heartbeat (signals.resequence.with_real_pulses), so the pairs
+    carry real pulse trains and the old model's output on the simulated ECG; "simulated" (the
+    default): the simulator's own PPG.
     """
 
     subjects: int = 0
     af_hr_bpm: tuple[float, float] = (45.0, 75.0)
     episodes: EpisodeMix = field(default_factory=EpisodeMix)
+    pulses: str = "simulated"
 
 
 @dataclass(frozen=True)
@@ -296,6 +304,13 @@ def _check_pair_cohort(recipe: Recipe) -> None:
             key="pair_cohort",
             value=[c.subjects, list(c.af_hr_bpm)],
             expected="subjects >= 0, 30 <= low < high <= 220",
+        )
+    if c.pulses not in COHORT_PULSES:
+        raise ConfigError(
+            f"[pair_cohort] pulses = {c.pulses!r}; expected one of {list(COHORT_PULSES)}",
+            key="pair_cohort.pulses",
+            value=c.pulses,
+            expected=" | ".join(COHORT_PULSES),
         )
     if c.subjects and recipe.data.source != "simulate":
         raise ConfigError(

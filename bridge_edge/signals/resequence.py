@@ -7,15 +7,19 @@ shorter one is followed by a flat diastole; each cycle is detrended to start and
 so the joins are continuous. Interval generators give sinus rhythm with respiratory sinus
 arrhythmia, sinus with isolated premature beats, and atrial fibrillation. Used by the
 rhythm-not-shape suite (bridge_edge.checks.rhythm_suite) to ask whether a model reads the rhythm
-or the pulse shape. numpy/scipy only.
+or the pulse shape, and by ``[pair_cohort] pulses = "dev_recordings"``: ``with_real_pulses``
+lays a recording's cycles at a simulated subject's heartbeats (``pulses_at``). numpy/scipy only.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import signal as sps
 
 from bridge_edge.errors import DataError
+from bridge_edge.signals.types import PairedRecording
 
 MIN_CYCLE_S, MAX_CYCLE_S = 0.33, 1.6
 MIN_TEMPLATE_R = 0.8
@@ -89,13 +93,61 @@ def _detrend(c: np.ndarray) -> np.ndarray:
 def place_cycles(cycles: list[np.ndarray], intervals_s: np.ndarray, fs: float) -> np.ndarray:
     """Cycles laid end to end, cycle i (cyclically) taking ``intervals_s[i]`` seconds."""
     lengths = np.maximum(1, np.round(np.asarray(intervals_s) * fs).astype(np.int64))
-    out = np.zeros(int(lengths.sum()))
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return _lay(cycles, starts, lengths, int(lengths.sum()))
+
+
+def pulses_at(cycles: list[np.ndarray], beat_times_s: np.ndarray, n_samples: int, fs: float) -> np.ndarray:
+    """``n_samples`` at ``fs`` whose pulse i (cycles in turn) starts at the i-th beat time inside
+    the span; flat before the first. Each start is rounded on its own, so timing does not drift."""
+    t = np.asarray(beat_times_s, np.float64)
+    starts = np.unique(np.round(t[(t >= 0) & (t < n_samples / fs)] * fs).astype(np.int64))
+    lengths = np.diff(np.append(starts, n_samples))
+    return _lay(cycles, starts, lengths, n_samples)
+
+
+def _lay(cycles: list[np.ndarray], starts: np.ndarray, lengths: np.ndarray, n_total: int) -> np.ndarray:
+    """Cycle i (cyclically) at ``starts[i]`` for ``lengths[i]`` samples: cut short and detrended to
+    end at zero when longer, followed by a flat diastole when shorter."""
+    out = np.zeros(n_total)
     for i, (start, n) in enumerate(zip(starts, lengths)):  # one copy per beat, not per sample
         c = cycles[i % len(cycles)]
         m = min(n, len(c))
         out[start : start + m] = c[:m] - (c[m - 1] * np.arange(m) / max(m - 1, 1) if m < len(c) else 0.0)
     return out
+
+
+def resample_cycles(cycles: list[np.ndarray], fs_from: float, fs_to: float) -> list[np.ndarray]:
+    """Each cycle linearly resampled from ``fs_from`` to ``fs_to`` (same duration)."""
+    out = []
+    for c in cycles:  # per beat
+        n = max(2, round(len(c) * fs_to / fs_from))
+        out.append(np.interp(np.linspace(0, len(c) - 1, n), np.arange(len(c)), c))
+    return out
+
+
+@dataclass(frozen=True)
+class RealPulses:
+    """The clean beat cycles of one real recording (``cut_cycles``), at their own rate."""
+
+    source: str
+    cycles: list[np.ndarray] = field(repr=False)
+    fs: float
+
+    @classmethod
+    def of(cls, source: str, ppg: np.ndarray, fs: float) -> RealPulses:
+        return cls(source, cut_cycles(ppg, fs), fs)
+
+
+def with_real_pulses(rec: PairedRecording, pulses: RealPulses) -> PairedRecording:
+    """``rec`` with its PPG replaced by ``pulses``' real cycles, one per heartbeat: each starts
+    one pulse transit time (the subject's ``ptt_s``) after its R peak. The ECG, its rhythm and
+    the PPG's rate and length are kept, so the old model's output on the ECG still describes
+    the rhythm the PPG carries."""
+    ptt = float(rec.meta.get("physiology", {}).get("ptt_s", 0.2))
+    cycles = resample_cycles(pulses.cycles, pulses.fs, rec.fs_ppg)
+    ppg = pulses_at(cycles, rec.r_peaks / rec.fs_ecg + ptt, len(rec.ppg), rec.fs_ppg)
+    return replace(rec, ppg=ppg.astype(np.float32), meta={**rec.meta, "ppg_pulses": pulses.source})
 
 
 def sinus_intervals(seconds: float, mean_rr: float, rng: np.random.Generator) -> np.ndarray:

@@ -21,6 +21,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from bridge_edge.signals import sensor as sensor_module
 from bridge_edge.signals.physiology import Physiology, draw_physiology
 from bridge_edge.signals.rhythms import EPISODE_LABEL, BeatTrain, episode_beats
 from bridge_edge.signals.types import PairedRecording
+
+if TYPE_CHECKING:
+    from bridge_edge.signals.resequence import RealPulses
 
 LABELS: tuple[str, ...] = ("sinus", "afib", "ectopy")
 DATASET_VERSION = "2"  # 2: rhythm-independent pulse shapes and sensors, rates 40-180 bpm
@@ -351,17 +355,20 @@ def write_pair_cohort_dataset(
     af_hr_bpm: tuple[float, float],
     episodes: EpisodeMix = EpisodeMix(),
     progress: bool = False,
+    pulses: Sequence[RealPulses] = (),
 ) -> Path:
     """Extra pair subjects ``coh000``.. from a seed stream of their own, all in the pair split,
     whose AF rate is drawn from ``af_hr_bpm`` and whose episodes from ``episodes`` (the fit's
-    [pair_cohort]); same on-disk format as ``write_dataset``."""
+    [pair_cohort]); same on-disk format as ``write_dataset``. With ``pulses``, subject i's PPG
+    is made of ``pulses[i % len(pulses)]``'s real cycles at its heartbeats
+    (``resequence.with_real_pulses``)."""
     from bridge_edge.signals.types import SPLIT_NAMES
 
     _check_counts(subjects, minutes)
     ids = [f"coh{i:03d}" for i in range(subjects)]
     seeds = [subject_seed(seed, i, PAIR_COHORT_STREAM) for i in range(subjects)]
     splits = {name: ids if name == "pair" else [] for name in SPLIT_NAMES}
-    return _write(out_dir, ids, seeds, minutes, splits, progress, af_hr_bpm, episodes)
+    return _write(out_dir, ids, seeds, minutes, splits, progress, af_hr_bpm, episodes, pulses)
 
 
 def _check_counts(subjects: int, minutes: float) -> None:
@@ -382,6 +389,7 @@ def _write(
     progress: bool,
     af_hr_bpm: tuple[float, float] | None = None,
     episodes: EpisodeMix = EpisodeMix(),
+    pulses: Sequence[RealPulses] = (),
 ) -> Path:
     out = Path(out_dir)
     (out / "subjects").mkdir(parents=True, exist_ok=True)
@@ -390,8 +398,12 @@ def _write(
         from tqdm import tqdm
 
         bar = tqdm(total=len(ids), desc="simulate", unit="subject", file=__import__("sys").stderr)
-    for sid, sid_seed in zip(ids, seeds):
+    for i, (sid, sid_seed) in enumerate(zip(ids, seeds)):
         rec = simulate_subject(sid, minutes, sid_seed, af_hr_bpm=af_hr_bpm, episodes=episodes)
+        if pulses:
+            from bridge_edge.signals.resequence import with_real_pulses
+
+            rec = with_real_pulses(rec, pulses[i % len(pulses)])
         np.savez_compressed(out / "subjects" / f"{sid}.npz", **rec.to_npz_dict())
         if bar is not None:
             bar.update(1)

@@ -233,6 +233,14 @@ def test_a_pair_cohort_episode_mix_is_a_typed_table():
         parse_recipe("[pair_cohort.episodes]\nafib = -1.0\n")
 
 
+def test_pair_cohort_pulses_are_simulated_unless_asked_for_real_ones():
+    assert parse_recipe("").pair_cohort.pulses == "simulated"
+    real = parse_recipe('[pair_cohort]\nsubjects = 2\npulses = "dev_recordings"\n').pair_cohort
+    assert real.pulses == "dev_recordings"
+    with pytest.raises(ConfigError, match="pair_cohort.*pulses.*'wrist'"):
+        parse_recipe('[pair_cohort]\npulses = "wrist"\n')
+
+
 def test_ema_decay_is_off_by_default_checked_and_redoes_only_what_it_trains():
     from bridge_edge.bridge.fit import STAGES
     from bridge_edge.bridge.stages import plan

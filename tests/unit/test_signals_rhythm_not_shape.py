@@ -111,3 +111,47 @@ def test_real_pulses_can_be_cut_from_a_development_recording():
     cycles = resequence.cut_cycles(rec.ppg, rec.fs_ppg)
     lengths = np.array([len(c) for c in cycles]) / rec.fs_ppg
     assert len(cycles) > 200 and 0.5 < np.median(lengths) < 1.2
+
+
+def _crude_cycles(fs: float) -> list[np.ndarray]:
+    t = np.arange(int(60 * fs)) / fs
+    return resequence.cut_cycles(np.maximum(np.sin(2 * np.pi * 1.1 * t), 0) ** 3, fs)
+
+
+def test_pulses_start_at_their_beat_times_without_drift():
+    fs = 50.0
+    cycles = [np.sin(np.linspace(0.0, np.pi, 20))]  # 0.4 s, zero at both ends
+    beats = 0.3 + np.cumsum(np.full(400, 0.8123))  # 325 s of beats, a rate off the sample grid
+    y = resequence.pulses_at(cycles, np.concatenate([[-1.0], beats]), int(200 * fs), fs)
+    assert len(y) == 200 * fs and not y[: int(round(beats[0] * fs))].any()  # flat before the first
+    rises = np.flatnonzero((y[1:] > 0) & (y[:-1] == 0))  # each pulse leaves zero one sample in
+    inside = beats[beats < 200 - 0.05]
+    assert len(rises) == len(inside)
+    assert np.max(np.abs(rises / fs - inside)) <= 0.5 / fs + 1e-9  # rounded once each, not summed
+
+
+def test_cohort_subject_keeps_its_ecg_and_rhythm_with_real_pulses_at_its_beats():
+    from bridge_edge.signals.beats import detect_ppg_beats
+
+    rec = PatientSimulator(3, fs_ppg=100.0, script=[("afib", 60.0)]).generate(60.0)
+    pulses = resequence.RealPulses("crude", _crude_cycles(100.0), 100.0)
+    real = resequence.with_real_pulses(rec, pulses)
+    assert np.array_equal(real.ecg, rec.ecg) and np.array_equal(real.rhythm, rec.rhythm)
+    assert real.ppg.shape == rec.ppg.shape and real.meta["ppg_pulses"] == "crude"
+    found = detect_ppg_beats(real.ppg.astype(np.float64), 100.0)
+    expected = rec.r_peaks / rec.fs_ecg + rec.meta["physiology"]["ptt_s"]
+    beats = len(expected[expected < 60.0])
+    assert abs(len(found) - beats) <= 0.05 * beats  # one pulse per heartbeat (short AF cycles: a few missed)
+    rr = np.diff(found) / 100.0
+    assert np.std(rr) / np.mean(rr) > 0.1  # the ECG's AF timing is the PPG's
+
+
+def test_cohort_pulses_come_from_the_development_recordings():
+    from bridge_edge.bridge.inputs import cohort_pulses
+
+    assert cohort_pulses("simulated") == []
+    pulses = cohort_pulses("dev_recordings")
+    if not pulses:
+        pytest.skip("no development recording installed")
+    assert all(len(p.cycles) >= 8 and p.fs > 0 for p in pulses)
+    assert len({p.source for p in pulses}) == len(pulses)
