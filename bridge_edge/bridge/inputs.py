@@ -178,7 +178,7 @@ def cohort_pulses(kind: str) -> list:
             pulses.append(cut)
     if not pulses:
         raise DataError(
-            "[pair_cohort] pulses = \"dev_recordings\" found no development recording with clean pulses; "
+            '[pair_cohort] pulses = "dev_recordings" found no development recording with clean pulses; '
             "expected heartpy or biosignalsnotebooks installed (docs/method.md, 'Real PPG')",
             reason="no development recordings",
         )
