@@ -162,20 +162,15 @@ def stage_pair_cohort(run: Run) -> None:
 
 def cohort_pulses(kind: str) -> list:
     """[pair_cohort] pulses: nothing for "simulated"; for "dev_recordings", the clean beat cycles
-    of every installed development recording that has at least 8 (as the rhythm suite cuts them)."""
+    of every installed development recording that has enough (``RealPulses.of``, as the rhythm suite
+    cuts them)."""
     if kind == "simulated":
         return []
     from bridge_edge.signals.dev_recordings import available_dev_recordings
     from bridge_edge.signals.resequence import RealPulses
 
-    pulses = []
-    for rec in available_dev_recordings():
-        try:
-            cut = RealPulses.of(rec.source, rec.ppg, rec.fs_ppg)
-        except DataError:  # a recording without clean pulses has none to give
-            continue
-        if len(cut.cycles) >= 8:
-            pulses.append(cut)
+    cut = (RealPulses.of(rec.source, rec.ppg, rec.fs_ppg) for rec in available_dev_recordings())
+    pulses = [p for p in cut if p is not None]
     if not pulses:
         raise DataError(
             '[pair_cohort] pulses = "dev_recordings" found no development recording with clean pulses; '

@@ -219,12 +219,10 @@ def resequenced_cases(recordings: list[RealPPG], seed: int = 0) -> list[Case]:
     """Each recording's own pulses at sinus, sinus + ectopic and AF intervals."""
     cases = []
     for k, rec in enumerate(recordings):
-        try:
-            cycles = resequence.cut_cycles(rec.ppg, rec.fs_ppg)
-        except Exception:  # a recording without clean pulses cannot be re-sequenced
+        pulses = resequence.RealPulses.of(rec.source, rec.ppg, rec.fs_ppg)
+        if pulses is None:  # a recording without clean pulses cannot be re-sequenced
             continue
-        if len(cycles) < 8:
-            continue
+        cycles = pulses.cycles
         rng = np.random.default_rng([seed, k])
         for rhythm, make, hr in (
             ("sinus", resequence.sinus_intervals, rng.uniform(55, 100)),

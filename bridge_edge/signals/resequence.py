@@ -23,6 +23,7 @@ from bridge_edge.signals.types import PairedRecording
 
 MIN_CYCLE_S, MAX_CYCLE_S = 0.33, 1.6
 MIN_TEMPLATE_R = 0.8
+MIN_CYCLES = 8  # fewer clean cycles than this: the recording is not re-sequenced
 
 
 def upright(x: np.ndarray, fs: float) -> np.ndarray:
@@ -135,8 +136,13 @@ class RealPulses:
     fs: float
 
     @classmethod
-    def of(cls, source: str, ppg: np.ndarray, fs: float) -> RealPulses:
-        return cls(source, cut_cycles(ppg, fs), fs)
+    def of(cls, source: str, ppg: np.ndarray, fs: float) -> RealPulses | None:
+        """A recording's pulses, or None when it has fewer than ``MIN_CYCLES`` clean ones."""
+        try:
+            cycles = cut_cycles(ppg, fs)
+        except DataError:  # a recording without clean pulses has none to give
+            return None
+        return cls(source, cycles, fs) if len(cycles) >= MIN_CYCLES else None
 
 
 def with_real_pulses(rec: PairedRecording, pulses: RealPulses) -> PairedRecording:
