@@ -152,21 +152,16 @@ def time_engine(engine, subject: Subject, batch: int, cfg: LatencyConfig) -> dic
 
 
 def _row(
-    engine: str,
-    precision: str,
-    batch: int,
-    stage: str,
-    samples: np.ndarray,
-    gflop_per_call: float,
-    cfg: LatencyConfig,
-    description: str,
+    engine, precision: str, batch: int, stage: str, samples: np.ndarray, gflop_per_call: float
 ) -> LatencyRow:
+    """One stage of one timed configuration; ``engine`` (an open Engine) names it, says what it
+    is and where it computed."""
     s = LatencySummary.of_seconds(samples)
     achieved = None
     if stage in ("infer", "end_to_end") and gflop_per_call > 0 and s.p50_ms:
         achieved = round(gflop_per_call / (s.p50_ms / 1e3), 3)
     return LatencyRow(
-        engine=engine,
+        engine=engine.name,
         precision=precision,
         batch=batch,
         stage=stage,
@@ -180,8 +175,8 @@ def _row(
         throughput_windows_s=round(batch / (s.mean_ms / 1e3), 2) if s.mean_ms else None,
         achieved_gflops=achieved,
         pct_of_limit=None,  # filled in by run() once every limit of the run is measured
-        device=cfg.device,
-        engine_description=description,
+        device=engine.device,
+        engine_description=engine.description,
     )
 
 
@@ -193,6 +188,11 @@ def pct_of_limit(achieved_gflops: float | None, limit_gflops: float | None) -> f
         return None
     pct = round(100 * achieved_gflops / limit_gflops, 2)
     return pct if pct <= 100 else None
+
+
+def _device(engine_name: str, cfg: LatencyConfig) -> str:
+    """Where an engine that could not open would have computed: ``--device`` moves torch only."""
+    return {"ort": "cpu", "trt": "cuda"}.get(engine_name, cfg.device)
 
 
 def _unmeasured_row(engine: str, precision: str, batch: int, reason: str, device: str) -> LatencyRow:
@@ -271,7 +271,9 @@ def run(subject: Subject, cfg: LatencyConfig, report: BenchReport) -> dict[tuple
         if isinstance(engine, Unmeasured):
             log.info("latency %s: unmeasured (%s)", engine.source, engine.reason)
             for batch in cfg.batches:
-                report.add(_unmeasured_row(engine_name, precision, batch, engine.reason, cfg.device))
+                report.add(
+                    _unmeasured_row(engine_name, precision, batch, engine.reason, _device(engine_name, cfg))
+                )
             continue
         try:
             for batch in cfg.batches:
@@ -279,16 +281,7 @@ def run(subject: Subject, cfg: LatencyConfig, report: BenchReport) -> dict[tuple
                 raw[(engine_name, precision, batch)] = samples
                 for stage in STAGES:
                     report.add(
-                        _row(
-                            engine_name,
-                            precision,
-                            batch,
-                            stage,
-                            samples[stage],
-                            gflop_per_window * batch,
-                            cfg,
-                            engine.description,
-                        )
+                        _row(engine, precision, batch, stage, samples[stage], gflop_per_window * batch)
                     )
         finally:
             engine.close()

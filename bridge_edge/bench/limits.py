@@ -159,7 +159,7 @@ def _conv_model(s: ConvShape, int8: bool):
         if not int8
         else rng.integers(0, 256, x_shape).astype(np.uint8)
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), feed
+    return _probe_model(graph), feed
 
 
 def _matmul_model(s: MatMulShape, int8: bool):
@@ -187,7 +187,21 @@ def _matmul_model(s: MatMulShape, int8: bool):
         [helper.make_tensor_value_info("y", y_type, None)],
         inits,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), feed
+    return _probe_model(graph), feed
+
+
+# The probes' opset and the IR version that came with it (onnx 1.13). onnx's own default IR is
+# its newest, which older ONNX Runtime rejects: ORT 1.30 refused onnx 1.23's IR 14 on a GPU
+# machine, and every kernel limit went unmeasured. IR 8 reads on every ORT the extras allow.
+PROBE_OPSET, PROBE_IR_VERSION = 18, 8
+
+
+def _probe_model(graph):
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", PROBE_OPSET)])
+    model.ir_version = PROBE_IR_VERSION
+    return model
 
 
 def _best_rate(model, feed: np.ndarray, flops: int, threads: int, seconds: float) -> float:

@@ -72,9 +72,10 @@ def open_engine(subject: Subject, engine: str, precision: str, threads: int, dev
     """An Engine (``.infer(batch) -> probs``), or Unmeasured with the reason."""
     what = f"{engine} {precision} ({device})"
     if engine == "torch":
-        if precision != "fp32" and device == "cpu":
+        if precision != "fp32":
             return Unmeasured(
-                what, "torch eager is the fp32 reference; fp16/int8 on CPU are not a deploy path"
+                what,
+                "torch eager is the fp32 reference; fp16 and int8 are the ONNX Runtime and TensorRT paths",
             )
         if subject.run_dir is None and not subject.has_torch_reference:
             return Unmeasured(
@@ -125,8 +126,9 @@ def _cuda_available() -> bool:
 
 
 def _to_cuda(engine, what: str):
-    to = getattr(engine, "to_device", None)
-    if to is None:
-        return Unmeasured(what, "the runtime's torch engine has no to_device(); CUDA path not wired")
-    to("cuda")
+    try:
+        engine.to_device("cuda")
+    except RuntimeError as err:  # e.g. out of device memory, a driver too old for this torch
+        engine.close()
+        return Unmeasured(what, f"torch could not move the model to CUDA: {err}")
     return engine

@@ -357,3 +357,28 @@ def test_the_report_lists_the_gaps_the_loader_cut(run_dir, tmp_path):
     report = write_report(run_obj)
     assert report["data_gaps"] == gaps == json.loads((run / "report.json").read_text())["data_gaps"]
     assert report["world_size"] == 1
+
+
+@pytest.mark.slow
+def test_fit_on_cuda_where_there_is_a_gpu(run_dir, tmp_path):
+    """`fit --device cuda` (a GPU machine; skipped elsewhere). What no training touches is the CPU
+    run's; what training touches is a valid score on the same windows (a differently drawn
+    encoder scores as another seed's would: see the torchrun test above); the pretraining loss
+    is held to the same tolerance as two processes are."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here (torch.cuda.is_available() is False)")
+    out = tmp_path / "cuda"
+    _cli("fit", str(ROOT / "recipes" / "smoke.toml"), "--out", str(out), "--device", "cuda")
+    gpu, cpu = (json.loads((d / "report.json").read_text()) for d in (out, run_dir))
+    assert gpu["n_windows"] == cpu["n_windows"]
+    for key in (
+        "macro_f1",
+        "n_windows",
+    ):  # the frozen old model on ECG: TF32 may move a probability, not a class
+        assert gpu["old_model_on_old_modality"]["test"][key] == cpu["old_model_on_old_modality"]["test"][key]
+    for name in ("bridge", "kd"):
+        _check_method_block(gpu[name])
+        assert gpu[name]["memory_method"] == "cuda.max_memory_allocated"
+        assert gpu[name]["trainable_params"] == cpu[name]["trainable_params"]
+    loss_gpu, loss_cpu = (json.loads((d / "pretrain.json").read_text())["loss"] for d in (out, run_dir))
+    np.testing.assert_allclose(loss_gpu, loss_cpu, atol=PRETRAIN_LOSS_TOLERANCE)

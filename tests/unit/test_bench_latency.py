@@ -184,3 +184,51 @@ def test_torch_cuda_without_cuda_is_unmeasured_with_reason(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the unmeasured path is what is tested here")
     assert isinstance(result, Unmeasured) and "CUDA" in result.reason
+
+
+def test_kernel_probe_models_read_on_the_oldest_onnx_runtime_the_extras_allow():
+    """onnx writes its newest IR by default; ORT 1.30 refused IR 14 on a GPU machine and every
+    kernel limit went unmeasured. ORT 1.18 (the extras' floor) reads IR <= 10."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from bridge_edge.bench.limits import ConvShape, MatMulShape, _conv_model, _matmul_model
+
+    conv = ConvShape(4, 8, 64, 3, 1, (1, 1), 1, 1, flops=2 * 4 * 8 * 3 * 64)
+    models = [_conv_model(conv, int8) for int8 in (False, True)]
+    models += [_matmul_model(MatMulShape(16, 8, 4), int8) for int8 in (False, True)]
+    for model, feed in models:
+        assert model.ir_version <= 10, model.ir_version
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        (y,) = session.run(None, {"x": feed})
+        assert y.shape[0] == feed.shape[0]
+
+
+def test_torch_on_cuda_gives_the_cpu_probabilities():
+    """The packaged default's torch reference on CUDA (a GPU machine; skipped elsewhere): the same
+    class for every window and probabilities within TF32's rounding of the CPU's."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here (torch.cuda.is_available() is False)")
+    from bridge_edge.bench.subject import load_subject
+
+    subject = load_subject("default", None)
+    windows = np.random.default_rng(1).standard_normal((8, subject.n_samples)).astype(np.float32)
+    cpu = open_engine(subject, "torch", "fp32", threads=1, device="cpu")
+    cuda = open_engine(subject, "torch", "fp32", threads=1, device="cuda")
+    assert not isinstance(cuda, Unmeasured), cuda
+    assert "CPU" not in cuda.description and torch.cuda.get_device_name() in cuda.description
+    p_cpu, p_cuda = cpu.infer(windows), cuda.infer(windows)
+    assert np.array_equal(p_cpu.argmax(1), p_cuda.argmax(1))
+    assert np.abs(p_cpu - p_cuda).max() < 1e-2
+
+
+def test_rows_say_where_each_engine_computed_not_what_device_asked(tmp_path):
+    """``--device cuda`` moves the torch engine only: a GPU machine's ORT rows ran on its CPU."""
+    cfg = latency.LatencyConfig(
+        engines=("ort", "trt"), precisions=("fp32",), batches=(1,), windows=4, warmup_calls=1,
+        threads=1, device="cuda", matmul_seconds=0.02,
+    )  # fmt: skip
+    report = BenchReport("latency", machine={})
+    latency.run(tiny_subject(tmp_path), cfg, report)
+    devices = {(r["engine"], r["status"]): r["device"] for r in report.rows}
+    assert devices == {("ort", "ok"): "cpu", ("trt", "unmeasured"): "cuda"}

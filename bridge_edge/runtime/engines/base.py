@@ -13,6 +13,7 @@ class Engine(ABC):
     name: str  # "ort", "trt", "torch"
     precision: str  # "fp32", "fp16", "int8"
     description: str = ""  # provider, threads, device: shown in stats and logs
+    device: str = "cpu"  # where ``infer`` computes: "cpu", or a CUDA device (TensorRT, torch on a GPU)
 
     @abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray: ...

@@ -43,6 +43,16 @@ class TorchEngine(Engine):
             None, threads, model=model, source=f"rebuilt from {bundle.name} {bundle.version}'s {t.weights}"
         )
 
+    def to_device(self, device: str) -> None:
+        """Run on ``device`` (e.g. "cuda"); ``infer`` still takes and gives numpy arrays, so each
+        call includes the copies to and from the device (what a caller of the runtime pays)."""
+        torch = _torch()
+        self._model.to(device)
+        where = torch.device(device)
+        self.device = str(where)
+        name = torch.cuda.get_device_name(where) if where.type == "cuda" else where.type.upper()
+        self.description = self.description.replace(" CPU,", f" {name},", 1)
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._model.predict_proba(np.asarray(batch, np.float32))
 

@@ -31,6 +31,7 @@ def tensorrt_missing_reason() -> str | None:
 
 class TrtEngine(Engine):
     name = "trt"
+    device = "cuda"
 
     def __init__(self, bundle, precision: str, trt_module=None, memory=None, max_batch: int = 8) -> None:
         reason = tensorrt_missing_reason() if trt_module is None else None
