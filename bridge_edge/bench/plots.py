@@ -63,13 +63,18 @@ def streams_vs_lag(rows: list[dict], path: Path, title: str, hop_ms: float | Non
     """End-to-end p99 (newest sample -> prediction) of every stream count tried, per engine/precision.
 
     Filled markers kept up in real time, hollow ones did not; the dashed line is the hop (the
-    real-time budget) and the star is the p50 at the answer.
+    real-time budget) and the star is the p50 at the answer. Beside it, where the trials carry
+    it, each stage's share of a hop (``stage_split``).
     """
     trials = [r for r in rows if r.get("kind") == "trial" and r.get("e2e_p99_ms") is not None]
     if not trials:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    split = [r for r in trials if r.get("wait_p50_ms") is not None]
+    fig, axes = plt.subplots(1, 2 if split else 1, figsize=(13 if split else 7, 4.5), squeeze=False)
+    ax = axes[0][0]
+    if split:
+        stage_split(axes[0][1], split, hop_ms)
     configs = sorted({(r["engine"], r["precision"]) for r in trials})
     for i, (engine, precision) in enumerate(configs):
         pts = sorted(
@@ -114,6 +119,41 @@ def streams_vs_lag(rows: list[dict], path: Path, title: str, hop_ms: float | Non
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+STAGE_STYLE = (
+    ("preprocess", "streaming DSP", "C2"),
+    ("wait", "wait for the engine", "C3"),
+    ("infer", "engine call", "C0"),
+)
+
+
+def stage_split(ax, trials: list[dict], hop_ms: float | None) -> None:
+    """p50 (solid) and p99 (dashed) of each stage against the stream count, first engine/precision."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    engine, precision = trials[0]["engine"], trials[0]["precision"]
+    pts = sorted(
+        (r for r in trials if (r["engine"], r["precision"]) == (engine, precision)),
+        key=lambda r: r["streams"],
+    )
+    n = [r["streams"] for r in pts]
+    for stage, name, color in STAGE_STYLE:
+        ax.plot(n, [r[f"{stage}_p50_ms"] for r in pts], "o-", color=color, label=f"{name} p50")
+        ax.plot(n, [r[f"{stage}_p99_ms"] for r in pts], "--", color=color, alpha=0.6, label=f"{name} p99")
+    kept = [r["streams"] for r in pts if r["keeps_up"]]
+    if kept:
+        ax.axvline(max(kept), color="k", linewidth=1, alpha=0.5, label=f"knee: {max(kept)} streams keep up")
+    if hop_ms:
+        ax.axhline(hop_ms, color="k", linestyle="--", linewidth=1)
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent simulated real-time streams")
+    ax.set_ylabel("ms per hop (engine call: per batch)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"where a hop's time goes: {engine} {precision}", fontsize=10)
 
 
 TRAINING_PANELS = (

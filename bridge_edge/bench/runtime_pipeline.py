@@ -40,6 +40,26 @@ class ThroughputResult:
 
 
 @dataclass(frozen=True)
+class StageSplit:
+    """Where a hop's end-to-end time went, p50 and p99 in ms per stage: the streaming DSP
+    (``preprocess``), waiting for the engine (``wait``: last sample arrived -> engine call, a
+    backlog or a batch filling) and the engine call (``infer``, per call)."""
+
+    preprocess_p50_ms: float | None
+    preprocess_p99_ms: float | None
+    wait_p50_ms: float | None
+    wait_p99_ms: float | None
+    infer_p50_ms: float | None
+    infer_p99_ms: float | None
+
+    @classmethod
+    def of(cls, latency: dict) -> StageSplit:
+        """From ``PipelineStats.latency`` (stage -> Percentiles)."""
+        pre, wait, infer = latency["preprocess"], latency["wait"], latency["infer"]
+        return cls(pre.p50_ms, pre.p99_ms, wait.p50_ms, wait.p99_ms, infer.p50_ms, infer.p99_ms)
+
+
+@dataclass(frozen=True)
 class LatencyResult:
     engine: str
     precision: str
@@ -56,6 +76,7 @@ class LatencyResult:
     hop_lag_p50_ms: float | None = None  # per hop, all streams: last sample arrived -> emitted
     hop_lag_p99_ms: float | None = None
     mean_batch: float | None = None  # windows per engine call
+    split: StageSplit | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,7 @@ class StreamTrial:
     hop_lag_p50_ms: float | None = None
     hop_lag_p99_ms: float | None = None
     mean_batch: float | None = None
+    split: StageSplit | None = None
 
 
 @dataclass(frozen=True)
@@ -194,6 +216,7 @@ def pipeline_latency(
         hop_lag_p50_ms=stats.hop_lag.p50_ms,
         hop_lag_p99_ms=stats.hop_lag.p99_ms,
         mean_batch=_mean_batch(stats),
+        split=StageSplit.of(lat),
     )
 
 
@@ -253,6 +276,7 @@ def _trial(
         hop_lag.p50_ms,
         hop_lag.p99_ms,
         _mean_batch(stats),
+        StageSplit.of(stats.latency),
     )
 
 

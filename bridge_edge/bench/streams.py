@@ -79,6 +79,12 @@ class StreamsRow:
     max_realtime_streams: int | None = None
     e2e_p50_ms: float | None = None  # arrival of a window's last sample -> prediction emitted
     e2e_p99_ms: float | None = None
+    # The hop's time split by stage (runtime_pipeline.StageSplit): streaming DSP, waiting for
+    # the engine, the engine call.
+    preprocess_p50_ms: float | None = None
+    preprocess_p99_ms: float | None = None
+    wait_p50_ms: float | None = None
+    wait_p99_ms: float | None = None
     infer_p50_ms: float | None = None
     infer_p99_ms: float | None = None
     lag_p99_ms: float | None = None  # now - newest sample, worst stream (blind to a backlog)
@@ -88,6 +94,11 @@ class StreamsRow:
     samples_per_s: float | None = None  # ingest only
     trial_seconds: float | None = None
     bench: str = "streams"
+
+
+def _split(split) -> dict:
+    """StreamsRow's stage fields from a ``runtime_pipeline.StageSplit`` (none when absent)."""
+    return {} if split is None else {k: None if v is None else round(v, 3) for k, v in asdict(split).items()}
 
 
 def _engine_reason(subject: Subject, engine: str, precision: str, threads: int) -> str | None:
@@ -146,6 +157,7 @@ def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
                         hop_lag_p99_ms=t.hop_lag_p99_ms,
                         mean_batch=t.mean_batch,
                         trial_seconds=cfg.trial_seconds,
+                        **_split(t.split),
                     )
                 )
             if result.max_streams == 0:
@@ -199,8 +211,7 @@ def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
                     lost_samples=at_max.dropped_samples,
                     e2e_p50_ms=at_max.total_p50_ms,
                     e2e_p99_ms=at_max.total_p99_ms,
-                    infer_p50_ms=at_max.infer_p50_ms,
-                    infer_p99_ms=at_max.infer_p99_ms,
+                    **_split(at_max.split),
                     lag_p99_ms=at_max.lag_p99_ms,
                     hop_lag_p50_ms=at_max.hop_lag_p50_ms,
                     hop_lag_p99_ms=at_max.hop_lag_p99_ms,

@@ -33,6 +33,7 @@ from bridge_edge.bridge.prototype import PrototypeBridge, hidden_dims, to_layout
 from bridge_edge.bridge.recipe import CHOICES
 from bridge_edge.bridge.shards import RowReader, fill_in_passes
 from bridge_edge.models.base import ModelAdapter
+from bridge_edge.runtime.native_memory import release_free_memory
 
 
 @dataclass
@@ -233,6 +234,10 @@ def fit_epochs(
             raw = copy.deepcopy(model.state_dict())
             model.load_state_dict(averaged.module.state_dict())
         model.eval()
+        # The epoch's steps leave their buffers free in glibc's heap; validation's larger passes
+        # would otherwise be laid out around them, and the stage's peak crept up epoch by epoch
+        # (docs/scale.md).
+        release_free_memory()
         with torch.no_grad():
             for name, value in validate().items():
                 getattr(result, name).append(value)

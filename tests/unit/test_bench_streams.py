@@ -11,6 +11,7 @@ import pytest
 
 from bridge_edge.bench import plots, streams, table
 from bridge_edge.bench.results import BenchReport
+from bridge_edge.bench.runtime_pipeline import StageSplit
 from bridge_edge.bench.subject import Subject
 
 
@@ -30,6 +31,7 @@ def fake_runtime(monkeypatch):
             hop_lag_p50_ms=10.0,
             hop_lag_p99_ms=p99,
             mean_batch=1.5,
+            split=StageSplit(1.0, 2.0, n * 3.0, n * 7.0, 5.0, 9.0),  # the wait grows with the load
         )
 
     calls = {}
@@ -63,6 +65,7 @@ def fake_runtime(monkeypatch):
             hop_lag_p50_ms=31.0,
             hop_lag_p99_ms=89.0,
             mean_batch=3.25,
+            split=StageSplit(1.5, 2.5, 20.0, 70.0, 5.0, 9.0),
         )
 
     monkeypatch.setattr(runtime_bench, "max_realtime_streams", max_realtime_streams)
@@ -92,12 +95,18 @@ def test_streams_rows_trials_answer_and_unmeasured(fake_runtime, tmp_path):
     assert best["capped"] is False
     assert best["hop_lag_p50_ms"] == 31.0 and best["hop_lag_p99_ms"] == 89.0 and best["mean_batch"] == 3.25
     assert trials[3]["hop_lag_p99_ms"] == 3000.0
+    # each trial and the answer carry where a hop's time went
+    assert [r["wait_p99_ms"] for r in trials] == [7.0, 14.0, 28.0, 56.0, 42.0]
+    assert (best["preprocess_p50_ms"], best["wait_p50_ms"], best["infer_p50_ms"]) == (1.5, 20.0, 5.0)
     assert fake_runtime["batch_wait_s"] == pytest.approx(0.1 * 2.0)  # a tenth of the 2 s hop
     (trt,) = [r for r in report.rows if r["engine"] == "trt"]
     assert trt["status"] == "unmeasured" and trt["reason"] == "not installed"
     text = "\n".join(table.streams_section(report))
     assert "| ort | int8 | 6 | 30 / 88 / 89 / 95 | 3.25 |" in text and "unmeasured: not installed" in text
     assert plots.streams_vs_lag(report.rows, tmp_path / "s.png", "t").stat().st_size > 1000
+    from PIL import Image
+
+    assert Image.open(tmp_path / "s.png").size[0] > 1200  # two panels: lag, and the stage split
 
 
 def test_a_search_from_a_higher_start_still_bisects_to_the_knee(monkeypatch):

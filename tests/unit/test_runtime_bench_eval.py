@@ -19,6 +19,22 @@ def test_ingest_throughput_counts_every_sample_and_window():
     assert r.windows == (40 * 125 - 1250) // 250 + 1
 
 
+def test_pipeline_latency_splits_a_hops_time_by_stage(tmp_path):
+    """The split (streaming DSP, wait for the engine, engine call) comes from the pipeline's own
+    stage timer, per hop, on a real ORT session."""
+    from tiny_bundle import make_tiny_bundle
+
+    b = make_tiny_bundle(tmp_path, window_s=4.0, hop_s=2.0)
+    r = bench.pipeline_latency(
+        b, engine="ort", precision="fp32", streams=2, seconds=16.0, speed=8.0, threads=1
+    )
+    s = r.split
+    assert r.hops > 0 and (r.infer_p50_ms, r.infer_p99_ms) == (s.infer_p50_ms, s.infer_p99_ms)
+    for p50, p99 in ((s.preprocess_p50_ms, s.preprocess_p99_ms), (s.wait_p50_ms, s.wait_p99_ms)):
+        assert p50 is not None and 0 <= p50 <= p99
+    assert s.infer_p50_ms > 0 and s.preprocess_p99_ms == r.preprocess_p99_ms
+
+
 def test_heartpy_recordings_load_with_their_own_sampling_rate():
     if importlib.util.find_spec("heartpy") is None:
         pytest.skip("the heartpy package (which ships the real PPG recordings) is not installed")
