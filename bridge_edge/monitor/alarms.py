@@ -3,7 +3,7 @@
 The standard defines priorities and signals, not triggers; the triggers here are ours:
 
 - physiological: a rhythm label listed in ``AlarmRules.physiological`` (AF by default, medium
-  priority "**"). Suppressed while the bed has a technical alarm or the signal quality of the
+  priority "**") that has held for ``AlarmRules.onset_s`` (30 s). Suppressed while the bed has a technical alarm or the signal quality of the
   window the model saw is unacceptable: a classifier fed noise must not raise an arrhythmia.
 - technical: the source disconnected, a lead is off (reported within the last
   ``stale_after_s``; an AD8232 keeps sending "!" while it is), a trace has had no samples for
@@ -57,6 +57,10 @@ class AlarmRules:
     physiological: dict[str, tuple[Priority, str]] = field(
         default_factory=lambda: {"afib": (Priority.MEDIUM, "AF")}
     )
+    # A rhythm alarm is raised once its label has held this long over scored windows (a gated
+    # window neither starts nor breaks it). AF is an episode of at least 30 s; one window's
+    # label alone is how a healthy patient gets an AF alarm (docs/monitor.md, "Alarm onset").
+    onset_s: float = 30.0
 
 
 @dataclass
@@ -76,6 +80,7 @@ class BedStatus:
     connected: bool = True
     lead_off_at: float | None = None  # monotonic seconds of the last lead-off report (AD8232 "!")
     label: str | None = None
+    label_since: float | None = None  # monotonic seconds of the first scored window with this label
     probs: dict[str, float] = field(default_factory=dict)
     sqi: float | None = None  # quality of the window the model classified
     hr_bpm: float | None = None
@@ -123,10 +128,12 @@ def technical_alarms(bed: int, status: BedStatus, now: float, rules: AlarmRules)
 
 
 def physiological_alarms(
-    bed: int, status: BedStatus, technical: list[Alarm], rules: AlarmRules
+    bed: int, status: BedStatus, technical: list[Alarm], now: float, rules: AlarmRules
 ) -> list[Alarm]:
     rule = rules.physiological.get(status.label or "")
     if rule is None or rules.sqi.level(status.sqi) == "unacceptable":
+        return []
+    if alarm_onset_in(status, now, rules) > 0:
         return []
     if any(a.code in ("disconnect", "lead_off") or a.code.startswith("stale:") for a in technical):
         return []
@@ -137,8 +144,14 @@ def physiological_alarms(
 def evaluate(bed: int, status: BedStatus, now: float, rules: AlarmRules) -> list[Alarm]:
     """All active alarms of one bed, highest priority first."""
     technical = technical_alarms(bed, status, now, rules)
-    alarms = physiological_alarms(bed, status, technical, rules) + technical
+    alarms = physiological_alarms(bed, status, technical, now, rules) + technical
     return sorted(alarms, key=lambda a: -a.priority)
+
+
+def alarm_onset_in(status: BedStatus, now: float, rules: AlarmRules) -> float:
+    """Seconds until the bed's label has held for ``rules.onset_s`` (0: it has)."""
+    since = now if status.label_since is None else status.label_since
+    return max(0.0, rules.onset_s - (now - since))
 
 
 def valid_heart_rate(status: BedStatus, now: float, rules: AlarmRules, active: list[Alarm]) -> float | None:

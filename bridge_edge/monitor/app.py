@@ -28,6 +28,16 @@ class MonitorOptions:
     open_browser: bool = False
     seconds: float | None = None  # run this long, then stop (None = until Ctrl-C)
     playout_delay_s: float = 1.5
+    alarm_onset_s: float = 30.0  # AlarmRules.onset_s
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alarm_onset_s < float("inf"):
+            raise ConfigError(
+                f"--alarm-onset must be a number of seconds >= 0, got {self.alarm_onset_s}",
+                key="alarm_onset",
+                value=self.alarm_onset_s,
+                expected=">= 0 seconds",
+            )
 
 
 def demo_sources(beds: int, script: str, motion: float, seed: int = 1) -> list[str]:
@@ -59,7 +69,9 @@ def run_monitor(options: MonitorOptions) -> int:
         provenance=bundle_provenance(bundle.manifest),
         stats=pipeline.stats,
         # an HR is refreshed once per hop; two hops without one and it is blanked
-        rules=AlarmRules(hr_timeout_s=max(6.0, 2.0 * bundle.manifest.input.hop_s)),
+        rules=AlarmRules(
+            hr_timeout_s=max(6.0, 2.0 * bundle.manifest.input.hop_s), onset_s=options.alarm_onset_s
+        ),
         playout_delay_s=options.playout_delay_s,
     )
     pipeline.add_listener(feed)

@@ -6,8 +6,9 @@ import argparse
 
 from bridge_edge.runtime.engines.names import ENGINE_CHOICES
 
-# sinus -> a short AF episode -> sinus (the simulator repeats it), so AF shows within a minute.
-DEMO_SCRIPT = "sinus:20,afib:40,sinus:40"
+# sinus -> an AF episode -> sinus (the simulator repeats it): AF shows within a minute, and its
+# alarm sounds once the label has held for the alarm onset (30 s).
+DEMO_SCRIPT = "sinus:20,afib:60,sinus:40"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,6 +65,14 @@ def _server_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seconds", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)"
     )
+    p.add_argument(
+        "--alarm-onset",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="a rhythm alarm (AF) sounds once its label has held this long over scored windows "
+        "(default: %(default)g s; docs/monitor.md)",
+    )
 
 
 def _options(args: argparse.Namespace, sources: list[str], open_browser: bool):
@@ -78,6 +87,7 @@ def _options(args: argparse.Namespace, sources: list[str], open_browser: bool):
         token=args.token,
         open_browser=open_browser,
         seconds=args.seconds,
+        alarm_onset_s=args.alarm_onset,
     )
 
 

@@ -234,6 +234,8 @@ class MonitorFeed:
             status = self.status[bed]
             status.gated = pred.gated
             if pred.gated is None:
+                if pred.smoothed_label != status.label:
+                    status.label_since = time.monotonic()
                 status.label = pred.smoothed_label
                 status.probs = dict(pred.smoothed_probs or {})
                 status.sqi = _finite_or_none(pred.sqi)
@@ -289,6 +291,8 @@ class MonitorFeed:
                     "sqi_level": self.rules.sqi.level(status.sqi),
                     "hr_bpm": None if hr is None else round(hr),
                     "timing_score": None if timing is None else round(timing, 3),
+                    # seconds until this label's physiological alarm may sound (None: no such alarm)
+                    "alarm_in_s": _alarm_in(status, now, self.rules),
                     "traces": [
                         {"name": t.name, "sqi": t.sqi, "sqi_level": self.rules.sqi.level(t.sqi)}
                         for t in status.traces
@@ -371,6 +375,12 @@ def _finite_or_none(value) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def _alarm_in(status, now: float, rules) -> float | None:
+    if (status.label or "") not in rules.physiological:
+        return None
+    return round(alarm_rules.alarm_onset_in(status, now, rules), 1)
 
 
 def _clean_probs(probs: dict | None) -> dict[str, float]:

@@ -65,7 +65,8 @@ class Demo:
 
 @pytest.mark.slow
 def test_demo_shows_waveforms_and_raises_af_during_the_episode(tmp_path):
-    demo = Demo("--beds", "2", "--script", SCRIPT, "--seconds", "120")
+    # the AF alarm waits 5 s of AF labels here (30 s by default), so the 30 s episode shows it
+    demo = Demo("--beds", "2", "--script", SCRIPT, "--seconds", "120", "--alarm-onset", "5")
     try:
         started = time.monotonic()
         url = demo.wait_url(timeout_s=60)

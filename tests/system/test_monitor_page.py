@@ -19,6 +19,7 @@ import pytest
 from monitor_chromium import WAVE_PIXELS, median_fps
 
 from bridge_edge.devices.base import Chunk, StreamInfo
+from bridge_edge.monitor.alarms import AlarmRules
 from bridge_edge.monitor.feed import MonitorFeed
 from bridge_edge.monitor.server import MonitorServer
 
@@ -108,6 +109,16 @@ class FakePipeline:
             self._stop.wait(max(0.0, start + sent / FS - time.monotonic()))
 
 
+ALARM_ONSET_S = 3.0  # the AF alarm waits this long after the label turns afib (30 s by default)
+AFIB_AFTER_S = 10.0  # the driver's bed 1 turns afib this long after the start: after the page is up
+RECORD_RHYTHM_TEXTS = """
+window.rhythmTexts = [];
+const el = document.querySelectorAll('.bed')[0].querySelector('.rhythm-value');
+new MutationObserver(() => { if (!rhythmTexts.includes(el.textContent)) rhythmTexts.push(el.textContent); })
+  .observe(el, {childList: true, characterData: true, subtree: true});
+"""
+
+
 @pytest.fixture
 def monitor():
     server = MonitorServer("127.0.0.1", 0, token="test-token-123")
@@ -116,9 +127,13 @@ def monitor():
         StreamInfo("sim bed 2", FS, ("ecg", "ppg"), ("mV", "a.u.")),
     ]
     feed = MonitorFeed(
-        server, beds, provenance={"bundle_name": "test", "bundle_version": "0"}, playout_delay_s=1.0
+        server,
+        beds,
+        provenance={"bundle_name": "test", "bundle_version": "0"},
+        playout_delay_s=1.0,
+        rules=AlarmRules(onset_s=ALARM_ONSET_S),
     )
-    driver = FakePipeline(feed, afib_after_s=4.0)
+    driver = FakePipeline(feed, afib_after_s=AFIB_AFTER_S)
     server.start()
     feed.start()
     driver.start()
@@ -134,6 +149,8 @@ def test_page_draws_four_traces_labels_alarms_and_blanks_stale_hr(monitor):
         browser.goto(server.url)
         browser.wait_for("window.monitorState && monitorState.frames > 100", timeout_s=20)
         assert browser.evaluate("monitorState.traces") == 4
+        # every text bed 1's rhythm shows, from now on (the AF episode starts later)
+        browser.evaluate(RECORD_RHYTHM_TEXTS)
 
         # waveforms are on the canvases (pixels, not DOM), on every trace
         browser.wait_for("monitorState.fps > 0", timeout_s=5)
@@ -147,12 +164,14 @@ def test_page_draws_four_traces_labels_alarms_and_blanks_stale_hr(monitor):
         assert browser.evaluate("window.pwned === undefined")
         assert "<img" in browser.evaluate("document.querySelector('.bed-name').textContent")
 
-        # the label turns afib and the AF alarm appears, medium priority
-        browser.wait_for("monitorState.label === 'afib'", timeout_s=15)
+        # the label turns afib; the bed says when its alarm will sound, then the AF alarm appears
+        browser.wait_for("monitorState.label === 'afib'", timeout_s=25)
         alarm = browser.wait_for(
             "monitorState.alarms.find(a => a.code === 'afib' && a.category === 'physiological')", timeout_s=5
         )
         assert alarm["priority"] == "medium" and alarm["marker"] == "**"
+        texts = browser.evaluate("window.rhythmTexts")
+        assert any(t.startswith("afib (alarm in ") for t in texts) and "afib" in texts, texts
         assert "** Bed 1 AF" in browser.evaluate(
             "document.getElementById('alarms-physiological').textContent"
         )

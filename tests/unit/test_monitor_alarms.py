@@ -9,6 +9,7 @@ from bridge_edge.monitor.alarms import (
     BedStatus,
     Priority,
     TraceStatus,
+    alarm_onset_in,
     evaluate,
     valid_heart_rate,
 )
@@ -25,6 +26,7 @@ def healthy_bed(now: float, label: str = "sinus") -> BedStatus:
         ],
         started_at=now - 60,
         label=label,
+        label_since=now - 60,  # the label has held for a minute: past the alarm onset
         probs={label: 0.9},
         sqi=0.9,
         hr_bpm=72.0,
@@ -118,3 +120,15 @@ def test_alarms_are_sorted_highest_priority_first():
     bed.connected = False  # medium
     active = evaluate(0, bed, now, RULES)
     assert [a.priority for a in active] == sorted((a.priority for a in active), reverse=True)
+
+
+def test_af_alarms_only_once_the_label_has_held_for_the_onset():
+    now = 1000.0
+    bed = healthy_bed(now, "afib")
+    bed.label_since = now - 10
+    assert evaluate(0, bed, now, RULES) == [] and alarm_onset_in(bed, now, RULES) == 20.0
+    bed.label_since = now - 30
+    assert codes(evaluate(0, bed, now, RULES)) == ["afib"] and alarm_onset_in(bed, now, RULES) == 0
+    bed.label_since = None  # never scored
+    assert evaluate(0, bed, now, RULES) == []
+    assert codes(evaluate(0, healthy_bed(now, "afib"), now, AlarmRules(onset_s=0.0))) == ["afib"]

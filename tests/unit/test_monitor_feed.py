@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from bridge_edge.devices.base import Chunk, StreamInfo
+from bridge_edge.monitor.alarms import AlarmRules
 from bridge_edge.monitor.feed import MonitorFeed, SampleTimeline, TraceHistory, trace_configs
 from bridge_edge.monitor.frames import decode_block
 
@@ -26,10 +27,13 @@ class RecordingServer:
         return {"clients": 0, "dropped_blocks": 0}
 
 
-def make_feed(units=("uV", "a.u."), fs=130.0):
+def make_feed(units=("uV", "a.u."), fs=130.0, rules=None):
+    """A feed whose alarms sound on the first window (the onset is tested on its own)."""
     server = RecordingServer()
     info = StreamInfo("polar", fs, ("ecg", "ppg"), units)
-    feed = MonitorFeed(server, [info], provenance={"bundle_name": "b"})
+    feed = MonitorFeed(
+        server, [info], provenance={"bundle_name": "b"}, rules=rules or AlarmRules(onset_s=0.0)
+    )
     return server, feed
 
 
@@ -174,3 +178,30 @@ def test_a_gated_window_leaves_the_af_alarm_standing_and_shows_the_bed_unscored(
     feed.on_prediction(pred(None, "sinus", 0.9))  # scored again: the model's word counts
     bed = feed.snapshot(time.monotonic())["beds"][0]
     assert bed["scored"] is True and bed["alarms"] == []
+
+
+def test_the_af_alarm_sounds_only_once_the_label_has_held_for_the_onset():
+    """A healthy patient's one false-AF window must not sound an alarm: the default rules wait
+    30 s of scored AF; gated windows neither start nor break the wait, another label restarts it."""
+    _server, feed = make_feed(units=("mV", "a.u."), rules=AlarmRules(stale_after_s=600.0))
+    feed.on_chunk(0, None, Chunk(samples=np.zeros((13, 2), np.float32), t_host_ns=time.monotonic_ns()))
+
+    def pred(label, gated=None):
+        return SimpleNamespace(
+            stream=SimpleNamespace(index=0), t_end=1.0, label=label, smoothed_label=label,
+            smoothed_probs=None if gated else {"sinus": 0.1, "afib": 0.9}, sqi=0.9, hr_bpm=90.0,
+            rr_af_score=None, gated=gated, dropped_samples=0, gap=False,
+        )  # fmt: skip
+
+    def bed(after_s):
+        return feed.snapshot(time.monotonic() + after_s)["beds"][0]
+
+    feed.on_prediction(pred("afib"))
+    assert bed(0)["alarms"] == [] and 29 <= bed(0)["alarm_in_s"] <= 30
+    assert [a["code"] for a in bed(31)["alarms"]] == ["afib"] and bed(31)["alarm_in_s"] == 0
+    feed.on_prediction(pred(None, gated="nonfinite"))  # no label: the wait goes on
+    assert [a["code"] for a in bed(31)["alarms"]] == ["afib"]
+    feed.on_prediction(pred("sinus"))
+    assert bed(31)["alarms"] == [] and bed(31)["alarm_in_s"] is None  # sinus has no alarm
+    feed.on_prediction(pred("afib"))  # a new episode waits again
+    assert bed(0)["alarms"] == [] and bed(0)["alarm_in_s"] > 29

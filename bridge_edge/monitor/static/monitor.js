@@ -375,7 +375,9 @@
       const rhythm = bed.el.querySelector(".rhythm-value");
       // a gated window (non-finite input, gap, low SQI) leaves the last label standing, marked unscored
       const unscored = s.scored === false && s.gated !== "warmup";
-      setText(rhythm, (s.label ? s.label : "---") + (unscored ? " (unscored: " + s.gated + ")" : ""));
+      // a rhythm that will alarm once it has held long enough says when (AlarmRules.onset_s)
+      const pending = s.alarm_in_s > 0 ? " (alarm in " + Math.ceil(s.alarm_in_s) + " s)" : "";
+      setText(rhythm, (s.label ? s.label : "---") + (unscored ? " (unscored: " + s.gated + ")" : pending));
       rhythm.classList.toggle("alarm-label", s.alarms.some((a) => a.category === "physiological"));
       rhythm.classList.toggle("uncertain", s.sqi_level === "unacceptable" || !s.label || unscored);
       renderProbs(bed.el.querySelector(".probs"), s.probs);
