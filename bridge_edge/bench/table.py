@@ -202,7 +202,9 @@ def training_section(report: BenchReport) -> list[str]:
         for r in report.rows
     ]
     recipe = (report.summary.get("recipe") or {}).get("name", "?")
-    return [f"**Training cost, bridge vs KD** (recipe `{recipe}`, same data, same run)", ""] + _table(
+    device = report.summary.get("device")
+    where = f"; trained on {device}" if device else ""
+    return [f"**Training cost, bridge vs KD** (recipe `{recipe}`, same data, same run{where})", ""] + _table(
         ["method", "trainable params", "peak memory MB", "s / epoch", "test macro-F1", "test AF AUROC"], rows
     )
 

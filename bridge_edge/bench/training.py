@@ -113,5 +113,6 @@ def run(
         bridge_vs_kd=run_report.get("bridge_vs_kd"),
         n_windows=run_report.get("n_windows"),
         timings_s=run_report.get("timings_s"),
-        device=device,
+        # where the fit trained (its report says; reports before 2026-12 do not)
+        device=run_report.get("device", device if from_run is None else "not in the run's report"),
     )

@@ -90,6 +90,15 @@ def monitor_scored(
     return out
 
 
+def trained_on(device: str) -> str:
+    """Where a run trained, for its report: "cpu", or the CUDA device and its name."""
+    if not str(device).startswith("cuda"):
+        return str(device)
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+
+
 def write_report(run: Run, stages: dict[str, str] | None = None) -> dict:
     """Evaluate bridge, KD and the ceiling on the test split; write report.json and figures.
 
@@ -182,6 +191,7 @@ def write_report(run: Run, stages: dict[str, str] | None = None) -> dict:
         report["stages"] = dict(stages)
     if rd.data_gaps.exists():  # spans of the dataset cut out at non-finite samples (docs/scale.md)
         report["data_gaps"] = rd.load_json(rd.data_gaps)
+    report["device"] = trained_on(run.device)
     report["world_size"] = run.dist.world_size  # processes of the torchrun job (docs/scale.md)
     report["distributed_backend"] = run.dist.backend or "none"
     report["timings_s"] = dict(run.timings)

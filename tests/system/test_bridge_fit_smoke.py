@@ -55,6 +55,7 @@ def _check_test(block):
 @pytest.mark.slow
 def test_fit_report_has_every_field(run_dir):
     report = json.loads((run_dir / "report.json").read_text())
+    assert report["device"] == "cpu"  # where it trained
     pos = report["positions"]
     assert 0 <= pos["k_in"] < 4 and 0 <= pos["k_out"] < 8  # smoke: 4 new blocks, openecg 8 blocks
     _check_method_block(report["bridge"])
@@ -370,7 +371,7 @@ def test_fit_on_cuda_where_there_is_a_gpu(run_dir, tmp_path):
     out = tmp_path / "cuda"
     _cli("fit", str(ROOT / "recipes" / "smoke.toml"), "--out", str(out), "--device", "cuda")
     gpu, cpu = (json.loads((d / "report.json").read_text()) for d in (out, run_dir))
-    assert gpu["n_windows"] == cpu["n_windows"]
+    assert gpu["n_windows"] == cpu["n_windows"] and gpu["device"].startswith("cuda")
     for key in (
         "macro_f1",
         "n_windows",

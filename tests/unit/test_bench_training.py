@@ -2,7 +2,7 @@
 
 import json
 
-from bridge_edge.bench import plots, training
+from bridge_edge.bench import plots, table, training
 from bridge_edge.bench.results import BenchReport
 
 
@@ -48,5 +48,11 @@ def test_from_run_reads_a_finished_report_and_plots(tmp_path):
     training.run(report, recipe=None, run_dir=tmp_path / "unused", from_run=tmp_path)
     assert [r["method"] for r in report.rows] == ["bridge", "kd"]
     assert report.summary["bridge_vs_kd"]["trainable_params_ratio"] == 0.27
+    # where the fit trained comes from its report, never from this command's --device
+    assert report.summary["device"] == "not in the run's report"
+    (tmp_path / "report.json").write_text(json.dumps(run_report() | {"device": "cuda:0 (NVIDIA H200)"}))
+    report = BenchReport("training", machine={})
+    training.run(report, recipe=None, run_dir=tmp_path / "unused", from_run=tmp_path)
+    assert "trained on cuda:0 (NVIDIA H200)" in table.training_section(report)[0]
     png = plots.training_bars(report.rows, tmp_path / "training.png", "t")
     assert png.stat().st_size > 1000
