@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy as np
 from bridge_edge.bridge.data import recording_windows
 from bridge_edge.bridge.recipe import Recipe
 from bridge_edge.bridge.rundir import PAIR_COHORT_SPLIT, RunDir
-from bridge_edge.bridge.shards import NpyAppender
+from bridge_edge.bridge.shards import JoinedRows, NpyAppender, RowReader, load_mapped, release_pages
 from bridge_edge.bridge.stages import Run
 from bridge_edge.errors import ConfigError, DataError
 from bridge_edge.models.checkpoints import save_module_state
@@ -298,40 +299,25 @@ def stage_pretrain(run: Run) -> None:
         dict(run.recipe.new_model), device=run.device
     )  # from scratch (or the recipe's checkpoint)
     if cfg.enabled:
-        ppg = np.load(run.dir.pretrain_ppg)  # PPG only: no label exists here
-        if cfg.max_windows:
-            ppg = ppg[np.random.default_rng(run.recipe.seed).permutation(len(ppg))[: cfg.max_windows]]
-        n_split = len(ppg)
-        if cfg.simulated_subjects:
-            ppg = np.concatenate([ppg, extra_simulated_ppg(run.recipe, new.input_spec.fs)])
-        n_simulated = len(ppg) - n_split
-        if cfg.dev_recordings:
-            ppg = np.concatenate([ppg, dev_recording_ppg(run.recipe, new.input_spec.fs)])
-        views = ppg
-        if cfg.sensor_prob > 0:
-            views = seen_through_sensors(
-                ppg, ppg_preprocess_spec(run.recipe, new.input_spec.fs), cfg.sensor_prob, run.recipe.seed
+        with tempfile.TemporaryDirectory(prefix=".pretrain-", dir=run.dir.root) as tmp:
+            pool = pretraining_pool(run, new.input_spec.fs, Path(tmp))
+            history = pretrain_ppg_encoder(
+                RowReader(pool.views),
+                new,
+                epochs=cfg.epochs,
+                batch_size=cfg.batch_size,
+                lr=cfg.lr,
+                seed=run.recipe.seed,
+                contrastive_weight=cfg.contrastive_weight,
+                aux_weight=cfg.aux_weight,
+                aux_min_sqi=cfg.aux_min_sqi,
+                target_names=cfg.targets,
+                augment_spec=AugmentSpec(motion_prob=cfg.motion_prob),
+                target_windows=RowReader(pool.windows),
+                dist=run.dist if run.dist.active else None,
+                progress=run.dist.is_main,
             )
-        history = pretrain_ppg_encoder(
-            views,
-            new,
-            epochs=cfg.epochs,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            seed=run.recipe.seed,
-            contrastive_weight=cfg.contrastive_weight,
-            aux_weight=cfg.aux_weight,
-            aux_min_sqi=cfg.aux_min_sqi,
-            target_names=cfg.targets,
-            augment_spec=AugmentSpec(motion_prob=cfg.motion_prob),
-            target_windows=ppg,
-            dist=run.dist if run.dist.active else None,
-            progress=run.dist.is_main,
-        )
-        history["n_train_split_windows"] = n_split
-        history["n_simulated_windows"] = n_simulated
-        history["n_dev_recording_windows"] = len(ppg) - n_split - n_simulated
-        history["sensor_prob"] = cfg.sensor_prob
+        history |= pool.counts | {"sensor_prob": cfg.sensor_prob}
         if run.dist.is_main:
             run.dir.save_json(run.dir.pretrain_history, history)
     if run.dist.is_main:  # every rank holds the same weights; rank 0 writes them
@@ -339,13 +325,57 @@ def stage_pretrain(run: Run) -> None:
     run.forget_models()  # later stages load the pretrained weights
 
 
-def seen_through_sensors(windows: np.ndarray, spec, share: float, seed: int) -> np.ndarray:
-    """``share`` of the windows (chosen by ``seed``) re-recorded by random sensors (signals.sensor)."""
+@dataclasses.dataclass(frozen=True)
+class PretrainingPool:
+    windows: object  # rows of every source window (np.ndarray, memmap or shards.JoinedRows)
+    views: object  # what the encoder sees: the windows, some through another sensor
+    counts: dict[str, int]  # windows per source, for pretrain.json
+
+
+def pretraining_pool(run: Run, fs: float, tmp: Path) -> PretrainingPool:
+    """The unlabelled pretraining windows: the train split's, memory-mapped, then the extra
+    simulated subjects' and the development recordings' (each of a fixed size), read as one
+    (``shards.JoinedRows``) without joining them in memory (docs/scale.md). Sensor views, when
+    the recipe asks for them, are written to ``tmp`` chunk by chunk and mapped back."""
+    cfg = run.recipe.pretrain
+    split = load_mapped(run.dir.pretrain_ppg, "pretrain")  # PPG only: no label exists here
+    if cfg.max_windows:
+        split = split[np.random.default_rng(run.recipe.seed).permutation(len(split))[: cfg.max_windows]]
+    simulated = extra_simulated_ppg(run.recipe, fs) if cfg.simulated_subjects else split[:0]
+    dev = dev_recording_ppg(run.recipe, fs) if cfg.dev_recordings else split[:0]
+    windows = JoinedRows([part for part in (split, simulated, dev) if len(part)] or [split])
+    views = windows
+    if cfg.sensor_prob > 0:
+        spec = ppg_preprocess_spec(run.recipe, fs)
+        views = seen_through_sensors(
+            windows, spec, cfg.sensor_prob, run.recipe.seed, tmp / "sensor_views.npy"
+        )
+    counts = {
+        "n_train_split_windows": len(split),
+        "n_simulated_windows": len(simulated),
+        "n_dev_recording_windows": len(dev),
+    }
+    return PretrainingPool(windows, views, counts)
+
+
+SENSOR_VIEW_CHUNK = 256  # windows re-recorded at a time by ``seen_through_sensors``
+
+
+def seen_through_sensors(windows, spec, share: float, seed: int, path: Path) -> np.ndarray:
+    """``share`` of the windows (chosen by ``seed``) re-recorded by random sensors (signals.sensor),
+    written to ``path`` ``SENSOR_VIEW_CHUNK`` windows at a time and returned memory-mapped. Each
+    chosen window draws its sensor in window order, so the chunks give what one pass would."""
     from bridge_edge.signals.preprocess import normalise_windows
     from bridge_edge.signals.sensor import resensor_windows
 
     rng = np.random.default_rng([seed, 31])
     chosen = rng.random(len(windows)) < share
-    out = windows.copy()
-    out[chosen] = normalise_windows(resensor_windows(windows[chosen], spec.fs_out, rng), spec)
-    return out
+    with NpyAppender(path, np.float32, tuple(windows.shape[1:])) as out:
+        for i in range(0, len(windows), SENSOR_VIEW_CHUNK):
+            rows = slice(i, min(i + SENSOR_VIEW_CHUNK, len(windows)))
+            chunk, picked = np.array(windows[rows], np.float32), chosen[rows]
+            if picked.any():
+                chunk[picked] = normalise_windows(resensor_windows(chunk[picked], spec.fs_out, rng), spec)
+            out.append(chunk)
+            release_pages(windows)
+    return load_mapped(path, "pretrain")

@@ -102,20 +102,20 @@ def pretrain_ppg_encoder(
     ``{"loss": [per epoch], "seconds_per_epoch": [...], "n_windows", "view_samples", ...}``.
     The module is left in eval mode.
     """
-    x = np.asarray(windows, dtype=np.float32)
+    x = windows if hasattr(windows, "shape") else np.asarray(windows, dtype=np.float32)
     length = adapter.input_spec.n_samples
-    if x.ndim != 2 or x.shape[1] < length or len(x) < 2:
+    if len(x.shape) != 2 or x.shape[1] < length or len(x) < 2:
         raise DataError(
             f"pretraining needs >= 2 windows of at least {length} samples, got shape {x.shape}",
             path="pretrain",
             reason="window shape",
         )
-    clean = x if target_windows is None else np.asarray(target_windows, dtype=np.float32)
-    if clean.shape != x.shape:
+    clean = x if target_windows is None else target_windows
+    if tuple(clean.shape) != tuple(x.shape):
         raise DataError(
             f"target windows {clean.shape} must match the windows {x.shape}", path="pretrain", reason="shape"
         )
-    if not (np.isfinite(x).all() and np.isfinite(clean).all()):
+    if not (_all_finite(x) and _all_finite(clean)):
         raise DataError(
             "pretraining windows contain non-finite samples", path="pretrain", reason="non-finite"
         )
@@ -123,25 +123,23 @@ def pretrain_ppg_encoder(
     device = adapter.device
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
-    data = torch.from_numpy(x).to(device)
+
+    def rows_of(rows) -> torch.Tensor:
+        """The windows at ``rows`` (in that order) on the device: only a batch is ever read."""
+        idx = rows.cpu().numpy() if isinstance(rows, torch.Tensor) else rows
+        return torch.from_numpy(np.asarray(x[idx], dtype=np.float32)).to(device)
 
     module = adapter.module
     module.eval()
     with torch.no_grad():
-        width = _embed(adapter, data[:2, :length]).shape[1]
+        width = _embed(adapter, rows_of(slice(0, 2))[:, :length]).shape[1]
     module.requires_grad_(True)
     module.train()
     # SimCLR projection head: trained alongside, thrown away afterwards.
     projector = nn.Sequential(nn.Linear(width, 2 * width), nn.ReLU(), nn.Linear(2 * width, 64)).to(device)
     # Auxiliary head for the signal-derived targets: trained alongside, thrown away afterwards.
-    raw_targets = signal_targets(clean, adapter.input_spec.fs, target_names)  # checks the names
+    raw_targets = _targets(clean, adapter.input_spec.fs, target_names, aux_min_sqi)
     target_names = tuple(target_names)
-    if aux_min_sqi > 0:
-        # Targets from motion-corrupted windows are wrong (missed or extra beats); learn them from
-        # clean windows only. The contrastive views of every window are still used.
-        from bridge_edge.signals.quality import ppg_sqi
-
-        raw_targets[ppg_sqi(clean, adapter.input_spec.fs) < aux_min_sqi] = np.nan
     target_values = torch.from_numpy(_standardise(raw_targets)).to(device)
     aux_head = nn.Linear(width, len(target_names)).to(device)
     params = list(module.parameters()) + list(projector.parameters()) + list(aux_head.parameters())
@@ -178,7 +176,7 @@ def pretrain_ppg_encoder(
         total = 0.0
         for i in range(n_batches):
             rows = order[i * batch : (i + 1) * batch]
-            views = augment(data[rows].repeat(2, 1), length, adapter.input_spec.fs, gen, augment_spec)
+            views = augment(rows_of(rows).repeat(2, 1), length, adapter.input_spec.fs, gen, augment_spec)
             wanted = target_values[rows].repeat(2, 1)
             if dist is not None:  # this rank's share of the batch, both views of each window
                 mine = dist.share(len(rows))[0]
@@ -209,6 +207,34 @@ def pretrain_ppg_encoder(
         bar.close()
     module.eval()
     return history
+
+
+TARGET_CHUNK = 1024  # windows whose targets and SQI are computed at a time (a bounded buffer)
+
+
+def _chunks(windows):
+    for start in range(0, len(windows), TARGET_CHUNK):
+        yield np.asarray(windows[start : start + TARGET_CHUNK], dtype=np.float32)
+
+
+def _all_finite(windows) -> bool:
+    return all(np.isfinite(chunk).all() for chunk in _chunks(windows))
+
+
+def _targets(windows, fs: float, names, aux_min_sqi: float) -> np.ndarray:
+    """``signal_targets`` of every window, NaN where the window's SQI is under ``aux_min_sqi``:
+    targets from motion-corrupted windows are wrong (missed or extra beats), so they are learnt
+    from clean windows only (the contrastive views of every window are still used). Computed
+    ``TARGET_CHUNK`` windows at a time; each window's targets are its own."""
+    from bridge_edge.signals.quality import ppg_sqi
+
+    parts = []
+    for chunk in _chunks(windows):
+        targets = signal_targets(chunk, fs, names)  # checks the names
+        if aux_min_sqi > 0:
+            targets[ppg_sqi(chunk, fs) < aux_min_sqi] = np.nan
+        parts.append(targets)
+    return np.concatenate(parts)
 
 
 def pooled_block_features(

@@ -94,6 +94,25 @@ def test_pretraining_is_deterministic_and_changes_weights():
     assert runs[0] == runs[1]
 
 
+def test_pretraining_reads_memory_mapped_rows_as_it_reads_the_array(tmp_path):
+    """A fit hands pretraining its pool as a memory-mapped file joined with in-memory parts,
+    read a batch at a time (docs/scale.md): the same losses and weights as the joined array."""
+    from bridge_edge.bridge.shards import JoinedRows, RowReader
+
+    windows = _synthetic_ppg(16, np.arange(16) % 2 == 0, 9.0, seed=0)
+    np.save(tmp_path / "split.npy", windows[:10])
+    joined = JoinedRows([np.load(tmp_path / "split.npy", mmap_mode="r"), windows[10:]])
+    weights = []
+    for source in (windows, RowReader(joined)):
+        torch.manual_seed(123)
+        adapter = PapageiAdapter(TINY)
+        history = pretrain_ppg_encoder(source, adapter, epochs=2, batch_size=8, seed=5, progress=False)
+        weights.append(
+            (history["loss"], adapter.module.basicblock_list[0].conv1.conv.weight.detach().clone())
+        )
+    assert weights[0][0] == weights[1][0] and torch.equal(weights[0][1], weights[1][1])
+
+
 def _simulated_ppg(seeds, window_s: float, hop_s: float):
     """Preprocessed PPG windows and AF flags from scripted sinus/AF simulated subjects."""
     sim = pytest.importorskip("bridge_edge.signals.simulator")
