@@ -22,7 +22,7 @@ from bridge_edge.bridge.data import WindowSet
 from bridge_edge.bridge.distributed import SINGLE
 from bridge_edge.bridge.inputs import ppg_preprocess_spec
 from bridge_edge.bridge.rundir import ComposedSpec, FeatureStore, RunDir
-from bridge_edge.bridge.shards import NpyAppender, first_rows, release_pages
+from bridge_edge.bridge.shards import NpyAppender, RowReader, first_rows, release_pages
 from bridge_edge.bridge.stages import Run
 from bridge_edge.errors import ConfigError
 from bridge_edge.models.checkpoints import save_module_state
@@ -311,7 +311,7 @@ def stage_position_check(run: Run) -> None:
         bridge, res, _ = _train_bridge_at(
             run, data, k_in, k_out, epochs=check.epochs, max_windows=n, desc=f"check {k_in}->{k_out}"
         )
-        probs = compose(new, old, bridge, k_in, k_out).predict_proba(test.ppg)
+        probs = compose(new, old, bridge, k_in, k_out).predict_proba(RowReader(test.ppg))
         m = evaluate_probs(probs, truth, old.labels, run.recipe.positive_label)
         rows.append(
             {

@@ -10,7 +10,7 @@ import numpy as np
 from bridge_edge.bridge.evaluate import TIMING, evaluate_probs, json_safe, timing_probs
 from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.metrics import Metrics, per_subject_scores, subject_bootstrap
-from bridge_edge.bridge.shards import fill_in_passes
+from bridge_edge.bridge.shards import RowReader, fill_in_passes
 from bridge_edge.bridge.stages import Run
 
 
@@ -115,18 +115,21 @@ def write_report(run: Run, stages: dict[str, str] | None = None) -> dict:
     old, new = run.models()
     test = run.windows("test")
     truth = test.head_truth(old.labels)
+    # the mapped test windows are read pass by pass and their pages given back as they go: four
+    # passes over them otherwise left about 25 KB a window resident (docs/scale.md)
+    ppg, ecg = RowReader(test.ppg), RowReader(test.ecg)
     composed, spec = load_composed(rd.root, device=run.device)
     positive = spec.positive_label
     probs = {
-        "bridge": composed.predict_proba(test.ppg),
-        "old_model_on_old_modality": old_model_probs(old, test.ecg),
+        "bridge": composed.predict_proba(ppg),
+        "old_model_on_old_modality": old_model_probs(old, ecg),
     }
     if rd.kd_student.exists():
-        student = make_student(new, len(old.labels), test.ppg[:2])
+        student = make_student(new, len(old.labels), ppg[:2])
         student.load_state_dict(load_file(str(rd.kd_student)))
-        probs["kd"] = student.predict_proba(test.ppg)
+        probs["kd"] = student.predict_proba(ppg)
     fs_ppg = PreprocessSpec.from_dict(spec.preprocess).fs_out
-    probs[TIMING], timing_info = timing_probs(test.ppg, fs_ppg, old.labels, positive, test.sqi)
+    probs[TIMING], timing_info = timing_probs(ppg, fs_ppg, old.labels, positive, test.sqi)
     metrics = {name: evaluate_probs(p, truth, old.labels, positive) for name, p in probs.items()}
     bridge_m, ceiling_m = metrics["bridge"], metrics["old_model_on_old_modality"]
     n_resamples = run.recipe.held_out.bootstrap_resamples
