@@ -12,7 +12,7 @@ downloaded themselves from the HuBERT-ECG authors — that provenance is why unp
 is acceptable::
 
     import torch, safetensors.torch as st
-    blob = torch.load("hubert_ecg_small.pt", weights_only=False)   # the authors' file only
+    blob = torch.load("hubert_ecg_small.pt", weights_only=False)   # trusted: the authors' own file
     st.save_file({k: v.contiguous() for k, v in blob["model_state_dict"].items()},
                  "hubert_ecg_small.safetensors")
 
