@@ -3,8 +3,9 @@
 The standard defines priorities and signals, not triggers; the triggers here are ours:
 
 - physiological: a rhythm label listed in ``AlarmRules.physiological`` (AF by default, medium
-  priority "**") that has held for ``AlarmRules.onset_s`` (30 s). Suppressed while the bed has a technical alarm or the signal quality of the
-  window the model saw is unacceptable: a classifier fed noise must not raise an arrhythmia.
+  priority "**") that has held for ``AlarmRules.onset_s`` (30 s). Suppressed while the bed
+  has a technical alarm or the signal quality of the window the model saw is unacceptable: a
+  classifier fed noise must not raise an arrhythmia.
 - technical: the source disconnected, a lead is off (reported within the last
   ``stale_after_s``; an AD8232 keeps sending "!" while it is), a trace has had no samples for
   more than ``stale_after_s`` (2 s), a trace's signal quality is unacceptable.
