@@ -192,3 +192,109 @@ def test_simulated_npz_with_wrong_rate_is_rejected(tmp_path):
     with pytest.raises(SampleRateError, match="expected the same duration"):
         dataset.recordings["sim000"]
     assert json.loads((tmp_path / "dataset.json").read_text())["subjects"] == ["sim000"]
+
+
+def _write_mimic_segment(wfdb, folder, name, seconds, channels, fs=125):
+    """A MIMIC-style segment: channel k is a sine at k + 1 Hz, whatever the order of ``channels``."""
+    t = np.arange(round(seconds * fs)) / fs
+    freq = {"II": 1.0, "PLETH": 2.0, "ABP": 3.0, "V": 4.0}
+    sig = np.stack([np.sin(2 * np.pi * freq[c] * t) for c in channels], axis=1)
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * len(channels),
+        sig_name=list(channels),
+        p_signal=sig,
+        fmt=["16"] * len(channels),
+        adc_gain=[1000.0] * len(channels),
+        baseline=[0] * len(channels),
+        write_dir=str(folder),
+    )
+    return len(t)
+
+
+def _write_mimic_tree(wfdb, root, fs=125):
+    """root/p00/p000020: a variable-layout multi-segment record (II + PLETH; a 4-s ``~`` gap;
+    a 6-s segment without PLETH; PLETH + II in the other order) and a single-segment record of
+    the same patient; root/p00/p000033: a record without PLETH and one with both."""
+    patient = root / "p00" / "p000020"
+    patient.mkdir(parents=True)
+    n1 = _write_mimic_segment(wfdb, patient, "3000003_0001", 20, ["II", "PLETH"])
+    n2 = _write_mimic_segment(wfdb, patient, "3000003_0002", 6, ["II", "V"])
+    n3 = _write_mimic_segment(wfdb, patient, "3000003_0003", 20, ["PLETH", "ABP", "II"])
+    layout = "".join(f"~ 0 1000/mV 16 0 0 0 0 {c}\n" for c in ("II", "PLETH", "ABP", "V"))
+    (patient / "3000003_layout.hea").write_text(f"3000003_layout 4 {fs} 0\n{layout}")
+    gap = 4 * fs
+    (patient / "3000003.hea").write_text(
+        f"3000003/5 4 {fs} {n1 + gap + n2 + n3}\n3000003_layout 0\n3000003_0001 {n1}\n~ {gap}\n"
+        f"3000003_0002 {n2}\n3000003_0003 {n3}\n"
+    )
+    _write_mimic_segment(wfdb, patient, "3000004", 16, ["II", "PLETH"])
+    other = root / "p00" / "p000033"
+    other.mkdir(parents=True)
+    _write_mimic_segment(wfdb, other, "3100001", 12, ["II", "ABP"])
+    _write_mimic_segment(wfdb, other, "3100002", 16, ["PLETH", "II"])
+    return {"gap_s": 4.0, "no_pleth_s": 6.0, "first_s": 20.0}
+
+
+def test_mimic_style_tree_loads_multi_segment_records_by_patient_with_gaps_counted(tmp_path):
+    wfdb = pytest.importorskip("wfdb")
+    from bridge_edge.signals.datasets.wfdb_record import find_records
+
+    shape = _write_mimic_tree(wfdb, tmp_path)
+    # segments and layouts are parts of their master record, not records of their own
+    assert [r.relative_to(tmp_path).as_posix() for r in find_records(tmp_path)] == [
+        "p00/p000020/3000003",
+        "p00/p000020/3000004",
+        "p00/p000033/3100001",
+        "p00/p000033/3100002",
+    ]
+    ds = load_dataset(str(tmp_path))
+    assert set(ds.recordings) == {
+        "p00/p000020/3000003",
+        "p00/p000020/3000003~1",
+        "p00/p000020/3000004",
+        "p00/p000033/3100002",
+    }
+    # a patient's records are one subject, so they share a split
+    by_subject = {}
+    for split in ("train", "val", "pair", "test"):
+        for key in getattr(ds.splits, split):
+            by_subject.setdefault(ds.recordings[key].subject_id, set()).add(split)
+    assert by_subject.keys() == {"p000020", "p000033"} and all(len(s) == 1 for s in by_subject.values())
+    # channels are read by name: the last segment stores PLETH first, II last
+    first, last = ds.recordings["p00/p000020/3000003"], ds.recordings["p00/p000020/3000003~1"]
+    t = np.arange(len(last.ecg)) / 125
+    np.testing.assert_allclose(last.ecg, np.sin(2 * np.pi * 1.0 * t), atol=2e-3)
+    np.testing.assert_allclose(last.ppg, np.sin(2 * np.pi * 2.0 * t), atol=2e-3)
+    assert len(first.ecg) == 20 * 125 and last.meta["start_s"] == pytest.approx(30.0)
+    # every lost span is counted: the ~ segment and the segment without PLETH (one run of NaN
+    # PPG), and the record without PLETH, named by its place in the tree
+    gaps = {(g.record, g.start_s, g.duration_s, g.channels) for g in ds.gaps}
+    assert gaps == {
+        ("p00/p000020/3000003", shape["first_s"], shape["gap_s"] + shape["no_pleth_s"], ("ecg", "ppg")),
+        ("p00/p000033/3100001", 0.0, 12.0, ("ppg",)),
+    }
+    assert ds.gaps_summary()["lost_s"] == pytest.approx(22.0)
+
+
+def test_mimic_style_record_alone_and_resampled_to_the_models_rates(tmp_path):
+    wfdb = pytest.importorskip("wfdb")
+    from bridge_edge.bridge.data import recording_windows
+    from bridge_edge.signals.preprocess import preprocess_spec
+
+    _write_mimic_tree(wfdb, tmp_path)
+    patient = tmp_path / "p00" / "p000020"
+    ds = load_dataset(str(patient / "3000003.hea"))  # the master alone: its own name and subject
+    assert set(ds.recordings) == {"3000003", "3000003~1"}
+    windows = recording_windows(
+        ds.recordings["3000003"],
+        window_s=10.0,
+        hop_s=5.0,
+        fs_ecg=500.0,
+        ppg_spec=preprocess_spec("ppg-v2", 125.0),
+    )
+    # 125 Hz in the record; 500 Hz ECG and 125 Hz PPG windows out, 10 s each
+    assert len(windows.ecg) >= 2 and windows.ecg.shape[1:] == (5000,) and windows.ppg.shape[1:] == (1250,)
+    with pytest.raises(DataError, match="PPG channel"):  # given alone, a record without PLETH is an error
+        load_dataset(str(tmp_path / "p00" / "p000033" / "3100001.hea"))

@@ -41,7 +41,7 @@ def split_at_gaps(
     bad = bad_ecg | bad_ppg
     if not bad.any():
         return [rec], []
-    fs, n = rec.fs_ecg, len(rec.ecg)
+    fs, n, name = rec.fs_ecg, len(rec.ecg), piece_key(rec)
     good = _runs(~bad)
     keep = good[(good[:, 1] - good[:, 0]) >= min_piece_s * fs]
     lost = _runs(np.ones(n, bool) if not len(keep) else _outside(keep, n))
@@ -50,7 +50,7 @@ def split_at_gaps(
         channels = tuple(
             name for name, mask in (("ecg", bad_ecg), ("ppg", bad_ppg)) if mask[start:stop].any()
         ) or ("ecg", "ppg")  # only a too-short finite piece: both channels were finite there
-        gaps.append(Gap(rec.subject_id, float(start / fs), float((stop - start) / fs), channels))
+        gaps.append(Gap(name, float(start / fs), float((stop - start) / fs), channels))
     pieces = [
         dataclasses.replace(
             rec,
@@ -58,7 +58,7 @@ def split_at_gaps(
             ppg=rec.ppg[a:b],
             rhythm=rec.rhythm[a:b],
             r_peaks=rec.r_peaks[(rec.r_peaks >= a) & (rec.r_peaks < b)] - a,
-            meta=rec.meta | {"piece": _piece_key(rec.subject_id, k), "start_s": float(a / fs)},
+            meta=rec.meta | {"piece": _piece_key(name, k), "start_s": float(a / fs)},
         )
         for k, (a, b) in enumerate(keep)
     ]
@@ -72,10 +72,11 @@ def _outside(ranges: np.ndarray, n: int) -> np.ndarray:
     return np.cumsum(inside)[:n] == 0
 
 
-def _piece_key(subject: str, k: int) -> str:
-    return subject if k == 0 else f"{subject}~{k}"
+def _piece_key(name: str, k: int) -> str:
+    return name if k == 0 else f"{name}~{k}"
 
 
 def piece_key(rec: PairedRecording) -> str:
-    """The key a recording (or a piece of one) has in ``PairedDataset.recordings``."""
+    """The key a recording (or a piece of one) has in ``PairedDataset.recordings``: its subject,
+    unless its loader named it (a subject with several records: datasets.wfdb_record)."""
     return str(rec.meta.get("piece", rec.subject_id))
