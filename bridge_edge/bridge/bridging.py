@@ -65,6 +65,7 @@ def stage_select(run: Run) -> None:
         k_out=s.k_out,
         folds=s.cv_folds,
         cka_tolerance=s.cka_tolerance,
+        max_windows=s.max_windows,
         trial=trial,
         trial_score=run.recipe.bridge.best_epoch_by,
     )

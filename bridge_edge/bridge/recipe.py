@@ -96,6 +96,7 @@ class SelectionConfig:
     trial_epochs: int = 0  # > 0: input blocks within one standard error are tried for this many epochs
     trial_max_windows: int = 0  # trial bridges train on the first N pair windows (0 = all)
     cka_tolerance: float = 0.0  # > 0: the deepest old block whose CKA is within this of the best
+    max_windows: int = 8192  # LR and CKA scores on at most this many pair windows, evenly spaced (0 = all)
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,19 @@ def _check_choices(recipe: Recipe) -> None:
             )
 
 
+def _check_selection(recipe: Recipe) -> None:
+    s = recipe.selection
+    least = 10 * s.cv_folds  # every fold can still hold every common pseudo-label
+    if s.max_windows < 0 or 0 < s.max_windows < least:
+        raise ConfigError(
+            f"[selection] max_windows = {s.max_windows}; expected 0 (all pair windows) or at least {least} "
+            f"(10 per fold of cv_folds = {s.cv_folds})",
+            key="selection.max_windows",
+            value=s.max_windows,
+            expected=f"0 or >= {least}",
+        )
+
+
 def _check_held_out(recipe: Recipe) -> None:
     h = recipe.held_out
     if h.extra_simulated_subjects < 0 or h.bootstrap_resamples < 0:
@@ -351,6 +365,7 @@ def parse_recipe(text: str, source_path: str = "") -> Recipe:
         raise ConfigError(f"recipe {source_path or '<text>'} is not valid TOML: {err}", key="") from err
     recipe = _build(Recipe, table)
     _check_choices(recipe)
+    _check_selection(recipe)
     _check_held_out(recipe)
     _check_pair_speeds(recipe)
     _check_pair_cohort(recipe)

@@ -21,6 +21,9 @@ Two bridge-edge options (off by default, on in recipes/default.toml; docs/method
   briefly at each, and the lowest *validation* score wins: the same score the bridge picks its
   epoch on (``trial_score``: the cosine loss at the old model's last block, or the old head's
   KL; both are measured after the last old block, so they compare across positions; no labels).
+- ``max_windows``: both scores are computed on at most this many pair windows, evenly spaced
+  over the split (all when it has fewer), so the stage's memory does not grow with the corpus
+  (docs/scale.md).
 - ``cka_tolerance``: the deepest old block whose CKA is within the tolerance of the best. A
   deeper output position leaves fewer old blocks to backpropagate through in training and to
   run on the device.
@@ -38,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge_edge.bridge.rundir import FeatureStore, RunDir
+from bridge_edge.bridge.shards import release_pages
 from bridge_edge.errors import DataError
 
 
@@ -56,6 +60,7 @@ class Selection:
     trial_score: str = "val_loss"  # the trials' key that decided
     # windows left out of the input score: their pseudo-label class has fewer than `folds` windows
     pseudo_labels_left_out: dict[str, int] = field(default_factory=dict)
+    scored_windows: int = 0  # the windows both scores were computed on (n_windows or fewer)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +106,13 @@ def lr_macro_f1(features: np.ndarray, pseudo: np.ndarray, folds: int = 5) -> tup
     return float(np.mean(scores)), float(np.std(scores, ddof=1) / np.sqrt(len(scores)))
 
 
+def score_rows(n: int, most: int) -> np.ndarray | None:
+    """``most`` evenly spaced rows of ``n`` (first and last included); None: all of them."""
+    if most <= 0 or n <= most:
+        return None
+    return np.linspace(0, n - 1, most).round().astype(np.int64)  # distinct, since n > most
+
+
 def _scores(values: list[float]) -> np.ndarray:
     return np.nan_to_num(np.asarray(values, np.float64), nan=-np.inf)
 
@@ -138,6 +150,7 @@ def select_positions(
     cka_tolerance: float = 0.0,
     trial: Trial | None = None,
     trial_score: str = "val_loss",
+    max_windows: int = 0,
 ) -> Selection:
     """Score every position; pinned positions (>= 0) are kept but still scored for the report.
 
@@ -145,7 +158,15 @@ def select_positions(
     their own output position) and the lowest ``trial_score`` decides.
     """
     start = time.perf_counter()
-    pseudo = store.pseudo_labels
+    rows = score_rows(len(store.old_probs), max_windows)
+
+    def read(features: np.ndarray) -> np.ndarray:
+        """The scored rows, copied; a mapped store's pages given back (shards.release_pages)."""
+        out = np.array(features if rows is None else features[rows])
+        release_pages(features)
+        return out
+
+    pseudo = read(store.pseudo_labels)
     values, counts = np.unique(pseudo, return_counts=True)
     count_of = {labels[v]: int(c) for v, c in zip(values, counts)}
     scored = np.isin(pseudo, values[counts >= folds])
@@ -157,11 +178,12 @@ def select_positions(
             reason="pseudo-labels",
         )
     input_scores, input_se = (
-        list(v) for v in zip(*(lr_macro_f1(f[scored], pseudo[scored], folds) for f in store.new_pooled))
+        list(v) for v in zip(*(lr_macro_f1(read(f)[scored], pseudo[scored], folds) for f in store.new_pooled))
     )
 
     def cka_to(ki: int) -> list[float]:
-        return [linear_cka(store.new_pooled[ki], y) for y in store.old_pooled]
+        x = read(store.new_pooled[ki])
+        return [linear_cka(x, read(y)) for y in store.old_pooled]
 
     def out_for(ki: int) -> int:
         return k_out if k_out >= 0 else output_position(cka_to(ki), cka_tolerance)
@@ -187,7 +209,8 @@ def select_positions(
         output_scores=cka_to(chosen_in),
         pinned=k_in >= 0 or k_out >= 0,
         seconds=time.perf_counter() - start,
-        n_windows=len(pseudo),
+        n_windows=len(store.old_probs),
+        scored_windows=len(pseudo),
         pseudo_label_counts=count_of,
         input_score_se=input_se,
         trials=trials,

@@ -135,3 +135,49 @@ def test_selection_without_two_scorable_pseudo_label_classes_is_a_clear_error():
         select_positions(one_class, LABELS)
     assert "'afib': 3" in str(err.value) and "pin [selection] k_in" in str(err.value)
     assert select_positions(one_class, LABELS, k_in=2).k_in == 2  # a pinned input needs no score
+
+
+def test_scores_on_at_most_max_windows_evenly_spaced_mapped_windows(tmp_path):
+    from bridge_edge.bridge.rundir import load_feature_store
+    from bridge_edge.bridge.selection import score_rows
+
+    store = _store(np.random.default_rng(3), n=400)
+    folder = tmp_path / "store"
+    folder.mkdir()
+    for k, a in enumerate(store.new_pooled):
+        np.save(folder / f"new_{k}.npy", a.astype(np.float32))
+    for k, a in enumerate(store.old_pooled):
+        np.save(folder / f"old_{k}.npy", a.astype(np.float32))
+    np.save(folder / "old_probs.npy", store.old_probs.astype(np.float32))
+    (folder / "store.json").write_text(
+        json.dumps({"n_new": 4, "n_old": 3, "old_target": False, "seconds": 0.0})
+    )
+    mapped = load_feature_store(folder)
+    assert isinstance(mapped.new_pooled[0], np.memmap)
+
+    rows = score_rows(400, 100)
+    assert len(np.unique(rows)) == 100 and rows[0] == 0 and rows[-1] == 399
+    assert score_rows(400, 0) is None and score_rows(400, 400) is None
+    subset = FeatureStore(
+        [np.asarray(a)[rows] for a in mapped.new_pooled],
+        [np.asarray(a)[rows] for a in mapped.old_pooled],
+        None,
+        np.asarray(mapped.old_probs)[rows],
+        0.0,
+    )
+    capped, by_hand = select_positions(mapped, LABELS, max_windows=100), select_positions(subset, LABELS)
+    assert capped.input_scores == by_hand.input_scores and capped.output_scores == by_hand.output_scores
+    assert (capped.n_windows, capped.scored_windows) == (400, 100)
+    everything = select_positions(mapped, LABELS, max_windows=0)
+    assert (everything.n_windows, everything.scored_windows) == (400, 400)
+    assert everything.input_scores != capped.input_scores  # other windows, other folds
+
+
+def test_recipe_refuses_too_few_scored_windows():
+    from bridge_edge.bridge.recipe import parse_recipe
+    from bridge_edge.errors import ConfigError
+
+    assert parse_recipe("[selection]\nmax_windows = 0\n").selection.max_windows == 0
+    assert parse_recipe("").selection.max_windows == 8192
+    with pytest.raises(ConfigError, match="max_windows = 20; expected 0 .* or at least 50"):
+        parse_recipe("[selection]\nmax_windows = 20\n")
