@@ -22,7 +22,7 @@ from bridge_edge.bridge.data import WindowSet
 from bridge_edge.bridge.distributed import SINGLE
 from bridge_edge.bridge.inputs import ppg_preprocess_spec
 from bridge_edge.bridge.rundir import ComposedSpec, FeatureStore, RunDir
-from bridge_edge.bridge.shards import NpyAppender, RowReader, first_rows, release_pages
+from bridge_edge.bridge.shards import NpyAppender, first_rows, release_pages
 from bridge_edge.bridge.stages import Run
 from bridge_edge.errors import ConfigError
 from bridge_edge.models.checkpoints import save_module_state
@@ -305,14 +305,14 @@ def stage_position_check(run: Run) -> None:
     sel = read_selection(run.run_dir)
     data = _pair_data(run)
     n = check.max_windows or len(data.pair.ppg)
-    test = run.windows("test")
+    test = run.windows("test").batched()
     truth = test.head_truth(old.labels)
     rows = []
     for k_in, k_out in check_pairs(sel.k_in, sel.k_out, new.n_blocks, old.n_blocks, check.pairs):
         bridge, res, _ = _train_bridge_at(
             run, data, k_in, k_out, epochs=check.epochs, max_windows=n, desc=f"check {k_in}->{k_out}"
         )
-        probs = compose(new, old, bridge, k_in, k_out).predict_proba(RowReader(test.ppg))
+        probs = compose(new, old, bridge, k_in, k_out).predict_proba(test.ppg)
         m = evaluate_probs(probs, truth, old.labels, run.recipe.positive_label)
         rows.append(
             {

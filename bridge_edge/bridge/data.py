@@ -9,11 +9,12 @@ label that covers at least ``purity`` of its ECG samples, else -1 (mixed; counte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from bridge_edge.bridge.shards import RowReader
 from bridge_edge.errors import DataError
 from bridge_edge.signals.preprocess import (
     PreprocessSpec,
@@ -45,6 +46,11 @@ class WindowSet:
 
     def __len__(self) -> int:
         return len(self.label)
+
+    def batched(self) -> WindowSet:
+        """The same windows, their ECG and PPG read through ``shards.RowReader``: a memory-mapped
+        split is read pass by pass and its pages given back as it goes (docs/scale.md)."""
+        return replace(self, ecg=RowReader(self.ecg), ppg=RowReader(self.ppg))
 
     def subset(self, idx: np.ndarray) -> WindowSet:
         return WindowSet(

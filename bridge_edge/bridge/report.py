@@ -10,7 +10,7 @@ import numpy as np
 from bridge_edge.bridge.evaluate import TIMING, evaluate_probs, json_safe, timing_probs
 from bridge_edge.bridge.memory import EVAL_BATCH
 from bridge_edge.bridge.metrics import Metrics, per_subject_scores, subject_bootstrap
-from bridge_edge.bridge.shards import RowReader, fill_in_passes
+from bridge_edge.bridge.shards import fill_in_passes
 from bridge_edge.bridge.stages import Run
 
 
@@ -113,11 +113,10 @@ def write_report(run: Run, stages: dict[str, str] | None = None) -> dict:
 
     rd = run.dir
     old, new = run.models()
-    test = run.windows("test")
+    # four passes over the mapped test windows otherwise left ~25 KB a window resident (docs/scale.md)
+    test = run.windows("test").batched()
     truth = test.head_truth(old.labels)
-    # the mapped test windows are read pass by pass and their pages given back as they go: four
-    # passes over them otherwise left about 25 KB a window resident (docs/scale.md)
-    ppg, ecg = RowReader(test.ppg), RowReader(test.ecg)
+    ppg, ecg = test.ppg, test.ecg
     composed, spec = load_composed(rd.root, device=run.device)
     positive = spec.positive_label
     probs = {
