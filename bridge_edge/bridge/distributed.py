@@ -11,8 +11,9 @@ batch from the same seeded generator, computes the loss on its share (``Dist.sha
 ``rank, rank + N, ...`` of the batch, like ``DistributedSampler``'s interleaving), and DDP
 averages the gradients. Each rank's loss is weighted by its share of the batch (``n_r N / B``),
 so the averaged gradient is the gradient of the global batch mean, as one process computes it.
-Every other stage, and every write to the run directory, is rank 0's; the others wait at a
-barrier (``fit``).
+The features stage shares the windows instead: each rank writes the store of its whole
+batches, and rank 0 joins them (bridge.features). Every other stage, and every other write to
+the run directory, is rank 0's; the others wait at a barrier (``fit``).
 
 torch is imported inside the functions that need it: ``bridge_edge.bridge.fit`` imports this.
 """
@@ -27,7 +28,7 @@ import numpy as np
 
 from bridge_edge.errors import ConfigError
 
-# Rank 0 runs the data, feature and selection stages while the other ranks wait at a barrier;
+# Rank 0 runs the data and selection stages while the other ranks wait at a barrier;
 # on a large corpus that takes far longer than torch's default 30-minute collective timeout.
 BARRIER_TIMEOUT = timedelta(hours=12)
 ENV_KEYS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")

@@ -10,8 +10,9 @@ last fit of this run directory is reused, so tuning the bridge does not redo dat
 and features, and adding test subjects redoes only what reads the test split.
 
 Under ``torchrun`` (bridge.distributed, docs/scale.md) the stages in ``ON_ALL_RANKS`` run on
-every rank, sharing each batch through DDP; the others, every run-directory write and the report
-are rank 0's, while the other ranks wait at a barrier after each stage.
+every rank: the training stages share each batch through DDP, the features stage shares the
+windows (bridge.features.write_features). The others, every other run-directory write
+and the report are rank 0's, while the other ranks wait at a barrier after each stage.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ STAGES: tuple[Stage, ...] = (
     ),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
-ON_ALL_RANKS = frozenset({"pretrain", "bridge", "kd"})  # the training stages; the rest run on rank 0
+ON_ALL_RANKS = frozenset({"pretrain", "features", "bridge", "kd"})  # training, and the sharded feature pass
 
 
 def _check_world(recipe: Recipe, dist: Dist) -> None:

@@ -315,6 +315,17 @@ def test_two_processes_under_torchrun_match_one_process(run_dir, tmp_path):
     for name in ("old_model_on_old_modality", "timing"):
         for key in ("macro_f1", "positive_auroc", "n_windows"):
             assert two[name]["test"][key] == one[name]["test"][key], (name, key)
+    # the feature pass is sharded (each rank its whole batches, joined by rank 0): the old model's
+    # features, which no training touches, are the one-process run's (other thread counts: close)
+    for store, stems in (
+        ("features_pair", ("old_0", "old_probs", "old_target")),
+        ("targets_val", ("old_target",)),
+    ):
+        for stem in stems:
+            a, b = (np.load(d / store / f"{stem}.npy").astype(np.float32) for d in (out, run_dir))
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3, err_msg=f"{store}/{stem}")
+    assert not list(out.glob("*.rank*"))  # the shards were joined and removed
+    assert "features" in json.loads((out / "memory" / "rank1.json").read_text())
     # training touches these: within the stated tolerance
     loss_one = json.loads((run_dir / "pretrain.json").read_text())["loss"]
     loss_two = json.loads((out / "pretrain.json").read_text())["loss"]

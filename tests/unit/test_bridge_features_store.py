@@ -45,3 +45,26 @@ def test_read_only_memory_mapped_windows_reach_torch_without_a_warning(tmp_path)
         warnings.simplefilter("error")  # torch warns on a non-writable array
         x = TinyNew().prepare(mapped)
     np.testing.assert_array_equal(x[:, 0].numpy(), ppg)
+
+
+@pytest.mark.parametrize(("n", "world"), [(20, 2), (20, 3), (20, 4), (3, 2), (0, 2)])
+def test_shards_of_whole_batches_joined_are_the_one_process_store(tmp_path, n, world):
+    """Every rank writes its share (features.shard_rows) and rank 0 joins them: the files are
+    the one-process store's, byte for byte (the ranks run exactly its batches)."""
+    from bridge_edge.bridge.features import join_feature_shards, shard_dir, shard_rows
+
+    rows = [shard_rows(n, 8, r, world) for r in range(world)]
+    assert rows[0][0] == 0 and rows[-1][1] == n  # contiguous, in order, covering every window
+    assert all(a[1] == b[0] for a, b in zip(rows, rows[1:])) and all(s % 8 == 0 for s, _ in rows)
+    old, new = TinyOld(), TinyNew()
+    ecg, ppg = _data(max(n, 1))
+    ecg, ppg = ecg[:n], ppg[:n]
+    want = write_features(old, new, ecg, ppg, tmp_path / "one" / "features_pair", batch_size=8)
+    out = tmp_path / "two" / "features_pair"
+    for r, share in enumerate(rows):
+        write_features(old, new, ecg, ppg, shard_dir(out, r), batch_size=8, rows=share)
+    got = join_feature_shards(out, [shard_dir(out, r) for r in range(world)], seconds=1.0)
+    for stem in sorted(p.name for p in (tmp_path / "one" / "features_pair").glob("*.npy")):
+        assert (out / stem).read_bytes() == (tmp_path / "one" / "features_pair" / stem).read_bytes(), stem
+    assert len(got.new_pooled) == len(want.new_pooled) and got.old_target.shape == want.old_target.shape
+    assert not any(shard_dir(out, r).exists() for r in range(world))  # the shards are removed
