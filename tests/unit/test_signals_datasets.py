@@ -298,3 +298,31 @@ def test_mimic_style_record_alone_and_resampled_to_the_models_rates(tmp_path):
     assert len(windows.ecg) >= 2 and windows.ecg.shape[1:] == (5000,) and windows.ppg.shape[1:] == (1250,)
     with pytest.raises(DataError, match="PPG channel"):  # given alone, a record without PLETH is an error
         load_dataset(str(tmp_path / "p00" / "p000033" / "3100001.hea"))
+
+
+def test_wfdb_records_are_read_when_iterated_one_record_at_a_time(tmp_path, monkeypatch):
+    """The load scans every record once (pieces, gaps) and keeps no samples; iterating a split
+    reads each of its records once more, holding one record (docs/scale.md)."""
+    wfdb = pytest.importorskip("wfdb")
+    from bridge_edge.signals.datasets.wfdb_record import RecordPieces, RecordSource
+
+    _write_mimic_tree(wfdb, tmp_path)
+    reads = []
+    load = RecordSource.load
+    monkeypatch.setattr(RecordSource, "load", lambda self: reads.append(self.key) or load(self))
+    ds = load_dataset(str(tmp_path))
+    assert isinstance(ds.recordings, RecordPieces)
+    assert sorted(reads) == [
+        "p00/p000020/3000003",
+        "p00/p000020/3000004",
+        "p00/p000033/3100001",
+        "p00/p000033/3100002",
+    ]
+    reads.clear()
+    split = next(
+        s for s in ("train", "val", "pair", "test") if "p00/p000020/3000003~1" in getattr(ds.splits, s)
+    )
+    pieces = list(ds.iter_subjects(split))
+    assert reads == sorted({k.split("~")[0] for k in getattr(ds.splits, split)})  # each record once, in order
+    first = next(p for p in pieces if p.meta["piece"] == "p00/p000020/3000003")
+    assert len(first.ecg) == 20 * 125 and np.isfinite(first.ppg).all()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,13 +68,28 @@ def dataset_from_recordings(
     by_key = {piece_key(r): r for r in recordings}
     if len(by_key) != len(recordings):
         raise DataError(f"{source}: duplicate subject ids", path=source, reason="duplicate subject ids")
-    by_subject = split_subjects({r.subject_id for r in recordings}, seed)
+    return dataset_from_pieces(
+        {k: r.subject_id for k, r in by_key.items()}, by_key, labels, seed, source, gaps
+    )
+
+
+def dataset_from_pieces(
+    subject_of: Mapping[str, str],
+    recordings: Mapping[str, PairedRecording],
+    labels: Sequence[str],
+    seed: int,
+    source: str,
+    gaps: Sequence[Gap] = (),
+) -> PairedDataset:
+    """``recordings`` (piece key -> recording, possibly read only when asked for) split by the
+    subject each piece belongs to (``subject_of``)."""
+    by_subject = split_subjects(set(subject_of.values()), seed)
     splits = Splits(
         **{
-            name: tuple(sorted(k for k, r in by_key.items() if r.subject_id in ids))
+            name: tuple(sorted(k for k, subject in subject_of.items() if subject in ids))
             for name, ids in by_subject.as_dict().items()
         }
     )
     return PairedDataset(
-        labels=tuple(labels), splits=splits, recordings=by_key, source=source, gaps=tuple(gaps)
+        labels=tuple(labels), splits=splits, recordings=recordings, source=source, gaps=tuple(gaps)
     )

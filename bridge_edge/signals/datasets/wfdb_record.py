@@ -26,13 +26,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bridge_edge.errors import DataError, DatasetNotFoundError, DependencyMissingError
-from bridge_edge.signals.datasets.common import dataset_from_recordings, validate_recording
-from bridge_edge.signals.datasets.gaps import split_at_gaps
+from bridge_edge.signals.datasets.common import dataset_from_pieces, validate_recording
+from bridge_edge.signals.datasets.gaps import piece_key, split_at_gaps
 from bridge_edge.signals.simulator import LABELS
 from bridge_edge.signals.types import Gap, PairedDataset, PairedRecording
 
@@ -51,6 +53,8 @@ def is_wfdb(path: Path) -> bool:
 
 
 def load_wfdb_dataset(path: Path, seed: int = 0) -> PairedDataset:
+    """The records ``path`` names, scanned once for their pieces and gaps and then read again
+    one record at a time as the dataset is iterated (``RecordPieces``)."""
     records = find_records(path)
     if not records:
         raise DatasetNotFoundError(
@@ -59,15 +63,57 @@ def load_wfdb_dataset(path: Path, seed: int = 0) -> PairedDataset:
             expected="<record>.hea",
         )
     in_tree = path.is_dir()
-    pieces, gaps = [], []
+    where, subjects, gaps = {}, {}, []
     for r in records:
-        key = r.relative_to(path).as_posix() if in_tree else r.name
-        p, g = load_wfdb_record(
-            r, subject=subject_of(r, path) if in_tree else r.name, key=key, skip_partial=in_tree
+        source = RecordSource(
+            r,
+            subject_of(r, path) if in_tree else r.name,
+            r.relative_to(path).as_posix() if in_tree else r.name,
+            skip_partial=in_tree,
         )
-        pieces += p
+        pieces, g = source.load()
+        for k, piece in enumerate(pieces):
+            where[piece_key(piece)] = (source, k)
+            subjects[piece_key(piece)] = piece.subject_id
         gaps += g
-    return dataset_from_recordings(pieces, LABELS, seed, str(path), gaps)
+    return dataset_from_pieces(subjects, RecordPieces(where), LABELS, seed, str(path), gaps)
+
+
+@dataclass(frozen=True)
+class RecordSource:
+    """One WFDB record and how the dataset names it (``load_wfdb_record``'s arguments)."""
+
+    record: Path
+    subject: str
+    key: str
+    skip_partial: bool = False
+
+    def load(self) -> tuple[list[PairedRecording], list[Gap]]:
+        return load_wfdb_record(
+            self.record, subject=self.subject, key=self.key, skip_partial=self.skip_partial
+        )
+
+
+class RecordPieces(Mapping):
+    """Piece key -> that piece of its WFDB record, read from the record when asked for. The last
+    record's pieces are kept, so iterating a split (its pieces in order) reads each record once
+    and holds one record in RAM, whatever the corpus' size (docs/scale.md)."""
+
+    def __init__(self, where: dict[str, tuple[RecordSource, int]]) -> None:
+        self._where = where
+        self._last: tuple[RecordSource | None, list[PairedRecording]] = (None, [])
+
+    def __getitem__(self, piece: str) -> PairedRecording:
+        source, k = self._where[piece]
+        if self._last[0] != source:
+            self._last = (source, source.load()[0])
+        return self._last[1][k]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
 
 
 def find_records(path: Path) -> list[Path]:
