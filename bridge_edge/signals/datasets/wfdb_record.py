@@ -96,8 +96,10 @@ class RecordSource:
 
 class RecordPieces(Mapping):
     """Piece key -> that piece of its WFDB record, read from the record when asked for. The last
-    record's pieces are kept, so iterating a split (its pieces in order) reads each record once
-    and holds one record in RAM, whatever the corpus' size (docs/scale.md)."""
+    record's pieces are kept, so iterating a split (its keys in sorted order, where a record's
+    pieces ``rec``, ``rec~1``, ... follow each other unless another record's name sorts between
+    them) reads each record once and holds one record in RAM, whatever the corpus' size
+    (docs/scale.md)."""
 
     def __init__(self, where: dict[str, tuple[RecordSource, int]]) -> None:
         self._where = where
