@@ -339,7 +339,8 @@ def train_bridge(
             z = inputs[id(val)][0]
             head_of = lambda rows: old_head_in_passes(old, to_layout(bridge(z[rows]), old.layout), k_out)  # noqa: E731
             probs = fill_in_passes(len(z), 64, head_of, None)
-            scores["val_head_kl"] = head_kl(torch.as_tensor(val_old_probs, device=device), probs)
+            teacher = torch.from_numpy(np.array(val_old_probs))  # a copy: the store is mapped read-only
+            scores["val_head_kl"] = head_kl(teacher.to(device), probs)
         return scores
 
     # Resident during a bridge step: the bridge and the old blocks the step runs. The new model's
