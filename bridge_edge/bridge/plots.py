@@ -66,12 +66,19 @@ def plot_confusions(results: dict[str, dict], path: Path) -> None:
 SHOWN_AS = {"old_model_on_old_modality": "old model on ECG"}
 
 
+SUBJECTS_MAX_WIDTH_IN = 24.0
+SUBJECTS_NAMED = 70  # up to this many test subjects are named on the axis (about what 24 inches hold)
+
+
 def plot_test_subjects(rows: list[dict], intervals: dict | None, path: Path, positive: str) -> None:
     """Per test subject: positive-class recall and accuracy on the other windows, one marker per
     model; marker area grows with the subject's window count. Titles carry the 95 % intervals."""
     plt = _plt()
     models = [k for k in rows[0] if isinstance(rows[0][k], dict)] if rows else []
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 0.32 * len(rows) + 2), 5.6), sharex=True)
+    # a third of an inch a subject, up to SUBJECTS_MAX_WIDTH_IN: on a large corpus's test split (960
+    # subjects at 80 subject-hours) the uncapped canvas alone was ~85 MB, a peak of evaluate's
+    width = min(max(6.0, 0.32 * len(rows) + 2), SUBJECTS_MAX_WIDTH_IN)
+    fig, axes = plt.subplots(2, 1, figsize=(width, 5.6), sharex=True)
     order = sorted(
         rows,
         key=lambda r: (r[models[0]][f"{positive}_recall"] is None, r[models[0]][f"{positive}_recall"] or 0),
@@ -100,7 +107,10 @@ def plot_test_subjects(rows: list[dict], intervals: dict | None, path: Path, pos
             fontsize=8,
         )
     axes[0].legend(fontsize=7, loc="lower right")
-    axes[1].set_xticks(x, [r["subject"] for r in order], rotation=90, fontsize=7)
+    if len(order) <= SUBJECTS_NAMED:
+        axes[1].set_xticks(x, [r["subject"] for r in order], rotation=90, fontsize=7)
+    else:  # names would overlap: the subjects as a distribution, in the same order
+        axes[1].set_xlabel(f"{len(order)} test subjects, sorted by {positive} recall", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
