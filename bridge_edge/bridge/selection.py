@@ -8,6 +8,10 @@
 2. Output position (old model): linear CKA (biased centering) between the chosen input
    features and the pooled input of every old block; argmax, ties -> the shallowest.
 
+Both scores are computed on at most ``max_windows`` pair windows (``[selection] max_windows``,
+8,192 by default), evenly spaced over the split (all when it has fewer), so the stage's memory
+does not grow with the corpus (docs/scale.md).
+
 Unlike the authors' selector (docs/method.md), the input layer is scored on exactly the time-pooled
 vectors the bridge consumes. A pseudo-label class with fewer windows than folds cannot be
 stratified; its windows are left out of the input score and counted in the report, so one
@@ -21,9 +25,6 @@ Two bridge-edge options (off by default, on in recipes/default.toml; docs/method
   briefly at each, and the lowest *validation* score wins: the same score the bridge picks its
   epoch on (``trial_score``: the cosine loss at the old model's last block, or the old head's
   KL; both are measured after the last old block, so they compare across positions; no labels).
-- ``max_windows``: both scores are computed on at most this many pair windows, evenly spaced
-  over the split (all when it has fewer), so the stage's memory does not grow with the corpus
-  (docs/scale.md).
 - ``cka_tolerance``: the deepest old block whose CKA is within the tolerance of the best. A
   deeper output position leaves fewer old blocks to backpropagate through in training and to
   run on the device.
