@@ -116,19 +116,18 @@ def write_report(run: Run, stages: dict[str, str] | None = None) -> dict:
     # four passes over the mapped test windows otherwise left ~25 KB a window resident (docs/scale.md)
     test = run.windows("test").batched()
     truth = test.head_truth(old.labels)
-    ppg, ecg = test.ppg, test.ecg
     composed, spec = load_composed(rd.root, device=run.device)
     positive = spec.positive_label
     probs = {
-        "bridge": composed.predict_proba(ppg),
-        "old_model_on_old_modality": old_model_probs(old, ecg),
+        "bridge": composed.predict_proba(test.ppg),
+        "old_model_on_old_modality": old_model_probs(old, test.ecg),
     }
     if rd.kd_student.exists():
-        student = make_student(new, len(old.labels), ppg[:2])
+        student = make_student(new, len(old.labels), test.ppg[:2])
         student.load_state_dict(load_file(str(rd.kd_student)))
-        probs["kd"] = student.predict_proba(ppg)
+        probs["kd"] = student.predict_proba(test.ppg)
     fs_ppg = PreprocessSpec.from_dict(spec.preprocess).fs_out
-    probs[TIMING], timing_info = timing_probs(ppg, fs_ppg, old.labels, positive, test.sqi)
+    probs[TIMING], timing_info = timing_probs(test.ppg, fs_ppg, old.labels, positive, test.sqi)
     metrics = {name: evaluate_probs(p, truth, old.labels, positive) for name, p in probs.items()}
     bridge_m, ceiling_m = metrics["bridge"], metrics["old_model_on_old_modality"]
     n_resamples = run.recipe.held_out.bootstrap_resamples
