@@ -1,5 +1,5 @@
 """Scoring probabilities on windows of held-out subjects: metrics, the pulse-timing baseline,
-subject-bootstrap intervals. numpy/scipy only at import; a fit run's models load torch lazily
+subject-bootstrap intervals. numpy only at import; a fit run's models load torch lazily
 (``evaluate_run``), a bundle's go through a runtime engine (``checks.bundle_eval``).
 
 Label mapping (docs/method.md): the dataset's truth (sinus / afib / ectopy) is mapped by name

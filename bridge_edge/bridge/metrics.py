@@ -1,5 +1,5 @@
-"""Window-level classification metrics (docs/method.md), numpy and scipy only (the device side
-scores bundles with them).
+"""Window-level classification metrics (docs/method.md), numpy only (the device side scores
+bundles with them).
 
 Predictions are probabilities over the *head's* vocabulary (e.g. openecg's 6 rhythm classes);
 truths are indices into the same vocabulary, -1 where the dataset's label has no counterpart
@@ -121,14 +121,25 @@ def macro_auroc(auroc: dict) -> float | None:
 
 def _auroc(is_pos: np.ndarray, score: np.ndarray) -> float:
     """Mann-Whitney AUROC (ties count half); NaN without both classes."""
-    from scipy.stats import rankdata
-
     n_pos = int(is_pos.sum())
     n_neg = len(is_pos) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(score)
+    ranks = average_ranks(score)
     return float((ranks[is_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, tied values sharing the mean of their ranks (``scipy.stats.rankdata``)."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    ends = np.append(starts[1:], len(values))  # each run of ties is ordered[start:end]
+    mean_rank = (starts + ends + 1) / 2.0  # the mean of ranks start+1 .. end
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
 
 
 def _scored_windows(probs_by_model: dict, truth, subjects, labels, positive_label: str):

@@ -2,7 +2,7 @@
 
 The bundle's model runs on a runtime engine (ONNX Runtime by default, fp32: the model its
 accuracy table is measured against); windows, metrics, the pulse-timing baseline and the
-subject bootstrap are bridge.evaluate's, numpy and scipy only.
+subject bootstrap are bridge.evaluate's, numpy only.
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from bridge_edge.devices.base import Chunk, StreamInfo
 from bridge_edge.monitor import alarms as alarm_rules
 from bridge_edge.monitor.frames import encode_block
 from bridge_edge.monitor.server import MonitorServer
 from bridge_edge.signals.beats import detect_beats
+from bridge_edge.signals.filters import SosFilter, butter_sos, sosfilt_zi
 from bridge_edge.signals.quality import window_sqi
 from bridge_edge.signals.rr_timing import RR_AF_THRESHOLD
 
@@ -73,23 +73,20 @@ def trace_configs(info: StreamInfo) -> list[TraceConfig]:
 
 
 class DisplayFilter:
-    """Causal band-pass with state carried across chunks (scipy ``sosfilt`` with ``zi``)."""
+    """Causal band-pass with state carried across chunks, started at the first sample's level."""
 
     def __init__(self, trace: TraceConfig) -> None:
         low, high = DISPLAY_BANDS_HZ[trace.kind]
-        self.sos = signal.butter(
-            2, [low, min(high, 0.45 * trace.fs)], btype="bandpass", fs=trace.fs, output="sos"
-        )
+        self.sos = butter_sos(2, [low, min(high, 0.45 * trace.fs)], "bandpass", trace.fs)
         self.scale = trace.scale
-        self.zi: np.ndarray | None = None
+        self._filter: SosFilter | None = None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         # A NaN (e.g. a lost sample) would poison the filter state for good.
         x = np.nan_to_num(x.astype(np.float64) * self.scale)
-        if self.zi is None:
-            self.zi = signal.sosfilt_zi(self.sos) * x[0]
-        y, self.zi = signal.sosfilt(self.sos, x, zi=self.zi)
-        return y.astype(np.float32)
+        if self._filter is None:
+            self._filter = SosFilter(self.sos, sosfilt_zi(self.sos) * x[0])
+        return self._filter.process(x).astype(np.float32)
 
 
 class TraceHistory:

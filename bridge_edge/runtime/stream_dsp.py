@@ -3,9 +3,8 @@
 ``StreamingPreprocessor`` runs steps 1-2 of ``ppg-v1`` chunk by chunk: the SOS band-pass
 carries its ``zi`` state across chunks (starting from rest, like the offline filter) and the
 linear resampler keeps the last filtered sample so the interpolation across a chunk boundary
-is the one the offline pass computes. The sections run as a cascade of ``lfilter`` calls (the same direct-form-II-transposed
-biquads ``sosfilt`` runs, equal to it within 1e-9) because scipy's ``sosfilt`` wrapper costs
-~0.2 ms per call, which dominates at sensor chunk sizes. Output sample ``k`` sits at input position
+is the one the offline pass computes. The filter is ``signals.filters.SosFilter``, the one the
+offline pass runs (numpy only; about 20 us per sensor-sized chunk). Output sample ``k`` sits at input position
 ``k * fs_in / fs_out``, computed exactly as offline, so after any sequence of chunk sizes the
 concatenated output equals ``filter_and_resample`` of the concatenated input (to rounding).
 Step 3 (z-score per window) happens when a window is cut (``normalise_windows``).
@@ -29,9 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal as sps
 
 from bridge_edge.errors import NonFiniteError
+from bridge_edge.signals.filters import SosFilter, sosfilt, sosfilt_zi
 from bridge_edge.signals.preprocess import PreprocessSpec, bandpass_sos
 
 
@@ -51,7 +50,7 @@ class ResampledBlock:
 def warmup_seconds(spec: PreprocessSpec, fs_in: float, tolerance: float = 1e-4) -> float:
     """Time until the filter's step response stays below ``tolerance`` of the step."""
     n = int(fs_in * 60)
-    step = sps.sosfilt(bandpass_sos(spec, fs_in), np.ones(n))
+    step = sosfilt(bandpass_sos(spec, fs_in), np.ones(n))
     above = np.flatnonzero(np.abs(step) > tolerance)
     return float((above[-1] + 1) / fs_in) if len(above) else 0.0
 
@@ -60,9 +59,8 @@ class StreamingPreprocessor:
     def __init__(self, spec: PreprocessSpec, fs_in: float) -> None:
         self.spec = spec
         self.fs_in = float(fs_in)
-        self._sos = bandpass_sos(spec, self.fs_in)
-        self._zi = np.zeros((self._sos.shape[0], 2))
-        self._zi_step = sps.sosfilt_zi(self._sos)  # steady state for a unit step, per section
+        self._filter = SosFilter(bandpass_sos(spec, self.fs_in))  # starts from rest, as offline
+        self._zi_step = sosfilt_zi(self._filter.sos)  # steady state for a unit step, per section
         self._ratio = self.fs_in / spec.fs_out  # input samples per output sample
         self.n_in = 0  # input samples consumed (including gap fill)
         self.n_out = 0  # output samples produced
@@ -83,9 +81,7 @@ class StreamingPreprocessor:
                 count=int(len(bad)),
                 first_index=int(self.n_in + bad[0]),
             )
-        y = x
-        for k, section in enumerate(self._sos):  # a loop over 2-3 biquads, not samples
-            y, self._zi[k] = sps.lfilter(section[:3], section[3:], y, zi=self._zi[k])
+        y = self._filter.process(x)
         total = self.n_in + len(x)
         n_avail = self.available(total)
         k = np.arange(self.n_out, n_avail)
@@ -121,7 +117,7 @@ class StreamingPreprocessor:
 
         Used after a non-finite gap: the stream continues from ``value`` with no step transient.
         The sample counters (time axis) are kept."""
-        self._zi = self._zi_step * float(value)
+        self._filter.zi = self._zi_step * float(value)
         self._last_raw = float(value)
 
     def fill_gap(self, n_missing: int) -> ResampledBlock:

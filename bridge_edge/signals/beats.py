@@ -1,9 +1,9 @@
-"""Beat detection and heart rate from detected beats, for PPG and ECG (numpy/scipy only).
+"""Beat detection and heart rate from detected beats, for PPG and ECG (numpy only).
 
 PPG: systolic peaks of the band-passed pulse wave, found on their upstrokes so that secondary
 waves (dicrotic, reflected, ringing) are not counted as beats (``detect_ppg_beats``). ECG: R peaks found on a Pan-Tompkins-like
 energy envelope (5-20 Hz band, squared slope, 120 ms moving integration), then moved to the
-largest |ECG| sample nearby. Both use ``scipy.signal.find_peaks`` (compiled), never a Python
+largest |ECG| sample nearby. Both find peaks with ``signals.peaks.find_peaks``, never a Python
 loop over samples.
 
 Heart rate is the mean rate over the last 4-8 beats: ``60 * (n - 1) / (t_last - t_first)``.
@@ -14,7 +14,9 @@ It is None when fewer than 4 beats are found or any interval among them is impla
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal as sps
+
+from bridge_edge.signals.filters import butter_sos, sosfiltfilt
+from bridge_edge.signals.peaks import find_peaks
 
 HR_MIN_BPM = 30.0
 HR_MAX_BPM = 220.0
@@ -60,7 +62,7 @@ def detect_ppg_beats(x: np.ndarray, fs: float) -> np.ndarray:
     if np.mean(centred**3) < 0:
         x = -x
     slope = np.gradient(x)
-    ups, props = sps.find_peaks(slope, height=0.0, distance=max(1, int(round(REFRACTORY_S * fs))))
+    ups, rise = find_peaks(slope, min_height=0.0, distance=max(1, int(round(REFRACTORY_S * fs))))
     if len(ups) == 0:
         return np.empty(0, dtype=np.int64)
     span = max(1, int(round(PEAK_SEARCH_S * fs)))
@@ -68,7 +70,6 @@ def detect_ppg_beats(x: np.ndarray, fs: float) -> np.ndarray:
     limit = np.minimum(np.append(ups[1:], len(x)), len(x))[:, None]
     idx = np.where(idx < limit, idx, ups[:, None])
     peaks = idx[np.arange(len(ups)), np.argmax(x[idx], axis=1)]
-    rise = props["peak_heights"]
     height = np.maximum(x[peaks] - np.median(x), 0.0)
     near = np.abs(ups[:, None] - ups[None, :]) <= LOCAL_S * fs
     keep = (rise >= MIN_SLOPE_FRACTION * np.max(np.where(near, rise[None, :], 0.0), axis=1)) & (
@@ -83,15 +84,14 @@ def detect_ecg_beats(x: np.ndarray, fs: float) -> np.ndarray:
     if len(x) < int(fs):
         return np.empty(0, dtype=np.int64)
     high = min(20.0, 0.45 * fs)
-    sos = sps.butter(2, [5.0, high], btype="bandpass", fs=fs, output="sos")
-    band = sps.sosfiltfilt(sos, x)
+    band = sosfiltfilt(butter_sos(2, [5.0, high], "bandpass", fs), x)
     energy = np.gradient(band) ** 2
     width = max(1, int(0.12 * fs))
     envelope = np.convolve(energy, np.ones(width) / width, mode="same")
     threshold = 0.3 * np.percentile(envelope, 99)
     if not threshold > 0:
         return np.empty(0, dtype=np.int64)
-    coarse, _ = sps.find_peaks(envelope, height=threshold, distance=max(1, int(fs * 60.0 / HR_MAX_BPM)))
+    coarse, _ = find_peaks(envelope, min_height=threshold, distance=max(1, int(fs * 60.0 / HR_MAX_BPM)))
     if len(coarse) == 0:
         return coarse.astype(np.int64)
     # refine: largest |band| within +-60 ms of each envelope peak, all beats at once

@@ -8,7 +8,8 @@ fixed blocks of absolute time, so they do not depend on how the caller chunks th
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal as sps
+
+from bridge_edge.signals.filters import SosFilter, butter_sos, sos_response
 
 
 class FilteredNoise:
@@ -17,18 +18,17 @@ class FilteredNoise:
     def __init__(self, rng: np.random.Generator, band_hz: tuple[float, float], fs: float, order: int = 2):
         low, high = band_hz[0], min(band_hz[1], 0.45 * fs)
         if high > 1.2 * low:
-            self._sos = sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+            sos = butter_sos(order, [low, high], "bandpass", fs)
         else:  # the rate is too low for the band: keep what the rate can carry
-            self._sos = sps.butter(order, 0.45 * fs, btype="lowpass", fs=fs, output="sos")
-        self._zi = np.zeros((self._sos.shape[0], 2))
+            sos = butter_sos(order, 0.45 * fs, "lowpass", fs)
+        self._filter = SosFilter(sos)
         self._rng = rng
         # unit output variance: scale by the filter's noise gain
-        _, h = sps.sosfreqz(self._sos, worN=4096)
+        h = sos_response(sos, 4096)
         self._gain = 1.0 / np.sqrt(np.mean(np.abs(h) ** 2))
 
     def next(self, n: int) -> np.ndarray:
-        y, self._zi = sps.sosfilt(self._sos, self._rng.standard_normal(n), zi=self._zi)
-        return y * self._gain
+        return self._filter.process(self._rng.standard_normal(n)) * self._gain
 
 
 class EventTrack:

@@ -48,7 +48,7 @@ def signal_targets(windows: np.ndarray, fs: float, names=DEFAULT_TARGETS) -> np.
     beat_cols = [i for i, n in enumerate(names) if n in BEAT_TARGETS]
     if beat_cols:
         beat_values = np.full((len(windows), len(BEAT_TARGETS)), np.nan, dtype=np.float32)
-        for i, window in enumerate(windows):  # per window; beat detection is compiled scipy
+        for i, window in enumerate(windows):  # per window; beat detection is vectorised numpy
             peaks = detect_ppg_beats(window, fs)
             if len(peaks) < 4:
                 continue

@@ -28,10 +28,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from scipy import signal as sps
 
 from bridge_edge.errors import ConfigError, NonFiniteError, SampleRateError
 from bridge_edge.signals.beats import detect_ppg_beats
+from bridge_edge.signals.filters import butter_sos, sosfilt
 
 POLARITY_CHOICES = ("none", "skew_sign")
 RENDER_CHOICES = ("none", "beat_pulses")
@@ -118,7 +118,7 @@ def bandpass_sos(spec: PreprocessSpec, fs_in: float) -> np.ndarray:
             got_hz=fs_in,
             where=spec.version,
         )
-    return sps.butter(spec.filter_order, [low, high], btype="bandpass", fs=fs_in, output="sos")
+    return butter_sos(spec.filter_order, [low, high], "bandpass", fs_in)
 
 
 def check_finite(x: np.ndarray, where: str) -> None:
@@ -146,7 +146,7 @@ def filter_and_resample(x: np.ndarray, fs_in: float, spec: PreprocessSpec) -> np
     """Steps 1-2 over a whole recording: returns the model-rate signal (float64)."""
     x = np.asarray(x, dtype=np.float64)
     check_finite(x, "preprocess input")
-    y = sps.sosfilt(bandpass_sos(spec, fs_in), x)
+    y = sosfilt(bandpass_sos(spec, fs_in), x)
     return resample_linear(y, fs_in, spec.fs_out)
 
 
@@ -189,15 +189,21 @@ def beat_pulse_template(fs: float) -> tuple[np.ndarray, int]:
 
 def render_beat_pulses(windows: np.ndarray, fs: float, beats: list | None = None) -> np.ndarray:
     """Each window (last axis) re-drawn as one ``beat_pulse_template`` per detected beat, peak
-    on the beat; a window without beats becomes zeros. One detector call per window (compiled
-    scipy peak finding) unless ``beats`` gives them, one convolution for all windows."""
+    on the beat; a window without beats becomes zeros. One detector call per window unless
+    ``beats`` gives them; every pulse of every window is then added in one scatter."""
     w = np.asarray(windows, dtype=np.float64)
     rows = w.reshape(-1, w.shape[-1])
     if beats is None:
         beats = [detect_ppg_beats(row, fs) for row in rows]  # per window, not per sample
-    impulses = np.zeros_like(rows)
-    for i, peaks in enumerate(beats):
-        impulses[i, peaks] = 1.0
     template, lead = beat_pulse_template(fs)
-    drawn = sps.oaconvolve(impulses, template[None, :], axes=-1) if len(rows) else impulses
-    return drawn[:, lead : lead + rows.shape[-1]].reshape(w.shape)
+    row_of = np.repeat(np.arange(len(rows)), [len(p) for p in beats])
+    peaks = np.concatenate([np.asarray(p, np.int64) for p in beats]) if len(rows) else np.empty(0, np.int64)
+    cols = peaks[:, None] - lead + np.arange(len(template))[None, :]  # each pulse's samples
+    inside = (cols >= 0) & (cols < rows.shape[-1])
+    drawn = np.zeros_like(rows)
+    np.add.at(
+        drawn,
+        (np.broadcast_to(row_of[:, None], cols.shape)[inside], cols[inside]),
+        np.broadcast_to(template, cols.shape)[inside],
+    )
+    return drawn.reshape(w.shape)

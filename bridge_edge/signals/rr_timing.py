@@ -1,4 +1,4 @@
-"""Pulse-timing AF score: how irregular the beat-to-beat intervals of a window are (numpy/scipy).
+"""Pulse-timing AF score: how irregular the beat-to-beat intervals of a window are (numpy only).
 
 What commercial PPG rhythm checks build on: AF is "irregularly irregular", so it can be read
 from the tachogram alone, without the pulse shape. Per window (rules v2, retuned on simulator
@@ -193,7 +193,7 @@ def fit_threshold(scores: np.ndarray, is_af: np.ndarray, fitted_on: str = "") ->
     Windows without a score count as not AF (as in ``rr_af_probability``). Candidates are the
     midpoints between consecutive distinct scores; ties go to the lower threshold.
     """
-    from bridge_edge.bridge.metrics import _auroc  # numpy/scipy; only the fit needs it
+    from bridge_edge.bridge.metrics import _auroc  # numpy; only the fit needs it
 
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(is_af, dtype=bool)

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import signal as sps
+
+from bridge_edge.signals.filters import SosFilter, biquad_from_analog, butter_sos
 
 # Sampling rates of real PPG sensors (Hz): wearables, pulse oximeters, lab amplifiers.
 SENSOR_RATES_HZ = (25.0, 50.0, 64.0, 100.0, 125.0, 128.0, 200.0, 250.0, 256.0, 500.0)
@@ -39,10 +40,9 @@ class FrontEnd:
         """The analog chain (AC coupling, resonant low-pass) as second-order sections at ``fs``."""
         f0 = min(self.lowpass_hz, 0.4 * fs)
         w0 = 2 * fs * np.tan(np.pi * f0 / fs)  # pre-warped so the corner lands where asked
-        b, a = sps.bilinear([w0**2], [1.0, w0 / self.resonance_q, w0**2], fs)
-        sections = [sps.tf2sos(b, a)]
+        sections = [biquad_from_analog([w0**2], [1.0, w0 / self.resonance_q, w0**2], fs)]
         if self.highpass_hz is not None:
-            sections.append(sps.butter(1, self.highpass_hz, btype="highpass", fs=fs, output="sos"))
+            sections.append(butter_sos(1, self.highpass_hz, "highpass", fs))
         return np.concatenate(sections)
 
 
@@ -78,16 +78,15 @@ class SensorChain:
 
     def __init__(self, front_end: FrontEnd, fs: float, scale: float) -> None:
         self.front_end, self.fs = front_end, float(fs)
-        self._sos = front_end.sos(fs) if front_end is not IDENTITY else None
-        self._zi = None if self._sos is None else np.zeros((self._sos.shape[0], 2))
+        self._filter = SosFilter(front_end.sos(fs)) if front_end is not IDENTITY else None
         self._full_scale = front_end.headroom * float(scale)
         self._step = 2 * self._full_scale / 2**front_end.adc_bits
 
     def apply(self, x: np.ndarray) -> tuple[np.ndarray, int]:
         """(sensor output, number of clipped samples) for the next stretch of the stream."""
-        if self._sos is None:
+        if self._filter is None:
             return np.asarray(x, np.float64).copy(), 0
-        y, self._zi = sps.sosfilt(self._sos, self.front_end.polarity * np.asarray(x, np.float64), zi=self._zi)
+        y = self._filter.process(self.front_end.polarity * np.asarray(x, np.float64))
         clipped = np.abs(y) > self._full_scale
         y = np.clip(y, -self._full_scale, self._full_scale)
         return np.round(y / self._step) * self._step, int(clipped.sum())

@@ -1,7 +1,7 @@
-"""`bridge-edge evaluate BUNDLE --data DIR` on the device side: no torch, no scikit-learn.
+"""`bridge-edge evaluate BUNDLE --data DIR` and `run` on the device side: no torch, scikit-learn or scipy.
 
-The command runs in a fresh interpreter in which importing torch, scikit-learn or matplotlib
-fails, as in the device venv (scripts/test-device-py310.sh runs this file there too)."""
+The commands run in a fresh interpreter in which importing torch, scikit-learn, matplotlib, onnx
+or scipy fails, as in the device venv (scripts/test-device-py310.sh runs this file there too)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-BLOCKED = ("torch", "sklearn", "matplotlib", "onnx")
-# A meta-path finder that refuses them (sys.modules[name] = None would break scipy, which looks
-# torch up in sys.modules to recognise its tensors).
+BLOCKED = ("torch", "sklearn", "matplotlib", "onnx", "scipy")
+# A meta-path finder that refuses them (an ImportError, as a missing package gives).
 BLOCK = f"""import sys
 class Blocked:
     def find_spec(self, name, path=None, target=None):
@@ -55,6 +54,18 @@ def test_evaluate_a_bundle_on_a_dataset_without_torch(tmp_path):
     assert out["positive_label"] == "afib"  # the default bundle's manifest names it
     assert out["models"]["bridge"]["n_windows"] == out["models"]["timing"]["n_windows"] == out["n_windows"]
     assert 0.0 <= out["accuracy"] <= 1.0
+
+
+def test_run_a_simulated_stream_without_scipy(tmp_path):
+    """The streaming filters, beat detector, SQI and the simulator behind sim:// are numpy only."""
+    proc = bridge_edge_without_torch(
+        "run", "--source", "sim://ppg?rhythm=afib&seed=3", "--seconds", "25", "--json", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hops = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    scored = [h for h in hops if "summary" not in h and h.get("label")]
+    assert len(scored) >= 2, proc.stdout[-2000:]
+    assert all(h["hr_bpm"] is None or 40 <= h["hr_bpm"] <= 200 for h in scored)
 
 
 def test_evaluate_without_data_or_suite_is_one_line_error(tmp_path):
