@@ -1,7 +1,7 @@
 """Markdown tables of rhythm-suite results side by side (docs/method.md, "Real PPG").
 
     python3 scripts/suite_tables.py 0.6.0=benchmarks/results/rhythm_suite_0.6.0.json \
-        0.7.0=benchmarks/results/rhythm_suite_0.7.0.json 0.8.0=benchmarks/results/rhythm_suite.json [--write docs/method.md]
+        0.7.0=benchmarks/results/rhythm_suite_0.7.0.json 0.8.0=benchmarks/results/rhythm_suite_0.8.0.json [--write docs/method.md]
 
 Columns are the given results in order; the pulse-timing column comes from the last one (the
 baseline is scored on the same windows in every run). With ``--write`` the tables replace what

@@ -8,7 +8,9 @@ so the joins are continuous. Interval generators give sinus rhythm with respirat
 arrhythmia, sinus with isolated premature beats, and atrial fibrillation. Used by the
 rhythm-not-shape suite (bridge_edge.checks.rhythm_suite) to ask whether a model reads the rhythm
 or the pulse shape, and by ``[pair_cohort] pulses = "dev_recordings"``: ``with_real_pulses``
-lays a recording's cycles at a simulated subject's heartbeats (``pulses_at``). numpy/scipy only.
+lays a recording's cycles at a simulated subject's heartbeats (``pulses_at``). A workstation
+module: ``systolic_peaks`` needs scipy's peak prominences (the ``train`` and ``dev`` extras have
+scipy; a device install does not, and never imports this module).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import signal as sps
 
-from bridge_edge.errors import DataError
+from bridge_edge.errors import DataError, DependencyMissingError
+from bridge_edge.signals.filters import butter_sos, sosfiltfilt
+from bridge_edge.signals.peaks import find_peaks
+from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample, window_polarity
 from bridge_edge.signals.types import PairedRecording
 
 MIN_CYCLE_S, MAX_CYCLE_S = 0.33, 1.6
@@ -27,11 +31,26 @@ MIN_CYCLES = 8  # fewer clean cycles than this: the recording is not re-sequence
 
 
 def upright(x: np.ndarray, fs: float) -> np.ndarray:
-    """The 0.5-8 Hz band-passed recording (zero phase), turned so its skewness is positive."""
-    sos = sps.butter(2, [0.5, min(8.0, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
-    y = sps.sosfiltfilt(sos, np.asarray(x, np.float64))
-    centred = y - y.mean()
-    return y if (centred**3).mean() >= 0 else -y
+    """The 0.5-8 Hz band-passed recording (zero phase), turned the way the runtime turns it.
+
+    The sign is the majority of the runtime's own per-window polarity (preprocessing step 4: the
+    skewness of each causally band-passed 10-s window), so cycles are cut foot to foot in the
+    orientation the model reads. The zero-phase recording's own skewness is not that sign: four
+    SpO2 channels among the development recordings are skewed the other way once filtered
+    without phase lag, the runtime turns every window of theirs over, and cycles cut from them
+    ended with their own upstroke (docs/method.md, "The rhythm-not-shape suite")."""
+    y = sosfiltfilt(butter_sos(2, [0.5, min(8.0, 0.45 * fs)], "bandpass", fs), x)
+    return y * runtime_polarity(x, fs)
+
+
+def runtime_polarity(x: np.ndarray, fs: float) -> int:
+    """+1 or -1: the sign the runtime gives most 10-s windows (5-s hop) of the recording."""
+    spec = PreprocessSpec()  # the 0.5-8 Hz band and 125 Hz rate of every ppg version
+    y = filter_and_resample(np.asarray(x, np.float64), fs, spec)
+    n, hop = int(10 * spec.fs_out), int(5 * spec.fs_out)
+    starts = np.arange(hop, len(y) - n + 1, hop) if len(y) >= n + hop else np.array([0])  # after warm-up
+    windows = np.stack([y[s : s + n] for s in starts])
+    return 1 if np.sum(window_polarity(windows)) >= 0 else -1
 
 
 def cut_cycles(x: np.ndarray, fs: float) -> list[np.ndarray]:
@@ -69,7 +88,7 @@ def dominant_period_s(y: np.ndarray, fs: float, segment_s: float = 10.0) -> floa
     ac = np.fft.irfft(np.abs(np.fft.rfft(segs, 2 * segs.shape[1], axis=1)) ** 2, axis=1)[:, : segs.shape[1]]
     ac = np.median(ac / np.maximum(ac[:, :1], 1e-30), axis=0)
     lo, hi = int(MIN_CYCLE_S * fs), min(int(MAX_CYCLE_S * fs), len(ac) - 1)
-    peaks, _ = sps.find_peaks(ac[lo:hi])
+    peaks, _ = find_peaks(ac[lo:hi])
     if not len(peaks):
         return float(np.median([MIN_CYCLE_S, MAX_CYCLE_S]))
     strong = peaks[ac[lo:hi][peaks] >= 0.6 * ac[lo:hi][peaks].max()]  # the first, not a multiple
@@ -79,8 +98,16 @@ def dominant_period_s(y: np.ndarray, fs: float, segment_s: float = 10.0) -> floa
 def systolic_peaks(y: np.ndarray, fs: float) -> np.ndarray:
     """One peak per beat: at least 0.6 of the dominant period apart, so a secondary (dicrotic or
     ringing) wave between two beats is not taken for a beat."""
+    try:
+        from scipy.signal import find_peaks as find_prominent_peaks
+    except ImportError as exc:
+        raise DependencyMissingError(
+            "re-sequencing real pulses needs scipy; install it with `pip install bridge-edge[train]`",
+            package="scipy",
+            install_hint="pip install bridge-edge[train]",
+        ) from exc
     distance = max(1, int(0.6 * dominant_period_s(y, fs) * fs))
-    candidates, props = sps.find_peaks(y, distance=distance, prominence=0.0)
+    candidates, props = find_prominent_peaks(y, distance=distance, prominence=0.0)
     if not len(candidates):
         return candidates
     keep = props["prominences"] >= 0.25 * np.median(props["prominences"])

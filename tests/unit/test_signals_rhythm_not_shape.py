@@ -113,6 +113,33 @@ def test_real_pulses_can_be_cut_from_a_development_recording():
     assert len(cycles) > 200 and 0.5 < np.median(lengths) < 1.2
 
 
+def test_cycles_are_cut_in_the_orientation_the_runtime_reads():
+    """Every development recording's cycles, laid at their own typical interval, are read upright
+    by the runtime (step 4 leaves most windows as they are); the recordings the cutter turns over
+    then rise faster than they fall (a systolic upstroke). Cut the other way up, a cycle ends with its own upstroke: the
+    suite's four SpO2 channels were cut so until the cutter took the runtime's sign."""
+    from bridge_edge.signals.dev_recordings import available_dev_recordings
+    from bridge_edge.signals.preprocess import window_polarity
+
+    recordings = available_dev_recordings()
+    if not recordings:
+        pytest.skip("no development recording installed")
+    assert any(resequence.runtime_polarity(r.ppg, r.fs_ppg) < 0 for r in recordings)  # the case exists
+    spec = PreprocessSpec()
+    for rec in recordings:
+        cycles = resequence.cut_cycles(rec.ppg, rec.fs_ppg)
+        period = np.median([len(c) for c in cycles]) / rec.fs_ppg
+        laid = resequence.place_cycles(
+            cycles, np.full(int(60 / period), period), rec.fs_ppg
+        )  # cycles in turn
+        y = filter_and_resample(laid, rec.fs_ppg, spec)
+        windows = np.stack([y[i : i + 1250] for i in range(625, len(y) - 1250, 625)])
+        assert np.mean(window_polarity(windows) == 1) > 0.5, rec.source  # bvp_motion: 0.78; SpO2 were 0
+        if resequence.runtime_polarity(rec.ppg, rec.fs_ppg) < 0:  # turned over: now a systolic upstroke
+            steep = [np.max(np.diff(c)) / -np.min(np.diff(c)) for c in cycles]
+            assert np.median(steep) > 1.2, rec.source
+
+
 def _crude_cycles(fs: float) -> list[np.ndarray]:
     t = np.arange(int(60 * fs)) / fs
     return resequence.cut_cycles(np.maximum(np.sin(2 * np.pi * 1.1 * t), 0) ** 3, fs)
