@@ -155,6 +155,7 @@ def stage_pair_cohort(run: Run) -> None:
         d.seed,
         cohort.af_hr_bpm,
         cohort.episodes,
+        sinus_hr_bpm=cohort.sinus_hr_bpm if any(cohort.sinus_hr_bpm) else None,
         progress=True,
         pulses=cohort_pulses(cohort.pulses),
     )

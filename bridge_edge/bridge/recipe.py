@@ -163,11 +163,14 @@ class PairCohortConfig:
     ``pulses = "dev_recordings"``: their PPG is made of the development recordings' real beat
     cycles, one at each simulated heartbeat (signals.resequence.with_real_pulses), so the pairs
     carry real pulse trains and the old model's output on the simulated ECG; "simulated" (the
-    default): the simulator's own PPG.
+    default): the simulator's own PPG. ``sinus_hr_bpm``: their resting sinus rate (which their
+    sinus, ectopy and bigeminy episodes beat at) drawn from this range, e.g. [50, 65] for slow
+    sinus with premature beats beside slow AF; [0, 0] (the default) keeps the physiology's draw.
     """
 
     subjects: int = 0
     af_hr_bpm: tuple[float, float] = (45.0, 75.0)
+    sinus_hr_bpm: tuple[float, float] = (0.0, 0.0)  # (0, 0): as the physiology draws it
     episodes: EpisodeMix = field(default_factory=EpisodeMix)
     pulses: str = "simulated"
 
@@ -318,6 +321,15 @@ def _check_pair_cohort(recipe: Recipe) -> None:
             key="pair_cohort",
             value=[c.subjects, list(c.af_hr_bpm)],
             expected="subjects >= 0, 30 <= low < high <= 220",
+        )
+    low, high = c.sinus_hr_bpm
+    if (low, high) != (0.0, 0.0) and not 30.0 <= low < high <= 220.0:
+        raise ConfigError(
+            f"[pair_cohort] sinus_hr_bpm = {list(c.sinus_hr_bpm)}; expected [0, 0] (the physiology's "
+            "draw) or 30 <= low < high <= 220 bpm",
+            key="pair_cohort.sinus_hr_bpm",
+            value=list(c.sinus_hr_bpm),
+            expected="[0, 0] or 30 <= low < high <= 220",
         )
     if c.pulses not in COHORT_PULSES:
         raise ConfigError(

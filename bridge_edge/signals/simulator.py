@@ -79,8 +79,9 @@ class PatientSimulator:
     artefacts. ``sensor``: a random PPG front end drawn from the seed (True), an ideal sensor
     (False, the pulse wave itself), or a given ``sensor.FrontEnd``. ``af_hr_bpm``: draw the
     subject's AF rate from this (low, high) range instead of the physiology's (a cohort, e.g.
-    rate-controlled AF); every other draw stays what the seed gives. ``episodes``: the mix of
-    random episodes (no effect with a ``script``).
+    rate-controlled AF); ``sinus_hr_bpm`` likewise for the resting sinus rate (from a stream of
+    its own, so the AF draw does not move); every other draw stays what the seed gives.
+    ``episodes``: the mix of random episodes (no effect with a ``script``).
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class PatientSimulator:
         sensor: bool | sensor_module.FrontEnd = True,
         af_hr_bpm: tuple[float, float] | None = None,
         episodes: EpisodeMix = EpisodeMix(),
+        sinus_hr_bpm: tuple[float, float] | None = None,
     ) -> None:
         if script is not None:
             _check_script(script)
@@ -105,6 +107,9 @@ class PatientSimulator:
         if af_hr_bpm is not None:
             cohort_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 13]))
             self.physiology = replace(self.physiology, af_hr_bpm=float(cohort_rng.uniform(*af_hr_bpm)))
+        if sinus_hr_bpm is not None:
+            sinus_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 14]))
+            self.physiology = replace(self.physiology, resting_hr_bpm=float(sinus_rng.uniform(*sinus_hr_bpm)))
         p = self.physiology
         self._episode_rng, self._beat_rng, self._ppg_white_rng = rngs[1], rngs[2], rngs[3]
         self._emg = noise.FilteredNoise(rngs[4], (20.0, 150.0), self.fs_ecg)
@@ -299,10 +304,11 @@ def simulate_subject(
     fs_ppg: float | None = None,
     af_hr_bpm: tuple[float, float] | None = None,
     episodes: EpisodeMix = EpisodeMix(),
+    sinus_hr_bpm: tuple[float, float] | None = None,
 ) -> PairedRecording:
     """One subject with random physiology, rhythm episodes, motion level, PPG sensor and (unless
-    ``fs_ppg`` is given) a PPG sampling rate drawn from ``sensor.SENSOR_RATES_HZ``; ``af_hr_bpm``
-    and ``episodes`` as in ``PatientSimulator``."""
+    ``fs_ppg`` is given) a PPG sampling rate drawn from ``sensor.SENSOR_RATES_HZ``; ``af_hr_bpm``,
+    ``episodes`` and ``sinus_hr_bpm`` as in ``PatientSimulator``."""
     motion = float(np.random.default_rng([int(seed), 7]).uniform(0.0, 0.6))
     if fs_ppg is None:
         fs_ppg = float(np.random.default_rng([int(seed), 8]).choice(sensor_module.SENSOR_RATES_HZ))
@@ -314,6 +320,7 @@ def simulate_subject(
         subject_id=subject_id,
         af_hr_bpm=af_hr_bpm,
         episodes=episodes,
+        sinus_hr_bpm=sinus_hr_bpm,
     )
     return sim.generate(minutes * 60.0)
 
@@ -356,10 +363,11 @@ def write_pair_cohort_dataset(
     episodes: EpisodeMix = EpisodeMix(),
     progress: bool = False,
     pulses: Sequence[RealPulses] = (),
+    sinus_hr_bpm: tuple[float, float] | None = None,
 ) -> Path:
     """Extra pair subjects ``coh000``.. from a seed stream of their own, all in the pair split,
-    whose AF rate is drawn from ``af_hr_bpm`` and whose episodes from ``episodes`` (the fit's
-    [pair_cohort]); same on-disk format as ``write_dataset``. With ``pulses``, subject i's PPG
+    whose AF rate is drawn from ``af_hr_bpm``, resting sinus rate from ``sinus_hr_bpm`` (None:
+    the physiology's) and episodes from ``episodes`` (the fit's [pair_cohort]); same on-disk format as ``write_dataset``. With ``pulses``, subject i's PPG
     is made of ``pulses[i % len(pulses)]``'s real cycles at its heartbeats
     (``resequence.with_real_pulses``)."""
     from bridge_edge.signals.types import SPLIT_NAMES
@@ -368,7 +376,7 @@ def write_pair_cohort_dataset(
     ids = [f"coh{i:03d}" for i in range(subjects)]
     seeds = [subject_seed(seed, i, PAIR_COHORT_STREAM) for i in range(subjects)]
     splits = {name: ids if name == "pair" else [] for name in SPLIT_NAMES}
-    return _write(out_dir, ids, seeds, minutes, splits, progress, af_hr_bpm, episodes, pulses)
+    return _write(out_dir, ids, seeds, minutes, splits, progress, af_hr_bpm, episodes, pulses, sinus_hr_bpm)
 
 
 def _check_counts(subjects: int, minutes: float) -> None:
@@ -390,6 +398,7 @@ def _write(
     af_hr_bpm: tuple[float, float] | None = None,
     episodes: EpisodeMix = EpisodeMix(),
     pulses: Sequence[RealPulses] = (),
+    sinus_hr_bpm: tuple[float, float] | None = None,
 ) -> Path:
     out = Path(out_dir)
     (out / "subjects").mkdir(parents=True, exist_ok=True)
@@ -399,7 +408,9 @@ def _write(
 
         bar = tqdm(total=len(ids), desc="simulate", unit="subject", file=__import__("sys").stderr)
     for i, (sid, sid_seed) in enumerate(zip(ids, seeds)):
-        rec = simulate_subject(sid, minutes, sid_seed, af_hr_bpm=af_hr_bpm, episodes=episodes)
+        rec = simulate_subject(
+            sid, minutes, sid_seed, af_hr_bpm=af_hr_bpm, episodes=episodes, sinus_hr_bpm=sinus_hr_bpm
+        )
         if pulses:
             from bridge_edge.signals.resequence import with_real_pulses
 

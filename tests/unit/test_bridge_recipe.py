@@ -218,6 +218,12 @@ def test_pair_cohort_needs_simulated_data_a_count_and_an_ordered_rate_range():
             parse_recipe(f"[pair_cohort]\n{bad}\n")
     with pytest.raises(ConfigError, match='source = "simulate"'):
         parse_recipe('[data]\nsource = "dir"\npath = "x"\n[pair_cohort]\nsubjects = 2\n')
+    assert parse_recipe("").pair_cohort.sinus_hr_bpm == (0.0, 0.0)  # off: the physiology's draw
+    slow = parse_recipe("[pair_cohort]\nsubjects = 3\nsinus_hr_bpm = [50, 65]\n").pair_cohort
+    assert slow.sinus_hr_bpm == (50.0, 65.0)
+    for bad in ("sinus_hr_bpm = [65, 50]", "sinus_hr_bpm = [10, 50]", "sinus_hr_bpm = [0, 60]"):
+        with pytest.raises(ConfigError, match="sinus_hr_bpm"):
+            parse_recipe(f"[pair_cohort]\n{bad}\n")
 
 
 def test_a_pair_cohort_episode_mix_is_a_typed_table():

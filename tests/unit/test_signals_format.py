@@ -91,6 +91,24 @@ def test_a_pair_cohort_draws_its_af_rate_from_its_range_and_keeps_every_other_dr
         } == {k: v for k, v in plain.items() if k not in ("af_hr_bpm", "motion_level")}
 
 
+def test_a_pair_cohort_can_draw_its_sinus_rate_without_moving_any_other_draw(tmp_path):
+    from bridge_edge.signals.datasets import load_dataset
+    from bridge_edge.signals.simulator import PAIR_COHORT_STREAM, PatientSimulator, write_pair_cohort_dataset
+
+    write_pair_cohort_dataset(
+        tmp_path, subjects=3, minutes=0.5, seed=3, af_hr_bpm=(45.0, 50.0), sinus_hr_bpm=(50.0, 55.0)
+    )
+    for i, rec in enumerate(load_dataset(str(tmp_path)).subjects("pair")):
+        drawn = rec.meta["physiology"]
+        assert 50.0 <= drawn["resting_hr_bpm"] <= 55.0 and 45.0 <= drawn["af_hr_bpm"] <= 50.0
+        seed = subject_seed(3, i, PAIR_COHORT_STREAM)
+        without = PatientSimulator(seed, af_hr_bpm=(45.0, 50.0)).physiology.as_dict()
+        assert drawn["af_hr_bpm"] == without["af_hr_bpm"]  # its own stream: the AF draw does not move
+        assert {k: v for k, v in drawn.items() if k not in ("resting_hr_bpm", "motion_level")} == {
+            k: v for k, v in without.items() if k not in ("resting_hr_bpm", "motion_level")
+        }
+
+
 def test_a_pair_cohort_with_an_episode_mix_draws_only_those_episodes_and_the_same_physiology(tmp_path):
     from bridge_edge.signals.datasets import load_dataset
     from bridge_edge.signals.simulator import (
