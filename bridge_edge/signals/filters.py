@@ -51,8 +51,7 @@ def butter_sos(order: int, cutoff_hz, btype: str, fs: float) -> np.ndarray:
     if btype == "lowpass":
         poles, zeros, gain = prototype * warped[0], np.empty(0), warped[0] ** order
     elif btype == "highpass":
-        poles, zeros, gain = warped[0] / prototype, np.zeros(order), 1.0
-        gain = float(np.real(1.0 / np.prod(-prototype)))
+        poles, zeros, gain = warped[0] / prototype, np.zeros(order), float(np.real(1.0 / np.prod(-prototype)))
     else:
         centre, width = np.sqrt(warped[0] * warped[1]), warped[1] - warped[0]
         half = prototype * width / 2
@@ -118,7 +117,7 @@ def sosfilt_zi(sos: np.ndarray) -> np.ndarray:
     zi = np.empty((len(sos), 2))
     level = 1.0
     for i, section in enumerate(_normalised(sos)):
-        A, B, _, D = _state_space(section)
+        A, B, _ = _state_space(section)
         zi[i] = level * np.linalg.solve(np.eye(2) - A, B)
         level *= section[:3].sum() / section[3:].sum()
     return zi
@@ -190,12 +189,12 @@ def _normalised(sos: np.ndarray) -> np.ndarray:
     return sos / sos[:, 3:4]
 
 
-def _state_space(section: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """(A, B, C, D) of one transposed direct-form-II biquad (a0 = 1)."""
+def _state_space(section: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(A, B, D) of one transposed direct-form-II biquad (a0 = 1); its output row C is [1, 0]."""
     b0, b1, b2, _, a1, a2 = section
     A = np.array([[-a1, 1.0], [-a2, 0.0]])
     B = np.array([b1 - a1 * b0, b2 - a2 * b0])
-    return A, B, np.array([1.0, 0.0]), float(b0)
+    return A, B, float(b0)
 
 
 def _powers(a1: float, a2: float, n: int) -> np.ndarray:
@@ -226,7 +225,7 @@ class _Section:
     """One biquad run block by block (module docstring); read-only once built."""
 
     def __init__(self, section: np.ndarray) -> None:
-        _, B, _, D = _state_space(section)
+        _, B, D = _state_space(section)
         powers = _powers(section[4], section[5], BLOCK + 1)  # A^0 .. A^BLOCK, extended precision
         self.powers = powers.astype(np.float64)
         self.to_state = (powers[:BLOCK] @ B.astype(np.longdouble)).astype(np.float64)  # A^n B
