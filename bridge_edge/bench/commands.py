@@ -98,6 +98,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.1,
         help="cross-stream batching: hold a ready window up to this fraction of a hop (0: never)",
     )
+    p.add_argument(
+        "--thread-split",
+        action="store_true",
+        help="search the knee at every engine thread count from 1 to --threads and report the one "
+        "that keeps up the most streams (the rest of the cores go to ingest and DSP)",
+    )
+    p.add_argument(
+        "--start", type=positive_int, default=1, help="first stream count tried; the search doubles from it"
+    )
     p.set_defaults(handler=run_streams)
 
     p = which.add_parser("training", help="bridge vs KD: parameters, memory, time per epoch, test metrics")
@@ -214,7 +223,9 @@ def run_streams(args) -> int:
     cfg = streams.StreamsConfig.quick(args) if args.quick else streams.StreamsConfig.full(args)
     report = BenchReport("streams", machine.collect())
     streams.run(subject, cfg, report)
-    title = f"{subject.label}: {report.machine['cpu_model']}, {cfg.threads} threads"
+    counts = cfg.searched_threads()
+    threads = f"{counts[0]}-{counts[-1]} engine threads" if len(counts) > 1 else f"{cfg.threads} threads"
+    title = f"{subject.label}: {report.machine['cpu_model']}, {threads}"
     return _finish(
         report,
         args,

@@ -73,14 +73,12 @@ def streams_vs_lag(rows: list[dict], path: Path, title: str, hop_ms: float | Non
     split = [r for r in trials if r.get("wait_p50_ms") is not None]
     fig, axes = plt.subplots(1, 2 if split else 1, figsize=(13 if split else 7, 4.5), squeeze=False)
     ax = axes[0][0]
-    if split:
-        stage_split(axes[0][1], split, hop_ms)
-    configs = sorted({(r["engine"], r["precision"]) for r in trials})
-    for i, (engine, precision) in enumerate(configs):
-        pts = sorted(
-            (r for r in trials if (r["engine"], r["precision"]) == (engine, precision)),
-            key=lambda r: r["streams"],
-        )
+    if split:  # the thread count the split row chose, where the bench searched several
+        chosen = [_config(r) for r in rows if r.get("kind") == "split"]
+        stage_split(axes[0][1], split, hop_ms, chosen[0] if chosen else None)
+    configs = sorted({_config(r) for r in trials})
+    for i, config in enumerate(configs):
+        pts = sorted((r for r in trials if _config(r) == config), key=lambda r: r["streams"])
         color = f"C{i}"
         ax.plot([r["streams"] for r in pts], [r["e2e_p99_ms"] for r in pts], "-", color=color, alpha=0.5)
         for r in pts:
@@ -94,13 +92,11 @@ def streams_vs_lag(rows: list[dict], path: Path, title: str, hop_ms: float | Non
         best = [
             r
             for r in rows
-            if r.get("kind") == "max"
-            and (r["engine"], r["precision"]) == (engine, precision)
-            and r.get("e2e_p50_ms") is not None
+            if r.get("kind") == "max" and _config(r) == config and r.get("e2e_p50_ms") is not None
         ]
         for r in best:
             ax.plot(r["streams"], r["e2e_p50_ms"], "*", color=color, markersize=12)
-        ax.plot([], [], "o-", color=color, label=f"{engine} {precision}")
+        ax.plot([], [], "o-", color=color, label=_config_label(config, len(configs) > len(_engines(configs))))
     if hop_ms:
         ax.axhline(
             hop_ms, color="k", linestyle="--", linewidth=1, label=f"hop ({hop_ms:.0f} ms): real-time budget"
@@ -121,6 +117,24 @@ def streams_vs_lag(rows: list[dict], path: Path, title: str, hop_ms: float | Non
     return path
 
 
+def _config(row: dict) -> tuple:
+    """(engine, precision, engine threads) of a streams row (threads 0 in rows written before)."""
+    return row["engine"], row["precision"], row.get("threads") or 0
+
+
+def _engines(configs) -> set:
+    return {c[:2] for c in configs}
+
+
+def _config_label(config: tuple, with_threads: bool) -> str:
+    engine, precision, threads = config
+    return (
+        f"{engine} {precision}, {threads} thread{'s' if threads != 1 else ''}"
+        if with_threads
+        else f"{engine} {precision}"
+    )
+
+
 STAGE_STYLE = (
     ("preprocess", "streaming DSP", "C2"),
     ("wait", "wait for the engine", "C3"),
@@ -128,15 +142,14 @@ STAGE_STYLE = (
 )
 
 
-def stage_split(ax, trials: list[dict], hop_ms: float | None) -> None:
-    """p50 (solid) and p99 (dashed) of each stage against the stream count, first engine/precision."""
+def stage_split(ax, trials: list[dict], hop_ms: float | None, config: tuple | None = None) -> None:
+    """p50 (solid) and p99 (dashed) of each stage against the stream count, for ``config``
+    (engine, precision, threads; default: the first trial's)."""
     from matplotlib.ticker import FormatStrFormatter
 
-    engine, precision = trials[0]["engine"], trials[0]["precision"]
-    pts = sorted(
-        (r for r in trials if (r["engine"], r["precision"]) == (engine, precision)),
-        key=lambda r: r["streams"],
-    )
+    config = config or _config(trials[0])
+    engine, precision, threads = config
+    pts = sorted((r for r in trials if _config(r) == config), key=lambda r: r["streams"])
     n = [r["streams"] for r in pts]
     for stage, name, color in STAGE_STYLE:
         ax.plot(n, [r[f"{stage}_p50_ms"] for r in pts], "o-", color=color, label=f"{name} p50")
@@ -153,7 +166,7 @@ def stage_split(ax, trials: list[dict], hop_ms: float | None) -> None:
     ax.set_ylabel("ms per hop (engine call: per batch)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    ax.set_title(f"where a hop's time goes: {engine} {precision}", fontsize=10)
+    ax.set_title(f"where a hop's time goes: {_config_label(config, bool(threads))}", fontsize=10)
 
 
 TRAINING_PANELS = (

@@ -13,8 +13,15 @@ ran) does not and is kept for comparison. Windows of different streams that beco
 within ``batch_wait_hops`` of a hop share one engine call (``runtime/batching.py``);
 ``mean_batch`` is windows per call.
 
+The thread split. Ingest and the streaming DSP run on one thread per stream; the inference
+thread's engine uses ``threads`` intra-op threads (``run --threads``; the runtime's default is
+cores - 1, so ingest keeps a core). With ``thread_counts`` (``--thread-split``: every count from
+1 to ``--threads``) the knee is searched once per count, and a ``kind: "split"`` row names the
+count that keeps up the most streams (fewer threads on a tie: the cores go to ingest and DSP).
+
 Rows: ``kind: "trial"`` (one per stream count tried), ``kind: "max"`` (the answer per
-engine/precision, with percentiles at that count), ``kind: "ingest"`` (throughput).
+engine/precision/threads, with percentiles at that count), ``kind: "split"`` (the thread count
+chosen from those answers), ``kind: "ingest"`` (throughput).
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ class StreamsConfig:
     ingest_seconds: float = 600.0  # signal pushed through the ingest path (not wall time)
     threads: int = 1
     batch_wait_hops: float = 0.1  # cross-stream batching deadline, as a fraction of the hop
+    thread_counts: tuple[int, ...] = ()  # engine intra-op threads to search the knee at; () = (threads,)
+
+    def searched_threads(self) -> tuple[int, ...]:
+        return self.thread_counts or (self.threads,)
 
     @classmethod
     def full(cls, args) -> StreamsConfig:
@@ -45,8 +56,10 @@ class StreamsConfig:
             engines=args.engines,
             precisions=args.precisions,
             trial_seconds=args.trial_seconds,
+            start=getattr(args, "start", cls.start),
             threads=args.threads,
             batch_wait_hops=getattr(args, "batch_wait_hops", cls.batch_wait_hops),
+            thread_counts=_split_counts(args),
         )
 
     @classmethod
@@ -60,16 +73,22 @@ class StreamsConfig:
             ingest_seconds=60.0,
             threads=args.threads,
             batch_wait_hops=getattr(args, "batch_wait_hops", cls.batch_wait_hops),
+            thread_counts=_split_counts(args),
         )
+
+
+def _split_counts(args) -> tuple[int, ...]:
+    return tuple(range(1, args.threads + 1)) if getattr(args, "thread_split", False) else ()
 
 
 @dataclass(frozen=True)
 class StreamsRow:
-    kind: str  # "trial" | "max" | "ingest"
+    kind: str  # "trial" | "max" | "split" | "ingest"
     engine: str
     precision: str
     status: str
     reason: str | None = None
+    threads: int | None = None  # the engine's intra-op threads (split: the chosen count)
     streams: int | None = None  # trial: streams tried; max: the answer
     keeps_up: bool | None = None
     capped: bool | None = None  # max: the search stopped at its limit, so the answer is a lower bound
@@ -92,6 +111,7 @@ class StreamsRow:
     hop_lag_p99_ms: float | None = None
     mean_batch: float | None = None  # windows per engine call
     samples_per_s: float | None = None  # ingest only
+    streams_by_threads: dict[int, int] | None = None  # split only: max streams at each thread count
     trial_seconds: float | None = None
     bench: str = "streams"
 
@@ -121,104 +141,29 @@ def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
             "ingest", "none", "none", STATUS_OK, samples_per_s=round(ingest.samples_per_s, 1), streams=1
         )
     )
+    split: dict[str, dict] = {}
     for engine in cfg.engines:
         for precision in cfg.precisions:
-            reason = _engine_reason(subject, engine, precision, cfg.threads)
-            if reason is not None:
-                report.add(StreamsRow("max", engine, precision, STATUS_UNMEASURED, reason=reason))
-                continue
-            log.info("bench streams: %s %s, %.0f s per trial", engine, precision, cfg.trial_seconds)
-            batch_wait_s = cfg.batch_wait_hops * subject.hop_s
-            result = runtime_bench.max_realtime_streams(
-                subject.bundle,
-                engine=engine,
-                precision=precision,
-                seconds=cfg.trial_seconds,
-                threads=cfg.threads,
-                limit=cfg.limit,
-                start=cfg.start,
-                batch_wait_s=batch_wait_s,
-            )
-            for t in result.trials:
+            answers = {
+                threads: _search(subject, cfg, report, engine, precision, threads)
+                for threads in cfg.searched_threads()
+            }
+            kept = {t: n for t, n in answers.items() if n is not None}
+            if len(cfg.searched_threads()) > 1 and kept:
+                chosen = max(kept, key=lambda t: (kept[t], -t))  # most streams; fewer threads on a tie
                 report.add(
                     StreamsRow(
-                        "trial",
+                        "split",
                         engine,
                         precision,
                         STATUS_OK,
-                        reason=t.reason,
-                        streams=t.streams,
-                        keeps_up=t.keeps_up,
-                        hops=t.hops,
-                        expected_hops=t.expected_hops,
-                        lost_samples=t.lost_samples,
-                        e2e_p99_ms=t.total_p99_ms,
-                        hop_lag_p50_ms=t.hop_lag_p50_ms,
-                        hop_lag_p99_ms=t.hop_lag_p99_ms,
-                        mean_batch=t.mean_batch,
-                        trial_seconds=cfg.trial_seconds,
-                        **_split(t.split),
-                    )
-                )
-            if result.max_streams == 0:
-                report.add(
-                    StreamsRow(
-                        "max",
-                        engine,
-                        precision,
-                        STATUS_OK,
-                        max_realtime_streams=0,
-                        reason="not even one stream keeps up",
+                        threads=chosen,
+                        max_realtime_streams=kept[chosen],
+                        streams_by_threads=kept,
                         trial_seconds=cfg.trial_seconds,
                     )
                 )
-                continue
-            at_max = runtime_bench.pipeline_latency(
-                subject.bundle,
-                engine=engine,
-                precision=precision,
-                streams=result.max_streams,
-                seconds=cfg.trial_seconds,
-                speed=1.0,
-                threads=cfg.threads,
-                batch_wait_s=batch_wait_s,
-            )
-            if (at_max.engine, at_max.precision) != (engine, precision):
-                report.add(
-                    StreamsRow(
-                        "max",
-                        engine,
-                        precision,
-                        STATUS_UNMEASURED,
-                        reason=f"the pipeline ran {at_max.engine} {at_max.precision} instead",
-                    )
-                )
-                continue
-            capped = result.max_streams >= cfg.limit
-            report.add(
-                StreamsRow(
-                    "max",
-                    engine,
-                    precision,
-                    STATUS_OK,
-                    streams=result.max_streams,
-                    capped=capped,
-                    reason=f"search cap {cfg.limit} reached: the true maximum is at least this"
-                    if capped
-                    else None,
-                    max_realtime_streams=result.max_streams,
-                    hops=at_max.hops,
-                    lost_samples=at_max.dropped_samples,
-                    e2e_p50_ms=at_max.total_p50_ms,
-                    e2e_p99_ms=at_max.total_p99_ms,
-                    **_split(at_max.split),
-                    lag_p99_ms=at_max.lag_p99_ms,
-                    hop_lag_p50_ms=at_max.hop_lag_p50_ms,
-                    hop_lag_p99_ms=at_max.hop_lag_p99_ms,
-                    mean_batch=None if at_max.mean_batch is None else round(at_max.mean_batch, 2),
-                    trial_seconds=cfg.trial_seconds,
-                )
-            )
+                split[f"{engine} {precision}"] = {"threads": chosen, "streams_by_threads": kept}
     report.summary.update(
         subject=subject.label,
         config=asdict(cfg),
@@ -226,3 +171,115 @@ def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
         keeps_up_rule="nothing lost, every hop emitted, end-to-end and hop lag p99 under one hop",
         search="doubling from config.start, then bisection to ~12 %; capped at config.limit",
     )
+    if split:  # engine/precision -> the intra-op thread count that kept up the most streams
+        report.summary["thread_split"] = split
+
+
+def _search(
+    subject: Subject, cfg: StreamsConfig, report: BenchReport, engine: str, precision: str, threads: int
+) -> int | None:
+    """The knee for one engine/precision at ``threads`` intra-op threads: its trial and max rows;
+    returns the streams kept up (None: unmeasured)."""
+    from bridge_edge.bench import runtime_pipeline as runtime_bench
+
+    reason = _engine_reason(subject, engine, precision, threads)
+    if reason is not None:
+        report.add(StreamsRow("max", engine, precision, STATUS_UNMEASURED, reason=reason, threads=threads))
+        return None
+    log.info(
+        "bench streams: %s %s, %d thread(s), %.0f s per trial", engine, precision, threads, cfg.trial_seconds
+    )
+    batch_wait_s = cfg.batch_wait_hops * subject.hop_s
+    result = runtime_bench.max_realtime_streams(
+        subject.bundle,
+        engine=engine,
+        precision=precision,
+        seconds=cfg.trial_seconds,
+        threads=threads,
+        limit=cfg.limit,
+        start=cfg.start,
+        batch_wait_s=batch_wait_s,
+    )
+    for t in result.trials:
+        report.add(
+            StreamsRow(
+                "trial",
+                engine,
+                precision,
+                STATUS_OK,
+                reason=t.reason,
+                threads=threads,
+                streams=t.streams,
+                keeps_up=t.keeps_up,
+                hops=t.hops,
+                expected_hops=t.expected_hops,
+                lost_samples=t.lost_samples,
+                e2e_p99_ms=t.total_p99_ms,
+                hop_lag_p50_ms=t.hop_lag_p50_ms,
+                hop_lag_p99_ms=t.hop_lag_p99_ms,
+                mean_batch=t.mean_batch,
+                trial_seconds=cfg.trial_seconds,
+                **_split(t.split),
+            )
+        )
+    if result.max_streams == 0:
+        report.add(
+            StreamsRow(
+                "max",
+                engine,
+                precision,
+                STATUS_OK,
+                threads=threads,
+                max_realtime_streams=0,
+                reason="not even one stream keeps up",
+                trial_seconds=cfg.trial_seconds,
+            )
+        )
+        return 0
+    at_max = runtime_bench.pipeline_latency(
+        subject.bundle,
+        engine=engine,
+        precision=precision,
+        streams=result.max_streams,
+        seconds=cfg.trial_seconds,
+        speed=1.0,
+        threads=threads,
+        batch_wait_s=batch_wait_s,
+    )
+    if (at_max.engine, at_max.precision) != (engine, precision):
+        report.add(
+            StreamsRow(
+                "max",
+                engine,
+                precision,
+                STATUS_UNMEASURED,
+                threads=threads,
+                reason=f"the pipeline ran {at_max.engine} {at_max.precision} instead",
+            )
+        )
+        return None
+    capped = result.max_streams >= cfg.limit
+    report.add(
+        StreamsRow(
+            "max",
+            engine,
+            precision,
+            STATUS_OK,
+            threads=threads,
+            streams=result.max_streams,
+            capped=capped,
+            reason=f"search cap {cfg.limit} reached: the true maximum is at least this" if capped else None,
+            max_realtime_streams=result.max_streams,
+            hops=at_max.hops,
+            lost_samples=at_max.dropped_samples,
+            e2e_p50_ms=at_max.total_p50_ms,
+            e2e_p99_ms=at_max.total_p99_ms,
+            **_split(at_max.split),
+            lag_p99_ms=at_max.lag_p99_ms,
+            hop_lag_p50_ms=at_max.hop_lag_p50_ms,
+            hop_lag_p99_ms=at_max.hop_lag_p99_ms,
+            mean_batch=None if at_max.mean_batch is None else round(at_max.mean_batch, 2),
+            trial_seconds=cfg.trial_seconds,
+        )
+    )
+    return result.max_streams

@@ -154,6 +154,7 @@ def _limits_line(s: dict, flops: float | None) -> str:
 
 def streams_section(report: BenchReport) -> list[str]:
     rows = []
+    swept = "thread_split" in report.summary  # then each answer names its engine thread count
     for r in report.rows:
         if r.get("kind") == "ingest":
             rows.append(
@@ -163,7 +164,7 @@ def streams_section(report: BenchReport) -> list[str]:
             answer = ("≥ " if r.get("capped") else "") + _fmt(r.get("max_realtime_streams"))
             rows.append(
                 [
-                    r["engine"],
+                    f"{r['engine']} ({r.get('threads')} threads)" if swept else r["engine"],
                     r["precision"],
                     answer,
                     f"{_fmt(r.get('e2e_p50_ms'))} / {_fmt(r.get('e2e_p99_ms'))} / "
@@ -173,6 +174,19 @@ def streams_section(report: BenchReport) -> list[str]:
             )
         elif r.get("kind") == "max":
             rows.append([r["engine"], r["precision"], f"unmeasured: {r.get('reason')}", "", ""])
+        elif r.get("kind") == "split":
+            counts = ", ".join(
+                f"{t}: {n}" for t, n in sorted(r["streams_by_threads"].items(), key=lambda x: int(x[0]))
+            )
+            rows.append(
+                [
+                    r["engine"],
+                    r["precision"],
+                    f"thread split: {r['threads']} engine threads",
+                    f"streams by threads {counts}",
+                    "",
+                ]
+            )
     seconds = report.summary.get("config", {}).get("trial_seconds")
     title = f"**Concurrent real-time streams** (bundle {report.summary.get('subject', '?')}; {_fmt(seconds)} s trials; "
     return [title + f"{run_note(report)})", ""] + _table(

@@ -2,6 +2,7 @@
 
     x (B, L) preprocessed PPG -> new blocks [0..k_in] -> pool -> bridge -> old layout
       -> old blocks [k_out..end] -> old head -> (B, K) window probabilities
+      [-> reweighted at the operating point: ComposedSpec.class_weights]
 
 Block ranges are fixed at construction, so ``forward`` has no data-dependent control flow and
 traces to ONNX. ``load_composed(run_dir)`` rebuilds it from a fit run directory (weights in
@@ -12,6 +13,7 @@ model-ready windows for golden and calibration sets.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,15 @@ from bridge_edge.models.base import ModelAdapter
 
 
 class ComposedModel(nn.Module):
-    def __init__(self, new: ModelAdapter, old: ModelAdapter, bridge: PrototypeBridge, k_in: int, k_out: int):
+    def __init__(
+        self,
+        new: ModelAdapter,
+        old: ModelAdapter,
+        bridge: PrototypeBridge,
+        k_in: int,
+        k_out: int,
+        class_weights: Sequence[float] | None = None,
+    ):
         super().__init__()
         self.new_model = new.module
         self.old_model = old.module
@@ -36,6 +46,19 @@ class ComposedModel(nn.Module):
         self.bridge = bridge
         self._new, self._old = new, old  # adapters: plain objects holding the same modules
         self.k_in, self.k_out = k_in, k_out
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        if self.class_weights is not None:  # not persistent: the spec carries them, not the weights file
+            log_w = torch.log(torch.tensor(self.class_weights, dtype=torch.float32))
+            self.register_buffer("log_class_weights", log_w, persistent=False)
+
+    def at_operating_point(self, probs: torch.Tensor) -> torch.Tensor:
+        """``probs`` x class weights, renormalised; unchanged without weights.
+
+        Written as softmax(log p + log w), the same numbers, so the exported graph gains Log, Add and
+        Softmax, which int8 export keeps in float (a quantized Mul would round the probabilities)."""
+        if self.class_weights is None:
+            return probs
+        return torch.softmax(torch.log(probs) + self.log_class_weights.to(probs.dtype), dim=-1)
 
     def bridged(self, x: torch.Tensor) -> torch.Tensor:
         """New-model blocks up to k_in, pooled, through the bridge: old block k_out's input."""
@@ -45,7 +68,7 @@ class ComposedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         old = self._old
-        return old.head(old.run_blocks(self.bridged(x), self.k_out, old.n_blocks))
+        return self.at_operating_point(old.head(old.run_blocks(self.bridged(x), self.k_out, old.n_blocks)))
 
     @torch.no_grad()
     def predict_proba(self, windows: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -58,7 +81,8 @@ class ComposedModel(nn.Module):
 
         def run_pass(rows: slice) -> np.ndarray:
             x = torch.from_numpy(np.ascontiguousarray(windows[rows], np.float32)).to(device)
-            return old_head_in_passes(old, self.bridged(x), self.k_out).float().cpu().numpy()
+            probs = old_head_in_passes(old, self.bridged(x), self.k_out)
+            return self.at_operating_point(probs).float().cpu().numpy()
 
         empty = np.zeros((0, len(old.labels)), np.float32)
         return fill_in_passes(len(windows), batch_size, run_pass, empty)
@@ -78,7 +102,12 @@ def old_head_in_passes(old: ModelAdapter, h: torch.Tensor, k_out: int) -> torch.
 
 
 def compose(
-    new: ModelAdapter, old: ModelAdapter, bridge: PrototypeBridge, k_in: int, k_out: int
+    new: ModelAdapter,
+    old: ModelAdapter,
+    bridge: PrototypeBridge,
+    k_in: int,
+    k_out: int,
+    class_weights: Sequence[float] | None = None,
 ) -> ComposedModel:
     if new.input_spec.channels != 1:
         raise ConfigError(
@@ -86,7 +115,17 @@ def compose(
             key="new_model",
             expected="1 channel",
         )
-    return ComposedModel(new, old, bridge, k_in, k_out).eval()
+    if class_weights is not None and (
+        len(class_weights) != len(old.labels) or not all(np.isfinite(w) and w > 0 for w in class_weights)
+    ):
+        raise ConfigError(
+            f"class weights {list(class_weights)} do not fit the head's labels {list(old.labels)}; "
+            "expected one finite weight > 0 per label",
+            key="class_weights",
+            value=list(class_weights),
+            expected=f"{len(old.labels)} finite weights > 0",
+        )
+    return ComposedModel(new, old, bridge, k_in, k_out, class_weights).eval()
 
 
 def save_composed(run_dir: Path, spec: ComposedSpec, bridge: PrototypeBridge) -> None:
@@ -142,12 +181,16 @@ def load_bridge(spec: ComposedSpec, run_dir: Path, device: str = "cpu") -> Proto
     return bridge.to(device).eval().requires_grad_(False)
 
 
-def load_composed(run_dir: str | Path, device: str = "cpu") -> tuple[ComposedModel, ComposedSpec]:
-    """The composed model of a fit run (eval mode, frozen) and its spec."""
+def load_composed(
+    run_dir: str | Path, device: str = "cpu", at_operating_point: bool = True
+) -> tuple[ComposedModel, ComposedSpec]:
+    """The composed model of a fit run (eval mode, frozen) and its spec; with
+    ``at_operating_point`` false, the bridged head's probabilities as trained."""
     run_dir = Path(run_dir)
     spec = read_spec(run_dir)
     old, new = build_models(_model_table(spec.old_model), _model_table(spec.new_model), run_dir, device)
-    model = compose(new, old, load_bridge(spec, run_dir, device), spec.k_in, spec.k_out)
+    weights = spec.class_weights if at_operating_point else None
+    model = compose(new, old, load_bridge(spec, run_dir, device), spec.k_in, spec.k_out, weights)
     return model.requires_grad_(False), spec
 
 

@@ -41,6 +41,7 @@ from bridge_edge.bridge.inputs import (
     stage_pretrain,
     stage_probe,
 )
+from bridge_edge.bridge.operating_point import stage_operating_point
 from bridge_edge.bridge.recipe import Recipe, load_recipe
 from bridge_edge.bridge.report import write_report
 from bridge_edge.bridge.rundir import RunDir
@@ -92,6 +93,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage("select", stage_select, reads=_select_reads, after=("features",)),
     Stage("bridge", stage_bridge, reads=("bridge", "seed", "positive_label"), after=("select",)),
+    Stage("operating_point", stage_operating_point, reads=("operating_point",), after=("bridge",)),
     Stage(
         "kd",
         stage_kd,

@@ -119,6 +119,19 @@ class BridgeConfig:
 
 
 @dataclass(frozen=True)
+class OperatingPointConfig:
+    """Where the bundle calls the positive label (bridge.operating_point, docs/method.md).
+
+    "as_trained": the bridged head's probabilities as they come. "old_model_calls": the positive
+    class's probability is reweighted (and the row renormalised) so that the bridged model calls
+    it on the validation pairs' PPG exactly as often as the old model calls it on their ECG. No
+    label is read: only the two models' outputs on the same paired windows.
+    """
+
+    method: str = "as_trained"
+
+
+@dataclass(frozen=True)
 class KDConfig:
     enabled: bool = True
     lr: float = 1e-3
@@ -191,6 +204,7 @@ class Recipe:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     bridge: BridgeConfig = field(default_factory=BridgeConfig)
     kd: KDConfig = field(default_factory=KDConfig)
+    operating_point: OperatingPointConfig = field(default_factory=OperatingPointConfig)
     position_check: PositionCheckConfig = field(default_factory=PositionCheckConfig)
     held_out: HeldOutConfig = field(default_factory=HeldOutConfig)
     pair_cohort: PairCohortConfig = field(default_factory=PairCohortConfig)
@@ -263,6 +277,7 @@ CHOICES = {
     ("data", "pair_balance"): ("none", "rate"),
     ("bridge", "best_epoch_by"): ("val_loss", "val_head_kl"),
     ("kd", "loss"): ("kl", "ce"),
+    ("operating_point", "method"): ("as_trained", "old_model_calls"),
 }
 
 

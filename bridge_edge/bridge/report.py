@@ -158,6 +158,8 @@ def write_report(run: Run, stages: dict[str, str] | None = None) -> dict:
             "new": {"name": new.name, "parameters": new.parameter_count()},
         },
         "bridge": bridge_train | {"params_formula": spec.bridge} | _test_block(bridge_m, intervals, "bridge"),
+        # the bridge's test block is scored at this point (bridge.operating_point)
+        "operating_point": rd.load_json(rd.operating_point) if rd.operating_point.exists() else None,
         "old_model_on_old_modality": _test_block(ceiling_m, intervals, "old_model_on_old_modality"),
         "position_check": rd.load_json(rd.position_check, []),
         "n_windows": {s: len(run.windows(s)) for s in ("train", "val", "pair", "test")},

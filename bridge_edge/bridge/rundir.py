@@ -22,6 +22,7 @@ run's spec and windows). Layout::
     memory/rank<r>.json      each stage's peak memory in that process (bridge.memory)
     selection.json/.png      position selection
     composed.json            ComposedSpec; bridge.safetensors, bridge_training.json
+    operating_point.json     how the positive label's weight was chosen ([operating_point])
     kd_student.safetensors   the KD baseline ([kd] enabled); kd_training.json
     position_check.json      bridges trained briefly at other positions ([position_check])
     stages.json, timings.json  each stage's key and seconds (what a rerun may reuse)
@@ -66,6 +67,9 @@ class ComposedSpec:
     hop_s: float
     window_prediction: str = "mean of per-sample probabilities over the window (openecg)"
     dataset_labels: list[str] = field(default_factory=list)
+    # The operating point (bridge.operating_point): one weight per label; the window
+    # probabilities are multiplied by them and renormalised. None: as trained.
+    class_weights: list[float] | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -255,6 +259,7 @@ class RunDir:
     composed_spec = _file("composed.json")
     bridge_weights = _file("bridge.safetensors")
     bridge_training = _file("bridge_training.json")
+    operating_point = _file("operating_point.json")
     kd_student = _file("kd_student.safetensors")
     kd_training = _file("kd_training.json")
     position_check = _file("position_check.json")

@@ -178,6 +178,12 @@ def _shape_problems(m: Manifest) -> list[str]:
             problems.append(f"output.labels has {len(labels)} labels but the ONNX output has {k} columns")
         if m.output.positive_label is not None and m.output.positive_label not in labels:
             problems.append(f"output.positive_label {m.output.positive_label!r} is not one of the labels")
+        weights = m.output.class_weights
+        if weights is not None and not (
+            len(weights) == len(labels)
+            and all(isinstance(w, (int, float)) and 0 < w < float("inf") for w in weights)
+        ):
+            problems.append(f"output.class_weights {weights!r}: expected one finite weight > 0 per label")
     return problems
 
 

@@ -218,6 +218,11 @@ def _inspect(args: argparse.Namespace) -> int:
             f"preprocess {m.input.preprocess.get('version')}"
         )
         print(f"  output {m.output.kind}: {', '.join(m.output.labels)} (positive: {m.output.positive_label})")
+        if m.output.class_weights is not None:
+            weights = ", ".join(
+                f"{lab} x{w:.3g}" for lab, w in zip(m.output.labels, m.output.class_weights) if w != 1
+            )
+            print(f"  operating point: {weights or 'all x1'} (applied inside the model files)")
         print(
             f"  models {m.models.new}[..{m.models.k_in}] -> bridge (rank {m.models.bridge.rank}, "
             f"{m.models.bridge.prototypes} prototypes, {m.models.bridge.params} params) -> "

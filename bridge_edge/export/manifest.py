@@ -54,6 +54,9 @@ class OutputSection:
     labels: list[str]
     positive_label: str | None
     window_reduction: str = ""  # how a per-sample head became one window output
+    # The operating point the model files already apply (probabilities x weight per label,
+    # renormalised; docs/method.md, "Operating point"): a record, never applied again. None: as trained.
+    class_weights: list[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +290,7 @@ class Manifest:
             ("input.preprocess", self.input.preprocess, dict),
             ("output.labels", self.output.labels, list),
             ("output.positive_label", self.output.positive_label, (str, type(None))),
+            ("output.class_weights", self.output.class_weights, (list, type(None))),
             ("golden", self.golden, dict),
             ("parity", self.parity, dict),
         ]

@@ -80,6 +80,7 @@ def source_from_run_dir(run_dir: str | Path, calibration_split: str = "pair") ->
             labels=list(spec.labels),
             positive_label=spec.positive_label,
             window_reduction=spec.window_prediction,
+            class_weights=spec.class_weights,
         ),
         models=ModelsSection(
             old=old_name,

@@ -115,7 +115,7 @@ def load_torch_reference(
     new = build_adapter(table(spec.new_model), device="cpu")
     b = spec.bridge
     bridge = PrototypeBridge(b["d_in"], b["d_out"], b["n_tokens"], b["rank"], b["prototypes"])
-    model = compose(new.freeze(), old.freeze(), bridge, spec.k_in, spec.k_out)
+    model = compose(new.freeze(), old.freeze(), bridge, spec.k_in, spec.k_out, spec.class_weights)
     own = model.state_dict()
     missing, unexpected = set(own) - set(state), set(state) - set(own)
     if missing != omitted or unexpected:

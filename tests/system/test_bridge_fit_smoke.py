@@ -79,6 +79,18 @@ def test_fit_report_has_every_field(run_dir):
 
 
 @pytest.mark.slow
+def test_the_operating_point_calls_af_as_often_as_the_old_model_on_the_validation_pairs(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    point = report["operating_point"]
+    assert (point["method"], point["label"]) == ("old_model_calls", "afib")
+    assert point["n_windows"] == report["n_windows"]["val"] > 0
+    assert point["bridged_calls"] == point["old_model_calls"]  # no label read: the old model's ECG calls
+    spec = json.loads((run_dir / "composed.json").read_text())
+    expected = [point["weight"] if label == "afib" else 1.0 for label in spec["labels"]]
+    assert spec["class_weights"] == expected
+
+
+@pytest.mark.slow
 def test_test_set_holds_the_extra_subjects_and_intervals_bracket_the_scores(run_dir):
     report = json.loads((run_dir / "report.json").read_text())
     held_out = load_recipe("smoke").held_out
@@ -120,7 +132,17 @@ def test_test_set_holds_the_extra_subjects_and_intervals_bracket_the_scores(run_
 @pytest.mark.slow
 def test_a_second_fit_reuses_every_stage_and_keeps_their_times(run_dir):
     first = json.loads((run_dir / "report.json").read_text())
-    stages = {"data", "pretrain", "features", "select", "bridge", "kd", "held_out", "position_check"}
+    stages = {
+        "data",
+        "pretrain",
+        "features",
+        "select",
+        "bridge",
+        "operating_point",
+        "kd",
+        "held_out",
+        "position_check",
+    }
     assert set(first["timings_s"]) >= stages
     _cli("fit", str(ROOT / "recipes" / "smoke.toml"), "--out", str(run_dir), "--json")
     second = json.loads((run_dir / "report.json").read_text())

@@ -42,6 +42,9 @@ def test_smoke_recipe_fits_exports_and_verifies(tmp_path):
     manifest = json.loads(export.stdout)
     assert manifest["name"] == "smoke" and manifest["parity"]["max_abs_diff"] <= 1e-4
     assert manifest["output"]["positive_label"] == "afib" and "licenses/openecg-LICENSE" in manifest["files"]
+    # the smoke recipe's operating point is inside the model files; the manifest records it
+    spec = json.loads((run / "composed.json").read_text())
+    assert manifest["output"]["class_weights"] == spec["class_weights"] != [1.0] * len(spec["labels"])
 
     inspect = _cli("inspect", str(bundle), "--json")
     assert inspect.returncode == 0, inspect.stderr

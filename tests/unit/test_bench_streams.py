@@ -109,6 +109,45 @@ def test_streams_rows_trials_answer_and_unmeasured(fake_runtime, tmp_path):
     assert Image.open(tmp_path / "s.png").size[0] > 1200  # two panels: lag, and the stage split
 
 
+def test_the_thread_split_searches_every_count_and_keeps_the_one_with_most_streams(
+    fake_runtime, monkeypatch, tmp_path
+):
+    from bridge_edge.bench import runtime_pipeline as runtime_bench
+
+    answers = {1: 6, 2: 9, 3: 9}  # a tie between 2 and 3 engine threads goes to 2: a core for ingest
+    searched = []
+    recorded = runtime_bench.max_realtime_streams
+
+    def by_threads(bundle, engine, precision, seconds, threads, limit, start=1, batch_wait_s=0.0):
+        searched.append(threads)
+        return SimpleNamespace(**{**vars(recorded(bundle, engine, precision, seconds, threads, limit, start)),
+                                  "max_streams": answers[threads]})  # fmt: skip
+
+    monkeypatch.setattr(runtime_bench, "max_realtime_streams", by_threads)
+    args = SimpleNamespace(
+        engines=("ort",), precisions=("int8",), trial_seconds=20.0, threads=3, thread_split=True
+    )
+    cfg = streams.StreamsConfig.full(args)
+    assert cfg.searched_threads() == (1, 2, 3)
+    subject = Subject("tiny", {}, 1250, 125.0, 2.0, {}, ["sinus", "afib"], bundle=object())
+    report = BenchReport("streams", machine={})
+    streams.run(subject, cfg, report)
+    assert searched == [1, 2, 3]
+    maxima = [r for r in report.rows if r["kind"] == "max"]
+    assert [(r["threads"], r["max_realtime_streams"]) for r in maxima] == [(1, 6), (2, 9), (3, 9)]
+    assert {r["threads"] for r in report.rows if r["kind"] == "trial"} == {1, 2, 3}
+    (split,) = [r for r in report.rows if r["kind"] == "split"]
+    assert (split["threads"], split["max_realtime_streams"]) == (2, 9)
+    assert report.summary["thread_split"] == {"ort int8": {"threads": 2, "streams_by_threads": answers}}
+    text = "\n".join(table.streams_section(report))
+    assert "| ort (2 threads) | int8 | 9 |" in text and "thread split: 2 engine threads" in text
+    assert "streams by threads 1: 6, 2: 9, 3: 9" in text
+    assert plots.streams_vs_lag(report.rows, tmp_path / "s.png", "t").stat().st_size > 1000
+    # without --thread-split: the one count asked for, no split row
+    one = streams.StreamsConfig.full(SimpleNamespace(**{**vars(args), "thread_split": False}))
+    assert one.searched_threads() == (3,)
+
+
 def test_a_search_from_a_higher_start_still_bisects_to_the_knee(monkeypatch):
     from types import SimpleNamespace
 

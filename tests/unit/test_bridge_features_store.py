@@ -5,7 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_bridge_train import TinyNew, TinyOld, _data  # noqa: E402
+from tiny_adapters import TinyNew, TinyOld  # noqa: E402
+from tiny_adapters import paired_data as _data  # noqa: E402
 
 from bridge_edge.bridge.features import collect_features, write_features  # noqa: E402
 

@@ -89,10 +89,15 @@ def test_stage_keys_change_only_downstream_of_an_edited_section():
     base = _stage_keys(parse_recipe("[bridge]\nlr = 0.001\n"))
     tuned = _stage_keys(parse_recipe("[bridge]\nlr = 0.01\n"))
     changed = {name for name in base if base[name] != tuned[name]}
-    assert changed == {"bridge", "position_check"}
+    assert changed == {"bridge", "operating_point", "position_check"}
+    # the operating point is chosen after the bridge: changing it trains nothing again
+    point = _stage_keys(parse_recipe('[bridge]\nlr = 0.001\n[operating_point]\nmethod = "old_model_calls"\n'))
+    assert {name for name in base if base[name] != point[name]} == {"operating_point"}
     trials = "[selection]\ntrial_epochs = 2\n[bridge]\nlr = "
     base, tuned = _stage_keys(parse_recipe(trials + "0.001\n")), _stage_keys(parse_recipe(trials + "0.01\n"))
-    assert {name for name in base if base[name] != tuned[name]} == {"select", "bridge", "position_check"}
+    assert {name for name in base if base[name] != tuned[name]} == {
+        "select", "bridge", "operating_point", "position_check"
+    }  # fmt: skip
     data = _stage_keys(parse_recipe("[data]\nsubjects = 5\n"))
     # everything that runs depends on the data (probe and held_out are off: their key says so)
     assert all(data[name] != base[name] for name in base if base[name] != DISABLED_KEY)
@@ -104,12 +109,12 @@ def test_stage_keys_change_only_downstream_of_an_edited_section():
     # a pair cohort redoes what reads the pair split, never the data or the pretraining
     cohort = _stage_keys(parse_recipe("[pair_cohort]\nsubjects = 2\n"))
     assert {name for name in plain if plain[name] != cohort[name]} == {
-        "pair_cohort", "features", "select", "bridge", "kd", "position_check"
+        "pair_cohort", "features", "select", "bridge", "operating_point", "kd", "position_check"
     }  # fmt: skip
     # a probe is the old head: with it on, everything from the features on depends on it
     probed = _stage_keys(parse_recipe("[probe]\nenabled = true\n"))
     assert {name for name in plain if plain[name] != probed[name]} == {
-        "probe", "features", "select", "bridge", "kd", "position_check"
+        "probe", "features", "select", "bridge", "operating_point", "kd", "position_check"
     }  # fmt: skip
     off = _stage_keys(parse_recipe("[probe]\nepochs = 3\n"))  # still off: nothing moves
     assert off == plain
@@ -262,5 +267,5 @@ def test_ema_decay_is_off_by_default_checked_and_redoes_only_what_it_trains():
     keys = plan(plain, STAGES).keys
     bridge_ema = plan(parse_recipe("[bridge]\nema_decay = 0.99\n"), STAGES).keys
     kd_ema = plan(parse_recipe("[kd]\nema_decay = 0.99\n"), STAGES).keys
-    assert {n for n in keys if keys[n] != bridge_ema[n]} == {"bridge", "position_check"}
+    assert {n for n in keys if keys[n] != bridge_ema[n]} == {"bridge", "operating_point", "position_check"}
     assert {n for n in keys if keys[n] != kd_ema[n]} == {"kd"}

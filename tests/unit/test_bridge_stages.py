@@ -33,7 +33,7 @@ def readers(ref: str, recipe_text: str = "") -> set[str]:
 def test_the_top_level_seed_reruns_exactly_the_stages_that_read_it():
     assert readers("seed") == {"pretrain", "bridge", "kd"}
     assert changed("seed = 0\n", "seed = 1\n") == downstream(readers("seed")) == {
-        "pretrain", "features", "select", "bridge", "kd", "position_check"
+        "pretrain", "features", "select", "bridge", "operating_point", "kd", "position_check"
     }  # fmt: skip
     # with a probe and selection trials, they read it too
     text = "[probe]\nenabled = true\n[selection]\ntrial_epochs = 1\n"

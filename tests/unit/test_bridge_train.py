@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+from tiny_adapters import TinyNew, TinyOld
+from tiny_adapters import paired_data as _data
 from torch import nn
 
 from bridge_edge.bridge.compose import compose
@@ -11,82 +13,8 @@ from bridge_edge.bridge.features import collect_features
 from bridge_edge.bridge.kd import make_student, train_kd
 from bridge_edge.bridge.prototype import to_layout
 from bridge_edge.bridge.train import PairData, head_kl, make_bridge, train_bridge
-from bridge_edge.models.base import InputSpec, ModelAdapter
 
 torch.set_num_threads(1)
-
-
-class TinyNew(ModelAdapter):
-    """Channel-first conv encoder: (B, 64) PPG -> 3 blocks of (B, 8, L)."""
-
-    kind = name = "tiny-new"
-    layout = "channel_first"
-
-    def __init__(self):
-        torch.manual_seed(0)
-        self.module = nn.ModuleDict(
-            {
-                "stem": nn.Conv1d(1, 8, 5, padding=2),
-                "blocks": nn.ModuleList(nn.Conv1d(8, 8, 3, stride=2, padding=1) for _ in range(3)),
-            }
-        )
-        self.block_paths = ("blocks[0]", "blocks[1]", "blocks[2]")
-        self.input_spec = InputSpec("ppg", 8.0, 8.0)
-
-    def prepare(self, x):
-        return torch.from_numpy(self._as_batch(x)).unsqueeze(1)
-
-    def stem(self, x):
-        return torch.relu(self.module["stem"](x))
-
-    def run_blocks(self, h, start, stop):
-        for k in range(start, stop):
-            h = torch.tanh(self.module["blocks"][k](h))
-        return h
-
-    def head(self, h):
-        return h.mean(dim=2)
-
-
-class TinyOld(ModelAdapter):
-    """Token-last model: (B, 32) ECG -> 4 tokens x 6 -> 3 blocks -> 3-class probabilities."""
-
-    kind = name = "tiny-old"
-    layout = "token_last"
-    labels = ("sinus", "afib", "other")
-
-    def __init__(self):
-        torch.manual_seed(1)
-        self.module = nn.ModuleDict(
-            {
-                "tok": nn.Linear(8, 6),
-                "blocks": nn.ModuleList(nn.Linear(6, 6) for _ in range(3)),
-                "cls": nn.Linear(6, 3),
-            }
-        )
-        self.block_paths = ("blocks[0]", "blocks[1]", "blocks[2]")
-        self.input_spec = InputSpec("ecg", 4.0, 8.0)
-
-    def prepare(self, x):
-        return torch.from_numpy(self._as_batch(x))
-
-    def stem(self, x):
-        return self.module["tok"](x.reshape(x.shape[0], 4, 8))
-
-    def run_blocks(self, h, start, stop):
-        for k in range(start, stop):
-            h = h + torch.tanh(self.module["blocks"][k](h))
-        return h
-
-    def head(self, h):
-        return torch.softmax(self.module["cls"](h.mean(dim=1)), dim=1)
-
-
-def _data(n=48, seed=0):
-    rng = np.random.default_rng(seed)
-    ecg = rng.normal(size=(n, 32)).astype(np.float32)
-    ppg = (ecg[:, ::2] + 0.1 * rng.normal(size=(n, 16))).repeat(4, axis=1).astype(np.float32)  # paired signal
-    return ecg, ppg
 
 
 def _train_on_split(old, new, bridge, ppg, store, **kwargs):

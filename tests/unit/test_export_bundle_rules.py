@@ -79,6 +79,23 @@ def test_labels_that_do_not_match_the_onnx_output_are_refused(bundle_dir):
     assert "output.labels has 2 labels but the ONNX output has 3 columns" in problems_of(bundle_dir)
 
 
+@pytest.mark.parametrize("weights", [[1.0, 2.0], [1.0, 0.0, 1.0], [1.0, -3.0, 1.0], [1.0, "2", 1.0]])
+def test_class_weights_that_do_not_fit_the_labels_are_refused(bundle_dir, weights):
+    edit_manifest(bundle_dir, lambda raw: raw["output"].update(class_weights=weights))
+    assert any("expected one finite weight > 0 per label" in p for p in problems_of(bundle_dir))
+
+
+def test_inspect_shows_the_operating_point_the_model_files_apply(bundle_dir, capsys):
+    from bridge_edge.cli import main
+
+    labels = json.loads((bundle_dir / "manifest.json").read_text())["output"]["labels"]
+    weights = [0.25 if i == 1 else 1.0 for i in range(len(labels))]
+    edit_manifest(bundle_dir, lambda raw: raw["output"].update(class_weights=weights))
+    assert inspect_bundle(bundle_dir).problems == []
+    assert main(["inspect", str(bundle_dir)]) == 0
+    assert f"operating point: {labels[1]} x0.25 (applied inside the model files)" in capsys.readouterr().out
+
+
 def test_golden_npz_must_be_listed(bundle_dir):
     def unlist(raw):
         del raw["files"]["golden.npz"], raw["sizes"]["golden.npz"]
