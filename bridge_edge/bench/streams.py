@@ -92,6 +92,9 @@ class StreamsRow:
     streams: int | None = None  # trial: streams tried; max: the answer
     keeps_up: bool | None = None
     capped: bool | None = None  # max: the search stopped at its limit, so the answer is a lower bound
+    # max: the run at the answer (for its percentiles) kept up by the same rule; a trial that
+    # kept up once at the knee may not the next time
+    confirmed: bool | None = None
     hops: int | None = None
     expected_hops: int | None = None
     lost_samples: int | None = None
@@ -148,9 +151,11 @@ def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
                 threads: _search(subject, cfg, report, engine, precision, threads)
                 for threads in cfg.searched_threads()
             }
-            kept = {t: n for t, n in answers.items() if n is not None}
+            kept = {t: a[0] for t, a in answers.items() if a is not None}
+            confirmed = {t for t, a in answers.items() if a is not None and a[1]}
             if len(cfg.searched_threads()) > 1 and kept:
-                chosen = max(kept, key=lambda t: (kept[t], -t))  # most streams; fewer threads on a tie
+                # confirmed answers first, then the most streams, then the fewer threads
+                chosen = max(kept, key=lambda t: (t in confirmed, kept[t], -t))
                 report.add(
                     StreamsRow(
                         "split",
@@ -163,7 +168,11 @@ def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
                         trial_seconds=cfg.trial_seconds,
                     )
                 )
-                split[f"{engine} {precision}"] = {"threads": chosen, "streams_by_threads": kept}
+                split[f"{engine} {precision}"] = {
+                    "threads": chosen,
+                    "streams_by_threads": kept,
+                    "confirmed_threads": sorted(confirmed),
+                }
     report.summary.update(
         subject=subject.label,
         config=asdict(cfg),
@@ -177,9 +186,9 @@ def run(subject: Subject, cfg: StreamsConfig, report: BenchReport) -> None:
 
 def _search(
     subject: Subject, cfg: StreamsConfig, report: BenchReport, engine: str, precision: str, threads: int
-) -> int | None:
+) -> tuple[int, bool] | None:
     """The knee for one engine/precision at ``threads`` intra-op threads: its trial and max rows;
-    returns the streams kept up (None: unmeasured)."""
+    returns (streams kept up, whether the run at that count confirmed it), None: unmeasured."""
     from bridge_edge.bench import runtime_pipeline as runtime_bench
 
     reason = _engine_reason(subject, engine, precision, threads)
@@ -235,7 +244,7 @@ def _search(
                 trial_seconds=cfg.trial_seconds,
             )
         )
-        return 0
+        return 0, True
     at_max = runtime_bench.pipeline_latency(
         subject.bundle,
         engine=engine,
@@ -259,6 +268,15 @@ def _search(
         )
         return None
     capped = result.max_streams >= cfg.limit
+    hop_ms = subject.hop_s * 1e3
+    misses = [
+        f"{name} {value:.0f} ms exceeds the {hop_ms:.0f} ms hop"
+        for name, value in (("end-to-end p99", at_max.total_p99_ms), ("hop lag p99", at_max.hop_lag_p99_ms))
+        if value is not None and value > hop_ms
+    ] + ([f"{at_max.dropped_samples} samples lost"] if at_max.dropped_samples else [])
+    notes = [f"search cap {cfg.limit} reached: the true maximum is at least this"] if capped else []
+    if misses:
+        notes.append("the run at this count did not keep up: " + "; ".join(misses))
     report.add(
         StreamsRow(
             "max",
@@ -268,7 +286,8 @@ def _search(
             threads=threads,
             streams=result.max_streams,
             capped=capped,
-            reason=f"search cap {cfg.limit} reached: the true maximum is at least this" if capped else None,
+            confirmed=not misses,
+            reason="; ".join(notes) or None,
             max_realtime_streams=result.max_streams,
             hops=at_max.hops,
             lost_samples=at_max.dropped_samples,
@@ -282,4 +301,4 @@ def _search(
             trial_seconds=cfg.trial_seconds,
         )
     )
-    return result.max_streams
+    return result.max_streams, not misses

@@ -162,9 +162,13 @@ def streams_section(report: BenchReport) -> list[str]:
             )
         elif r.get("kind") == "max" and r.get("status") == STATUS_OK:
             answer = ("≥ " if r.get("capped") else "") + _fmt(r.get("max_realtime_streams"))
+            if r.get("confirmed") is False:  # kept up in the search, not in the run at that count
+                answer += " (not confirmed)"
             rows.append(
                 [
-                    f"{r['engine']} ({r.get('threads')} threads)" if swept else r["engine"],
+                    f"{r['engine']} ({r.get('threads')} thread{'' if r.get('threads') == 1 else 's'})"
+                    if swept
+                    else r["engine"],
                     r["precision"],
                     answer,
                     f"{_fmt(r.get('e2e_p50_ms'))} / {_fmt(r.get('e2e_p99_ms'))} / "

@@ -92,7 +92,7 @@ def test_streams_rows_trials_answer_and_unmeasured(fake_runtime, tmp_path):
     assert best["max_realtime_streams"] == 6 and best["e2e_p99_ms"] == 88.0 and best["lag_p99_ms"] == 95.0
     assert fake_runtime["latency"] == (6, 1.0)  # percentiles at the answer, in real time
     assert fake_runtime["max"] == ("ort", "int8", 20.0, 2, 512)
-    assert best["capped"] is False
+    assert best["capped"] is False and best["confirmed"] is True and best["reason"] is None
     assert best["hop_lag_p50_ms"] == 31.0 and best["hop_lag_p99_ms"] == 89.0 and best["mean_batch"] == 3.25
     assert trials[3]["hop_lag_p99_ms"] == 3000.0
     # each trial and the answer carry where a hop's time went
@@ -117,6 +117,14 @@ def test_the_thread_split_searches_every_count_and_keeps_the_one_with_most_strea
     answers = {1: 6, 2: 9, 3: 9}  # a tie between 2 and 3 engine threads goes to 2: a core for ingest
     searched = []
     recorded = runtime_bench.max_realtime_streams
+    recorded_latency = runtime_bench.pipeline_latency
+    missed = set()  # thread counts whose run at the answer misses the 2 s hop
+
+    def latency(bundle, engine, precision, streams, seconds, speed, threads, batch_wait_s=0.0):
+        result = recorded_latency(bundle, engine, precision, streams, seconds, speed, threads)
+        return SimpleNamespace(**{**vars(result), "total_p99_ms": 3000.0}) if threads in missed else result
+
+    monkeypatch.setattr(runtime_bench, "pipeline_latency", latency)
 
     def by_threads(bundle, engine, precision, seconds, threads, limit, start=1, batch_wait_s=0.0):
         searched.append(threads)
@@ -138,11 +146,22 @@ def test_the_thread_split_searches_every_count_and_keeps_the_one_with_most_strea
     assert {r["threads"] for r in report.rows if r["kind"] == "trial"} == {1, 2, 3}
     (split,) = [r for r in report.rows if r["kind"] == "split"]
     assert (split["threads"], split["max_realtime_streams"]) == (2, 9)
-    assert report.summary["thread_split"] == {"ort int8": {"threads": 2, "streams_by_threads": answers}}
+    assert report.summary["thread_split"] == {
+        "ort int8": {"threads": 2, "streams_by_threads": answers, "confirmed_threads": [1, 2, 3]}
+    }
     text = "\n".join(table.streams_section(report))
     assert "| ort (2 threads) | int8 | 9 |" in text and "thread split: 2 engine threads" in text
     assert "streams by threads 1: 6, 2: 9, 3: 9" in text
     assert plots.streams_vs_lag(report.rows, tmp_path / "s.png", "t").stat().st_size > 1000
+    # an answer the run at that count does not confirm loses to a confirmed one
+    missed.add(2)
+    report = BenchReport("streams", machine={})
+    streams.run(subject, cfg, report)
+    two = next(r for r in report.rows if r["kind"] == "max" and r["threads"] == 2)
+    assert two["confirmed"] is False and "end-to-end p99 3000 ms exceeds the 2000 ms hop" in two["reason"]
+    (split,) = [r for r in report.rows if r["kind"] == "split"]
+    assert split["threads"] == 3 and report.summary["thread_split"]["ort int8"]["confirmed_threads"] == [1, 3]
+    assert "| ort (2 threads) | int8 | 9 (not confirmed) |" in "\n".join(table.streams_section(report))
     # without --thread-split: the one count asked for, no split row
     one = streams.StreamsConfig.full(SimpleNamespace(**{**vars(args), "thread_split": False}))
     assert one.searched_threads() == (3,)
