@@ -191,9 +191,12 @@ def _search(
     returns (streams kept up, whether the run at that count confirmed it), None: unmeasured."""
     from bridge_edge.bench import runtime_pipeline as runtime_bench
 
+    def add_max(status: str, **fields) -> None:
+        report.add(StreamsRow("max", engine, precision, status, threads=threads, **fields))
+
     reason = _engine_reason(subject, engine, precision, threads)
     if reason is not None:
-        report.add(StreamsRow("max", engine, precision, STATUS_UNMEASURED, reason=reason, threads=threads))
+        add_max(STATUS_UNMEASURED, reason=reason)
         return None
     log.info(
         "bench streams: %s %s, %d thread(s), %.0f s per trial", engine, precision, threads, cfg.trial_seconds
@@ -232,17 +235,11 @@ def _search(
             )
         )
     if result.max_streams == 0:
-        report.add(
-            StreamsRow(
-                "max",
-                engine,
-                precision,
-                STATUS_OK,
-                threads=threads,
-                max_realtime_streams=0,
-                reason="not even one stream keeps up",
-                trial_seconds=cfg.trial_seconds,
-            )
+        add_max(
+            STATUS_OK,
+            max_realtime_streams=0,
+            reason="not even one stream keeps up",
+            trial_seconds=cfg.trial_seconds,
         )
         return 0, True
     at_max = runtime_bench.pipeline_latency(
@@ -256,16 +253,7 @@ def _search(
         batch_wait_s=batch_wait_s,
     )
     if (at_max.engine, at_max.precision) != (engine, precision):
-        report.add(
-            StreamsRow(
-                "max",
-                engine,
-                precision,
-                STATUS_UNMEASURED,
-                threads=threads,
-                reason=f"the pipeline ran {at_max.engine} {at_max.precision} instead",
-            )
-        )
+        add_max(STATUS_UNMEASURED, reason=f"the pipeline ran {at_max.engine} {at_max.precision} instead")
         return None
     capped = result.max_streams >= cfg.limit
     hop_ms = subject.hop_s * 1e3
@@ -277,28 +265,22 @@ def _search(
     notes = [f"search cap {cfg.limit} reached: the true maximum is at least this"] if capped else []
     if misses:
         notes.append("the run at this count did not keep up: " + "; ".join(misses))
-    report.add(
-        StreamsRow(
-            "max",
-            engine,
-            precision,
-            STATUS_OK,
-            threads=threads,
-            streams=result.max_streams,
-            capped=capped,
-            confirmed=not misses,
-            reason="; ".join(notes) or None,
-            max_realtime_streams=result.max_streams,
-            hops=at_max.hops,
-            lost_samples=at_max.dropped_samples,
-            e2e_p50_ms=at_max.total_p50_ms,
-            e2e_p99_ms=at_max.total_p99_ms,
-            **_split(at_max.split),
-            lag_p99_ms=at_max.lag_p99_ms,
-            hop_lag_p50_ms=at_max.hop_lag_p50_ms,
-            hop_lag_p99_ms=at_max.hop_lag_p99_ms,
-            mean_batch=None if at_max.mean_batch is None else round(at_max.mean_batch, 2),
-            trial_seconds=cfg.trial_seconds,
-        )
+    add_max(
+        STATUS_OK,
+        streams=result.max_streams,
+        capped=capped,
+        confirmed=not misses,
+        reason="; ".join(notes) or None,
+        max_realtime_streams=result.max_streams,
+        hops=at_max.hops,
+        lost_samples=at_max.dropped_samples,
+        e2e_p50_ms=at_max.total_p50_ms,
+        e2e_p99_ms=at_max.total_p99_ms,
+        **_split(at_max.split),
+        lag_p99_ms=at_max.lag_p99_ms,
+        hop_lag_p50_ms=at_max.hop_lag_p50_ms,
+        hop_lag_p99_ms=at_max.hop_lag_p99_ms,
+        mean_batch=None if at_max.mean_batch is None else round(at_max.mean_batch, 2),
+        trial_seconds=cfg.trial_seconds,
     )
     return result.max_streams, not misses

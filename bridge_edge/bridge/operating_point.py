@@ -52,8 +52,9 @@ def weight_matching_calls(probs: np.ndarray, positive: int, target_calls: int) -
 
     Row i is called positive exactly when w > t_i = max(other columns) / p_positive, so the
     answer lies between the target_calls-th and the next smallest t_i (their geometric mean;
-    half the smallest or twice the largest at the ends). Ties between rows can make the exact
-    count unreachable; then the nearest reachable count wins. Clipped to ``WEIGHT_RANGE``.
+    half the smallest or twice the largest at the ends). Rows with equal t_i across the target
+    are called together or not at all; then fewer rows are called. Rows without any positive
+    probability are never called. Clipped to ``WEIGHT_RANGE``.
     """
     p = np.asarray(probs, np.float64)
     n = len(p)

@@ -181,7 +181,10 @@ def _shape_problems(m: Manifest) -> list[str]:
         weights = m.output.class_weights
         if weights is not None and not (
             len(weights) == len(labels)
-            and all(isinstance(w, (int, float)) and 0 < w < float("inf") for w in weights)
+            and all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < float("inf")
+                for w in weights
+            )
         ):
             problems.append(f"output.class_weights {weights!r}: expected one finite weight > 0 per label")
     return problems

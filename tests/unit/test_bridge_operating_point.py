@@ -59,7 +59,7 @@ def test_choose_matches_the_old_models_calls_without_a_label():
 
 torch = pytest.importorskip("torch")
 
-from tiny_adapters import TinyNew, TinyOld  # noqa: E402
+from tiny_adapters import TinyNew, TinyOld, onnx_round_trip  # noqa: E402
 from tiny_adapters import paired_data as _data  # noqa: E402
 
 from bridge_edge.bridge.compose import compose  # noqa: E402
@@ -76,7 +76,7 @@ def _composed(class_weights=None):
 
 
 def test_the_composed_model_reweights_and_renormalises(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     raw, ppg = _composed()
     weights = [1.0, 7.5, 0.5]
@@ -87,18 +87,7 @@ def test_the_composed_model_reweights_and_renormalises(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(weighted(torch.from_numpy(ppg)).numpy(), expected, rtol=1e-5, atol=1e-7)
     assert "log_class_weights" not in weighted.state_dict()  # the spec carries them, not the weights file
-    path = tmp_path / "m.onnx"
-    torch.onnx.export(
-        weighted,
-        (torch.from_numpy(ppg[:2]),),
-        str(path),
-        input_names=["ppg"],
-        output_names=["probs"],
-        dynamic_axes={"ppg": {0: "batch"}, "probs": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"ppg": ppg})[0]
+    got = onnx_round_trip(weighted, ppg, tmp_path / "m.onnx")
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 

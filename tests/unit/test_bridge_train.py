@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from tiny_adapters import TinyNew, TinyOld
+from tiny_adapters import TinyNew, TinyOld, onnx_round_trip
 from tiny_adapters import paired_data as _data
 from torch import nn
 
@@ -202,25 +202,14 @@ def test_kd_student_trains_the_whole_new_model_with_the_same_bookkeeping():
 
 
 def test_composed_model_exports_to_onnx_and_matches_torch(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     old, new = TinyOld(), TinyNew()
     ecg, ppg = _data(8)
     bridge = make_bridge(new, old, 0, 2, rank=2, prototypes=3, probe=(ppg[:2], ecg[:2]))
     with torch.no_grad():
         bridge.B.normal_()
     model = compose(new, old, bridge, 0, 2)
-    path = tmp_path / "m.onnx"
-    torch.onnx.export(
-        model,
-        (torch.from_numpy(ppg[:2]),),
-        str(path),
-        input_names=["ppg"],
-        output_names=["probs"],
-        dynamic_axes={"ppg": {0: "batch"}, "probs": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"ppg": ppg})[0]
+    got = onnx_round_trip(model, ppg, tmp_path / "m.onnx")
     np.testing.assert_allclose(got, model.predict_proba(ppg), atol=1e-5)
 
 

@@ -79,7 +79,9 @@ def test_labels_that_do_not_match_the_onnx_output_are_refused(bundle_dir):
     assert "output.labels has 2 labels but the ONNX output has 3 columns" in problems_of(bundle_dir)
 
 
-@pytest.mark.parametrize("weights", [[1.0, 2.0], [1.0, 0.0, 1.0], [1.0, -3.0, 1.0], [1.0, "2", 1.0]])
+@pytest.mark.parametrize(
+    "weights", [[1.0, 2.0], [1.0, 0.0, 1.0], [1.0, -3.0, 1.0], [1.0, "2", 1.0], [1.0, True, 1.0]]
+)
 def test_class_weights_that_do_not_fit_the_labels_are_refused(bundle_dir, weights):
     edit_manifest(bundle_dir, lambda raw: raw["output"].update(class_weights=weights))
     assert any("expected one finite weight > 0 per label" in p for p in problems_of(bundle_dir))
