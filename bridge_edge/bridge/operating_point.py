@@ -15,6 +15,7 @@ The weights travel in ``ComposedSpec.class_weights`` and so into the exported gr
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -22,6 +23,9 @@ import numpy as np
 from bridge_edge.bridge.stages import Run
 
 WEIGHT_RANGE = (1e-4, 1e4)  # a weight past these says the bridge and the old model disagree, not a threshold
+PLAUSIBLE_WEIGHTS = (0.1, 10.0)  # past these the fit log warns: the calls differ by more than a threshold
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,13 @@ def choose(
     positive = labels.index(label)
     target = int(np.sum(np.asarray(old).argmax(axis=1) == positive))
     weight = weight_matching_calls(bridged, positive, target) if method == "old_model_calls" else 1.0
+    if not PLAUSIBLE_WEIGHTS[0] <= weight <= PLAUSIBLE_WEIGHTS[1]:
+        log.warning(
+            "operating point: %s's probability weighed x%.3g to match the old model's %d calls of %d "
+            "windows (the bridged model makes %d as trained); a weight this far from 1 says the bridge "
+            "reads %s differently from the old model, not that a threshold is off (undertrained?)",
+            label, weight, target, len(bridged), calls(bridged, positive), label,
+        )  # fmt: skip
     return OperatingPoint(
         method=method,
         label=label,

@@ -52,9 +52,21 @@ def test_choose_matches_the_old_models_calls_without_a_label():
     assert point.bridged_calls == point.old_model_calls
     assert point.bridged_calls_as_trained == calls(bridged, 1)
     assert class_weights(point, labels) == [1.0, point.weight, 1.0]
+    assert 0.1 <= point.weight <= 10  # two similar models: no warning (below)
     as_trained = choose("as_trained", "afib", labels, bridged, old)
     assert as_trained.weight == 1.0 and class_weights(as_trained, labels) is None
     assert as_trained.bridged_calls == as_trained.bridged_calls_as_trained
+
+
+def test_a_weight_far_from_one_is_warned_about(caplog):
+    labels = ["sinus", "afib", "other"]
+    bridged = np.tile([0.9, 0.001, 0.099], (20, 1))  # the bridge all but never calls afib
+    bridged[:, 1] += np.linspace(0, 1e-4, 20)
+    old = np.tile([0.1, 0.8, 0.1], (20, 1))  # the old model calls it on every window
+    with caplog.at_level("WARNING", logger="bridge_edge.bridge.operating_point"):
+        point = choose("old_model_calls", "afib", labels, bridged, old)
+    assert point.weight > 10 and point.bridged_calls == 20
+    assert "reads afib differently from the old model" in caplog.text
 
 
 torch = pytest.importorskip("torch")
