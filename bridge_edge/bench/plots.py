@@ -96,7 +96,13 @@ def streams_vs_lag(rows: list[dict], path: Path, title: str, hop_ms: float | Non
         ]
         for r in best:
             ax.plot(r["streams"], r["e2e_p50_ms"], "*", color=color, markersize=12)
-        ax.plot([], [], "o-", color=color, label=_config_label(config, len(configs) > len(_engines(configs))))
+        ax.plot(
+            [],
+            [],
+            "o-",
+            color=color,
+            label=_config_label(config, len(configs) > len({c[:2] for c in configs})),
+        )
     if hop_ms:
         ax.axhline(
             hop_ms, color="k", linestyle="--", linewidth=1, label=f"hop ({hop_ms:.0f} ms): real-time budget"
@@ -120,10 +126,6 @@ def streams_vs_lag(rows: list[dict], path: Path, title: str, hop_ms: float | Non
 def _config(row: dict) -> tuple:
     """(engine, precision, engine threads) of a streams row (threads 0 in rows written before)."""
     return row["engine"], row["precision"], row.get("threads") or 0
-
-
-def _engines(configs) -> set:
-    return {c[:2] for c in configs}
 
 
 def _config_label(config: tuple, with_threads: bool) -> str:
