@@ -71,9 +71,16 @@ _BSN_SAMPLES = Path("notebook_files") / "osf_files" / "signal_samples"
 
 def _opensignals_h5(name: str, channel: str) -> RealPPG:
     """One channel of an OpenSignals (PLUX) .h5 file: ``<mac>/raw/<channel>`` at the file's rate."""
-    import h5py
-
     path = _require("biosignalsnotebooks", _BSN_SAMPLES / name)
+    try:  # after the file is found: without the package there is nothing to read either way
+        import h5py
+    except ImportError as err:
+        raise DatasetNotFoundError(
+            f"reading {path.name} needs h5py, which is not installed; expected `pip install h5py` "
+            "(in the dev extra)",
+            path=str(path),
+            expected="h5py",
+        ) from err
     with h5py.File(path, "r") as f:
         device = f[next(iter(f.keys()))]
         fs = float(device.attrs["sampling rate"])
