@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge_edge.bridge.balance import RateBalance, rate_balanced_weights, window_heart_rates
+from bridge_edge.bridge.balance import RateBalance, rate_balanced_weights, window_rhythm
 from bridge_edge.bridge.data import WindowSet
 from bridge_edge.bridge.distributed import SINGLE
 from bridge_edge.bridge.inputs import ppg_preprocess_spec
@@ -88,7 +88,7 @@ class PairSplit:
     val: WindowSet
     pair_store: FeatureStore
     val_store: FeatureStore
-    sampling: RateBalance | None  # [data] pair_balance = "rate": windows drawn by weight
+    sampling: RateBalance | None  # [data] pair_balance "rate" / "rate_irregularity": drawn by weight
 
 
 def _pair_data(run: Run) -> PairSplit:
@@ -99,13 +99,16 @@ def _pair_data(run: Run) -> PairSplit:
     val_store = load_feature_store(run.dir.targets_val)
     pair = run.windows("pair")
     sampling = None
-    if run.recipe.data.pair_balance == "rate":
+    balance = run.recipe.data.pair_balance
+    if balance != "none":
         old, _ = run.models()
         positive = (
             pair_store.old_probs[:, list(old.labels).index(positive_label(run.recipe, old.labels))] > 0.5
         )
-        sampling = rate_balanced_weights(window_heart_rates(pair.ecg, old.input_spec.fs), positive)
-        log.info("pair windows drawn rate-balanced: %s", sampling.summary())
+        rhythm = window_rhythm(pair.ecg, old.input_spec.fs)
+        irregularity = rhythm.interval_cv if balance == "rate_irregularity" else None
+        sampling = rate_balanced_weights(rhythm.rates_bpm, positive, interval_cv=irregularity)
+        log.info("pair windows drawn balanced (%s): %s", balance, sampling.summary())
     return PairSplit(pair, run.windows("val"), pair_store, val_store, sampling)
 
 
@@ -173,8 +176,9 @@ def _train_bridge_at(
         bridge,
         k_in,
         k_out,
-        PairData(first_rows(pair.ppg, n), pair_store.old_target[:n]),  # still mapped (shards.JoinedRows)
-        PairData(val.ppg, val_store.old_target),
+        # still mapped (shards.JoinedRows)
+        PairData(first_rows(pair.ppg, n), pair_store.old_target[:n], pair_store.old_probs[:n]),
+        PairData(val.ppg, val_store.old_target, val_store.old_probs),
         pair_variants=_sensor_variants(run, pair.ppg, n),
         epochs=epochs,
         lr=cfg.lr,
@@ -186,6 +190,7 @@ def _train_bridge_at(
         dist=run.dist if on_all_ranks else SINGLE,
         sampling=data.sampling,
         ema_decay=cfg.ema_decay,
+        head_kl_weight=cfg.head_kl_weight,
     )
     return bridge, result, prototypes
 

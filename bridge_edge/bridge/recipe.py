@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -43,8 +44,9 @@ class DataConfig:
     # targets, so the heart rates it learns from widen without any label (docs/method.md).
     pair_speeds: tuple[float, ...] = ()
     # How the stages that train on the pair split (bridge, trials, position check, KD) draw its
-    # windows: "none" (each once per epoch) or "rate" (weighted so that the old model's AF share is
-    # the same at every heart rate; bridge.balance, docs/method.md).
+    # windows: "none" (each once per epoch), "rate" (weighted so that the old model's AF share is
+    # the same at every heart rate) or "rate_irregularity" (the same in every heart rate x R-R
+    # interval CV cell; bridge.balance, docs/method.md).
     pair_balance: str = "none"
 
 
@@ -116,6 +118,9 @@ class BridgeConfig:
     # Validate, pick and keep an exponential moving average of the weights, updated after every
     # step with this decay (torch.optim.swa_utils); 0 = the raw weights (bridge.train).
     ema_decay: float = 0.0
+    # Adds this weight x KL(old head on the paired ECG || old head on the bridged PPG) to the
+    # cosine loss: label-free (the old model's outputs), as KD's loss. 0 = METHOD's loss alone.
+    head_kl_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -274,7 +279,7 @@ def _build(cls, table: dict, prefix: str = ""):
 
 # Keys whose value is one of a few names: checked when the recipe loads, not deep inside a stage.
 CHOICES = {
-    ("data", "pair_balance"): ("none", "rate"),
+    ("data", "pair_balance"): ("none", "rate", "rate_irregularity"),
     ("bridge", "best_epoch_by"): ("val_loss", "val_head_kl"),
     ("kd", "loss"): ("kl", "ce"),
     ("operating_point", "method"): ("as_trained", "old_model_calls"),
@@ -374,6 +379,17 @@ def _check_ema(recipe: Recipe) -> None:
             )
 
 
+def _check_head_kl_weight(recipe: Recipe) -> None:
+    weight = recipe.bridge.head_kl_weight
+    if not (math.isfinite(weight) and weight >= 0.0):
+        raise ConfigError(
+            f"[bridge] head_kl_weight = {weight}; expected 0 (the cosine loss alone) or a positive weight",
+            key="bridge.head_kl_weight",
+            value=weight,
+            expected="finite, >= 0",
+        )
+
+
 def _check_pair_speeds(recipe: Recipe) -> None:
     speeds = recipe.data.pair_speeds
     if any(not 0.25 <= v <= 4.0 for v in speeds):
@@ -397,6 +413,7 @@ def parse_recipe(text: str, source_path: str = "") -> Recipe:
     _check_pair_speeds(recipe)
     _check_pair_cohort(recipe)
     _check_ema(recipe)
+    _check_head_kl_weight(recipe)
     check_target_names(recipe.pretrain.targets)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return dataclasses.replace(recipe, source_path=source_path, sha256=digest)

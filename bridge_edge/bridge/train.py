@@ -60,11 +60,13 @@ class TrainResult:
 class PairData:
     ppg: np.ndarray  # (N, L) model-ready new-modality windows
     target: np.ndarray  # (N, ...) cached old-model targets (bridge: flattened last-block output; KD: probs)
+    old_probs: np.ndarray | None = None  # (N, K) the old head's window probabilities (bridge head KL)
 
     def batched(self) -> PairData:
         """The same rows, read batch by batch (``shards.RowReader``: a memory-mapped split's pages
         are given back as the epoch goes, not kept resident)."""
-        return PairData(RowReader(self.ppg), RowReader(self.target))
+        probs = None if self.old_probs is None else RowReader(self.old_probs)
+        return PairData(RowReader(self.ppg), RowReader(self.target), probs)
 
 
 def new_features_at(new: ModelAdapter, x: np.ndarray | torch.Tensor, k_in: int) -> torch.Tensor:
@@ -92,10 +94,14 @@ def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1.0 - F.cosine_similarity(pred.reshape(pred.shape[0], -1), target.float(), dim=1)).mean()
 
 
-def head_kl(reference: torch.Tensor, probs: torch.Tensor, eps: float = 1e-8) -> float:
+def head_kl_loss(reference: torch.Tensor, probs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Mean KL(reference || probs) over windows; both (N, K) class probabilities."""
     ref = reference.float()
-    return float((ref * ((ref + eps).log() - (probs.float() + eps).log())).sum(dim=1).mean())
+    return (ref * ((ref + eps).log() - (probs.float() + eps).log())).sum(dim=1).mean()
+
+
+def head_kl(reference: torch.Tensor, probs: torch.Tensor, eps: float = 1e-8) -> float:
+    return float(head_kl_loss(reference, probs, eps))
 
 
 def make_bridge(
@@ -282,9 +288,14 @@ def train_bridge(
     dist: Dist = SINGLE,
     sampling: RateBalance | None = None,
     ema_decay: float = 0.0,
+    head_kl_weight: float = 0.0,
 ) -> TrainResult:
     """Train in place; on return ``bridge`` holds the best-validation epoch's weights (their
     moving average with ``ema_decay`` > 0: ``fit_epochs``).
+
+    The loss is the cosine loss on the old model's last hidden state (METHOD), plus, with
+    ``head_kl_weight`` > 0, that weight x KL(old head on the paired ECG || old head on the bridged
+    PPG); the pair and validation data then carry ``old_probs``.
 
     ``pair_variants``: other versions of ``pair.ppg`` (same shape, same targets, e.g. the windows
     through other sensors); each training step takes, per window, one version at random.
@@ -302,6 +313,8 @@ def train_bridge(
         raise ValueError(f"best_epoch_by must be one of {BEST_EPOCH_CRITERIA}, got {best_epoch_by!r}")
     if best_epoch_by == "val_head_kl" and (val_old_probs is None or not len(val.ppg)):
         raise ValueError("best_epoch_by='val_head_kl' needs validation windows and their val_old_probs")
+    if head_kl_weight and (pair.old_probs is None or (len(val.ppg) and val.old_probs is None)):
+        raise ValueError("head_kl_weight > 0 needs the pair and validation old_probs")
     device = old.device
     old.freeze()
     new.freeze()
@@ -322,16 +335,24 @@ def train_bridge(
     trained = dist.wrap(bridge)
 
     def loss_on(
-        data: PairData, idx: np.ndarray, version: np.ndarray | int = 0, net: torch.nn.Module = bridge
+        data: PairData,
+        idx: np.ndarray,
+        version: np.ndarray | int = 0,
+        net: torch.nn.Module = bridge,
+        kl_weight: float = 0.0,
     ) -> torch.Tensor:
         z = inputs[id(data)][torch.as_tensor(version), torch.from_numpy(idx)]
-        return cosine_loss(
-            bridged_last_hidden(old, net, z, k_out), torch.from_numpy(data.target[idx]).to(device)
-        )
+        hidden = bridged_last_hidden(old, net, z, k_out)
+        loss = cosine_loss(hidden, torch.from_numpy(data.target[idx]).to(device))
+        if kl_weight:
+            teacher = torch.from_numpy(np.array(data.old_probs[idx])).to(device)
+            loss = loss + kl_weight * head_kl_loss(teacher, old.head(hidden))
+        return loss
 
     def step(idx: np.ndarray) -> float:
         version = pick.integers(0, 1 + len(pair_variants), len(idx))  # drawn for the whole batch
-        return sharded_step(opt, len(idx), lambda p: loss_on(pair, idx[p], version[p], trained), dist)
+        train_loss = lambda p: loss_on(pair, idx[p], version[p], trained, head_kl_weight)  # noqa: E731
+        return sharded_step(opt, len(idx), train_loss, dist)
 
     def validate() -> dict[str, float]:  # no validation subjects: the pair loss, as in KD
         scores = {"val_loss": mean_loss(loss_on, val if len(val.ppg) else pair, batch_size)}

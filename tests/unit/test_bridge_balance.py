@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from bridge_edge.bridge.balance import MAX_WEIGHT, RATE_BINS_BPM, rate_balanced_weights, window_heart_rates
+from bridge_edge.bridge.balance import (
+    INTERVAL_CV_BINS,
+    MAX_WEIGHT,
+    RATE_BINS_BPM,
+    rate_balanced_weights,
+    window_heart_rates,
+    window_rhythm,
+)
 
 
 def _rate_confounded(n=4000, seed=0):
@@ -44,6 +51,30 @@ def test_weights_are_limited_and_windows_without_a_rate_form_their_own_bin():
     assert 0 < balance.summary()["effective_windows"] <= 1000
 
 
+def test_balanced_by_irregularity_too_the_interval_cv_no_longer_predicts_the_call():
+    """pair_balance = "rate_irregularity": the positive share is the pooled one in every
+    rate x interval-CV cell, while balancing by rate alone leaves the CV confound in place."""
+    rng = np.random.default_rng(1)
+    rates = rng.uniform(45, 120, 6000)
+    cv = rng.uniform(0.0, 0.35, 6000)
+    positive = rng.random(6000) < 0.05 + 0.8 * cv / 0.35  # irregular windows: mostly positive
+    by_rate = rate_balanced_weights(rates, positive).weights
+    both = rate_balanced_weights(rates, positive, interval_cv=cv)
+    assert both.counts.shape == (2, len(RATE_BINS_BPM), len(INTERVAL_CV_BINS))
+    assert both.summary()["kind"] == "rate_irregularity"
+    cv_bin = np.digitize(cv, INTERVAL_CV_BINS) - 1
+
+    def share(w, m):
+        return np.sum(w[m] * positive[m]) / np.sum(w[m])
+
+    spread = {
+        name: np.ptp([share(w, cv_bin == b) for b in np.unique(cv_bin)])
+        for name, w in (("rate", by_rate), ("both", both.weights))
+    }
+    assert spread["rate"] > 0.5  # by rate alone, the most irregular bin is still mostly positive
+    assert spread["both"] < 0.05
+
+
 def _spike_ecg(bpm: float, fs: float = 500.0, seconds: float = 10.0) -> np.ndarray:
     t = np.arange(int(seconds * fs)) / fs
     beats = np.arange(0.3, seconds, 60.0 / bpm)
@@ -56,6 +87,8 @@ def test_window_heart_rates_reads_the_r_peak_rate_and_nan_without_beats():
     assert rates[0] == pytest.approx(54.0, abs=1.0)
     assert rates[1] == pytest.approx(123.0, abs=1.5)
     assert np.isnan(rates[2])
+    rhythm = window_rhythm(ecg, 500.0)  # the same R peaks give the interval CV: regular spikes, ~0
+    assert rhythm.interval_cv[0] < 0.01 and np.isnan(rhythm.interval_cv[2])
 
 
 def test_weighted_epochs_draw_in_proportion_and_never_a_zero_weight_window():

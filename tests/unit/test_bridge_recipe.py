@@ -74,6 +74,18 @@ def test_named_choices_are_checked_when_the_recipe_loads():
         assert err.value.key == key
 
 
+def test_head_kl_weight_is_a_finite_non_negative_weight():
+    assert parse_recipe("[bridge]\nhead_kl_weight = 0.5\n").bridge.head_kl_weight == 0.5
+    assert parse_recipe("").bridge.head_kl_weight == 0.0  # METHOD's cosine loss alone
+    assert (
+        parse_recipe('[data]\npair_balance = "rate_irregularity"\n').data.pair_balance == "rate_irregularity"
+    )
+    for bad in ("-1.0", "nan", "inf"):
+        with pytest.raises(ConfigError, match="head_kl_weight") as err:
+            parse_recipe(f"[bridge]\nhead_kl_weight = {bad}\n")
+        assert err.value.key == "bridge.head_kl_weight"
+
+
 def test_invalid_toml_is_a_config_error():
     with pytest.raises(ConfigError):
         parse_recipe("[bridge\n")

@@ -81,6 +81,51 @@ def test_head_kl_is_recorded_every_epoch_and_can_pick_the_epoch():
         )
 
 
+def test_a_head_kl_term_moves_the_bridged_head_toward_the_old_models_calls():
+    """[bridge] head_kl_weight adds KL(old head on ECG || old head on bridged PPG) to the loss.
+    With a cosine target that gives no gradient (all zeros), only that term can move the bridge."""
+    old, new = TinyOld(), TinyNew()
+    ecg, ppg = _data()
+    store = collect_features(old, new, ecg, ppg, batch_size=16)
+    no_target = np.zeros_like(store.old_target[:32])
+    results = {}
+    for weight in (0.0, 1.0):
+        bridge = make_bridge(new, old, k_in=1, k_out=1, rank=3, prototypes=4, probe=(ppg[:2], ecg[:2]))
+        pair = PairData(ppg[:32], no_target, store.old_probs[:32])
+        results[weight] = train_bridge(
+            old,
+            new,
+            bridge,
+            1,
+            1,
+            pair,
+            pair,
+            epochs=6,
+            lr=0.05,
+            batch_size=16,
+            val_old_probs=store.old_probs[:32],
+            head_kl_weight=weight,
+        )
+    assert len(set(results[0.0].val_head_kl)) == 1  # the bridge never moved
+    assert min(results[1.0].val_head_kl) < 0.95 * results[0.0].val_head_kl[0]
+    # val_loss stays the cosine loss alone, so it compares across weights
+    assert results[1.0].val_loss == pytest.approx([1.0] * 6)
+    assert results[1.0].train_loss[0] > 1.0  # the training loss carries the term
+    with pytest.raises(ValueError, match="old_probs"):
+        train_bridge(
+            old,
+            new,
+            bridge,
+            1,
+            1,
+            PairData(ppg, store.old_target),
+            PairData(ppg, store.old_target),
+            epochs=1,
+            lr=0.1,
+            head_kl_weight=1.0,
+        )
+
+
 def test_a_moving_average_is_what_is_validated_picked_and_returned():
     """fit_epochs with ema_decay: each step sets the weight to the step number, so the average the
     epochs validate is known in closed form (torch's EMA copies the first step, then
