@@ -23,6 +23,12 @@ def _train_on_split(old, new, bridge, ppg, store, **kwargs):
     return train_bridge(old, new, bridge, 1, 1, pair, val, **kwargs)
 
 
+def _train_without_old_probs(old, new, bridge, ppg, store, **kwargs):
+    """One epoch on pair and validation data that carry no old-head probabilities."""
+    plain = PairData(ppg, store.old_target)
+    return train_bridge(old, new, bridge, 1, 1, plain, plain, epochs=1, lr=0.1, **kwargs)
+
+
 def test_feature_store_pools_every_block_in_one_pass():
     old, new = TinyOld(), TinyNew()
     ecg, ppg = _data(20)
@@ -67,18 +73,7 @@ def test_head_kl_is_recorded_every_epoch_and_can_pick_the_epoch():
         assert kl == pytest.approx(result.val_head_kl[result.best_epoch - 1], rel=1e-4)
     assert results["val_loss"].val_head_kl == results["val_head_kl"].val_head_kl  # same seed, same path
     with pytest.raises(ValueError, match="val_old_probs"):
-        train_bridge(
-            old,
-            new,
-            bridge,
-            1,
-            1,
-            PairData(ppg, store.old_target),
-            PairData(ppg, store.old_target),
-            epochs=1,
-            lr=0.1,
-            best_epoch_by="val_head_kl",
-        )
+        _train_without_old_probs(old, new, bridge, ppg, store, best_epoch_by="val_head_kl")
 
 
 def test_a_head_kl_term_moves_the_bridged_head_toward_the_old_models_calls():
@@ -112,18 +107,7 @@ def test_a_head_kl_term_moves_the_bridged_head_toward_the_old_models_calls():
     assert results[1.0].val_loss == pytest.approx([1.0] * 6)
     assert results[1.0].train_loss[0] > 1.0  # the training loss carries the term
     with pytest.raises(ValueError, match="old_probs"):
-        train_bridge(
-            old,
-            new,
-            bridge,
-            1,
-            1,
-            PairData(ppg, store.old_target),
-            PairData(ppg, store.old_target),
-            epochs=1,
-            lr=0.1,
-            head_kl_weight=1.0,
-        )
+        _train_without_old_probs(old, new, bridge, ppg, store, head_kl_weight=1.0)
 
 
 def test_a_moving_average_is_what_is_validated_picked_and_returned():

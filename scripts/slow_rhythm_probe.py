@@ -1,0 +1,123 @@
+"""Slow sinus with premature beats against slow AF, on real pulses: what the encoder holds and
+what the bridged model keeps (docs/method.md, "Slow ectopy: the encoder tells it, the bridge
+does not").
+
+Each development recording's clean cycles are laid (signals.resequence, the rhythm suite's own
+cutting) at sinus-with-ectopy and AF intervals at 45-60 bpm, six seeds each, and cut into the
+runtime's scored windows. Per fit, printed:
+
+- the bundle's AF calls and the AUROC of its P(afib), AF against windows with 2 or more premature
+  beats (and with 1): how well the bridged model ranks them, whatever its threshold;
+- the AUROC of a 5-fold logistic regression on the frozen encoder's pooled block-``k_in`` output,
+  the vector the bridge reads (how much of the difference the encoder holds), and on the
+  bridge's rank-r code ``A z`` (how much of it the bridge's first map keeps).
+
+The rhythms (simulated intervals, not a real recording's label) are read here for this
+measurement only; nothing here reaches a model or a threshold.
+
+    PYTHONPATH=. python3 scripts/slow_rhythm_probe.py RUN_DIR:BUNDLE [RUN_DIR:BUNDLE ...]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from bridge_edge.bridge.rundir import RunDir
+from bridge_edge.bridge.stages import Run
+from bridge_edge.bridge.train import bridge_inputs
+from bridge_edge.checks.rhythm_suite import Case, case_windows
+from bridge_edge.export.bundle import load_bundle
+from bridge_edge.runtime.engines import select_engine
+from bridge_edge.runtime.stream import ModelInput
+from bridge_edge.signals import resequence
+from bridge_edge.signals.dev_recordings import available_dev_recordings
+from bridge_edge.signals.preprocess import normalise_windows
+
+SECONDS = 90.0
+SEEDS = range(6)
+RATE_BPM = (45.0, 60.0)
+WINDOW_S, HOP_S = 10.0, 5.0
+
+
+def probe_windows(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(model inputs, is AF, premature beats per window from the laid intervals)."""
+    windows, is_af, premature = [], [], []
+    for k, rec in enumerate(available_dev_recordings()):
+        pulses = resequence.RealPulses.of(rec.source, rec.ppg, rec.fs_ppg)
+        if pulses is None:
+            continue
+        for seed in SEEDS:
+            rng = np.random.default_rng([100 + seed, k])
+            for af, make in ((False, resequence.ectopic_intervals), (True, resequence.af_intervals)):
+                rr = make(SECONDS, 60.0 / rng.uniform(*RATE_BPM), rng)
+                signal = resequence.place_cycles(pulses.cycles, rr, rec.fs_ppg)
+                case = Case("resequenced", "probe", "as_recorded", rec.source, signal, rec.fs_ppg)
+                raw, gated = case_windows(case, spec, WINDOW_S, HOP_S)
+                beats = np.cumsum(rr)
+                first = (
+                    len(signal) / rec.fs_ppg - (len(raw) - 1) * HOP_S - WINDOW_S
+                )  # the first window's start
+                for i in np.flatnonzero(~gated):
+                    start = first + HOP_S * i
+                    laid = np.diff(beats[(beats >= start) & (beats < start + WINDOW_S)])
+                    windows.append(raw[i])
+                    is_af.append(af)
+                    premature.append(int((laid < 0.8 * np.median(laid)).sum()) if len(laid) > 2 else -1)
+    return normalise_windows(np.stack(windows), spec).astype(np.float32), np.array(is_af), np.array(premature)
+
+
+def auroc(scores: np.ndarray, is_af: np.ndarray, keep: np.ndarray) -> float:
+    return float(roc_auc_score(is_af[keep], scores[keep]))
+
+
+def linear_auroc(features: np.ndarray, is_af: np.ndarray) -> float:
+    """5-fold logistic regression, fitted on these windows' rhythms (this measurement only)."""
+    predicted = cross_val_predict(
+        LogisticRegression(max_iter=2000),
+        features,
+        is_af,
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+        method="predict_proba",
+    )[:, 1]
+    return float(roc_auc_score(is_af, predicted))
+
+
+def main(pairs: list[str]) -> None:
+    torch.set_num_threads(2)
+    first_bundle = load_bundle(pairs[0].split(":", 1)[1])
+    x, is_af, premature = probe_windows(ModelInput.from_manifest(first_bundle.manifest).preprocess)
+    double, single = is_af | (premature >= 2), is_af | (premature == 1)
+    print(
+        f"{len(x)} windows: AF {is_af.sum()}, not AF with >= 2 premature beats {(~is_af & (premature >= 2)).sum()}, 1: {(~is_af & (premature == 1)).sum()}"
+    )
+    for pair in pairs:
+        run_dir, bundle_dir = pair.split(":", 1)
+        bundle = load_bundle(bundle_dir)
+        labels = ModelInput.from_manifest(bundle.manifest).labels
+        out = select_engine("ort", bundle, precision="fp32").engine.infer(x)
+        probs, calls = out[:, labels.index("afib")], out.argmax(axis=1) == labels.index("afib")
+        k_in = json.loads((Path(run_dir) / "selection.json").read_text())["k_in"]
+        _, new = Run.open(run_dir).models()
+        z = bridge_inputs(new, x, k_in).numpy()
+        code = z @ load_file(str(RunDir(run_dir).bridge_weights))["A"].numpy().T  # the bridge's rank-r code
+        encoder, bridge_code = (linear_auroc(v[double], is_af[double]) for v in (z, code))
+        print(
+            f"{Path(run_dir).name}: AF called {calls[is_af].mean():.3f}; not AF called AF: >= 2 premature "
+            f"{calls[~is_af & (premature >= 2)].mean():.3f}, 1 {calls[~is_af & (premature == 1)].mean():.3f}, "
+            f"0 {calls[~is_af & (premature == 0)].mean():.3f} | P(afib) AUROC AF vs >= 2 premature "
+            f"{auroc(probs, is_af, double):.3f}, vs 1 {auroc(probs, is_af, single):.3f} | linear AUROC AF vs "
+            f">= 2 premature: encoder block {k_in} {encoder:.3f}, bridge code (rank {code.shape[1]}) {bridge_code:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
