@@ -1,6 +1,6 @@
 """Slow sinus with premature beats against slow AF, on real pulses: what the encoder holds and
-what the bridged model keeps (docs/method.md, "Slow ectopy: the encoder tells it, the bridge
-does not").
+what the bridged model keeps (docs/method.md, "Slow ectopy: the encoder tells it from AF, the
+bridge does not").
 
 Each development recording's clean cycles are laid (signals.resequence, the rhythm suite's own
 cutting) at sinus-with-ectopy and AF intervals at 45-60 bpm, six seeds each, and cut into the

@@ -13,7 +13,8 @@ cell instead: AF is irregular, but so is slow sinus with two premature beats, wh
 is as high as AF's. Balanced by rate alone, the few such windows are outnumbered by AF in their
 cells and the bridge learnt "slow and irregular" as AF; balanced by irregularity too, the
 interval CV alone no longer predicts the old model's call, and the pattern of the intervals
-must (docs/method.md, "Irregular is not AF: balancing by interval CV").
+must (docs/method.md,
+"Slow ectopy: the encoder tells it from AF, the bridge does not").
 """
 
 from __future__ import annotations

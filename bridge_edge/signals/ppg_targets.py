@@ -24,7 +24,7 @@ PERIODICITY_TARGETS = ("autocorrelation_peak", "spectral_concentration", "spectr
 # at 45-60 bpm a 10-s window holds 7-9 intervals, and two premature beats with their pauses make
 # its interval CV and RMSSD larger than AF's, while rr_irregularity gives up (more than half
 # excluded) or is NaN. This target stays low for sinus with premature beats and high for AF
-# (docs/method.md, "Pretraining targets that tell ectopy from AF").
+# (docs/method.md, "Slow ectopy: the encoder tells it from AF, the bridge does not").
 RR_TARGETS = ("rr_irregularity", "nn_interval_cv")
 SIGNAL_TARGETS = BEAT_TARGETS + PERIODICITY_TARGETS + RR_TARGETS  # every target a recipe may name
 DEFAULT_TARGETS = BEAT_TARGETS
