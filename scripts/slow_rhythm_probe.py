@@ -38,6 +38,7 @@ from bridge_edge.checks.rhythm_suite import Case, case_windows
 from bridge_edge.export.bundle import load_bundle
 from bridge_edge.runtime.engines import select_engine
 from bridge_edge.runtime.stream import ModelInput
+from bridge_edge.runtime.stream_dsp import warmup_seconds
 from bridge_edge.signals import resequence
 from bridge_edge.signals.dev_recordings import available_dev_recordings
 from bridge_edge.signals.preprocess import normalise_windows
@@ -46,6 +47,12 @@ SECONDS = 90.0
 SEEDS = range(6)
 RATE_BPM = (45.0, 60.0)
 WINDOW_S, HOP_S = 10.0, 5.0
+
+
+def first_window_start_s(spec, fs: float) -> float:
+    """Where ``case_windows`` starts its first window: the first hop after the filter warm-up."""
+    hop = round(HOP_S * spec.fs_out)
+    return int(np.ceil(warmup_seconds(spec, fs) * spec.fs_out / hop)) * hop / spec.fs_out
 
 
 def probe_windows(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,9 +70,7 @@ def probe_windows(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 case = Case("resequenced", "probe", "as_recorded", rec.source, signal, rec.fs_ppg)
                 raw, gated = case_windows(case, spec, WINDOW_S, HOP_S)
                 beats = np.cumsum(rr)
-                first = (
-                    len(signal) / rec.fs_ppg - (len(raw) - 1) * HOP_S - WINDOW_S
-                )  # the first window's start
+                first = first_window_start_s(spec, rec.fs_ppg)
                 for i in np.flatnonzero(~gated):
                     start = first + HOP_S * i
                     laid = np.diff(beats[(beats >= start) & (beats < start + WINDOW_S)])
