@@ -10,12 +10,18 @@ runtime's scored windows. Per fit, printed:
   beats (and with 1): how well the bridged model ranks them, whatever its threshold;
 - the AUROC of a 5-fold logistic regression on the frozen encoder's pooled block-``k_in`` output,
   the vector the bridge reads (how much of the difference the encoder holds), and on the
-  bridge's rank-r code ``A z`` (how much of it the bridge's first map keeps).
+  bridge's rank-r code ``A z`` (how much of it the bridge's first map keeps);
+- what a bedside monitor does with those calls: each 90-s sequence's hops through the runtime's
+  smoothing (``ProbabilitySmoother`` at ``PipelineConfig``'s alpha) and the monitor's alarm onset
+  (``AlarmRules.onset_s`` of an unbroken smoothed ``afib`` label), and the share of AF and of
+  ectopy sequences that raise an AF alarm.
 
 The rhythms (simulated intervals, not a real recording's label) are read here for this
 measurement only; nothing here reaches a model or a threshold.
 
-    PYTHONPATH=. python3 scripts/slow_rhythm_probe.py RUN_DIR:BUNDLE [RUN_DIR:BUNDLE ...]
+    PYTHONPATH=. python3 scripts/slow_rhythm_probe.py [RUN_DIR:]BUNDLE [[RUN_DIR:]BUNDLE ...]
+
+(a bundle alone: its calls and alarms only).
 """
 
 from __future__ import annotations
@@ -29,14 +35,17 @@ import torch
 from safetensors.torch import load_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import GroupKFold, cross_val_predict
 
 from bridge_edge.bridge.rundir import RunDir
 from bridge_edge.bridge.stages import Run
 from bridge_edge.bridge.train import bridge_inputs
 from bridge_edge.checks.rhythm_suite import Case, case_windows
 from bridge_edge.export.bundle import load_bundle
+from bridge_edge.monitor.alarms import AlarmRules
 from bridge_edge.runtime.engines import select_engine
+from bridge_edge.runtime.outputs import ProbabilitySmoother
+from bridge_edge.runtime.pipeline import PipelineConfig
 from bridge_edge.runtime.stream import ModelInput
 from bridge_edge.runtime.stream_dsp import warmup_seconds
 from bridge_edge.signals import resequence
@@ -55,9 +64,11 @@ def first_window_start_s(spec, fs: float) -> float:
     return int(np.ceil(warmup_seconds(spec, fs) * spec.fs_out / hop)) * hop / spec.fs_out
 
 
-def probe_windows(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(model inputs, is AF, premature beats per window from the laid intervals)."""
-    windows, is_af, premature = [], [], []
+def probe_windows(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(model inputs, is AF, premature beats per window from the laid intervals, the laid sequence
+    each window was cut from, its end in seconds into the sequence)."""
+    windows, is_af, premature, sequence, end_s = [], [], [], [], []
+    n_laid = 0
     for k, rec in enumerate(available_dev_recordings()):
         pulses = resequence.RealPulses.of(rec.source, rec.ppg, rec.fs_ppg)
         if pulses is None:
@@ -77,50 +88,88 @@ def probe_windows(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                     windows.append(raw[i])
                     is_af.append(af)
                     premature.append(int((laid < 0.8 * np.median(laid)).sum()) if len(laid) > 2 else -1)
-    return normalise_windows(np.stack(windows), spec).astype(np.float32), np.array(is_af), np.array(premature)
+                    sequence.append(n_laid)
+                    end_s.append(start + WINDOW_S)
+                n_laid += 1
+    x = normalise_windows(np.stack(windows), spec).astype(np.float32)
+    return x, np.array(is_af), np.array(premature), np.array(sequence), np.array(end_s)
 
 
 def auroc(scores: np.ndarray, is_af: np.ndarray, keep: np.ndarray) -> float:
     return float(roc_auc_score(is_af[keep], scores[keep]))
 
 
-def linear_auroc(features: np.ndarray, is_af: np.ndarray) -> float:
-    """5-fold logistic regression, fitted on these windows' rhythms (this measurement only)."""
+def linear_auroc(features: np.ndarray, is_af: np.ndarray, sequence: np.ndarray) -> float:
+    """5-fold logistic regression, fitted on these windows' rhythms (this measurement only). Folds
+    by laid sequence: a sequence's windows overlap by half, so none sits on both sides of a fold."""
     predicted = cross_val_predict(
         LogisticRegression(max_iter=2000),
         features,
         is_af,
-        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+        groups=sequence,
+        cv=GroupKFold(5),
         method="predict_proba",
     )[:, 1]
     return float(roc_auc_score(is_af, predicted))
 
 
+def alarmed(probs: np.ndarray, end_s: np.ndarray, labels: list[str]) -> bool:
+    """Whether one sequence's scored hops (in order) raise an AF alarm: the runtime's smoothed label,
+    held for the monitor's onset (a gated hop is absent here: it neither starts nor breaks it)."""
+    smoother, onset_s = ProbabilitySmoother(labels, PipelineConfig().smoothing_alpha), AlarmRules().onset_s
+    label, since = None, 0.0
+    for p, now in zip(probs, end_s, strict=True):
+        smoothed = labels[int(np.argmax(smoother.update(0, p)))]
+        if smoothed != label:
+            label, since = smoothed, now
+        if label == "afib" and now - since >= onset_s:
+            return True
+    return False
+
+
 def main(pairs: list[str]) -> None:
     torch.set_num_threads(2)
-    first_bundle = load_bundle(pairs[0].split(":", 1)[1])
-    x, is_af, premature = probe_windows(ModelInput.from_manifest(first_bundle.manifest).preprocess)
+    first_bundle = load_bundle(pairs[0].split(":")[-1])
+    x, is_af, premature, sequence, end_s = probe_windows(
+        ModelInput.from_manifest(first_bundle.manifest).preprocess
+    )
     double, single = is_af | (premature >= 2), is_af | (premature == 1)
     print(
         f"{len(x)} windows: AF {is_af.sum()}, not AF with >= 2 premature beats {(~is_af & (premature >= 2)).sum()}, 1: {(~is_af & (premature == 1)).sum()}"
     )
     for pair in pairs:
-        run_dir, bundle_dir = pair.split(":", 1)
+        run_dir, _, bundle_dir = pair.rpartition(":")
         bundle = load_bundle(bundle_dir)
         labels = ModelInput.from_manifest(bundle.manifest).labels
         out = select_engine("ort", bundle, precision="fp32").engine.infer(x)
         probs, calls = out[:, labels.index("afib")], out.argmax(axis=1) == labels.index("afib")
-        k_in = json.loads((Path(run_dir) / "selection.json").read_text())["k_in"]
-        _, new = Run.open(run_dir).models()
-        z = bridge_inputs(new, x, k_in).numpy()
-        code = z @ load_file(str(RunDir(run_dir).bridge_weights))["A"].numpy().T  # the bridge's rank-r code
-        encoder, bridge_code = (linear_auroc(v[double], is_af[double]) for v in (z, code))
-        print(
-            f"{Path(run_dir).name}: AF called {calls[is_af].mean():.3f}; not AF called AF: >= 2 premature "
-            f"{calls[~is_af & (premature >= 2)].mean():.3f}, 1 {calls[~is_af & (premature == 1)].mean():.3f}, "
+        line = (
+            f"{Path(run_dir or bundle_dir).name}: AF called {calls[is_af].mean():.3f}; not AF called AF: >= 2 "
+            f"premature {calls[~is_af & (premature >= 2)].mean():.3f}, 1 {calls[~is_af & (premature == 1)].mean():.3f}, "
             f"0 {calls[~is_af & (premature == 0)].mean():.3f} | P(afib) AUROC AF vs >= 2 premature "
-            f"{auroc(probs, is_af, double):.3f}, vs 1 {auroc(probs, is_af, single):.3f} | linear AUROC AF vs "
-            f">= 2 premature: encoder block {k_in} {encoder:.3f}, bridge code (rank {code.shape[1]}) {bridge_code:.3f}"
+            f"{auroc(probs, is_af, double):.3f}, vs 1 {auroc(probs, is_af, single):.3f}"
+        )
+        if run_dir:  # the encoder and the bridge code need the fit's run directory
+            k_in = json.loads((Path(run_dir) / "selection.json").read_text())["k_in"]
+            _, new = Run.open(run_dir).models()
+            z = bridge_inputs(new, x, k_in).numpy()
+            code = z @ load_file(str(RunDir(run_dir).bridge_weights))["A"].numpy().T  # the rank-r code
+            encoder, bridge_code = (
+                linear_auroc(v[double], is_af[double], sequence[double]) for v in (z, code)
+            )
+            line += (
+                f" | linear AUROC AF vs >= 2 premature: encoder block {k_in} {encoder:.3f}, bridge code "
+                f"(rank {code.shape[1]}) {bridge_code:.3f}"
+            )
+        print(line)
+        firsts = np.unique(sequence, return_index=True)[1]
+        alarms = np.array(
+            [alarmed(out[sequence == s], end_s[sequence == s], labels) for s in sequence[firsts]]
+        )
+        af_seq = is_af[firsts]
+        print(
+            f"  alarm level ({len(firsts)} sequences of {SECONDS:g} s): AF alarm raised on {alarms[af_seq].mean():.3f} "
+            f"of AF sequences, on {alarms[~af_seq].mean():.3f} of sinus-with-ectopy sequences"
         )
 
 

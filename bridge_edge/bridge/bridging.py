@@ -169,7 +169,9 @@ def _train_bridge_at(
     old, new = run.models()
     cfg = run.recipe.bridge
     init, prototypes = parse_proto_init(cfg.init)
-    bridge = make_bridge(new, old, k_in, k_out, cfg.rank, prototypes, probe, init=init, seed=run.recipe.seed)
+    bridge = make_bridge(
+        new, old, k_in, k_out, cfg.rank, prototypes, probe, init=init, seed=run.recipe.seed, reads=cfg.input
+    )
     result = train_bridge(
         old,
         new,
@@ -224,15 +226,7 @@ def stage_bridge(run: Run) -> None:
         positive_label=positive_label(run.recipe, old.labels),
         k_in=sel.k_in,
         k_out=sel.k_out,
-        bridge={
-            "rank": cfg.rank,
-            "prototypes": prototypes,
-            "init": cfg.init,
-            "params": bridge.n_params,
-            "d_in": bridge.d_in,
-            "d_out": bridge.d_out,
-            "n_tokens": bridge.n_tokens,
-        },
+        bridge=bridge.describe() | {"init": cfg.init},
         old_model=dict(run.recipe.old_model) | {"name": old.name},
         new_model=dict(run.recipe.new_model) | {"name": new.name},
         window_s=run.recipe.data.window_s,

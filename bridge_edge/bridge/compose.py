@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from bridge_edge.bridge.memory import EVAL_BATCH
-from bridge_edge.bridge.prototype import PrototypeBridge, to_layout
+from bridge_edge.bridge.prototype import PrototypeBridge, bridge_from_spec, to_layout
 from bridge_edge.bridge.rundir import ComposedSpec, RunDir
 from bridge_edge.bridge.shards import fill_in_passes
 from bridge_edge.errors import ConfigError
@@ -61,9 +61,10 @@ class ComposedModel(nn.Module):
         return torch.softmax(torch.log(probs) + self.log_class_weights.to(probs.dtype), dim=-1)
 
     def bridged(self, x: torch.Tensor) -> torch.Tensor:
-        """New-model blocks up to k_in, pooled, through the bridge: old block k_out's input."""
+        """New-model blocks up to k_in, read by the bridge (pooled, or its tokens), through it: old
+        block k_out's input."""
         new = self._new
-        z = new.pool(new.run_blocks(new.stem(x.unsqueeze(1)), 0, self.k_in + 1))
+        z = self.bridge.read(new, new.run_blocks(new.stem(x.unsqueeze(1)), 0, self.k_in + 1))
         return to_layout(self.bridge(z), self._old.layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,8 +176,7 @@ def _model_table(described: dict) -> dict:
 def load_bridge(spec: ComposedSpec, run_dir: Path, device: str = "cpu") -> PrototypeBridge:
     from safetensors.torch import load_file
 
-    b = spec.bridge
-    bridge = PrototypeBridge(b["d_in"], b["d_out"], b["n_tokens"], b["rank"], b["prototypes"])
+    bridge = bridge_from_spec(spec.bridge)
     bridge.load_state_dict(load_file(str(RunDir(run_dir).bridge_weights)))
     return bridge.to(device).eval().requires_grad_(False)
 

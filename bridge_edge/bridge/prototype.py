@@ -6,6 +6,15 @@
 No bias, no nonlinearity. Initialisation: A Kaiming-uniform (a = sqrt 5), B = 0 (so the bridge
 outputs exactly zero at start), Proto ~ N(0, 1) (``rand_<P>``) or real old-model token vectors
 (``randreal_<P>``). Parameters: r*d_in + P*T*r + D*P.
+
+``[bridge] input = "tokens"`` (:class:`TokenPrototypeBridge`) adds a time-local term read from the
+new model's token sequence x (B, d_in, T_in) instead of its time mean alone (docs/method.md,
+"A bridge that reads the beat sequence"):
+
+    coefficients += resample(B_loc (P*u x r) @ A_loc (r x d_in) @ x)    u = ceil(T / T_in)
+
+each input token giving the coefficients of the u output tokens under it, linearly resampled onto
+the old model's T tokens. B_loc = 0 at start, so it starts as the pooled bridge.
 """
 
 from __future__ import annotations
@@ -34,16 +43,25 @@ def parse_proto_init(init: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-def bridge_param_count(d_in: int, d_out: int, n_tokens: int, rank: int, prototypes: int) -> int:
-    return rank * d_in + prototypes * n_tokens * rank + d_out * prototypes
+def bridge_param_count(
+    d_in: int, d_out: int, n_tokens: int, rank: int, prototypes: int, t_in: int = 0
+) -> int:
+    """Parameters of the pooled bridge; with ``t_in`` > 0, of the token-reading one."""
+    pooled = rank * d_in + prototypes * n_tokens * rank + d_out * prototypes
+    if not t_in:
+        return pooled
+    return pooled + rank * d_in + prototypes * math.ceil(n_tokens / t_in) * rank
 
 
 class PrototypeBridge(nn.Module):
     """Maps a pooled new-model vector to a (D, T) map of the old model (channel-first order).
 
     ``forward`` returns (B, D, T); the caller reshapes to the old model's layout (token-last
-    models want (B, T, D) — see :func:`to_layout`).
+    models want (B, T, D) — see :func:`to_layout`). ``read`` turns a new-model hidden tensor into
+    what ``forward`` takes.
     """
+
+    input = "pooled"
 
     def __init__(self, d_in: int, d_out: int, n_tokens: int, rank: int, prototypes: int) -> None:
         super().__init__()
@@ -76,10 +94,89 @@ class PrototypeBridge(nn.Module):
         with torch.no_grad():
             self.proto.copy_(tokens[idx].T.to(self.proto.dtype))
 
+    def describe(self) -> dict:
+        """The ``bridge`` table of composed.json (without ``init``): :func:`bridge_from_spec` reads it."""
+        return {
+            "input": self.input,
+            "rank": self.rank,
+            "prototypes": self.prototypes,
+            "params": self.n_params,
+            "d_in": self.d_in,
+            "d_out": self.d_out,
+            "n_tokens": self.n_tokens,
+        }
+
+    def read(self, new, h: torch.Tensor) -> torch.Tensor:
+        """The new model's block output ``h`` (its own layout) as this bridge's input: (B, d_in)."""
+        return new.pool(h)
+
+    def coefficients(self, pooled: torch.Tensor) -> torch.Tensor:
+        coeff = (pooled @ self.A.T) @ self.B.T  # (B, P*T)
+        return coeff.reshape(pooled.shape[0], self.prototypes, self.n_tokens)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        coeff = (x @ self.A.T) @ self.B.T  # (B, P*T)
-        coeff = coeff.reshape(x.shape[0], self.prototypes, self.n_tokens)
-        return torch.matmul(self.proto, coeff)  # (D, P) @ (B, P, T) -> (B, D, T)
+        return torch.matmul(self.proto, self.coefficients(x))  # (D, P) @ (B, P, T) -> (B, D, T)
+
+
+class TokenPrototypeBridge(PrototypeBridge):
+    """The pooled bridge plus a time-local term from the new model's token sequence (module docstring).
+
+    Without it the bridge maps one time-averaged vector to a whole (D, T) map: it can only draw an
+    average map of the windows alike in that vector, whatever their beat times (docs/method.md).
+    """
+
+    input = "tokens"
+
+    def __init__(self, d_in: int, d_out: int, n_tokens: int, rank: int, prototypes: int, t_in: int) -> None:
+        super().__init__(d_in, d_out, n_tokens, rank, prototypes)
+        self.t_in = t_in
+        self.upsample = math.ceil(n_tokens / t_in)
+        self.A_local = nn.Parameter(torch.empty(rank, d_in))
+        self.B_local = nn.Parameter(torch.zeros(prototypes * self.upsample, rank))
+        nn.init.kaiming_uniform_(self.A_local, a=math.sqrt(5))
+        # fixed by the shapes, so not saved: rebuilt identically from composed.json
+        resample = linear_resample_matrix(t_in * self.upsample, n_tokens)
+        self.register_buffer("resample", resample, persistent=False)
+
+    @property
+    def n_params(self) -> int:
+        return bridge_param_count(self.d_in, self.d_out, self.n_tokens, self.rank, self.prototypes, self.t_in)
+
+    def describe(self) -> dict:
+        return super().describe() | {"t_in": self.t_in}
+
+    def read(self, new, h: torch.Tensor) -> torch.Tensor:
+        """(B, d_in, T_in): the block output channel-first, whatever the new model's layout."""
+        return h if new.layout == "channel_first" else h.transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, p, u = x.shape[0], self.prototypes, self.upsample
+        local = torch.matmul(self.B_local, torch.matmul(self.A_local, x))  # (B, P*u, T_in)
+        local = local.reshape(b, p, u, self.t_in).transpose(2, 3).reshape(b, p, self.t_in * u)
+        coeff = self.coefficients(x.mean(dim=2)) + torch.matmul(local, self.resample)
+        return torch.matmul(self.proto, coeff)
+
+
+def linear_resample_matrix(n_from: int, n_to: int) -> torch.Tensor:
+    """(n_from, n_to): ``v @ M`` linearly interpolates ``v``, sampled at the centres of n_from equal
+    cells, at the centres of n_to equal cells of the same span (ends held)."""
+    at = ((torch.arange(n_to, dtype=torch.float64) + 0.5) * n_from / n_to - 0.5).clamp(0, n_from - 1)
+    lo = at.floor().long()
+    hi = (lo + 1).clamp(max=n_from - 1)
+    frac = at - lo
+    m = torch.zeros(n_from, n_to, dtype=torch.float64)
+    cols = torch.arange(n_to)
+    m[lo, cols] += 1 - frac
+    m[hi, cols] += frac
+    return m.float()
+
+
+def bridge_from_spec(b: dict) -> PrototypeBridge:
+    """An untrained bridge of the shape composed.json's ``bridge`` table describes."""
+    shape = (b["d_in"], b["d_out"], b["n_tokens"], b["rank"], b["prototypes"])
+    if b.get("input", "pooled") == "tokens":
+        return TokenPrototypeBridge(*shape, t_in=b["t_in"])
+    return PrototypeBridge(*shape)
 
 
 def to_layout(h_dt: torch.Tensor, layout: str) -> torch.Tensor:

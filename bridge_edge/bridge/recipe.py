@@ -121,6 +121,9 @@ class BridgeConfig:
     # Adds this weight x KL(old head on the paired ECG || old head on the bridged PPG) to the
     # cosine loss: label-free (the old model's outputs), as KD's loss. 0 = METHOD's loss alone.
     head_kl_weight: float = 0.0
+    # What the bridge reads of the new model's block k_in: "pooled" = its time mean (METHOD);
+    # "tokens" = that plus a time-local term from its token sequence (bridge.prototype).
+    input: str = "pooled"
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,7 @@ def _build(cls, table: dict, prefix: str = ""):
 CHOICES = {
     ("data", "pair_balance"): ("none", "rate", "rate_irregularity"),
     ("bridge", "best_epoch_by"): ("val_loss", "val_head_kl"),
+    ("bridge", "input"): ("pooled", "tokens"),
     ("kd", "loss"): ("kl", "ce"),
     ("operating_point", "method"): ("as_trained", "old_model_calls"),
 }

@@ -29,7 +29,7 @@ from bridge_edge.bridge.balance import RateBalance
 from bridge_edge.bridge.compose import old_head_in_passes
 from bridge_edge.bridge.cost import count_trainable, measure_step_memory
 from bridge_edge.bridge.distributed import SINGLE, Dist
-from bridge_edge.bridge.prototype import PrototypeBridge, hidden_dims, to_layout
+from bridge_edge.bridge.prototype import PrototypeBridge, TokenPrototypeBridge, hidden_dims, to_layout
 from bridge_edge.bridge.recipe import CHOICES
 from bridge_edge.bridge.shards import RowReader, fill_in_passes
 from bridge_edge.models.base import ModelAdapter
@@ -69,18 +69,28 @@ class PairData:
         return PairData(RowReader(self.ppg), RowReader(self.target), probs)
 
 
-def new_features_at(new: ModelAdapter, x: np.ndarray | torch.Tensor, k_in: int) -> torch.Tensor:
-    """Pooled output of new-model block k_in, no grad."""
+def new_block_output(new: ModelAdapter, x: np.ndarray | torch.Tensor, k_in: int) -> torch.Tensor:
+    """Output of new-model block k_in in the model's layout, no grad."""
     with torch.no_grad():
-        h = new.run_blocks(new.stem(new.prepare(x)), 0, k_in + 1)
-        return new.pool(h)
+        return new.run_blocks(new.stem(new.prepare(x)), 0, k_in + 1)
 
 
-def bridge_inputs(new: ModelAdapter, windows: np.ndarray, k_in: int, batch_size: int = 64) -> torch.Tensor:
-    """Pooled block-k_in outputs of the frozen new model for all windows (N, d_in), in batches:
-    d_in floats a window (the smoke model's 16: 64 bytes), the only per-window result kept."""
+def bridge_inputs(
+    new: ModelAdapter,
+    windows: np.ndarray,
+    k_in: int,
+    batch_size: int = 64,
+    bridge: PrototypeBridge | None = None,
+) -> torch.Tensor:
+    """Block-k_in outputs of the frozen new model for all windows, in batches, as ``bridge`` reads
+    them (None: pooled, (N, d_in): d_in floats a window, the smoke model's 16: 64 bytes; a token
+    bridge: (N, d_in, T_in)), the only per-window result kept."""
     new.freeze()
-    run_pass = lambda rows: new_features_at(new, windows[rows], k_in)  # noqa: E731
+    read = new.pool if bridge is None else (lambda h: bridge.read(new, h))
+
+    def run_pass(rows: slice) -> torch.Tensor:
+        return read(new_block_output(new, windows[rows], k_in))
+
     return fill_in_passes(len(windows), batch_size, run_pass, torch.empty(0))
 
 
@@ -114,15 +124,20 @@ def make_bridge(
     probe: tuple[np.ndarray, np.ndarray],
     init: str = "rand",
     seed: int = 0,
+    reads: str = "pooled",
 ) -> PrototypeBridge:
-    """Build a bridge whose shapes are discovered by a probe batch (never hard-coded)."""
+    """Build a bridge whose shapes are discovered by a probe batch (never hard-coded); ``reads``:
+    the recipe's ``[bridge] input``, the new model's pooled output or its tokens."""
     ppg_probe, ecg_probe = probe
     torch.manual_seed(seed)
     with torch.no_grad():
-        d_in = new_features_at(new, ppg_probe, k_in).shape[1]
+        d_in, t_in = hidden_dims(new_block_output(new, ppg_probe, k_in), new.layout)
         h_out = old.run_blocks(old.stem(old.prepare(ecg_probe)), 0, k_out)
     d_out, n_tokens = hidden_dims(h_out, old.layout)
-    bridge = PrototypeBridge(d_in, d_out, n_tokens, rank, prototypes)
+    if reads == "tokens":
+        bridge = TokenPrototypeBridge(d_in, d_out, n_tokens, rank, prototypes, t_in)
+    else:
+        bridge = PrototypeBridge(d_in, d_out, n_tokens, rank, prototypes)
     if init == "randreal":
         tokens = h_out if old.layout == "token_last" else h_out.transpose(1, 2)
         bridge.init_prototypes_from(tokens.reshape(-1, d_out), seed=seed)
@@ -321,14 +336,17 @@ def train_bridge(
     opt = torch.optim.Adam(bridge.parameters(), lr=lr)
     torch.manual_seed(seed)
 
-    # The frozen new model's pooled outputs, computed once per window and version (keyed by the
-    # PairData they belong to): (versions, N, d_in), d_in floats a window (docs/scale.md). The
-    # windows and targets are read a batch at a time.
+    # The frozen new model's outputs as the bridge reads them, computed once per window and version
+    # (keyed by the PairData they belong to): (versions, N, d_in), d_in floats a window, or
+    # (versions, N, d_in, T_in) for a token bridge (docs/scale.md). The windows and targets are
+    # read a batch at a time.
     pair, val = pair.batched(), val.batched()
     pair_variants = [RowReader(v) for v in pair_variants]
     inputs = {
-        id(pair): torch.stack([bridge_inputs(new, p, k_in) for p in [pair.ppg, *pair_variants]]),
-        id(val): bridge_inputs(new, val.ppg, k_in)[None],
+        id(pair): torch.stack(
+            [bridge_inputs(new, p, k_in, bridge=bridge) for p in [pair.ppg, *pair_variants]]
+        ),
+        id(val): bridge_inputs(new, val.ppg, k_in, bridge=bridge)[None],
     }
     pick = np.random.default_rng([seed, 5])
 

@@ -84,7 +84,7 @@ def load_torch_reference(
     from torch import nn
 
     from bridge_edge.bridge.compose import ComposedSpec, compose
-    from bridge_edge.bridge.prototype import PrototypeBridge
+    from bridge_edge.bridge.prototype import bridge_from_spec
     from bridge_edge.models.checkpoints import load_state_strict, read_state_file
     from bridge_edge.models.probe import ProbedAdapter
     from bridge_edge.models.registry import build_adapter
@@ -113,8 +113,7 @@ def load_torch_reference(
         w = state["old_probe.weight"]
         old = ProbedAdapter(old, nn.Linear(w.shape[1], w.shape[0]), tuple(spec.labels))
     new = build_adapter(table(spec.new_model), device="cpu")
-    b = spec.bridge
-    bridge = PrototypeBridge(b["d_in"], b["d_out"], b["n_tokens"], b["rank"], b["prototypes"])
+    bridge = bridge_from_spec(spec.bridge)
     model = compose(new.freeze(), old.freeze(), bridge, spec.k_in, spec.k_out, spec.class_weights)
     own = model.state_dict()
     missing, unexpected = set(own) - set(state), set(state) - set(own)

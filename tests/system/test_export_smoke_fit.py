@@ -27,12 +27,13 @@ def _cli(*args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
     )
 
 
-def _smoke_recipe(tmp_path: Path, operating_point: str) -> Path:
-    """recipes/smoke.toml with another [operating_point] method."""
+def _smoke_recipe(tmp_path: Path, operating_point: str, bridge_input: str = "pooled") -> Path:
+    """recipes/smoke.toml with another [operating_point] method (and [bridge] input)."""
     text = (ROOT / "recipes" / "smoke.toml").read_text()
-    assert text.count('method = "old_model_calls"') == 1
-    path = tmp_path / f"smoke_{operating_point}.toml"
-    path.write_text(text.replace('method = "old_model_calls"', f'method = "{operating_point}"'))
+    assert text.count('method = "old_model_calls"') == 1 and text.count("\n[bridge]\n") == 1
+    text = text.replace('method = "old_model_calls"', f'method = "{operating_point}"')
+    path = tmp_path / f"smoke_{operating_point}_{bridge_input}.toml"
+    path.write_text(text.replace("\n[bridge]\n", f'\n[bridge]\ninput = "{bridge_input}"\n'))
     return path
 
 
@@ -115,3 +116,21 @@ def test_smoke_recipe_fits_exports_and_verifies(tmp_path):
     assert (
         np.max(np.abs(torch_engine.infer(golden_weighted["input"]) - golden_weighted["output_fp32"])) <= 1e-4
     )
+
+    # a bridge that reads the encoder's tokens: the stages from select on rerun, and the bundle
+    # carries it through ONNX and the torch rebuild alike
+    tokens = tmp_path / "tokens"
+    fit = _cli("fit", str(_smoke_recipe(tmp_path, "old_model_calls", "tokens")), "--out", str(run))
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    spec = json.loads((run / "composed.json").read_text())
+    assert spec["bridge"]["input"] == "tokens" and spec["bridge"]["t_in"] > 1
+    export = _cli(
+        "export", str(run), "--out", str(tokens), "--precision", "fp32", "--version", "0.0.2-smoke", "--json"
+    )
+    assert export.returncode == 0, export.stderr[-2000:]
+    manifest = json.loads(export.stdout)
+    assert manifest["parity"]["max_abs_diff"] <= 1e-4 and manifest["torch"]["parity_max_abs_diff"] <= 1e-4
+    golden_tokens = np.load(tokens / "golden.npz")
+    assert not np.allclose(golden_tokens["output_fp32"], golden_weighted["output_fp32"], atol=1e-4)
+    torch_engine = select_engine("torch", load_bundle(tokens, selftest="all"), "fp32", threads=1).engine
+    assert np.max(np.abs(torch_engine.infer(golden_tokens["input"]) - golden_tokens["output_fp32"])) <= 1e-4

@@ -6,7 +6,10 @@ torch = pytest.importorskip("torch")
 
 from bridge_edge.bridge.prototype import (
     PrototypeBridge,
+    TokenPrototypeBridge,
+    bridge_from_spec,
     bridge_param_count,
+    linear_resample_matrix,
     parse_proto_init,
     to_layout,
 )
@@ -73,3 +76,75 @@ def test_prototype_init_parsing_and_randreal():
     assert all(tuple(c.tolist()) in rows for c in bridge.proto.T)
     with pytest.raises(ConfigError):
         bridge.init_prototypes_from(torch.zeros(10, 5))
+
+
+def _token_bridge(t_in=4, n_tokens=10, seed=0) -> TokenPrototypeBridge:
+    torch.manual_seed(seed)
+    bridge = TokenPrototypeBridge(d_in=6, d_out=5, n_tokens=n_tokens, rank=2, prototypes=3, t_in=t_in)
+    with torch.no_grad():
+        bridge.B.normal_()
+    return bridge
+
+
+def test_token_bridge_starts_as_the_pooled_bridge_of_the_token_mean():
+    bridge = _token_bridge()
+    pooled = PrototypeBridge(d_in=6, d_out=5, n_tokens=10, rank=2, prototypes=3)
+    pooled.load_state_dict({k: v for k, v in bridge.state_dict().items() if k in ("A", "B", "proto")})
+    x = torch.randn(4, 6, 4)
+    torch.testing.assert_close(bridge(x), pooled(x.mean(dim=2)))
+    with torch.no_grad():
+        bridge.B_local.normal_()
+    assert not torch.allclose(bridge(x), pooled(x.mean(dim=2)))  # the local term now adds something
+
+
+def test_token_bridge_param_count_and_spec_round_trip():
+    bridge = _token_bridge(t_in=4, n_tokens=10)
+    assert bridge.upsample == 3  # ceil(10 / 4)
+    assert bridge.n_params == sum(p.numel() for p in bridge.parameters())
+    assert bridge.n_params == bridge_param_count(6, 5, 10, 2, 3) + 2 * 6 + 3 * 3 * 2
+    spec = bridge.describe()
+    assert spec["input"] == "tokens" and spec["t_in"] == 4 and spec["params"] == bridge.n_params
+    rebuilt = bridge_from_spec(spec)
+    assert isinstance(rebuilt, TokenPrototypeBridge)
+    rebuilt.load_state_dict(bridge.state_dict())  # the resampling matrix is rebuilt, not stored
+    x = torch.randn(2, 6, 4)
+    torch.testing.assert_close(rebuilt(x), bridge(x))
+    # a bundle from before the option has no "input": the pooled bridge
+    old_spec = {k: v for k, v in PrototypeBridge(6, 5, 10, 2, 3).describe().items() if k != "input"}
+    assert type(bridge_from_spec(old_spec)) is PrototypeBridge
+
+
+def test_token_bridge_local_term_stays_near_its_input_token():
+    bridge = _token_bridge(t_in=5, n_tokens=20)
+    with torch.no_grad():
+        bridge.B.zero_()  # the pooled term off: only the local term is left
+        bridge.B_local.normal_()
+    x = torch.zeros(1, 6, 5)
+    x[0, :, 2] = torch.randn(6)  # one input token, the middle one: output tokens 8-11 sit under it
+    out = bridge(x)[0].abs().sum(dim=0)
+    assert out[8:12].min() > 0
+    assert torch.count_nonzero(out[:7]) == 0 and torch.count_nonzero(out[13:]) == 0
+
+
+@pytest.mark.parametrize("n_from, n_to", [(520, 500), (40, 500), (12, 12), (9, 4)])
+def test_linear_resample_matrix_interpolates(n_from, n_to):
+    m = linear_resample_matrix(n_from, n_to)
+    assert m.shape == (n_from, n_to)
+    torch.testing.assert_close(m.sum(dim=0), torch.ones(n_to))  # each output a convex mix
+    # a straight line sampled at the input cell centres comes out sampled at the output centres
+    # (away from the ends, where the line is held)
+    t_from = (torch.arange(n_from) + 0.5) / n_from
+    t_to = (torch.arange(n_to) + 0.5) / n_to
+    inner = (t_to >= t_from[0]) & (t_to <= t_from[-1])
+    torch.testing.assert_close((t_from @ m)[inner], t_to[inner])
+    if n_from == n_to:
+        torch.testing.assert_close(m, torch.eye(n_to))
+
+
+def test_token_bridge_reads_either_layout_channel_first():
+    from types import SimpleNamespace
+
+    bridge = _token_bridge(t_in=4)
+    h = torch.randn(2, 6, 4)  # channel-first (B, d_in, T_in)
+    assert bridge.read(SimpleNamespace(layout="channel_first"), h) is h
+    torch.testing.assert_close(bridge.read(SimpleNamespace(layout="token_last"), h.transpose(1, 2)), h)

@@ -64,10 +64,13 @@ def test_string_arrays_parse_to_tuples_and_anything_else_is_rejected():
 
 def test_named_choices_are_checked_when_the_recipe_loads():
     assert parse_recipe('[bridge]\nbest_epoch_by = "val_head_kl"\n').bridge.best_epoch_by == "val_head_kl"
+    assert parse_recipe('[bridge]\ninput = "tokens"\n').bridge.input == "tokens"
+    assert parse_recipe("").bridge.input == "pooled"  # METHOD's pooled bridge unless asked
     for text, key in (
         ('[bridge]\nbest_epoch_by = "test_auroc"\n', "bridge.best_epoch_by"),
         ('[kd]\nloss = "mse"\n', "kd.loss"),
         ('[data]\npair_balance = "label"\n', "data.pair_balance"),
+        ('[bridge]\ninput = "sequence"\n', "bridge.input"),
     ):
         with pytest.raises(ConfigError, match="expected one of") as err:
             parse_recipe(text)

@@ -243,11 +243,36 @@ def test_composed_model_exports_to_onnx_and_matches_torch(tmp_path):
 
 
 def test_cached_bridge_inputs_are_what_the_new_model_gives_each_batch():
-    from bridge_edge.bridge.train import bridge_inputs, new_features_at
+    from bridge_edge.bridge.train import bridge_inputs, new_block_output
 
     new = TinyNew().freeze()
     _, ppg = _data()
     cached = bridge_inputs(new, ppg, k_in=1, batch_size=7)  # batch size unrelated to training's
     assert cached.shape == (len(ppg), 8) and not cached.requires_grad
     for idx in (np.arange(16), np.array([40, 3, 17])):
-        torch.testing.assert_close(cached[torch.from_numpy(idx)], new_features_at(new, ppg[idx], 1))
+        torch.testing.assert_close(
+            cached[torch.from_numpy(idx)], new.pool(new_block_output(new, ppg[idx], 1))
+        )
+
+
+def test_token_bridge_trains_on_cached_tokens_and_composes_through_onnx(tmp_path):
+    """[bridge] input = "tokens": the cache holds each window's block-k_in tokens channel-first,
+    training moves the time-local term, and the composed model exports with it."""
+    from bridge_edge.bridge.prototype import TokenPrototypeBridge
+    from bridge_edge.bridge.train import bridge_inputs, new_block_output
+
+    old, new = TinyOld(), TinyNew()
+    ecg, ppg = _data()
+    store = collect_features(old, new, ecg, ppg, batch_size=16)
+    bridge = make_bridge(new, old, 1, 1, rank=2, prototypes=3, probe=(ppg[:2], ecg[:2]), reads="tokens")
+    assert isinstance(bridge, TokenPrototypeBridge)
+    tokens = new_block_output(new, ppg[:3], 1)
+    cached = bridge_inputs(new, ppg[:3], 1, bridge=bridge)
+    torch.testing.assert_close(cached, bridge.read(new, tokens))
+    assert cached.shape == (3, 8, bridge.t_in) and bridge.t_in > 1
+    result = _train_on_split(old, new, bridge, ppg, store, epochs=2, lr=0.05)
+    assert result.trainable_params == bridge.n_params
+    assert torch.count_nonzero(bridge.B_local) > 0  # the local term learnt something
+    model = compose(new, old, bridge, 1, 1)
+    got = onnx_round_trip(model, ppg[:8], tmp_path / "tokens.onnx")
+    np.testing.assert_allclose(got, model.predict_proba(ppg[:8]), atol=1e-5)
