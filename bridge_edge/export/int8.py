@@ -80,7 +80,7 @@ def quantize_int8(
         excluded = sorted(set(present) & set(settings.exclude_op_types))
         quantized = [t for t in present if t in quantizable_op_types() and t not in excluded]
         excluded_nodes = activation_matmuls(graph) if settings.exclude_activation_matmuls else []
-        module_nodes = nodes_in_modules(graph, settings.exclude_modules)
+        module_nodes = _module_nodes(fp32_path, graph, settings.exclude_modules)
         excluded_nodes += [n for n in module_nodes if n not in excluded_nodes]
         try:
             quantize_static(
@@ -132,6 +132,31 @@ def activation_matmuls(graph) -> list[str]:
     constants = {i.name for i in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     return [n.name for n in graph.node if n.op_type == "MatMul" and not constants.intersection(n.input)]
+
+
+def _module_nodes(fp32_path: Path, graph, modules: tuple[str, ...]) -> list[str]:
+    """Nodes of ``graph`` (what is quantized) that came from ``modules``, found in the exported
+    ``fp32_path``: ORT's pre-processing keeps node names but drops the exporter's module scopes,
+    so searching the pre-processed graph found nothing. A module that matches no node (a wrong
+    path, or a source such as ORT's fused graph that carries no scopes) is an error: an exclusion
+    that silently does nothing would ship int8 where float was asked."""
+    if not modules:
+        return []
+    import onnx
+
+    scoped = onnx.load(str(fp32_path), load_external_data=False).graph
+    present = {n.name for n in graph.node}
+    found = {m: [n for n in nodes_in_modules(scoped, (m,)) if n in present] for m in modules}
+    missing = [m for m, nodes in found.items() if not nodes]
+    if missing:  # a ModelError: the int8 ladder records this attempt as failed, with this reason
+        raise ModelError(
+            f"int8 exclude_modules {missing} match no node of {fp32_path.name}; expected module paths of "
+            "the composed model as the exporter names them (e.g. 'new_model', "
+            "'old_model.upper_transformer.layers.2'), in a graph that still carries the exporter's scopes",
+            model=str(fp32_path),
+            reason=f"exclude_modules {missing} match no node",
+        )
+    return list(dict.fromkeys(n for nodes in found.values() for n in nodes))
 
 
 def nodes_in_modules(graph, modules: tuple[str, ...]) -> list[str]:

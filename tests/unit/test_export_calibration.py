@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge_edge.errors import ConfigError
+from bridge_edge.errors import ConfigError, ModelError
 from bridge_edge.export import accuracy
 from bridge_edge.export.calibration import AccuracyFloor, CalibrationRecipe, load_recipe, stratified_indices
 from bridge_edge.export.model_steps import int8_attempts
@@ -124,6 +124,67 @@ def test_module_exclusion_finds_nodes_by_exporter_scope():
     )
     assert nodes_in_modules(graph, ("new_model",)) == ["enc", "/composed/new_model/first_block_conv/Conv"]
     assert nodes_in_modules(graph, ()) == []
+
+
+def _scoped_two_matmul_model(path: Path) -> None:
+    """ppg (N, 8) -> MatMul from composed.new_model -> MatMul from composed.old_model -> probs, each node
+    carrying the dynamo exporter's scope metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bridge_edge.export.onnx_export import INPUT_NAME
+
+    def matmul(name, inputs, output, scope):
+        n = helper.make_node("MatMul", inputs, [output], name=name)
+        entry = n.metadata_props.add()
+        entry.key, entry.value = (
+            "pkg.torch.onnx.name_scopes",
+            repr(["", "composed", f"composed.{scope}", name]),
+        )
+        return n
+
+    rng = np.random.default_rng(0)
+    w1, w2 = (numpy_helper.from_array(rng.normal(size=(8, 8)).astype(np.float32), n) for n in ("w1", "w2"))
+    graph = helper.make_graph(
+        [
+            matmul("mm_new", [INPUT_NAME, "w1"], "h", "new_model"),
+            matmul("mm_old", ["h", "w2"], "probs", "old_model"),
+        ],
+        "g",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", 8])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", 8])],
+        initializer=[w1, w2],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_int8_module_exclusion_keeps_that_module_float_and_refuses_unknown_modules(tmp_path):
+    """ORT's pre-processing drops the exporter's scopes, so modules are found in the exported file."""
+    import dataclasses
+
+    import onnx
+
+    from bridge_edge.export.int8 import quantize_int8
+
+    fp32 = tmp_path / "m.onnx"
+    _scoped_two_matmul_model(fp32)
+    windows = np.random.default_rng(1).normal(size=(16, 8)).astype(np.float32)
+    settings = dataclasses.replace(CalibrationRecipe().quantization, exclude_modules=("new_model",))
+    result = quantize_int8(fp32, tmp_path / "m.int8.onnx", windows, settings)
+    nodes = {n.name: n for n in onnx.load(str(result.path)).graph.node}
+    assert "w1" in nodes["mm_new"].input  # the float weight: not quantized
+    assert "w2" not in nodes["mm_old"].input  # the other module's weight went through Q/DQ
+    assert result.nodes_excluded >= 1
+    with pytest.raises(ModelError, match="match no node") as err:
+        quantize_int8(
+            fp32,
+            tmp_path / "x.onnx",
+            windows,
+            dataclasses.replace(settings, exclude_modules=("no_such_block",)),
+        )
+    assert "no_such_block" in err.value.reason
 
 
 def test_ort_cpu_target_settings_equal_the_ort_cpu_recipe():
