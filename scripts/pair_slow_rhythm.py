@@ -64,11 +64,11 @@ def interval_stats(beats: np.ndarray, fs: float) -> tuple[float, int, int, float
 def main(run_dirs: list[str]) -> None:
     torch.set_num_threads(2)
     run = Run.open(run_dirs[0])
-    old, _ = run.models()
+    old, new = run.models()
     pair = run.windows("pair")
     store = load_feature_store(run.dir.features_pair)
     teacher_af = store.old_probs[:, list(old.labels).index("afib")] > 0.5
-    ecg_fs, ppg_fs = old.input_spec.fs, run.models()[1].input_spec.fs
+    ecg_fs, ppg_fs = old.input_spec.fs, new.input_spec.fs
     ecg = np.array(
         [interval_stats(detect_ecg_beats(np.asarray(w, np.float64), ecg_fs), ecg_fs) for w in pair.ecg]
     )

@@ -29,7 +29,7 @@ from bridge_edge.bridge.balance import RateBalance
 from bridge_edge.bridge.compose import old_head_in_passes
 from bridge_edge.bridge.cost import count_trainable, measure_step_memory
 from bridge_edge.bridge.distributed import SINGLE, Dist
-from bridge_edge.bridge.prototype import PrototypeBridge, TokenPrototypeBridge, hidden_dims, to_layout
+from bridge_edge.bridge.prototype import PrototypeBridge, bridge_from_spec, hidden_dims, to_layout
 from bridge_edge.bridge.recipe import CHOICES
 from bridge_edge.bridge.shards import RowReader, fill_in_passes
 from bridge_edge.models.base import ModelAdapter
@@ -134,10 +134,8 @@ def make_bridge(
         d_in, t_in = hidden_dims(new_block_output(new, ppg_probe, k_in), new.layout)
         h_out = old.run_blocks(old.stem(old.prepare(ecg_probe)), 0, k_out)
     d_out, n_tokens = hidden_dims(h_out, old.layout)
-    if reads == "tokens":
-        bridge = TokenPrototypeBridge(d_in, d_out, n_tokens, rank, prototypes, t_in)
-    else:
-        bridge = PrototypeBridge(d_in, d_out, n_tokens, rank, prototypes)
+    shape = {"d_in": d_in, "d_out": d_out, "n_tokens": n_tokens, "rank": rank, "prototypes": prototypes}
+    bridge = bridge_from_spec(shape | {"input": reads, "t_in": t_in})
     if init == "randreal":
         tokens = h_out if old.layout == "token_last" else h_out.transpose(1, 2)
         bridge.init_prototypes_from(tokens.reshape(-1, d_out), seed=seed)
