@@ -38,7 +38,7 @@ def stage_select(run: Run) -> None:
     s = run.recipe.selection
     store = load_feature_store(run.dir.features_pair)
     trial = None
-    if s.trial_epochs > 0:
+    if s.trial_epochs > 0 and s.k_in < 0:  # a pinned k_in leaves one candidate: nothing to try
         data = _pair_data(run)
 
         def trial(k_in: int, k_out: int) -> dict:
@@ -67,7 +67,7 @@ def stage_select(run: Run) -> None:
         cka_tolerance=s.cka_tolerance,
         max_windows=s.max_windows,
         trial=trial,
-        trial_score=run.recipe.bridge.best_epoch_by,
+        trial_score=run.recipe.bridge.best_epoch_by if trial else "val_loss",
     )
     write_selection(sel, run.run_dir, new.block_paths, old.block_paths)
     log.info(

@@ -53,8 +53,10 @@ log = logging.getLogger(__name__)
 
 def _select_reads(recipe: Recipe) -> tuple[str, ...]:
     # trials train short bridges: then selection reads the [bridge] settings and the seed too (and
-    # the positive label, which rate-balanced sampling reads: bridge.balance)
-    trials = recipe.selection.trial_epochs > 0
+    # the positive label, which rate-balanced sampling reads: bridge.balance). A pinned k_in leaves
+    # one candidate, so no trial runs and [bridge] cannot change what selection writes.
+    s = recipe.selection
+    trials = s.trial_epochs > 0 and s.k_in < 0
     return ("selection", "bridge", "seed", "positive_label") if trials else ("selection",)
 
 

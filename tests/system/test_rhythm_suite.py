@@ -75,10 +75,10 @@ def test_inverted_cases_are_the_same_windows_to_the_model(cases):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="bundle 0.8.0 meets sinus and ectopic false AF (0 %, 3.6 %) and pooled real-recording false AF "
-    "but misses fixed-shape AF recall (85 %), re-sequenced AF recall (89.8 %), the AF x0.8/x1.25 spreads "
-    "and one recording's 1/16 hops (issue #16 open; docs/method.md, 'The suite cut four recordings "
-    "upside down'); "
+    reason="bundle 0.9.0 meets AF recall (fixed shape 94 %, re-sequenced 91 %), sinus false AF (0 %) and "
+    "pooled real-recording false AF (1.3 %) but misses sinus with ectopics (12 %, x0.8 23 %), the "
+    "fixed-shape AF x0.8/x1.25 spread (0.06) and one recording's 1 of 2 hops (issue #16 open; "
+    "docs/method.md, 'Bundle 0.9.0'); "
     "strict, so this marker must go the moment a bundle meets every goal",
 )
 def test_default_bundle_meets_the_rhythm_suite_goals(tmp_path):

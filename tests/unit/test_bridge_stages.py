@@ -67,6 +67,15 @@ def test_any_field_a_stage_reads_reruns_that_stage_and_what_follows_it(edit, fie
     assert changed("", edit) == {name for name in downstream(direct) if p.active[name]}
 
 
+def test_selection_with_a_pinned_input_block_does_not_depend_on_the_bridge_settings():
+    # one candidate: no trial bridge is trained, so [bridge] changes retrain the bridge, not selection
+    pinned = "[selection]\ntrial_epochs = 8\nk_in = 9\nk_out = 7\n"
+    assert readers("bridge", pinned) == {"bridge"}
+    assert changed(pinned + "[bridge]\nrank = 4\n", pinned + "[bridge]\nrank = 8\n") == downstream({"bridge"})
+    searched = "[selection]\ntrial_epochs = 8\nk_in = -1\n"
+    assert readers("bridge", searched) == {"select", "bridge"}
+
+
 def test_kd_disabled_is_not_run_and_stages_after_it_do_not_depend_on_its_settings():
     recipe = parse_recipe("[kd]\nenabled = false\nepochs = 3\n")
     p = plan(recipe, STAGES)

@@ -198,3 +198,34 @@ def test_ort_cpu_target_settings_equal_the_ort_cpu_recipe():
     assert parse_int8_targets("ort-cpu, tensorrt") == ("ort-cpu", "tensorrt")
     with pytest.raises(ConfigError, match="int8-targets"):
         parse_int8_targets("cuda")
+
+
+def test_openecg_recipe_is_the_default_with_openecg_transformer_layers_in_float():
+    """calibration/openecg.toml, the default bundle's: the shipped int8 files keep every openecg
+    transformer layer float (their weight MatMuls read float weights, no DequantizeLinear)."""
+    import dataclasses
+
+    import onnx
+
+    from bridge_edge.export.int8 import nodes_in_modules
+
+    recipe = load_recipe(ROOT / "calibration" / "openecg.toml")
+    default = CalibrationRecipe()
+    assert recipe.quantization.exclude_modules == ("old_model.upper_transformer",)
+    assert dataclasses.replace(recipe.quantization, exclude_modules=()) == default.quantization
+    assert (recipe.windows, recipe.floor) == (default.windows, default.floor)
+
+    bundle = ROOT / "bridge_edge" / "assets" / "bundles" / "default"
+    layer = set(
+        nodes_in_modules(
+            onnx.load(str(bundle / "model.fp32.onnx")).graph, recipe.quantization.exclude_modules
+        )
+    )
+    assert layer
+    for name in ("model.int8.onnx", "model.int8.ort-cpu.onnx"):
+        graph = onnx.load(str(bundle / name)).graph
+        dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+        weight_matmuls = [n for n in graph.node if n.name in layer and n.op_type in ("MatMul", "Gemm")]
+        assert weight_matmuls, name
+        assert not [n.name for n in weight_matmuls if dequantized & set(n.input)], name
+        assert any(n.op_type == "DequantizeLinear" for n in graph.node), name  # the rest is int8

@@ -105,12 +105,15 @@ def test_no_module_over_500_lines():
 
 
 def test_comments_cite_only_documents_in_the_repository():
-    tests = PACKAGE.parent / "tests"
+    repo = PACKAGE.parent
     pattern = re.compile(r"(DESIGN|DEVICES|METHOD) §")
+    sources = [p for root in (PACKAGE, repo / "tests") for p in root.rglob("*.py")]
+    sources += [
+        p for folder in ("calibration", "recipes", "benchmarks") for p in (repo / folder).rglob("*.toml")
+    ]
     hits = [
         f"{p}:{i}"
-        for root in (PACKAGE, tests)
-        for p in root.rglob("*.py")
+        for p in sources
         for i, line in enumerate(p.read_text().splitlines(), 1)
         if pattern.search(line)
     ]
