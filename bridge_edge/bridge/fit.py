@@ -42,7 +42,7 @@ from bridge_edge.bridge.inputs import (
     stage_probe,
 )
 from bridge_edge.bridge.operating_point import stage_operating_point
-from bridge_edge.bridge.recipe import Recipe, load_recipe
+from bridge_edge.bridge.recipe import DataConfig, Recipe, load_recipe
 from bridge_edge.bridge.report import write_report
 from bridge_edge.bridge.rundir import RunDir
 from bridge_edge.bridge.stages import Run, Stage, plan
@@ -51,13 +51,20 @@ from bridge_edge.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+# What the data stage writes depends on every [data] field but pair_balance, which only says how
+# the stages that train on the pair split draw its windows: they declare it (PAIR_DRAW), so
+# changing it retrains, and does not re-simulate and re-pretrain.
+PAIR_DRAW = "data.pair_balance"
+DATA_READS = tuple(f"data.{f.name}" for f in dataclasses.fields(DataConfig) if f"data.{f.name}" != PAIR_DRAW)
+
+
 def _select_reads(recipe: Recipe) -> tuple[str, ...]:
     # trials train short bridges: then selection reads the [bridge] settings and the seed too (and
     # the positive label, which rate-balanced sampling reads: bridge.balance). A pinned k_in leaves
     # one candidate, so no trial runs and [bridge] cannot change what selection writes.
     s = recipe.selection
     trials = s.trial_epochs > 0 and s.k_in < 0
-    return ("selection", "bridge", "seed", "positive_label") if trials else ("selection",)
+    return ("selection", "bridge", "seed", "positive_label", PAIR_DRAW) if trials else ("selection",)
 
 
 def _stage_features(run: Run) -> None:
@@ -69,7 +76,7 @@ def _stage_features(run: Run) -> None:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("data", stage_data, reads=("data", "old_model", "new_model")),
+    Stage("data", stage_data, reads=(*DATA_READS, "old_model", "new_model")),
     Stage(
         "probe",
         stage_probe,
@@ -94,12 +101,12 @@ STAGES: tuple[Stage, ...] = (
         "features", _stage_features, reads=("bridge.batch_size",), after=("pretrain", "probe", "pair_cohort")
     ),
     Stage("select", stage_select, reads=_select_reads, after=("features",)),
-    Stage("bridge", stage_bridge, reads=("bridge", "seed", "positive_label"), after=("select",)),
+    Stage("bridge", stage_bridge, reads=("bridge", "seed", "positive_label", PAIR_DRAW), after=("select",)),
     Stage("operating_point", stage_operating_point, reads=("operating_point",), after=("bridge",)),
     Stage(
         "kd",
         stage_kd,
-        reads=("kd", "bridge.sensor_variants", "seed", "positive_label"),
+        reads=("kd", "bridge.sensor_variants", "seed", "positive_label", PAIR_DRAW),
         after=("features",),
         enabled=lambda r: r.kd.enabled,
         disabled_by="[kd] enabled = false",
@@ -117,7 +124,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "position_check",  # scored on the test split, so after held_out
         stage_position_check,
-        reads=("position_check",),
+        reads=("position_check", PAIR_DRAW),
         after=("bridge", "held_out"),
         enabled=lambda r: r.position_check.epochs > 0,
         disabled_by="[position_check] epochs = 0",

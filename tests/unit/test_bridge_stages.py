@@ -46,6 +46,7 @@ def test_the_top_level_seed_reruns_exactly_the_stages_that_read_it():
     [
         ("positive_label = 'sinus'\n", "positive_label"),
         ("[data]\nhop_s = 2.5\n", "data.hop_s"),
+        ("[data]\npair_balance = 'rate'\n", "data.pair_balance"),
         ("[bridge]\nbatch_size = 8\n", "bridge.batch_size"),
         ("[bridge]\nsensor_variants = 2\n", "bridge.sensor_variants"),
         ("[kd]\nepochs = 3\n", "kd.epochs"),
@@ -65,6 +66,17 @@ def test_any_field_a_stage_reads_reruns_that_stage_and_what_follows_it(edit, fie
     }
     assert direct
     assert changed("", edit) == {name for name in downstream(direct) if p.active[name]}
+
+
+def test_how_the_pair_windows_are_drawn_retrains_without_resimulating():
+    # pair_balance is read only by the stages that draw pair windows, not by the data stage
+    assert changed("", "[data]\npair_balance = 'rate'\n") == downstream({"bridge", "kd"})
+    assert readers("data.pair_balance", "[selection]\ntrial_epochs = 2\n") == {
+        "select",
+        "bridge",
+        "kd",
+        "position_check",
+    }
 
 
 def test_selection_with_a_pinned_input_block_does_not_depend_on_the_bridge_settings():
@@ -94,7 +106,10 @@ def test_skipped_stages_are_inactive_and_change_only_their_own_key():
 def test_a_stage_reads_only_what_it_or_a_stage_before_it_declares():
     recipe = parse_recipe("")
     allowed = plan(recipe, STAGES).allowed
-    assert {"data", "old_model", "new_model", "bridge.batch_size"} <= allowed["features"]
+    assert {"data.window_s", "data.pair_speeds", "old_model", "new_model", "bridge.batch_size"} <= allowed[
+        "features"
+    ]
+    assert "data.pair_balance" not in allowed["features"] and "data" not in allowed["features"]
     view = RecipeView(recipe, allowed["features"], "features")
     assert view.bridge.batch_size == recipe.bridge.batch_size
     assert view.data.window_s == recipe.data.window_s
