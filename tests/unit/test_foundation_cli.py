@@ -56,3 +56,17 @@ def test_errors_are_one_line_without_traceback_and_with_debug_a_traceback():
     assert "Traceback" not in plain.stderr
     debug = subprocess.run(cmd[:3] + ["--debug"] + cmd[3:], capture_output=True, text=True)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_a_closed_pipe_stops_quietly_without_a_traceback():
+    # `bridge-edge inspect default | head -2`: the reader is gone before the output is written
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge_edge.cli", "inspect", "default"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141  # 128 + SIGPIPE, as a Unix tool would end
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr
