@@ -19,9 +19,10 @@ runtime's scored windows. Per fit, printed:
 The rhythms (simulated intervals, not a real recording's label) are read here for this
 measurement only; nothing here reaches a model or a threshold.
 
-    PYTHONPATH=. python3 scripts/slow_rhythm_probe.py [RUN_DIR:]BUNDLE [[RUN_DIR:]BUNDLE ...]
+    PYTHONPATH=. python3 scripts/slow_rhythm_probe.py [--bpm LO:HI] [RUN_DIR:]BUNDLE [[RUN_DIR:]BUNDLE ...]
 
-(a bundle alone: its calls and alarms only).
+(a bundle alone: its calls and alarms only; ``--bpm`` lays the sequences at other rates than
+45-60 bpm, e.g. 60:90 for the false alarms on sinus with ectopy at resting rates).
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def first_window_start_s(spec, fs: float) -> float:
     return int(np.ceil(warmup_seconds(spec, fs) * spec.fs_out / hop)) * hop / spec.fs_out
 
 
-def probe_windows(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def probe_windows(
+    spec, rate_bpm: tuple[float, float] = RATE_BPM
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(model inputs, is AF, premature beats per window from the laid intervals, the laid sequence
     each window was cut from, its end in seconds into the sequence)."""
     windows, is_af, premature, sequence, end_s = [], [], [], [], []
@@ -76,7 +79,7 @@ def probe_windows(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
         for seed in SEEDS:
             rng = np.random.default_rng([100 + seed, k])
             for af, make in ((False, resequence.ectopic_intervals), (True, resequence.af_intervals)):
-                rr = make(SECONDS, 60.0 / rng.uniform(*RATE_BPM), rng)
+                rr = make(SECONDS, 60.0 / rng.uniform(*rate_bpm), rng)
                 signal = resequence.place_cycles(pulses.cycles, rr, rec.fs_ppg)
                 case = Case("resequenced", "probe", "as_recorded", rec.source, signal, rec.fs_ppg)
                 raw, gated = case_windows(case, spec, WINDOW_S, HOP_S)
@@ -127,12 +130,16 @@ def alarmed(probs: np.ndarray, end_s: np.ndarray, labels: list[str]) -> bool:
     return False
 
 
-def main(pairs: list[str]) -> None:
+def main(argv: list[str]) -> None:
     torch.set_num_threads(2)
+    rate_bpm, pairs = RATE_BPM, list(argv)
+    if pairs[:1] == ["--bpm"]:
+        rate_bpm, pairs = tuple(float(v) for v in pairs[1].split(":")), pairs[2:]
     first_bundle = load_bundle(pairs[0].split(":")[-1])
     x, is_af, premature, sequence, end_s = probe_windows(
-        ModelInput.from_manifest(first_bundle.manifest).preprocess
+        ModelInput.from_manifest(first_bundle.manifest).preprocess, rate_bpm
     )
+    print(f"sequences laid at {rate_bpm[0]:g}-{rate_bpm[1]:g} bpm")
     double, single = is_af | (premature >= 2), is_af | (premature == 1)
     print(
         f"{len(x)} windows: AF {is_af.sum()}, not AF with >= 2 premature beats {(~is_af & (premature >= 2)).sum()}, 1: {(~is_af & (premature == 1)).sum()}"
