@@ -122,7 +122,9 @@ class HopFeeder:
         from bridge_edge.signals.quality import window_sqi
 
         self._push(self.hop_raw)
-        beats = [detect_beats(w, self.spec.fs_out, self.modality) for w in self.windows]
+        beats = [
+            detect_beats(w, self.spec.fs_out, self.modality, self.spec.search_back) for w in self.windows
+        ]
         self.sqi = window_sqi(self.windows, self.spec.fs_out, self.modality, beats=beats)
         return normalise_windows(self.windows, self.spec)
 

@@ -22,6 +22,7 @@ from bridge_edge.signals.preprocess import (
     normalise_windows,
     resample_linear,
     upright_windows,
+    window_beats,
 )
 from bridge_edge.signals.quality import ppg_sqi
 from bridge_edge.signals.types import PairedDataset, PairedRecording
@@ -123,7 +124,8 @@ def recording_windows(
     duration = min(len(ppg) / ppg_spec.fs_out, len(rec.rhythm) / rec.fs_ecg)
     starts = _window_starts(duration, window_s, hop_s)
     cut = _cut(ppg, ppg_spec.fs_out, starts, window_s)
-    sqi = ppg_sqi(upright_windows(cut, ppg_spec), ppg_spec.fs_out).astype(np.float32)
+    upright = upright_windows(cut, ppg_spec)
+    sqi = ppg_sqi(upright, ppg_spec.fs_out, beats=window_beats(upright, ppg_spec)).astype(np.float32)
     ppg_w = normalise_windows(cut, ppg_spec)
     if fs_ecg is None:
         ecg_w = np.zeros((len(starts), 0), np.float32)

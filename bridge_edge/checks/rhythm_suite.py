@@ -32,6 +32,7 @@ from bridge_edge.signals.preprocess import (
     filter_and_resample,
     normalise_windows,
     upright_windows,
+    window_beats,
 )
 
 VARIANTS = {"as_recorded": 1.0, "inverted": -1.0, "x0.8": 0.8, "x1.25": 1.25}
@@ -300,7 +301,6 @@ def case_windows(
     """(band-passed windows, SQI-gated mask) of a case, cut as the runtime cuts them: the model-rate
     signal from ``filter_and_resample``, windows on the hop grid, warm-up windows dropped."""
     from bridge_edge.runtime.stream_dsp import warmup_seconds
-    from bridge_edge.signals.beats import detect_beats
     from bridge_edge.signals.quality import LOW_SQI, window_sqi
 
     y = filter_and_resample(case.signal, case.fs, spec)
@@ -309,7 +309,7 @@ def case_windows(
     starts = np.arange(first, len(y) - width + 1, hop)
     raw = np.stack([y[s : s + width] for s in starts]) if len(starts) else np.zeros((0, width))
     raw = upright_windows(raw, spec)  # as the runtime: beats and SQI read upright pulses
-    beats = [detect_beats(w, spec.fs_out, "ppg") for w in raw]
+    beats = window_beats(raw, spec)
     sqi = window_sqi(raw, spec.fs_out, "ppg", beats=beats) if len(raw) else np.zeros(0)
     return raw, sqi < LOW_SQI
 

@@ -281,7 +281,8 @@ class Pipeline:
         raw = np.stack([j.window.values for j in jobs])
         if self.model.modality == "ppg":
             raw = upright_windows(raw, self.model.preprocess)  # beats and SQI read upright pulses
-        beats = [detect_beats(w, self.model.fs, self.model.modality) for w in raw]  # loop over windows
+        search_back = self.model.preprocess.search_back
+        beats = [detect_beats(w, self.model.fs, self.model.modality, search_back) for w in raw]  # per window
         sqi = window_sqi(raw, self.model.fs, self.model.modality, beats=beats)
         hr = [heart_rate_bpm(b, self.model.fs) for b in beats]
         rr_af = rr_af_scores_from_beats(beats, raw, self.model.fs, sqi)  # pulse-timing AF score, NaN: none

@@ -29,9 +29,13 @@ MIN_SLOPE_FRACTION = 0.35  # of the steepest upstroke nearby; below it a rise is
 MIN_HEIGHT_FRACTION = 0.35  # of the highest systolic peak nearby (height above the median)
 LOCAL_S = 1.6  # +- window of "nearby" (holds a full beat down to 37 bpm)
 PEAK_SEARCH_S = 0.25  # upstroke -> systolic peak search span
+# search-back for missed beats (``_missed_beats``; ppg-v4)
+SEARCH_BACK_GAP = (1.6, 2.4)  # an interval this many times the window's median holds a missed beat
+SEARCH_BACK_SPLIT = 0.25  # the beat taken back leaves two intervals within +-25 % of the median
+SEARCH_BACK_FRACTION = 0.1  # its slope and height: at least this share of its neighbours'
 
 
-def detect_ppg_beats(x: np.ndarray, fs: float) -> np.ndarray:
+def detect_ppg_beats(x: np.ndarray, fs: float, search_back: bool = False) -> np.ndarray:
     """Sample indices of systolic peaks in a band-passed PPG segment (1-D, either polarity).
 
     Beats are found on the systolic upstroke, the steepest rise of each cycle; secondary waves
@@ -48,6 +52,8 @@ def detect_ppg_beats(x: np.ndarray, fs: float) -> np.ndarray:
     dicrotic wave rises slowly. The price is that the smallest AF pulses after very short
     intervals (weak filling) are sometimes missed, which merges two intervals and keeps the
     rhythm irregular; docs/method.md ("Pulse-timing baseline") has the measurements.
+    4. ``search_back`` (preprocessing ``ppg-v4``): a dropped candidate that fills a gap of about
+       two intervals is taken back (``_missed_beats``).
     All steps are array operations over the candidates (no loop over samples).
     """
     x = np.asarray(x, dtype=np.float64)
@@ -72,10 +78,45 @@ def detect_ppg_beats(x: np.ndarray, fs: float) -> np.ndarray:
     peaks = idx[np.arange(len(ups)), np.argmax(x[idx], axis=1)]
     height = np.maximum(x[peaks] - np.median(x), 0.0)
     near = np.abs(ups[:, None] - ups[None, :]) <= LOCAL_S * fs
-    keep = (rise >= MIN_SLOPE_FRACTION * np.max(np.where(near, rise[None, :], 0.0), axis=1)) & (
-        height >= MIN_HEIGHT_FRACTION * np.max(np.where(near, height[None, :], 0.0), axis=1)
-    )
+    rise_share = rise / np.maximum(np.max(np.where(near, rise[None, :], 0.0), axis=1), 1e-300)
+    height_share = height / np.maximum(np.max(np.where(near, height[None, :], 0.0), axis=1), 1e-300)
+    keep = (rise_share >= MIN_SLOPE_FRACTION) & (height_share >= MIN_HEIGHT_FRACTION)
+    if search_back:
+        keep |= _missed_beats(peaks, keep, np.minimum(rise_share, height_share))
     return np.unique(peaks[keep]).astype(np.int64)
+
+
+def _missed_beats(peaks: np.ndarray, keep: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Dropped candidates that fill a missed beat (a search-back, as Pan-Tompkins does for R peaks).
+
+    An interval between kept beats of ``SEARCH_BACK_GAP`` times the window's median interval is a
+    beat the height or slope test dropped (a weak pulse) or a pause. The dropped candidate that
+    splits it into two intervals each within ``SEARCH_BACK_SPLIT`` of the median, with slope and
+    height at least ``SEARCH_BACK_FRACTION`` of its neighbours', is taken back; the one with the
+    largest such share wins. Secondary waves sit a fixed delay after their own beat, not midway
+    to the next, so they are not taken. Returns the candidates to add (a mask over ``peaks``)."""
+    kept = np.sort(peaks[keep])
+    added = np.zeros(len(peaks), dtype=bool)
+    if len(kept) < MIN_BEATS:
+        return added
+    intervals = np.diff(kept)
+    median = float(np.median(intervals))
+    lo, hi = SEARCH_BACK_GAP
+    gaps = np.flatnonzero((intervals >= lo * median) & (intervals <= hi * median))
+    if len(gaps) == 0:
+        return added
+    start, end = kept[gaps][:, None], kept[gaps + 1][:, None]
+    before, after = peaks[None, :] - start, end - peaks[None, :]
+    fits = (
+        ~keep[None, :]
+        & (np.abs(before - median) <= SEARCH_BACK_SPLIT * median)
+        & (np.abs(after - median) <= SEARCH_BACK_SPLIT * median)
+        & (share[None, :] >= SEARCH_BACK_FRACTION)
+    )
+    score = np.where(fits, share[None, :], -1.0)
+    best = np.argmax(score, axis=1)
+    added[best[score[np.arange(len(gaps)), best] >= 0]] = True
+    return added
 
 
 def detect_ecg_beats(x: np.ndarray, fs: float) -> np.ndarray:
@@ -101,10 +142,10 @@ def detect_ecg_beats(x: np.ndarray, fs: float) -> np.ndarray:
     return np.unique(refined).astype(np.int64)
 
 
-def detect_beats(x: np.ndarray, fs: float, modality: str) -> np.ndarray:
+def detect_beats(x: np.ndarray, fs: float, modality: str, search_back: bool = False) -> np.ndarray:
     if modality == "ecg":
         return detect_ecg_beats(x, fs)
-    return detect_ppg_beats(x, fs)
+    return detect_ppg_beats(x, fs, search_back)
 
 
 def heart_rate_bpm(beat_indices: np.ndarray, fs: float) -> float | None:

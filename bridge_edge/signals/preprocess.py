@@ -19,6 +19,11 @@ pulse each (``render_beat_pulses``), so the model input carries when the heart b
 of the sensor's pulse shape, amplitude, ringing or polarity. Models trained on ``ppg-v2`` read
 the simulator's pulse shapes instead of the rhythm on real sensors (docs/method.md, "Real PPG").
 
+Version ``ppg-v4`` is ``ppg-v3`` whose beat detector searches back for a beat it dropped when an
+interval spans about two of the window's intervals (``detect_ppg_beats(search_back=True)``): a
+weak pulse in sinus rhythm left one double interval, which reads as irregular (docs/method.md,
+"Missed beats on real PPG").
+
 ``bridge_edge.runtime`` implements the same steps with state carried across chunks and is
 tested to match this module within 1e-5 after the filter warm-up.
 """
@@ -51,12 +56,14 @@ class PreprocessSpec:
     std_floor: float = 1e-6
     polarity: str = "skew_sign"  # "none" in ppg-v1
     render: str = "none"  # "beat_pulses" in ppg-v3
+    search_back: bool = False  # the beat detector's search-back for missed beats (ppg-v4)
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["band_hz"] = list(self.band_hz)
         d["steps"] = (
             ["bandpass_causal_sos", "resample_linear"]
+            + (["beats_search_back"] if self.search_back else [])
             + (["render_beat_pulses"] if self.render == "beat_pulses" else [])
             + ["zscore_window"]
             + (["polarity_skew_sign"] if self.polarity == "skew_sign" else [])
@@ -76,6 +83,7 @@ class PreprocessSpec:
             std_floor=float(d.get("std_floor", 1e-6)),
             polarity=str(d.get("polarity", "none")),
             render=str(d.get("render", "none")),
+            search_back=bool(d.get("search_back", False)),
         )
         implemented = spec.as_dict()["steps"]  # once, not per recorded step
         unknown = [s for s in d.get("steps", []) if s not in implemented]
@@ -94,6 +102,7 @@ PREPROCESS_VERSIONS = {
     "ppg-v1": PreprocessSpec(version="ppg-v1", polarity="none"),
     "ppg-v2": PreprocessSpec(version="ppg-v2"),
     "ppg-v3": PreprocessSpec(version="ppg-v3", render="beat_pulses"),
+    "ppg-v4": PreprocessSpec(version="ppg-v4", render="beat_pulses", search_back=True),
 }
 
 
@@ -157,13 +166,18 @@ def normalise_windows(windows: np.ndarray, spec: PreprocessSpec, beats: list | N
     already (the runtime does, for HR and SQI), so ppg-v3 does not detect them twice."""
     w = np.asarray(windows, dtype=np.float64)
     if spec.render == "beat_pulses":
-        w = render_beat_pulses(w, spec.fs_out, beats)
+        w = render_beat_pulses(w, spec.fs_out, beats, spec.search_back)
     mean = w.mean(axis=-1, keepdims=True)
     std = np.maximum(w.std(axis=-1, keepdims=True), spec.std_floor)
     z = (w - mean) / std
     if spec.polarity == "skew_sign":
         z = z * np.where((z**3).mean(axis=-1, keepdims=True) < 0, -1.0, 1.0)
     return z.astype(np.float32)
+
+
+def window_beats(windows: np.ndarray, spec: PreprocessSpec) -> list[np.ndarray]:
+    """Each (upright, band-passed) window's beats, found by the detector ``spec`` names."""
+    return [detect_ppg_beats(w, spec.fs_out, spec.search_back) for w in windows]  # per window
 
 
 def upright_windows(windows: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -187,14 +201,16 @@ def beat_pulse_template(fs: float) -> tuple[np.ndarray, int]:
     return np.exp(-0.5 * (t / np.where(t < 0, BEAT_PULSE_RISE_S, BEAT_PULSE_FALL_S)) ** 2), lead
 
 
-def render_beat_pulses(windows: np.ndarray, fs: float, beats: list | None = None) -> np.ndarray:
+def render_beat_pulses(
+    windows: np.ndarray, fs: float, beats: list | None = None, search_back: bool = False
+) -> np.ndarray:
     """Each window (last axis) re-drawn as one ``beat_pulse_template`` per detected beat, peak
     on the beat; a window without beats becomes zeros. One detector call per window unless
     ``beats`` gives them; every pulse of every window is then added in one scatter."""
     w = np.asarray(windows, dtype=np.float64)
     rows = w.reshape(-1, w.shape[-1])
     if beats is None:
-        beats = [detect_ppg_beats(row, fs) for row in rows]  # per window, not per sample
+        beats = [detect_ppg_beats(row, fs, search_back) for row in rows]  # per window, not per sample
     template, lead = beat_pulse_template(fs)
     row_of = np.repeat(np.arange(len(rows)), [len(p) for p in beats])
     peaks = np.concatenate([np.asarray(p, np.int64) for p in beats]) if len(rows) else np.empty(0, np.int64)

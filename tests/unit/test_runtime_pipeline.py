@@ -84,11 +84,15 @@ def test_predictions_equal_the_model_on_offline_preprocessed_windows(bundle, ppg
     assert rec.chunks > 0 and any(e["kind"] == "end" for _, e in rec.events)
 
 
-def test_ppg_v3_stream_inputs_equal_the_offline_drawn_beats(tmp_path, ppg):
-    """The stream draws the beats of each window it cuts exactly as training drew them."""
-    v3_bundle = make_tiny_bundle(tmp_path, fs=FS, window_s=WINDOW_S, hop_s=HOP_S, preprocess="ppg-v3")
+@pytest.mark.parametrize("version", ["ppg-v3", "ppg-v4"])
+def test_drawn_beat_stream_inputs_equal_the_offline_drawn_beats(tmp_path, ppg, version):
+    """The stream draws the beats of each window it cuts exactly as training drew them (ppg-v4:
+    on a recording where its search-back takes beats back in 7 windows)."""
+    if version == "ppg-v4":
+        ppg = PatientSimulator(10, fs_ppg=FS, script=[("sinus", 20.0), ("afib", 20.0)]).generate(40.0).ppg
+    v3_bundle = make_tiny_bundle(tmp_path, fs=FS, window_s=WINDOW_S, hop_s=HOP_S, preprocess=version)
     rec, _, engine = run([from_array(ppg, FS, chunk_sizes=(5, 64, 17))], v3_bundle)
-    spec = preprocess_spec("ppg-v3", FS)
+    spec = preprocess_spec(version, FS)
     y = filter_and_resample(ppg, FS, spec)
     windows = np.stack([y[s : s + L] for s in np.arange(0, len(y) - L + 1, H)])
     expected = engine.inner.infer(normalise_windows(windows, spec))
@@ -98,6 +102,9 @@ def test_ppg_v3_stream_inputs_equal_the_offline_drawn_beats(tmp_path, ppg):
     assert not np.allclose(
         expected, engine.inner.infer(normalise_windows(windows, PreprocessSpec(fs_out=FS)))
     )
+    if version == "ppg-v4":  # the beats searched back reach the model input
+        v3 = normalise_windows(windows, preprocess_spec("ppg-v3", FS))
+        assert not np.allclose(normalise_windows(windows, spec), v3)
 
 
 @pytest.mark.parametrize("policy", ["flag", "skip"])
