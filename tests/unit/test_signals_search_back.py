@@ -15,7 +15,9 @@ def finger_pulses(beat_s, amps, fs=FS, seconds=12.0):
     """Narrow pulses with a dicrotic wave 0.3 s after each (a secondary wave the detector drops)."""
     t = np.arange(int(seconds * fs)) / fs
     d = t[None, :] - np.asarray(beat_s)[:, None]
-    pulse = np.exp(-0.5 * (d / np.where(d < 0, 0.06, 0.12)) ** 2) + 0.3 * np.exp(-0.5 * ((d - 0.35) / 0.06) ** 2)
+    pulse = np.exp(-0.5 * (d / np.where(d < 0, 0.06, 0.12)) ** 2) + 0.3 * np.exp(
+        -0.5 * ((d - 0.35) / 0.06) ** 2
+    )
     return filter_and_resample((np.asarray(amps)[:, None] * pulse).sum(axis=0), fs, V4)
 
 
