@@ -41,14 +41,11 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from bridge_edge.bridge.rundir import RunDir
 from bridge_edge.bridge.stages import Run
 from bridge_edge.bridge.train import bridge_inputs
-from bridge_edge.checks.rhythm_suite import Case, case_windows
+from bridge_edge.checks.rhythm_suite import Case, case_windows, first_window_end_s
 from bridge_edge.export.bundle import load_bundle
-from bridge_edge.monitor.alarms import AlarmRules
+from bridge_edge.monitor.alarms import rhythm_alarm_onsets
 from bridge_edge.runtime.engines import select_engine
-from bridge_edge.runtime.outputs import ProbabilitySmoother
-from bridge_edge.runtime.pipeline import PipelineConfig
 from bridge_edge.runtime.stream import ModelInput
-from bridge_edge.runtime.stream_dsp import warmup_seconds
 from bridge_edge.signals import resequence
 from bridge_edge.signals.dev_recordings import available_dev_recordings
 from bridge_edge.signals.preprocess import normalise_windows
@@ -61,8 +58,7 @@ WINDOW_S, HOP_S = 10.0, 5.0
 
 def first_window_start_s(spec, fs: float) -> float:
     """Where ``case_windows`` starts its first window: the first hop after the filter warm-up."""
-    hop = round(HOP_S * spec.fs_out)
-    return int(np.ceil(warmup_seconds(spec, fs) * spec.fs_out / hop)) * hop / spec.fs_out
+    return first_window_end_s(fs, spec, WINDOW_S, HOP_S) - WINDOW_S
 
 
 def probe_windows(
@@ -117,17 +113,8 @@ def linear_auroc(features: np.ndarray, is_af: np.ndarray, sequence: np.ndarray) 
 
 
 def alarmed(probs: np.ndarray, end_s: np.ndarray, labels: list[str]) -> bool:
-    """Whether one sequence's scored hops (in order) raise an AF alarm: the runtime's smoothed label,
-    held for the monitor's onset (a gated hop is absent here: it neither starts nor breaks it)."""
-    smoother, onset_s = ProbabilitySmoother(labels, PipelineConfig().smoothing_alpha), AlarmRules().onset_s
-    label, since = None, 0.0
-    for p, now in zip(probs, end_s, strict=True):
-        smoothed = labels[int(np.argmax(smoother.update(0, p)))]
-        if smoothed != label:
-            label, since = smoothed, now
-        if label == "afib" and now - since >= onset_s:
-            return True
-    return False
+    """Whether one sequence's scored hops (in order) raise an AF alarm on the monitor."""
+    return bool(rhythm_alarm_onsets(probs, end_s, labels))
 
 
 def main(argv: list[str]) -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bridge_edge.checks.rhythm_suite import VARIANTS, SuiteReport, run_suite
+from bridge_edge.monitor.alarms import AlarmRules
 
 SUITE_JSON, SUITE_PNG = "rhythm_suite.json", "rhythm_suite.png"
 # what the real-pulse cases and the healthy recordings need (scripts/setup-tests.sh installs them)
@@ -62,10 +63,17 @@ def text_table(report: SuiteReport) -> str:
     for c in report.cases:
         if c.group in ("dev_recordings", "probe"):
             name = c.source if c.group == "dev_recordings" else f"{c.variant}: {c.source}"
+            alarms = "" if c.af_alarms is None else f", {c.af_alarms} AF alarm{'s' * (c.af_alarms != 1)}"
             lines.append(
-                f"  {name:58} {_pct(c.positive_share)}  ({c.called_positive}/{c.scored} scored, {c.gated} gated)"
+                f"  {name:58} {_pct(c.positive_share)}  ({c.called_positive}/{c.scored} scored, {c.gated} gated{alarms})"
             )
     lines.append(f"  {'pooled':58} {_pct(report.share('dev_recordings', 'sinus'))}")
+    alarms = report.summary()["dev_recordings/af_alarms"]
+    if alarms["bundle"] is not None:
+        lines.append(
+            f"  AF alarms a bedside monitor raises over the healthy recordings: {alarms['bundle']} "
+            f"(runtime smoothing, {AlarmRules().onset_s:.0f}-s onset)"
+        )
     for key, t in report.targets().items():
         verdict = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
         lines.append(f"target {key}: {t['value']} (goal {t['goal']}) {verdict}")

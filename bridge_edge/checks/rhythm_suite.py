@@ -70,6 +70,9 @@ class CaseResult:
     gated: int
     called_positive: int
     rr_af_called: int | None = None  # the pulse-timing baseline on the same windows, where available
+    # AF alarms a bedside monitor raises over the case's scored hops played in order (runtime
+    # smoothing and alarm onset; monitor.alarms.rhythm_alarm_onsets): development recordings only
+    af_alarms: int | None = None
 
     @property
     def scored(self) -> int:
@@ -120,6 +123,11 @@ class SuiteReport:
                     }
         out["dev_recordings/pooled"] = {
             "bundle": _round(self.share("dev_recordings", "sinus", "as_recorded"))
+        }
+        alarms = [c.af_alarms for c in self.cases if c.group == "dev_recordings" and c.af_alarms is not None]
+        out["dev_recordings/af_alarms"] = {
+            "bundle": sum(alarms) if alarms else None,
+            "recordings": len(alarms),
         }
         return out
 
@@ -299,13 +307,13 @@ def case_windows(
     case: Case, spec: PreprocessSpec, window_s: float, hop_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(band-passed windows, SQI-gated mask) of a case, cut as the runtime cuts them: the model-rate
-    signal from ``filter_and_resample``, windows on the hop grid, warm-up windows dropped."""
-    from bridge_edge.runtime.stream_dsp import warmup_seconds
+    signal from ``filter_and_resample``, windows on the hop grid, warm-up windows dropped. Window
+    i ends at ``first_window_end_s + i * hop_s``."""
     from bridge_edge.signals.quality import LOW_SQI, window_sqi
 
     y = filter_and_resample(case.signal, case.fs, spec)
     width, hop = round(window_s * spec.fs_out), round(hop_s * spec.fs_out)
-    first = int(np.ceil(warmup_seconds(spec, case.fs) * spec.fs_out / hop)) * hop
+    first = round(first_window_end_s(case.fs, spec, window_s, hop_s) * spec.fs_out) - width
     starts = np.arange(first, len(y) - width + 1, hop)
     raw = np.stack([y[s : s + width] for s in starts]) if len(starts) else np.zeros((0, width))
     raw = upright_windows(raw, spec)  # as the runtime: beats and SQI read upright pulses
@@ -314,10 +322,20 @@ def case_windows(
     return raw, sqi < LOW_SQI
 
 
+def first_window_end_s(fs_in: float, spec: PreprocessSpec, window_s: float, hop_s: float) -> float:
+    """Where ``case_windows``' first window ends: the first hop after the filter warm-up."""
+    from bridge_edge.runtime.stream_dsp import warmup_seconds
+
+    hop = round(hop_s * spec.fs_out)
+    first = int(np.ceil(warmup_seconds(spec, fs_in) * spec.fs_out / hop)) * hop
+    return (first + round(window_s * spec.fs_out)) / spec.fs_out
+
+
 def run_suite(
     bundle, engine: str = "ort", precision: str = "auto", quick: bool = False, cases=None
 ) -> SuiteReport:
     """Score every case through ``bundle`` (a loaded bundle) on a runtime engine."""
+    from bridge_edge.monitor.alarms import rhythm_alarm_onsets
     from bridge_edge.runtime.engines import select_engine
     from bridge_edge.runtime.stream import ModelInput
 
@@ -325,15 +343,19 @@ def run_suite(
     chosen = select_engine(engine, bundle, precision=precision).engine
     positive = model.labels.index(model.positive_label)
 
-    def calls_af(windows: np.ndarray) -> np.ndarray:
-        return chosen.infer(normalise_windows(windows, model.preprocess)).argmax(axis=1) == positive
+    def probabilities(windows: np.ndarray) -> np.ndarray:
+        return chosen.infer(normalise_windows(windows, model.preprocess))
+
+    def af_alarms(windows: np.ndarray, end_s: np.ndarray) -> int:
+        return len(rhythm_alarm_onsets(probabilities(windows), end_s, model.labels))
 
     results = score_cases(
         all_cases(quick=quick) if cases is None else cases,
-        calls_af,
+        lambda windows: probabilities(windows).argmax(axis=1) == positive,
         model.preprocess,
         window_s=model.window_len / model.fs,
         hop_s=model.hop_len / model.fs,
+        af_alarms=af_alarms,
     )
     name = getattr(chosen, "name", engine)
     return SuiteReport(
@@ -341,15 +363,23 @@ def run_suite(
     )
 
 
-def score_cases(cases, calls_af, spec: PreprocessSpec, *, window_s: float, hop_s: float) -> list[CaseResult]:
+def score_cases(
+    cases, calls_af, spec: PreprocessSpec, *, window_s: float, hop_s: float, af_alarms=None
+) -> list[CaseResult]:
     """``calls_af(band-passed windows) -> bool per window`` on every case's scored windows, with the
-    pulse-timing baseline beside it where bridge_edge.signals.rr_timing exists."""
+    pulse-timing baseline beside it where bridge_edge.signals.rr_timing exists. ``af_alarms(windows,
+    end_s) -> int``, where given, counts the monitor's AF alarms over a development recording's
+    scored hops in order."""
     rr_calls = _rr_timing()
     results = []
     for case in cases:
         raw, gated = case_windows(case, spec, window_s, hop_s)
         keep = raw[~gated]
         called = int(np.sum(calls_af(keep))) if len(keep) else 0
+        alarms = None
+        if af_alarms is not None and case.group == "dev_recordings":
+            end_s = first_window_end_s(case.fs, spec, window_s, hop_s) + hop_s * np.arange(len(raw))
+            alarms = af_alarms(keep, end_s[~gated]) if len(keep) else 0
         rr_called = None
         if rr_calls is not None:
             rr_called = int(np.sum(rr_calls(keep, spec.fs_out))) if len(keep) else 0
@@ -363,6 +393,7 @@ def score_cases(cases, calls_af, spec: PreprocessSpec, *, window_s: float, hop_s
                 int(gated.sum()),
                 called,
                 rr_called,
+                alarms,
             )
         )
     return results

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+import numpy as np
+
 from bridge_edge.signals.quality import LOW_SQI
 
 
@@ -166,3 +168,33 @@ def valid_heart_rate(status: BedStatus, now: float, rules: AlarmRules, active: l
     if any(a.category == TECHNICAL for a in active):
         return None
     return status.hr_bpm
+
+
+def rhythm_alarm_onsets(
+    probs: np.ndarray,
+    end_s: np.ndarray,
+    labels: list[str],
+    rules: AlarmRules | None = None,
+    smoothing_alpha: float | None = None,
+) -> list[float]:
+    """When a monitor raises a rhythm alarm over one stream's scored hops, in order: each hop's
+    probabilities (N, K) through the runtime's smoothing, and an alarm each time a smoothed
+    label listed in ``rules.physiological`` has held for ``rules.onset_s``. A gated hop is absent
+    from ``probs``: it neither starts nor breaks a label, as in the runtime. Returns the onset
+    times (seconds, from ``end_s``); offline replays (the rhythm suite, the probes) use it."""
+    from bridge_edge.runtime.outputs import ProbabilitySmoother
+    from bridge_edge.runtime.pipeline import PipelineConfig
+
+    rules = rules or AlarmRules()
+    alpha = PipelineConfig().smoothing_alpha if smoothing_alpha is None else smoothing_alpha
+    smoother = ProbabilitySmoother(labels, alpha)
+    onsets: list[float] = []
+    label, since, raised = None, 0.0, False
+    for p, now in zip(np.asarray(probs), np.asarray(end_s, dtype=float), strict=True):  # per hop
+        smoothed = labels[int(np.argmax(smoother.update(0, p)))]
+        if smoothed != label:
+            label, since, raised = smoothed, float(now), False
+        if label in rules.physiological and not raised and now - since >= rules.onset_s:
+            onsets.append(float(now))
+            raised = True
+    return onsets

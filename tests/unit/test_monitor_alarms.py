@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from bridge_edge.monitor.alarms import (
     PHYSIOLOGICAL,
     TECHNICAL,
@@ -11,6 +13,7 @@ from bridge_edge.monitor.alarms import (
     TraceStatus,
     alarm_onset_in,
     evaluate,
+    rhythm_alarm_onsets,
     valid_heart_rate,
 )
 
@@ -132,3 +135,29 @@ def test_af_alarms_only_once_the_label_has_held_for_the_onset():
     bed.label_since = None  # never scored
     assert evaluate(0, bed, now, RULES) == []
     assert codes(evaluate(0, healthy_bed(now, "afib"), now, AlarmRules(onset_s=0.0))) == ["afib"]
+
+
+def _hops(labels_per_hop: str) -> np.ndarray:
+    """One-hot probabilities over (sinus, afib) from a string: 's' sinus, 'a' afib."""
+    return np.array([[0.9, 0.1] if c == "s" else [0.1, 0.9] for c in labels_per_hop])
+
+
+def test_a_held_af_label_raises_one_alarm_once_the_onset_has_passed():
+    probs = _hops("ss" + "a" * 12 + "ss")  # AF from hop 2 (t = 10 s), every 5 s
+    end_s = 10.0 + 5.0 * np.arange(len(probs))
+    onsets = rhythm_alarm_onsets(probs, end_s, ["sinus", "afib"], smoothing_alpha=1.0)
+    assert onsets == [20.0 + AlarmRules().onset_s]  # once, 30 s after the label turned afib
+
+
+def test_single_af_hops_and_short_runs_raise_no_alarm_through_the_smoothing():
+    probs = _hops("sssasssasaaassss" * 3)
+    end_s = 10.0 + 5.0 * np.arange(len(probs))
+    assert rhythm_alarm_onsets(probs, end_s, ["sinus", "afib"]) == []
+    # the runtime's smoothing turns a single afib hop among sinus ones into no label change at all
+    assert rhythm_alarm_onsets(_hops("sasasasasasasasasasa"), 5.0 * np.arange(20), ["sinus", "afib"]) == []
+
+
+def test_a_gated_hop_neither_starts_nor_breaks_the_label():
+    probs = _hops("a" * 8)
+    end_s = np.array([0.0, 5.0, 10.0, 25.0, 30.0, 35.0, 40.0, 45.0])  # hops 15-20 s gated: absent
+    assert rhythm_alarm_onsets(probs, end_s, ["sinus", "afib"], smoothing_alpha=1.0) == [30.0]
