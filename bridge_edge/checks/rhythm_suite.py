@@ -10,7 +10,9 @@ torch). Cases (docs/method.md, "Real PPG"):
 - ``resequenced``: real pulses cut from each development recording (signals.resequence) and laid
   at sinus intervals with respiratory arrhythmia, sinus with isolated premature beats, and AF;
 - each of those ``inverted`` and time-stretched ``x0.8`` / ``x1.25``;
-- ``dev_recordings``: the development recordings themselves (healthy people: any AF call is false);
+- ``dev_recordings``: the development recordings themselves (healthy people: any AF call is false),
+  also played hop by hop through the runtime's smoothing and the monitor's alarm onset: the AF
+  alarms a bedside monitor would raise on them (any is false);
 - probes of the shortcuts the 0.4.x model took: ``dev_at_95bpm`` (each recording played so its
   rate is 95 bpm) and ``sinus_hf_boost`` (simulated sinus with its > 3 Hz content tripled).
 
