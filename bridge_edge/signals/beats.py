@@ -78,12 +78,26 @@ def detect_ppg_beats(x: np.ndarray, fs: float, search_back: bool = False) -> np.
     peaks = idx[np.arange(len(ups)), np.argmax(x[idx], axis=1)]
     height = np.maximum(x[peaks] - np.median(x), 0.0)
     near = np.abs(ups[:, None] - ups[None, :]) <= LOCAL_S * fs
-    rise_share = rise / np.maximum(np.max(np.where(near, rise[None, :], 0.0), axis=1), 1e-300)
-    height_share = height / np.maximum(np.max(np.where(near, height[None, :], 0.0), axis=1), 1e-300)
-    keep = (rise_share >= MIN_SLOPE_FRACTION) & (height_share >= MIN_HEIGHT_FRACTION)
+    top_rise = np.max(np.where(near, rise[None, :], 0.0), axis=1)
+    top_height = np.max(np.where(near, height[None, :], 0.0), axis=1)
+    keep, share = _systolic(rise, height, top_rise, top_height, search_back)
     if search_back:
-        keep |= _missed_beats(peaks, keep, np.minimum(rise_share, height_share))
+        keep |= _missed_beats(peaks, keep, share)
     return np.unique(peaks[keep]).astype(np.int64)
+
+
+def _systolic(rise, height, top_rise, top_height, as_shares: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3: which candidates are systolic upstrokes, and each one's share of its neighbours'
+    best (the smaller of slope and height share). ``as_shares`` (ppg-v4) tests the shares, so a
+    candidate whose neighbourhood has no peak above the median is no beat; ppg-v3 tests products,
+    which keeps it (0 >= 0). ppg-v3 stays as it was: bundles up to 0.9.0 were trained on it."""
+    rise_share = rise / np.maximum(top_rise, 1e-300)
+    height_share = height / np.maximum(top_height, 1e-300)
+    if as_shares:
+        keep = (rise_share >= MIN_SLOPE_FRACTION) & (height_share >= MIN_HEIGHT_FRACTION)
+    else:
+        keep = (rise >= MIN_SLOPE_FRACTION * top_rise) & (height >= MIN_HEIGHT_FRACTION * top_height)
+    return keep, np.minimum(rise_share, height_share)
 
 
 def _missed_beats(peaks: np.ndarray, keep: np.ndarray, share: np.ndarray) -> np.ndarray:

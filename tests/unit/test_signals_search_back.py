@@ -69,3 +69,17 @@ def test_window_beats_follow_the_spec():
     amps[6] = 0.2
     w = finger_pulses(beats, amps)[None, :]
     assert len(window_beats(w, V4)[0]) == len(window_beats(w, preprocess_spec("ppg-v3", FS))[0]) + 1
+
+
+def test_a_neighbourhood_without_a_peak_above_the_median_keeps_its_candidates_in_v3_only():
+    """ppg-v3's rule is what bundles up to 0.9.0 were trained on and must not change: a candidate
+    whose neighbours all peak at or below the window's median (height 0) is kept. ppg-v4 (0.9.1's
+    training) tests shares of the neighbours' best, and drops it."""
+    from bridge_edge.signals.beats import _systolic
+
+    rise, height = np.array([1.0, 0.2, 1.0]), np.array([0.0, 0.0, 2.0])
+    top_rise, top_height = np.array([1.0, 1.0, 1.0]), np.array([0.0, 0.0, 2.0])
+    v3, _ = _systolic(rise, height, top_rise, top_height, as_shares=False)
+    v4, share = _systolic(rise, height, top_rise, top_height, as_shares=True)
+    assert v3.tolist() == [True, False, True] and v4.tolist() == [False, False, True]
+    np.testing.assert_allclose(share, [0.0, 0.0, 1.0])
