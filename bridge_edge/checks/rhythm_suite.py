@@ -345,8 +345,12 @@ def run_suite(
     chosen = select_engine(engine, bundle, precision=precision).engine
     positive = model.labels.index(model.positive_label)
 
+    last: dict = {}  # score_cases hands a recording's windows to both calls: infer them once
+
     def probabilities(windows: np.ndarray) -> np.ndarray:
-        return chosen.infer(normalise_windows(windows, model.preprocess))
+        if last.get("windows") is not windows:
+            last.update(windows=windows, probs=chosen.infer(normalise_windows(windows, model.preprocess)))
+        return last["probs"]
 
     def af_alarms(windows: np.ndarray, end_s: np.ndarray) -> int:
         return len(rhythm_alarm_onsets(probabilities(windows), end_s, model.labels))
