@@ -138,6 +138,16 @@ def latency_section(report: BenchReport) -> list[str]:
 
 def _limits_line(s: dict, flops: float | None) -> str:
     model = f"Model: {_fmt(flops / 1e9 if flops else None)} GFLOP per window"
+    beyond = s.get("flops", {}).get("beyond_graph_per_window") or {}
+    if flops and beyond:  # engines that run the model as written, before the export's rewrites
+        model += (
+            " in the exported graph ("
+            + ", ".join(
+                f"{engine} as written {_fmt((flops + extra) / 1e9)}"
+                for engine, extra in sorted(beyond.items())
+            )
+            + ")"
+        )
     if "limits" not in s:  # an older result file: one fp32 sgemm limit for every row
         limit = s.get("matmul_limit", {}).get("gflops")
         return f"{model}; this machine's sgemm limit measured in the same run: {_fmt(limit)} GFLOP/s."

@@ -60,6 +60,10 @@ class ComposedModel(nn.Module):
             return probs
         return torch.softmax(torch.log(probs) + self.log_class_weights.to(probs.dtype), dim=-1)
 
+    def export_rewrites(self):
+        """The old model's exact rewrites, for export (``ModelAdapter.export_rewrites``)."""
+        return self._old.export_rewrites()
+
     def bridged(self, x: torch.Tensor) -> torch.Tensor:
         """New-model blocks up to k_in, read by the bridge (pooled, or its tokens), through it: old
         block k_out's input."""

@@ -76,13 +76,21 @@ def exportable(composed: torch.nn.Module) -> Iterator[tuple[torch.nn.Module, lis
         handle.remove()
 
 
+def export_rewrites(composed: torch.nn.Module):
+    """The module's exact rewrites for deployment (``ComposedModel.export_rewrites``), if it has
+    any: the export runs inside them, the parity check (``torch_outputs``) outside, so it compares
+    the rewritten graph with the model as trained."""
+    rewrites = getattr(composed, "export_rewrites", None)
+    return rewrites() if callable(rewrites) else contextlib.nullcontext()
+
+
 def export_onnx(
     composed: torch.nn.Module, example: np.ndarray, path: Path, opset: int = DEFAULT_OPSET
 ) -> ExportResult:
     """Write ``path``; ``example`` is a (B, L) float32 batch with B >= 2 (the batch dim is dynamic)."""
     x = torch.from_numpy(np.ascontiguousarray(example[:2], dtype=np.float32))
     path = Path(path)
-    with exportable(composed) as (module, output_names):
+    with export_rewrites(composed), exportable(composed) as (module, output_names):
         try:
             _export_dynamo(module, x, path, opset, output_names)
             _finalize(path)
@@ -91,7 +99,7 @@ def export_onnx(
             reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]
             log.warning("dynamo ONNX export failed (%s); falling back to the TorchScript exporter", reason)
     try:
-        with exportable(composed) as (module, output_names):
+        with export_rewrites(composed), exportable(composed) as (module, output_names):
             _export_torchscript(module, x, path, opset, output_names)
         _finalize(path)
     except Exception as err:

@@ -16,6 +16,7 @@ relies on trusting the file.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,9 @@ import torch.nn.functional as F
 from bridge_edge.errors import CheckpointError, DependencyMissingError
 from bridge_edge.models.base import InputSpec, ModelAdapter
 from bridge_edge.models.checkpoints import load_state_strict, read_state_file
+from bridge_edge.models.exact_rewrites import ConvThenLinear, NearestUpsampleConv1d
+
+EXPORT_REWRITES = "bridge_edge_export_rewrites"  # the submodule export_rewrites attaches
 
 # Fields of codec_v6's model_config that describe the checkpoint, not constructor arguments.
 _METADATA_ONLY = (
@@ -148,9 +152,36 @@ class OpenEcgAdapter(ModelAdapter):
     def sample_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Per-sample rhythm logits (B, 5000, 6) from the hidden state after the last block."""
         m = self.module
-        up = F.interpolate(h.transpose(1, 2), scale_factor=m.patch_size, mode="nearest")
-        up = (up + m.refine(up)).transpose(1, 2)
-        return m.rhythm_sample(up)
+        rewrites = getattr(m, EXPORT_REWRITES, None)
+        if rewrites is None:
+            up = F.interpolate(h.transpose(1, 2), scale_factor=m.patch_size, mode="nearest")
+            up = up + m.refine(up)
+            return m.rhythm_sample(up.transpose(1, 2))
+        # export_rewrites: the same numbers without the upsampled tokens. rhythm_sample is linear,
+        # so it reads the residual (the upsampled tokens) once per token, and the refine branch
+        # through the last conv folded into it.
+        upsample_conv, conv_to_logits = rewrites
+        logits = conv_to_logits(m.refine[1](upsample_conv(h.transpose(1, 2))))  # (B, K, T * patch)
+        per_token = F.linear(h, m.rhythm_sample.weight)  # (B, T, K)
+        b, t, k = per_token.shape
+        logits = logits.transpose(1, 2).reshape(b, t, m.patch_size, k) + per_token.unsqueeze(2)
+        return logits.reshape(b, -1, k)
+
+    @contextlib.contextmanager
+    def export_rewrites(self):
+        """The head at the token rate (models.exact_rewrites): the nearest upsampling and first
+        refine conv as one conv on the tokens, the last refine conv folded into the per-sample
+        linear head. Attached to the module only while it is exported."""
+        m = self.module
+        upsample_conv = NearestUpsampleConv1d(m.refine[0], m.patch_size)
+        m.add_module(
+            EXPORT_REWRITES,
+            torch.nn.ModuleList([upsample_conv, ConvThenLinear(m.refine[2], m.rhythm_sample)]),
+        )
+        try:
+            yield
+        finally:
+            delattr(m, EXPORT_REWRITES)
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.sample_logits(h), dim=-1).mean(dim=1)

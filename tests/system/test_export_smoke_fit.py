@@ -83,6 +83,16 @@ def test_smoke_recipe_fits_exports_and_verifies(tmp_path):
     torch_engine = select_engine("torch", b, "fp32", threads=1).engine
     assert torch_engine.name == "torch" and "rebuilt from" in torch_engine.description
     assert np.max(np.abs(torch_engine.infer(golden["input"]) - golden["output_fp32"])) <= 1e-4
+    # the exported head runs at the token rate (models.exact_rewrites): no Resize. The torch module
+    # as written runs openecg's refine.0 and refine.2 (128 -> 128, 5 taps) and the 128 -> 6 head at
+    # 5000 samples; the graph runs refine.0 on 500 tokens x 5 distinct phases (3 taps), refine.2 folded into
+    # the head (128 -> 6, 5 taps) and the residual's head once per token. MACs x 2 FLOPs:
+    import onnx
+
+    assert "Resize" not in {n.op_type for n in onnx.load(str(bundle / "model.fp32.onnx")).graph.node}
+    as_written = 128 * 128 * 5 * 5000 * 2 + 5000 * 128 * 6
+    rewritten = 5 * 128 * 128 * 3 * 500 + 6 * 128 * 5 * 5000 + 500 * 128 * 6
+    assert torch_engine.flops_beyond_export(golden["input"].shape[1]) == 2 * (as_written - rewritten)
     # per-target int8: the TensorRT layout and, where it met the floor, the ORT-CPU file ORT runs
     assert manifest["targets"]["model.int8.onnx"] == "tensorrt"
     for variant in manifest["variants"]:

@@ -172,3 +172,10 @@ def test_an_impossible_pct_of_sgemm_is_never_printed():
     text = "\n".join(table.latency_section(report))
     assert "154" not in text and "over limit" in text
     assert "| 5 |" in text  # the possible ratio is still shown
+
+
+def test_model_line_names_what_torch_runs_beyond_the_exported_graph():
+    summary = {"flops": {"per_window": 1.0e9, "beyond_graph_per_window": {"torch": 1.1e9}}}
+    line = table._limits_line(summary, 1.0e9)
+    assert line.startswith("Model: 1 GFLOP per window in the exported graph (torch as written 2.1)")
+    assert "as written" not in table._limits_line({"flops": {"per_window": 1.0e9}}, 1.0e9)

@@ -99,3 +99,25 @@ def test_from_block_slice_continues_the_old_model(adapter):
     with torch.no_grad():
         h5 = adapter.run_blocks(adapter.stem(xt), 0, 5)  # input of block 5
         assert torch.allclose(tail(h5), adapter.forward(xt), atol=1e-6)
+
+
+def test_export_rewrite_is_the_same_head_and_leaves_no_trace(adapter):
+    """export_rewrites computes the head at the token rate: the same probabilities, and the
+    module (its state dict) is as before once the context ends."""
+    h = adapter.run_blocks(
+        adapter.stem(adapter.prepare(ecg_like(3, irregular=True, seed=4))), 0, adapter.n_blocks
+    )
+    keys = set(adapter.module.state_dict())
+    with torch.no_grad():
+        as_written = adapter.head(h)
+        with adapter.export_rewrites():
+            assert hasattr(adapter.module, "bridge_edge_export_rewrites")
+            rewritten = adapter.head(h)
+    assert torch.allclose(rewritten, as_written, atol=1e-6)
+    assert (
+        not hasattr(adapter.module, "bridge_edge_export_rewrites")
+        and set(adapter.module.state_dict()) == keys
+    )
+    with pytest.raises(RuntimeError), adapter.export_rewrites():
+        raise RuntimeError("export failed")
+    assert not hasattr(adapter.module, "bridge_edge_export_rewrites")

@@ -56,6 +56,26 @@ class TorchEngine(Engine):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._model.predict_proba(np.asarray(batch, np.float32))
 
+    def flops_beyond_export(self, n_samples: int) -> int:
+        """FLOPs per window this module, as written, runs beyond its exported graph: what the
+        export's exact rewrites save (export.onnx_export.export_rewrites), by torch's FLOP counter
+        on one window with and without them. 0 for a module without rewrites."""
+        torch = _torch()
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from bridge_edge.export.onnx_export import export_rewrites
+
+        x = torch.zeros(1, n_samples, device=next(self._model.parameters()).device)
+
+        def counted() -> int:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                self._model(x)
+            return counter.get_total_flops()
+
+        as_written = counted()
+        with export_rewrites(self._model):
+            return as_written - counted()
+
 
 def _torch():
     try:
