@@ -107,6 +107,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--start", type=positive_int, default=1, help="first stream count tried; the search doubles from it"
     )
+    p.add_argument(
+        "--max-streams",
+        type=positive_int,
+        default=512,
+        help="largest stream count tried; a knee at or above it reads '>= N' (default 512)",
+    )
     p.set_defaults(handler=run_streams)
 
     p = which.add_parser("training", help="bridge vs KD: parameters, memory, time per epoch, test metrics")

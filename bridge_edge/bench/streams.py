@@ -40,7 +40,9 @@ class StreamsConfig:
     engines: tuple[str, ...] = ("ort",)
     precisions: tuple[str, ...] = ("fp32", "int8")
     trial_seconds: float = 30.0  # real time per trial (must exceed the model window)
-    limit: int = 512  # largest stream count tried (128 kept up on 2 cores and 256 did not: issue #19)
+    limit: int = (
+        512  # largest stream count tried (--max-streams; 128 kept up on 2 cores and 256 did not: issue #19)
+    )
     start: int = 1  # first stream count tried; the search doubles from here
     ingest_seconds: float = 600.0  # signal pushed through the ingest path (not wall time)
     threads: int = 1
@@ -57,6 +59,7 @@ class StreamsConfig:
             precisions=args.precisions,
             trial_seconds=args.trial_seconds,
             start=getattr(args, "start", cls.start),
+            limit=getattr(args, "max_streams", cls.limit),
             threads=args.threads,
             batch_wait_hops=getattr(args, "batch_wait_hops", cls.batch_wait_hops),
             thread_counts=_split_counts(args),

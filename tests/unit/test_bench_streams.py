@@ -183,3 +183,13 @@ def test_a_search_from_a_higher_start_still_bisects_to_the_knee(monkeypatch):
     result = runtime_bench.max_realtime_streams(bundle, "ort", "int8", 20.0, 2, limit=64, start=8)
     assert tried[:4] == [8, 16, 32, 64]  # the quick search: four doublings reach 64
     assert 36 <= result.max_streams <= 40 and all(n > 8 for n in tried[1:])
+
+
+def test_max_streams_raises_the_search_cap_from_the_command_line():
+    from bridge_edge.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "streams", "--max-streams", "2048", "--start", "256"])
+    cfg = streams.StreamsConfig.full(args)
+    assert (cfg.limit, cfg.start) == (2048, 256)
+    default = streams.StreamsConfig.full(build_parser().parse_args(["bench", "streams"]))
+    assert default.limit == streams.StreamsConfig.limit == 512
