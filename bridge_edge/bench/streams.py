@@ -40,9 +40,7 @@ class StreamsConfig:
     engines: tuple[str, ...] = ("ort",)
     precisions: tuple[str, ...] = ("fp32", "int8")
     trial_seconds: float = 30.0  # real time per trial (must exceed the model window)
-    limit: int = (
-        512  # largest stream count tried (--max-streams; 128 kept up on 2 cores and 256 did not: issue #19)
-    )
+    limit: int = 512  # largest stream count tried, --max-streams (issue #19: 128 kept up, 256 did not)
     start: int = 1  # first stream count tried; the search doubles from here
     ingest_seconds: float = 600.0  # signal pushed through the ingest path (not wall time)
     threads: int = 1

@@ -21,6 +21,7 @@ This module imports no torch; adapters (subclasses) do, inside their own modules
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -86,8 +87,6 @@ class ModelAdapter:
     def export_rewrites(self):
         """A context in which the module computes the same numbers in a form cheaper to deploy;
         ``export.onnx_export`` exports inside it, its parity check runs outside. Default: none."""
-        import contextlib
-
         return contextlib.nullcontext()
 
     def pool(self, h):
