@@ -14,7 +14,8 @@ runtime's scored windows. Per fit, printed:
 - what a bedside monitor does with those calls: each 90-s sequence's hops through the runtime's
   smoothing (``ProbabilitySmoother`` at ``PipelineConfig``'s alpha) and the monitor's alarm onset
   (``AlarmRules.onset_s`` of an unbroken smoothed ``afib`` label), and the share of AF and of
-  ectopy sequences that raise an AF alarm.
+  ectopy sequences that raise an AF alarm;
+- the same calls and alarms after the runtime's regular-rhythm rule (signals.regular_rhythm).
 
 The rhythms (simulated intervals, not a real recording's label) are read here for this
 measurement only; nothing here reaches a model or a threshold.
@@ -48,7 +49,8 @@ from bridge_edge.runtime.engines import select_engine
 from bridge_edge.runtime.stream import ModelInput
 from bridge_edge.signals import resequence
 from bridge_edge.signals.dev_recordings import available_dev_recordings
-from bridge_edge.signals.preprocess import normalise_windows
+from bridge_edge.signals.preprocess import normalise_windows, window_beats
+from bridge_edge.signals.regular_rhythm import RegularRhythmRule
 
 SECONDS = 90.0
 SEEDS = range(6)
@@ -61,11 +63,10 @@ def first_window_start_s(spec, fs: float) -> float:
     return first_window_end_s(fs, spec, WINDOW_S, HOP_S) - WINDOW_S
 
 
-def probe_windows(
-    spec, rate_bpm: tuple[float, float] = RATE_BPM
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def probe_windows(spec, rate_bpm: tuple[float, float] = RATE_BPM):
     """(model inputs, is AF, premature beats per window from the laid intervals, the laid sequence
-    each window was cut from, its end in seconds into the sequence)."""
+    each window was cut from, its end in seconds into the sequence, the beats the runtime detects
+    in it)."""
     windows, is_af, premature, sequence, end_s = [], [], [], [], []
     n_laid = 0
     for k, rec in enumerate(available_dev_recordings()):
@@ -91,7 +92,8 @@ def probe_windows(
                     end_s.append(start + WINDOW_S)
                 n_laid += 1
     x = normalise_windows(np.stack(windows), spec).astype(np.float32)
-    return x, np.array(is_af), np.array(premature), np.array(sequence), np.array(end_s)
+    detected = window_beats(np.stack(windows), spec)
+    return x, np.array(is_af), np.array(premature), np.array(sequence), np.array(end_s), detected
 
 
 def auroc(scores: np.ndarray, is_af: np.ndarray, keep: np.ndarray) -> float:
@@ -123,7 +125,7 @@ def main(argv: list[str]) -> None:
     if pairs[:1] == ["--bpm"]:
         rate_bpm, pairs = tuple(float(v) for v in pairs[1].split(":")), pairs[2:]
     first_bundle = load_bundle(pairs[0].split(":")[-1])
-    x, is_af, premature, sequence, end_s = probe_windows(
+    x, is_af, premature, sequence, end_s, detected = probe_windows(
         ModelInput.from_manifest(first_bundle.manifest).preprocess, rate_bpm
     )
     print(f"sequences laid at {rate_bpm[0]:g}-{rate_bpm[1]:g} bpm")
@@ -157,14 +159,19 @@ def main(argv: list[str]) -> None:
             )
         print(line)
         firsts = np.unique(sequence, return_index=True)[1]
-        alarms = np.array(
-            [alarmed(out[sequence == s], end_s[sequence == s], labels) for s in sequence[firsts]]
-        )
-        af_seq = is_af[firsts]
-        print(
-            f"  alarm level ({len(firsts)} sequences of {SECONDS:g} s): AF alarm raised on {alarms[af_seq].mean():.3f} "
-            f"of AF sequences, on {alarms[~af_seq].mean():.3f} of sinus-with-ectopy sequences"
-        )
+        rule = RegularRhythmRule()
+        shown = rule.apply(out, labels, rule.fires(detected, ModelInput.from_manifest(bundle.manifest).fs))
+        for what, p in (("model alone", out), ("with the regular-rhythm rule", shown)):
+            alarms = np.array(
+                [alarmed(p[sequence == s], end_s[sequence == s], labels) for s in sequence[firsts]]
+            )
+            af_seq, called = is_af[firsts], p.argmax(axis=1) == labels.index("afib")
+            print(
+                f"  {what}: windows called AF {called[is_af].mean():.3f} of AF, {called[~is_af & (premature >= 2)].mean():.3f} "
+                f"of >= 2 premature, {called[~is_af & (premature == 1)].mean():.3f} of 1 | alarm level ({len(firsts)} "
+                f"sequences of {SECONDS:g} s): AF alarm raised on {alarms[af_seq].mean():.3f} of AF sequences, on "
+                f"{alarms[~af_seq].mean():.3f} of sinus-with-ectopy sequences"
+            )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from bridge_edge.signals.preprocess import (
     upright_windows,
     window_beats,
 )
-from bridge_edge.signals.quality import ppg_sqi
+from bridge_edge.signals.quality import window_sqi
 from bridge_edge.signals.types import PairedDataset, PairedRecording
 
 
@@ -36,9 +36,9 @@ class WindowSet:
     subject: np.ndarray  # (N,) subject id (str)
     start_s: np.ndarray  # (N,) window start, seconds from recording start
     labels: tuple[str, ...]  # dataset vocabulary
-    # (N,) PPG quality of each window as recorded (signals.quality.ppg_sqi on the upright
+    # (N,) PPG quality of each window as recorded (signals.quality.window_sqi on the upright
     # band-passed window, before normalisation): what the runtime's SQI gate reads. NaN in run
-    # directories written before it was stored.
+    # directories written before it was stored; without the motion score in older ones.
     sqi: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -125,7 +125,9 @@ def recording_windows(
     starts = _window_starts(duration, window_s, hop_s)
     cut = _cut(ppg, ppg_spec.fs_out, starts, window_s)
     upright = upright_windows(cut, ppg_spec)
-    sqi = ppg_sqi(upright, ppg_spec.fs_out, beats=window_beats(upright, ppg_spec)).astype(np.float32)
+    sqi = window_sqi(upright, ppg_spec.fs_out, "ppg", beats=window_beats(upright, ppg_spec)).astype(
+        np.float32
+    )
     ppg_w = normalise_windows(cut, ppg_spec)
     if fs_ecg is None:
         ecg_w = np.zeros((len(starts), 0), np.float32)

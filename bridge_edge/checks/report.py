@@ -45,18 +45,30 @@ def _pct(x: float | None) -> str:
     return "  -  " if x is None else f"{100 * x:5.1f}"
 
 
+KNOWN_RHYTHMS = (
+    ("fixed_shape", "afib"),
+    ("fixed_shape", "sinus"),
+    ("resequenced", "afib"),
+    ("resequenced", "sinus"),
+    ("resequenced", "ectopic"),
+)
+
+
+def _has_model_alone(report: SuiteReport) -> bool:
+    return any(c.model_called is not None for c in report.cases)
+
+
 def text_table(report: SuiteReport) -> str:
     lines = [f"rhythm-not-shape suite: bundle {report.bundle}, {report.engine} {report.precision}"]
     lines.append("% of scored windows called AF     " + "  ".join(f"{v:>11}" for v in VARIANTS))
-    for group, rhythm in (
-        ("fixed_shape", "afib"),
-        ("fixed_shape", "sinus"),
-        ("resequenced", "afib"),
-        ("resequenced", "sinus"),
-        ("resequenced", "ectopic"),
-    ):
+    for group, rhythm in KNOWN_RHYTHMS:
         row = "  ".join(f"{_pct(report.share(group, rhythm, v)):>11}" for v in VARIANTS)
         lines.append(f"{group + ' ' + rhythm:33} {row}")
+    if _has_model_alone(report):
+        lines.append("the model alone, before the runtime's regular-rhythm rule:")
+        for group, rhythm in KNOWN_RHYTHMS:
+            row = "  ".join(f"{_pct(report.share(group, rhythm, v, 'model_alone')):>11}" for v in VARIANTS)
+            lines.append(f"{group + ' ' + rhythm:33} {row}")
     lines.append("development recordings (healthy; any AF call is false): % called AF of scored hops")
     if not any(c.group == "dev_recordings" for c in report.cases):
         lines.append(f"  none installed: {NO_RECORDINGS}")
@@ -88,17 +100,21 @@ def plot_suite(report: SuiteReport, path: Path) -> Path:
     import numpy as np
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 2]})
-    rows = [
-        ("fixed_shape", "afib"),
-        ("fixed_shape", "sinus"),
-        ("resequenced", "afib"),
-        ("resequenced", "sinus"),
-        ("resequenced", "ectopic"),
-    ]
+    rows = KNOWN_RHYTHMS
     x = np.arange(len(rows))
     for i, variant in enumerate(VARIANTS):
         values = [report.share(g, r, variant) or 0.0 for g, r in rows]
         left.bar(x + (i - 1.5) * 0.2, values, 0.2, label=variant)
+        if _has_model_alone(report):
+            alone = [report.share(g, r, variant, "model_alone") or 0.0 for g, r in rows]
+            left.scatter(
+                x + (i - 1.5) * 0.2,
+                alone,
+                marker="_",
+                s=60,
+                color="k",
+                label="model alone" if i == 0 else None,
+            )
     left.set_xticks(x, [f"{g}\n{r}" for g, r in rows], fontsize=8)
     left.set_ylabel("share of scored windows called AF")
     left.axhline(0.9, color="k", lw=0.6, ls="--")

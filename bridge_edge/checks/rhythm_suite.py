@@ -23,10 +23,11 @@ the positive label; ``targets`` checks the goals of docs/method.md.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from bridge_edge.checks.suite_report import VARIANTS, CaseResult, SuiteReport
 from bridge_edge.signals import resequence
 from bridge_edge.signals.dev_recordings import RealPPG, available_dev_recordings
 from bridge_edge.signals.preprocess import (
@@ -37,19 +38,7 @@ from bridge_edge.signals.preprocess import (
     window_beats,
 )
 
-VARIANTS = {"as_recorded": 1.0, "inverted": -1.0, "x0.8": 0.8, "x1.25": 1.25}
 CASE_SECONDS = 90.0
-
-# Goals (docs/method.md): AF recall, and the largest share of non-AF windows called AF.
-GOALS = {
-    "fixed_shape_af_recall": 0.90,
-    "resequenced_af_recall": 0.90,
-    "resequenced_sinus_false_af": 0.05,
-    "resequenced_ectopic_false_af": 0.10,
-    "variant_tolerance": 0.05,
-    "dev_pooled_false_af": 0.03,
-    "dev_each_false_af": 0.05,
-}
 
 
 @dataclass(frozen=True)
@@ -60,151 +49,6 @@ class Case:
     source: str
     signal: np.ndarray = field(repr=False)
     fs: float
-
-
-@dataclass(frozen=True)
-class CaseResult:
-    group: str
-    rhythm: str
-    variant: str
-    source: str
-    windows: int
-    gated: int
-    called_positive: int
-    rr_af_called: int | None = None  # the pulse-timing baseline on the same windows, where available
-    # AF alarms a bedside monitor raises over the case's scored hops played in order (runtime
-    # smoothing and alarm onset; monitor.alarms.rhythm_alarm_onsets): development recordings only
-    af_alarms: int | None = None
-
-    @property
-    def scored(self) -> int:
-        return self.windows - self.gated
-
-    @property
-    def positive_share(self) -> float | None:
-        return self.called_positive / self.scored if self.scored else None
-
-
-@dataclass
-class SuiteReport:
-    bundle: str
-    engine: str
-    precision: str
-    cases: list[CaseResult]
-
-    def share(
-        self, group: str, rhythm: str, variant: str = "as_recorded", model: str = "bundle"
-    ) -> float | None:
-        """Pooled share of scored windows called AF over every case of (group, rhythm, variant)."""
-        rows = [c for c in self.cases if (c.group, c.rhythm, c.variant) == (group, rhythm, variant)]
-        if model == "rr_timing":
-            rows = [c for c in rows if c.rr_af_called is not None]
-        scored = sum(c.scored for c in rows)
-        called = sum((c.rr_af_called if model == "rr_timing" else c.called_positive) for c in rows)
-        return called / scored if scored else None
-
-    def summary(self) -> dict:
-        out: dict = {}
-        for group, rhythms in (
-            ("fixed_shape", ("afib", "sinus")),
-            ("resequenced", ("afib", "sinus", "ectopic")),
-        ):
-            for rhythm in rhythms:
-                for variant in VARIANTS:
-                    key = f"{group}/{rhythm}/{variant}"
-                    out[key] = {
-                        m: _round(self.share(group, rhythm, variant, m)) for m in ("bundle", "rr_timing")
-                    }
-        for group, rhythm in (("dev_recordings", "sinus"), ("probe", "sinus")):
-            for c in self.cases:
-                if (c.group, c.rhythm) == (group, rhythm):
-                    out[f"{group}/{c.variant}/{c.source}"] = {
-                        "bundle": _round(c.positive_share),
-                        "scored": c.scored,
-                        "windows": c.windows,
-                    }
-        out["dev_recordings/pooled"] = {
-            "bundle": _round(self.share("dev_recordings", "sinus", "as_recorded"))
-        }
-        alarms = [c.af_alarms for c in self.cases if c.group == "dev_recordings" and c.af_alarms is not None]
-        out["dev_recordings/af_alarms"] = {
-            "bundle": sum(alarms) if alarms else None,
-            "recordings": len(alarms),
-        }
-        return out
-
-    def targets(self) -> dict:
-        """Each goal: the measured value and whether it is met (None: not measurable here)."""
-
-        def worst_variant(
-            group: str, rhythm: str, higher_is_better: bool
-        ) -> tuple[float | None, float | None]:
-            base = self.share(group, rhythm)
-            others = [self.share(group, rhythm, v) for v in VARIANTS if v != "as_recorded"]
-            others = [o for o in others if o is not None]
-            if base is None or not others:
-                return base, None
-            return base, max(abs(o - base) for o in others)
-
-        rows = {}
-        for key, group, rhythm, goal, higher in (
-            ("fixed_shape_af_recall", "fixed_shape", "afib", GOALS["fixed_shape_af_recall"], True),
-            ("resequenced_af_recall", "resequenced", "afib", GOALS["resequenced_af_recall"], True),
-            (
-                "resequenced_sinus_false_af",
-                "resequenced",
-                "sinus",
-                GOALS["resequenced_sinus_false_af"],
-                False,
-            ),
-            (
-                "resequenced_ectopic_false_af",
-                "resequenced",
-                "ectopic",
-                GOALS["resequenced_ectopic_false_af"],
-                False,
-            ),
-        ):
-            value, spread = worst_variant(group, rhythm, higher)
-            met = None if value is None else (value >= goal if higher else value <= goal)
-            rows[key] = {"value": _round(value), "goal": goal, "met": met}
-            rows[key + "_variant_spread"] = {
-                "value": _round(spread),
-                "goal": GOALS["variant_tolerance"],
-                "met": None if spread is None else spread <= GOALS["variant_tolerance"],
-            }
-        pooled = self.share("dev_recordings", "sinus")
-        rows["dev_pooled_false_af"] = {
-            "value": _round(pooled),
-            "goal": GOALS["dev_pooled_false_af"],
-            "met": None if pooled is None else pooled <= GOALS["dev_pooled_false_af"],
-        }
-        each = [
-            c.positive_share
-            for c in self.cases
-            if c.group == "dev_recordings" and c.positive_share is not None
-        ]
-        rows["dev_each_false_af"] = {
-            "value": _round(max(each) if each else None),
-            "goal": GOALS["dev_each_false_af"],
-            "met": None if not each else max(each) <= GOALS["dev_each_false_af"],
-        }
-        return rows
-
-    def as_dict(self) -> dict:
-        return {
-            "suite": "rhythm",
-            "bundle": self.bundle,
-            "engine": self.engine,
-            "precision": self.precision,
-            "summary": self.summary(),
-            "targets": self.targets(),
-            "cases": [asdict(c) | {"positive_share": _round(c.positive_share)} for c in self.cases],
-        }
-
-
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(float(x), 4)
 
 
 # --- cases ---------------------------------------------------------------------------------
@@ -336,21 +180,35 @@ def first_window_end_s(fs_in: float, spec: PreprocessSpec, window_s: float, hop_
 def run_suite(
     bundle, engine: str = "ort", precision: str = "auto", quick: bool = False, cases=None
 ) -> SuiteReport:
-    """Score every case through ``bundle`` (a loaded bundle) on a runtime engine."""
+    """Score every case through ``bundle`` (a loaded bundle) on a runtime engine, with the
+    runtime's regular-rhythm rule (signals.regular_rhythm) where it applies; the model's own calls
+    are kept beside them (``CaseResult.model_called``)."""
     from bridge_edge.monitor.alarms import rhythm_alarm_onsets
     from bridge_edge.runtime.engines import select_engine
     from bridge_edge.runtime.stream import ModelInput
+    from bridge_edge.signals.regular_rhythm import RegularRhythmRule
 
     model = ModelInput.from_manifest(bundle.manifest)
     chosen = select_engine(engine, bundle, precision=precision).engine
     positive = model.labels.index(model.positive_label)
+    rule = RegularRhythmRule.for_model(model.labels, model.modality)
 
-    last: dict = {}  # score_cases hands a recording's windows to both calls: infer them once
+    last: dict = {}  # score_cases hands a recording's windows to every call: infer them once
+
+    def model_probabilities(windows: np.ndarray) -> np.ndarray:
+        if last.get("windows") is not windows:
+            probs = chosen.infer(normalise_windows(windows, model.preprocess))
+            shown = probs
+            if rule is not None and len(windows):
+                fired = rule.fires(window_beats(windows, model.preprocess), model.fs)
+                shown = rule.apply(probs, model.labels, fired)
+            last.update(windows=windows, probs=probs, shown=shown)
+        return last["probs"]
 
     def probabilities(windows: np.ndarray) -> np.ndarray:
-        if last.get("windows") is not windows:
-            last.update(windows=windows, probs=chosen.infer(normalise_windows(windows, model.preprocess)))
-        return last["probs"]
+        """What the runtime shows: the model's, after the regular-rhythm rule."""
+        model_probabilities(windows)
+        return last["shown"]
 
     def af_alarms(windows: np.ndarray, end_s: np.ndarray) -> int:
         return len(rhythm_alarm_onsets(probabilities(windows), end_s, model.labels))
@@ -362,6 +220,7 @@ def run_suite(
         window_s=model.window_len / model.fs,
         hop_s=model.hop_len / model.fs,
         af_alarms=af_alarms,
+        model_calls_af=None if rule is None else lambda w: model_probabilities(w).argmax(axis=1) == positive,
     )
     name = getattr(chosen, "name", engine)
     return SuiteReport(
@@ -370,12 +229,20 @@ def run_suite(
 
 
 def score_cases(
-    cases, calls_af, spec: PreprocessSpec, *, window_s: float, hop_s: float, af_alarms=None
+    cases,
+    calls_af,
+    spec: PreprocessSpec,
+    *,
+    window_s: float,
+    hop_s: float,
+    af_alarms=None,
+    model_calls_af=None,
 ) -> list[CaseResult]:
     """``calls_af(band-passed windows) -> bool per window`` on every case's scored windows, with the
     pulse-timing baseline beside it where bridge_edge.signals.rr_timing exists. ``af_alarms(windows,
     end_s) -> int``, where given, counts the monitor's AF alarms over a development recording's
-    scored hops in order."""
+    scored hops in order; ``model_calls_af``, where given, the model's calls before the runtime's
+    rules."""
     rr_calls = _rr_timing()
     results = []
     for case in cases:
@@ -389,6 +256,9 @@ def score_cases(
         rr_called = None
         if rr_calls is not None:
             rr_called = int(np.sum(rr_calls(keep, spec.fs_out))) if len(keep) else 0
+        model_called = None
+        if model_calls_af is not None:
+            model_called = int(np.sum(model_calls_af(keep))) if len(keep) else 0
         results.append(
             CaseResult(
                 case.group,
@@ -400,6 +270,7 @@ def score_cases(
                 called,
                 rr_called,
                 alarms,
+                model_called,
             )
         )
     return results

@@ -165,6 +165,8 @@ class MonitorFeed:
         ]
         # the pulse-timing AF score of each bed's last scored window: shown, never alarmed on
         self.timing_scores: list[float | None] = [None] * len(streams)
+        # whether the runtime's regular-rhythm rule moved each bed's last scored AF probability
+        self.af_ruled_out: list[bool] = [False] * len(streams)
         self.filters = [[DisplayFilter(t) for t in traces] for traces in self.traces]
         self.timelines = [SampleTimeline(info.fs) for info in streams]
         self.histories = [[TraceHistory(t.fs) for t in traces] for traces in self.traces]
@@ -239,6 +241,7 @@ class MonitorFeed:
                 status.hr_bpm = _finite_or_none(pred.hr_bpm)
                 status.prediction_at = time.monotonic()
                 self.timing_scores[bed] = _finite_or_none(pred.rr_af_score)
+                self.af_ruled_out[bed] = bool(pred.af_ruled_out)
             label = status.label
         self.server.send_json(
             {
@@ -250,6 +253,7 @@ class MonitorFeed:
                 "probs": _clean_probs(pred.smoothed_probs if pred.gated is None else None),
                 "sqi": _finite_or_none(pred.sqi),
                 "rr_af_score": self.timing_scores[bed] if pred.gated is None else None,
+                "af_ruled_out": bool(pred.af_ruled_out),
                 "gated": pred.gated,
                 "dropped_samples": int(pred.dropped_samples),
                 "gap": bool(pred.gap),
@@ -288,6 +292,7 @@ class MonitorFeed:
                     "sqi_level": self.rules.sqi.level(status.sqi),
                     "hr_bpm": None if hr is None else round(hr),
                     "timing_score": None if timing is None else round(timing, 3),
+                    "af_ruled_out": self.af_ruled_out[index],
                     # seconds until this label's physiological alarm may sound (None: no such alarm)
                     "alarm_in_s": _alarm_in(status, now, self.rules),
                     "traces": [

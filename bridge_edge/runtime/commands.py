@@ -57,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="windows below the SQI threshold: no model call, call and flag, or no gate",
     )
     p.add_argument(
+        "--no-regular-rhythm-rule",
+        action="store_true",
+        help="report the model's AF probability as is, also where the beats are regular once "
+        "isolated premature beats are taken out (docs/runtime.md)",
+    )
+    p.add_argument(
         "--threads", type=positive_int, help="ONNX Runtime intra-op threads, >= 1 (default: cores - 1)"
     )
     p.add_argument(
@@ -129,6 +135,7 @@ def run_command(args: argparse.Namespace) -> int:
     config = PipelineConfig(
         gap_policy=args.gap_policy,
         sqi_policy=args.sqi_policy,
+        regular_rhythm_rule=not args.no_regular_rhythm_rule,
         threads=args.threads,
         lossless=args.lossless,
         batch_wait_s=args.batch_wait_ms / 1e3,

@@ -48,6 +48,9 @@ class Prediction:
     # pulse-timing AF score of the same window (signals.rr_timing; AF at >= its threshold), beside
     # the model's probabilities, not an alarm; None when not computable (low SQI, too few beats)
     rr_af_score: float | None = None
+    # the regular-rhythm rule fired (signals.regular_rhythm): the beats are regular once isolated
+    # premature beats are taken out, so ``probs`` carry the model's AF probability as sinus
+    af_ruled_out: bool = False
 
     def as_json(self) -> dict:
         """A plain dict whose non-finite floats are None (``strict_json`` prints it)."""

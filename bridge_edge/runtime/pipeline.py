@@ -34,6 +34,7 @@ from bridge_edge.runtime.stream import ModelInput, StreamState, WindowJob
 from bridge_edge.signals.beats import detect_beats, heart_rate_bpm
 from bridge_edge.signals.preprocess import normalise_windows, upright_windows
 from bridge_edge.signals.quality import LOW_SQI, window_sqi
+from bridge_edge.signals.regular_rhythm import RegularRhythmRule
 from bridge_edge.signals.rr_timing import rr_af_scores_from_beats
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class PipelineConfig:
     spinning: bool = False
     batch_wait_s: float = 0.05  # hold a ready window up to this long so other streams' windows join its call
     trim_every_s: float = 60.0  # free heap back to the OS this often, 0: never (native_memory.py)
+    regular_rhythm_rule: bool = True  # AF ruled out where the beats are regular (signals.regular_rhythm)
 
 
 class Pipeline:
@@ -91,6 +93,8 @@ class Pipeline:
         self.streams = [StreamState.open(i, s, self.model, cfg.ring_seconds) for i, s in enumerate(sources)]
         self._listeners: list[object] = []
         self._smoother = ProbabilitySmoother(self.model.labels, cfg.smoothing_alpha)
+        on = cfg.regular_rhythm_rule
+        self._rule = RegularRhythmRule.for_model(self.model.labels, self.model.modality) if on else None
         self._timer = StageTimer()
         self._wake = threading.Condition()
         self._stop = threading.Event()
@@ -304,11 +308,23 @@ class Pipeline:
             self.inferred_windows += len(run)
             for i in run:  # queue wait: the window's last sample arrived -> its engine call started
                 self._timer.add("wait", (call_ns - jobs[i].arrival_ns) / 1e6)
+        ruled_out = np.zeros(len(jobs), dtype=bool)
+        if self._rule is not None and run:
+            ruled_out[run] = self._rule.fires([beats[i] for i in run], self.model.fs)
+            probs = self._rule.apply(probs, self.model.labels, ruled_out[run])
         probs_of = dict(zip(run, probs))
         batch_pre_ms = (t1 - t0) / 1e6
         for i, job in enumerate(jobs):
             self._emit(
-                job, probs_of.get(i), float(sqi[i]), hr[i], gated[i], batch_pre_ms, (t2 - t1) / 1e6, rr_af[i]
+                job,
+                probs_of.get(i),
+                float(sqi[i]),
+                hr[i],
+                gated[i],
+                batch_pre_ms,
+                (t2 - t1) / 1e6,
+                rr_af[i],
+                bool(ruled_out[i]),
             )
 
     def _gate(self, job: WindowJob, sqi: float) -> str | None:
@@ -334,6 +350,7 @@ class Pipeline:
         batch_pre_ms: float,
         infer_ms: float,
         rr_af: float = float("nan"),
+        af_ruled_out: bool = False,
     ) -> None:
         st = self.streams[job.stream_index]
         labels = self.model.labels
@@ -380,6 +397,7 @@ class Pipeline:
             bundle_name=self.model.bundle_name,
             bundle_version=self.model.bundle_version,
             rr_af_score=float(rr_af) if np.isfinite(rr_af) else None,
+            af_ruled_out=af_ruled_out,
         )
         self._notify("on_prediction", pred)
 

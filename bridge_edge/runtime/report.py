@@ -18,6 +18,7 @@ def format_prediction(p: Prediction) -> str:
     hr = f"{p.hr_bpm:5.0f}" if p.hr_bpm is not None else "  ---"
     rr = f"{p.rr_af_score:.2f}" if p.rr_af_score is not None else " ---"
     flags = (" GAP" if p.gap else "") + (f" dropped={p.dropped_samples}" if p.dropped_samples else "")
+    flags += " AF-ruled-out(regular beats)" if p.af_ruled_out else ""
     return (
         f"{clock} [{p.stream.index}:{p.stream.name}] {what}  HR {hr}  SQI {sqi}  timing {rr}  "
         f"{p.latency_ms.total:6.1f} ms (infer {p.latency_ms.infer:.1f}){flags}"

@@ -20,6 +20,14 @@ clean ECG), baseline share basSQI = 1 - P(0-1 Hz) / P(0-40 Hz).
 
 The final SQI is the geometric mean of the components, so one bad component pulls it down.
 Windows under ``LOW_SQI`` are "unacceptable": the runtime skips the model or flags the output.
+
+Motion (PPG, ``window_sqi`` only): a movement or a knock on the sensor adds a transient many
+times larger than the pulses, and the beat detector, which judges each pulse against the largest
+one nearby, then loses the beats around it; what is left reads as an irregular rhythm. The gate's
+SQI is therefore ``ppg_sqi`` times ``motion_score``, which is 1 while the window's peak-to-peak
+stays within ``MOTION_RATIO_OK`` times its median pulse amplitude and falls to 0 at
+``MOTION_RATIO_BAD`` (docs/method.md, "Motion gate", has the measurements that placed them).
+``ppg_sqi`` alone stays the pulse quality that pretraining reads to choose its targets.
 """
 
 from __future__ import annotations
@@ -29,6 +37,12 @@ import numpy as np
 from bridge_edge.signals.beats import detect_ppg_beats
 
 LOW_SQI = 0.5
+# window peak-to-peak / median pulse amplitude: at most 2.6 in the rhythm suite's AF windows
+# that pass the pulse-quality gate, 3.6 with ectopic beats; 8.9-16 in the motion windows of the
+# development recordings that were still scored (docs/method.md, "Motion gate")
+MOTION_RATIO_OK = 6.0
+MOTION_RATIO_BAD = 8.0
+PULSE_FOOT_S = 0.4  # a pulse's amplitude: its peak above the lowest sample this long before it
 
 
 def _band_power(spec: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -59,6 +73,32 @@ def beat_template_correlation(x: np.ndarray, fs: float, peaks: np.ndarray | None
     return float(np.mean(beats @ template / np.maximum(norms, 1e-30)))
 
 
+def pulse_amplitudes(x: np.ndarray, fs: float, peaks: np.ndarray) -> np.ndarray:
+    """Each beat's rise: the window ``x`` at systolic peak ``peaks`` above its foot, the lowest
+    sample in the ``PULSE_FOOT_S`` before it (all beats at once)."""
+    peaks = np.asarray(peaks, dtype=np.int64)
+    lookback = np.arange(int(round(PULSE_FOOT_S * fs)) + 1)
+    feet = x[np.clip(peaks[:, None] - lookback[None, :], 0, len(x) - 1)].min(axis=1)
+    return x[peaks] - feet
+
+
+def motion_ratio(x: np.ndarray, fs: float, peaks: np.ndarray) -> float:
+    """The window's peak-to-peak over its median pulse amplitude (inf without beats)."""
+    if np.mean((x - x.mean()) ** 3) < 0:  # the beat detector reads a segment upright: so do we
+        x = -x
+    amplitudes = pulse_amplitudes(x, fs, peaks)
+    median = float(np.median(amplitudes)) if len(amplitudes) else 0.0
+    return float(np.ptp(x)) / median if median > 0 else float("inf")
+
+
+def motion_score(windows: np.ndarray, fs: float, beats: list | None = None) -> np.ndarray:
+    """Per window: 1 up to ``MOTION_RATIO_OK``, 0 from ``MOTION_RATIO_BAD``, linear between."""
+    w = np.atleast_2d(np.asarray(windows, dtype=np.float64))
+    beats = [detect_ppg_beats(x, fs) for x in w] if beats is None else beats  # loop over windows
+    ratio = np.array([motion_ratio(x, fs, p) for x, p in zip(w, beats)])
+    return np.clip((MOTION_RATIO_BAD - ratio) / (MOTION_RATIO_BAD - MOTION_RATIO_OK), 0.0, 1.0)
+
+
 def ppg_sqi(windows: np.ndarray, fs: float, flat_std: float = 1e-6, beats: list | None = None) -> np.ndarray:
     """``beats``: systolic peak indices per window if already detected (saves a second pass)."""
     w = np.atleast_2d(np.asarray(windows, dtype=np.float64))
@@ -85,5 +125,10 @@ def ecg_sqi(windows: np.ndarray, fs: float, flat_std: float = 1e-6) -> np.ndarra
 
 
 def window_sqi(windows: np.ndarray, fs: float, modality: str, beats: list | None = None) -> np.ndarray:
-    """SQI per window for ``modality`` "ppg" or "ecg" (``beats``: PPG peaks per window, optional)."""
-    return ecg_sqi(windows, fs) if modality == "ecg" else ppg_sqi(windows, fs, beats=beats)
+    """The runtime's gate per window for ``modality`` "ppg" or "ecg" (``beats``: PPG peaks per
+    window, optional): for PPG the pulse quality times the motion score."""
+    if modality == "ecg":
+        return ecg_sqi(windows, fs)
+    w = np.atleast_2d(np.asarray(windows, dtype=np.float64))
+    beats = [detect_ppg_beats(x, fs) for x in w] if beats is None else beats  # loop over windows
+    return ppg_sqi(w, fs, beats=beats) * motion_score(w, fs, beats)

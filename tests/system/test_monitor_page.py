@@ -101,6 +101,8 @@ class FakePipeline:
                             # bed 1 agrees with the model; bed 2's timing says irregular while
                             # the model says sinus: shown, never alarmed on
                             rr_af_score=(0.25 if afib else 0.02) if bed == 0 else 0.30,
+                            # bed 1 before its AF: the runtime's regular-rhythm rule moved AF
+                            af_ruled_out=bed == 0 and not afib,
                             gated=None,
                             dropped_samples=0,
                             gap=False,
@@ -116,6 +118,10 @@ window.rhythmTexts = [];
 const el = document.querySelectorAll('.bed')[0].querySelector('.rhythm-value');
 new MutationObserver(() => { if (!rhythmTexts.includes(el.textContent)) rhythmTexts.push(el.textContent); })
   .observe(el, {childList: true, characterData: true, subtree: true});
+const note = document.querySelectorAll('.bed')[0].querySelector('.timing-note');
+window.timingNotes = [note.textContent];
+new MutationObserver(() => { if (!timingNotes.includes(note.textContent)) timingNotes.push(note.textContent); })
+  .observe(note, {childList: true, characterData: true, subtree: true});
 """
 
 
@@ -171,6 +177,9 @@ def test_page_draws_four_traces_labels_alarms_and_blanks_stale_hr(monitor):
         )
         assert alarm["priority"] == "medium" and alarm["marker"] == "**"
         texts = browser.evaluate("window.rhythmTexts")
+        # bed 1's note said the rule ruled AF out while it did, and stopped saying so at its AF
+        notes = browser.evaluate("window.timingNotes")
+        assert "AF ruled out: regular beats" in notes and notes[-1] != "AF ruled out: regular beats"
         assert any(t.startswith("afib (alarm in ") for t in texts) and "afib" in texts, texts
         assert "** Bed 1 AF" in browser.evaluate(
             "document.getElementById('alarms-physiological').textContent"

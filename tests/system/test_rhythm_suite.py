@@ -72,19 +72,12 @@ def test_inverted_cases_are_the_same_windows_to_the_model(cases):
         np.testing.assert_array_equal(normalise_windows(a, SPEC), normalise_windows(b, SPEC))
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="bundle 0.9.2 (0.9.1's model) meets AF recall (fixed shape 94.5 %, re-sequenced 95 %) and its "
-    "spreads, sinus false AF (0 %) and pooled real-recording false AF (0.9 %) but misses sinus with "
-    "ectopics (10.8 %, x0.8 22 %) and one recording's 1 of 2 hops (issue #16 open; docs/method.md, "
-    "'Bundle 0.9.1'); "
-    "strict, so this marker must go the moment a bundle meets every goal",
-)
-def test_default_bundle_meets_the_rhythm_suite_goals(tmp_path):
-    """`bridge-edge evaluate default --suite rhythm` through ONNX Runtime: every goal met, JSON + PNG."""
+@pytest.fixture(scope="module")
+def default_suite(tmp_path_factory):
+    """`bridge-edge evaluate default --suite rhythm --quick --json` through ONNX Runtime, once."""
     if not suite.available_dev_recordings():
         pytest.skip("no development recording installed")
+    out = tmp_path_factory.mktemp("suite")
     run = subprocess.run(
         [
             sys.executable,
@@ -97,15 +90,50 @@ def test_default_bundle_meets_the_rhythm_suite_goals(tmp_path):
             "--quick",
             "--json",
             "--out",
-            str(tmp_path),
+            str(out),
         ],
         capture_output=True,
         text=True,
         timeout=900,
     )
-    result = json.loads(run.stdout)
+    return run, json.loads(run.stdout), out
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="bundle 0.9.2 with the runtime's motion gate and regular-rhythm rule meets 9 of 10 goals; "
+    "one healthy recording (finger SpO2, red channel) has 1 of 16 hops called AF, where motion and "
+    "noise hide three beats (issue #16 open; docs/method.md, 'The regular-rhythm rule'); "
+    "strict, so this marker must go the moment a bundle meets every goal",
+)
+def test_default_bundle_meets_the_rhythm_suite_goals(default_suite):
+    """Every goal met, JSON + PNG."""
+    run, result, out = default_suite
     missed = {k: t for k, t in result["targets"].items() if t["met"] is False}
     assert not missed, missed
     assert run.returncode == 0, run.stderr[-2000:]
-    assert (tmp_path / "rhythm_suite.png").stat().st_size > 10_000
+    assert (out / "rhythm_suite.png").stat().st_size > 10_000
     assert result["summary"]["dev_recordings/pooled"]["bundle"] <= 0.03
+
+
+@pytest.mark.slow
+def test_the_runtime_rules_take_ectopy_false_af_below_the_goal_and_keep_af_recall(default_suite):
+    """What the runtime shows against the model alone, on the same windows: the regular-rhythm rule
+    halves false AF on sinus with premature beats (all variants within the goal) at a cost of at
+    most 2 points of AF recall; the motion gate scores no hop of the recording made while moving."""
+    _, result, out = default_suite
+    shown, alone = result["targets"], result["targets_model_alone"]
+    assert alone["resequenced_ectopic_false_af"]["met"] is False  # what the rule is there for
+    for key in ("resequenced_ectopic_false_af", "resequenced_ectopic_false_af_variant_spread"):
+        assert shown[key]["met"] is True, shown[key]
+    for key in ("fixed_shape_af_recall", "resequenced_af_recall"):
+        assert shown[key]["met"] is True
+        assert alone[key]["value"] - shown[key]["value"] <= 0.02
+    motion = [
+        c
+        for c in result["cases"]
+        if c["group"] == "dev_recordings" and c["source"].endswith("bvp_motion_artifact.h5:channel_2")
+    ]
+    assert motion and all(c["windows"] == c["gated"] for c in motion)
+    assert (out / "rhythm_suite.png").stat().st_size > 10_000

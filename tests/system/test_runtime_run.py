@@ -102,6 +102,28 @@ def test_run_json_over_a_replay_ends_with_the_file(bundle_dir, ppg_csv, tmp_path
     assert (rec_dir / "signal.hea").exists() and (rec_dir / "events.jsonl").exists()
 
 
+def test_the_regular_rhythm_rule_is_reported_per_hop_and_can_be_turned_off(bundle_dir, ppg_csv):
+    """Sinus replay: the rule fires on regular windows (their AF probability moved to sinus);
+    with --no-regular-rhythm-rule the same windows carry the model's own probabilities."""
+    csv, _ = ppg_csv
+    runs = {}
+    for flag in ((), ("--no-regular-rhythm-rule",)):
+        r = bridge_edge(
+            "run", "--source", f"replay://{csv}?fs=125&speed=0", "--bundle", str(bundle_dir),
+            "--json", "--lossless", "--threads", "1", *flag,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        runs[bool(flag)] = [h for h in hops(r.stdout) if h["probs"] is not None]
+    with_rule, without = runs[False], runs[True]
+    assert [h["window_index"] for h in with_rule] == [h["window_index"] for h in without]
+    fired = [a for a in with_rule if a["af_ruled_out"]]
+    assert fired and not any(b["af_ruled_out"] for b in without)
+    for a, b in zip(with_rule, without):
+        if a["af_ruled_out"]:
+            assert a["probs"]["afib"] == 0.0
+            assert abs(a["probs"]["sinus"] - b["probs"]["sinus"] - b["probs"]["afib"]) < 1e-5
+
+
 def test_run_json_over_a_simulated_ppg_stream_stops_after_seconds(bundle_dir):
     r = bridge_edge(
         "run",

@@ -47,3 +47,25 @@ def test_without_matplotlib_the_json_is_written_and_the_picture_skipped(tmp_path
     assert json.loads((tmp_path / suite_report.SUITE_JSON).read_text())["bundle"] == "b 0"
     assert not (tmp_path / suite_report.SUITE_PNG).exists()
     assert "matplotlib is not installed" in capsys.readouterr().err
+
+
+def test_the_model_alone_is_reported_beside_what_the_runtime_shows():
+    cases = [
+        CaseResult("resequenced", "ectopic", v, "rec", 20, 0, 1, None, None, model)
+        for v, model in (("as_recorded", 4), ("x0.8", 6))
+    ] + [CaseResult("dev_recordings", "sinus", "as_recorded", "rec", 10, 2, 0, None, 0, 1)]
+    report = SuiteReport("b 0", "ort", "int8", cases)
+    assert report.share("resequenced", "ectopic") == 0.05
+    assert report.share("resequenced", "ectopic", model="model_alone") == 0.2
+    data = report.as_dict()
+    assert data["summary"]["resequenced/ectopic/x0.8"] == {
+        "bundle": 0.05,
+        "model_alone": 0.3,
+        "rr_timing": None,
+    }
+    assert data["targets"]["resequenced_ectopic_false_af"]["met"] is True
+    assert data["targets_model_alone"]["resequenced_ectopic_false_af"]["met"] is False
+    assert data["targets_model_alone"]["dev_each_false_af"]["value"] == 0.125  # 1 of 8 scored
+    assert "the model alone" in suite_report.text_table(report)
+    # without the rule's counts there is no model-alone column to report
+    assert _fixed_shape_only().as_dict()["targets_model_alone"] is None

@@ -27,6 +27,25 @@ class RecordingServer:
         return {"clients": 0, "dropped_blocks": 0}
 
 
+def scored(label: str, probs: dict, **fields) -> SimpleNamespace:
+    """A scored hop of bed 0 as the pipeline emits it (a ``Prediction``'s fields the feed reads)."""
+    hop = dict(
+        stream=SimpleNamespace(index=0),
+        t_end=1.0,
+        label=label,
+        smoothed_label=label,
+        smoothed_probs=probs,
+        sqi=0.9,
+        hr_bpm=70.0,
+        rr_af_score=None,
+        af_ruled_out=False,
+        gated=None,
+        dropped_samples=0,
+        gap=False,
+    )
+    return SimpleNamespace(**(hop | fields))
+
+
 def make_feed(units=("uV", "a.u."), fs=130.0, rules=None):
     """A feed whose alarms sound on the first window (the onset is tested on its own)."""
     server = RecordingServer()
@@ -78,22 +97,8 @@ def test_trace_history_keeps_the_newest_window_in_order():
 def test_predictions_events_and_alarms_reach_the_status():
     _server, feed = make_feed(units=("mV", "a.u."))
     feed.on_chunk(0, None, Chunk(samples=np.zeros((13, 2), np.float32), t_host_ns=time.monotonic_ns()))
-    probs = {"sinus": 0.2, "afib": 0.8}
-    feed.on_prediction(
-        SimpleNamespace(
-            stream=SimpleNamespace(index=0),
-            t_end=1.0,
-            label="afib",
-            smoothed_label="afib",
-            smoothed_probs=probs,
-            sqi=0.9,
-            hr_bpm=88.4,
-            rr_af_score=float("nan"),  # not computable: shown as None, never NaN
-            gated=None,
-            dropped_samples=0,
-            gap=False,
-        )
-    )
+    # pulse timing not computable (NaN): shown as None, never NaN
+    feed.on_prediction(scored("afib", {"sinus": 0.2, "afib": 0.8}, hr_bpm=88.4, rr_af_score=float("nan")))
     status = feed.snapshot(time.monotonic())["beds"][0]
     assert status["label"] == "afib" and status["hr_bpm"] == 88 and status["timing_score"] is None
     assert [a["code"] for a in status["alarms"]] == ["afib"]
@@ -107,25 +112,19 @@ def test_predictions_events_and_alarms_reach_the_status():
 
 def test_an_irregular_pulse_timing_is_shown_but_never_alarms():
     server, feed = make_feed(units=("mV", "a.u."))
-    probs = {"sinus": 0.9, "afib": 0.1}
-    feed.on_prediction(
-        SimpleNamespace(
-            stream=SimpleNamespace(index=0),
-            t_end=1.0,
-            label="sinus",
-            smoothed_label="sinus",
-            smoothed_probs=probs,
-            sqi=0.9,
-            hr_bpm=70.0,
-            rr_af_score=0.3,
-            gated=None,
-            dropped_samples=0,
-            gap=False,
-        )
-    )
+    feed.on_prediction(scored("sinus", {"sinus": 0.9, "afib": 0.1}, rr_af_score=0.3))
     status = feed.snapshot(time.monotonic())["beds"][0]
     assert status["timing_score"] == 0.3 and status["alarms"] == []
     assert feed.config["timing_threshold"] > 0
+    assert status["af_ruled_out"] is False and server.messages[-1]["af_ruled_out"] is False
+
+
+def test_a_window_the_regular_rhythm_rule_changed_is_marked_on_the_bed():
+    server, feed = make_feed(units=("mV", "a.u."))
+    feed.on_prediction(scored("sinus", {"sinus": 1.0, "afib": 0.0}, rr_af_score=0.05, af_ruled_out=True))
+    status = feed.snapshot(time.monotonic())["beds"][0]
+    assert status["af_ruled_out"] is True and status["alarms"] == []
+    assert server.messages[-1]["type"] == "prediction" and server.messages[-1]["af_ruled_out"] is True
 
 
 def test_trace_sqi_flags_a_noisy_trace_and_beats_are_sent_once():
@@ -164,6 +163,7 @@ def test_a_gated_window_leaves_the_af_alarm_standing_and_shows_the_bed_unscored(
             sqi=sqi,
             hr_bpm=90.0,
             rr_af_score=None if gated else 0.2,
+            af_ruled_out=False,
             gated=gated,
             dropped_samples=1 if gated else 0,
             gap=bool(gated),
@@ -190,7 +190,7 @@ def test_the_af_alarm_sounds_only_once_the_label_has_held_for_the_onset():
         return SimpleNamespace(
             stream=SimpleNamespace(index=0), t_end=1.0, label=label, smoothed_label=label,
             smoothed_probs=None if gated else {"sinus": 0.1, "afib": 0.9}, sqi=0.9, hr_bpm=90.0,
-            rr_af_score=None, gated=gated, dropped_samples=0, gap=False,
+            rr_af_score=None, af_ruled_out=False, gated=gated, dropped_samples=0, gap=False,
         )  # fmt: skip
 
     def bed(after_s):

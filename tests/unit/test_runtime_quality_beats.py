@@ -5,7 +5,16 @@ import pytest
 
 from bridge_edge.signals.beats import detect_beats, heart_rate_bpm
 from bridge_edge.signals.preprocess import PreprocessSpec, filter_and_resample
-from bridge_edge.signals.quality import LOW_SQI, ecg_sqi, ppg_sqi
+from bridge_edge.signals.quality import (
+    LOW_SQI,
+    MOTION_RATIO_BAD,
+    MOTION_RATIO_OK,
+    ecg_sqi,
+    motion_score,
+    ppg_sqi,
+    pulse_amplitudes,
+    window_sqi,
+)
 from bridge_edge.signals.simulator import PatientSimulator
 
 FS = 125.0
@@ -113,3 +122,63 @@ def test_ppg_beats_keep_short_af_intervals():
     nearest = np.min(np.abs(found[:, None] - t_beats[None, :]), axis=0)
     assert np.all(nearest[1:] < 0.15), nearest  # every beat found (after the filter warm-up)
     assert len(found) <= len(t_beats) + 1
+
+
+def test_pulse_amplitudes_measure_each_pulse_above_its_foot():
+    t = np.arange(int(8 * FS)) / FS
+    heights = np.array([1.0, 2.0, 0.5, 1.5, 1.0, 3.0, 1.0])
+    t_beats = 0.6 + np.arange(len(heights))
+    d = t[:, None] - t_beats[None, :]
+    x = (heights * np.exp(-0.5 * (d / 0.08) ** 2)).sum(axis=1) - 7.0  # any offset
+    peaks = np.round(t_beats * FS).astype(int)
+    assert np.allclose(pulse_amplitudes(x, FS, peaks), heights, rtol=0.02)
+
+
+def test_a_motion_transient_gates_a_clean_window_and_clean_windows_keep_their_sqi(sim):
+    n = int(60 * FS)
+    for clean in (sim.ppg[:n], sim.ppg[n:]):  # sinus, then AF: irregular pulses are not motion
+        w = ppg_windows(clean)
+        assert np.all(motion_score(w, FS) == 1.0)
+        assert np.array_equal(window_sqi(w, FS, "ppg"), ppg_sqi(w, FS))
+    # a knock on the sensor: one 0.3-s transient 10x the pulse amplitude, mid-recording
+    x = sim.ppg[:n].copy()
+    t = np.arange(n) / FS
+    x += 10 * np.ptp(x[: int(5 * FS)]) * np.exp(-0.5 * ((t - 30.0) / 0.1) ** 2)
+    w = ppg_windows(x)
+    starts = np.arange(len(w)) * (L // 5) / FS + 5.0
+    hit = (starts < 29.5) & (starts + 10.0 > 30.5)
+    assert hit.any() and np.all(motion_score(w[hit], FS) == 0.0)
+    assert np.all(window_sqi(w[hit], FS, "ppg") < LOW_SQI)
+    assert np.all(motion_score(w[~hit & ((starts > 31) | (starts + 10 < 29))], FS) == 1.0)
+
+
+def test_motion_score_ramps_between_its_two_ratios():
+    # pulses of amplitude 1 every second plus one transient that sets the peak-to-peak
+    t = np.arange(int(10 * FS)) / FS
+    d = t[:, None] - (0.5 + np.arange(10))[None, :]
+    pulses = np.exp(-0.5 * (d / 0.08) ** 2).sum(axis=1)
+    peaks = [np.round((0.5 + np.arange(10)) * FS).astype(int)]
+    scores = []
+    for ratio in (MOTION_RATIO_OK - 1, (MOTION_RATIO_OK + MOTION_RATIO_BAD) / 2, MOTION_RATIO_BAD + 1):
+        x = pulses.copy()
+        x[int(5.2 * FS) : int(5.3 * FS)] = ratio  # a transient: ptp = ratio x the pulse
+        scores.append(float(motion_score(x[None, :], FS, peaks)[0]))
+    assert scores == pytest.approx([1.0, 0.5, 0.0], abs=0.02)
+
+
+def test_the_motion_recording_is_gated_and_the_resting_one_is_not():
+    from bridge_edge.errors import DatasetNotFoundError
+    from bridge_edge.signals.dev_recordings import load_dev_recording
+
+    try:
+        motion, rest = (load_dev_recording(f"bsn/{n}") for n in ("bvp_motion_artifact", "bvp_rest"))
+    except DatasetNotFoundError as e:
+        pytest.skip(f"biosignalsnotebooks' recordings are not installed: {e}")
+    gated = {}
+    for rec in (motion, rest):
+        y = filter_and_resample(rec.ppg, rec.fs_ppg, PreprocessSpec())
+        y = y[int(5 * FS) :]
+        w = np.stack([y[a : a + L] for a in range(0, len(y) - L + 1, L // 2)])
+        gated[rec is motion] = window_sqi(w, FS, "ppg") < LOW_SQI
+    assert gated[True].all()  # every window of the recording made while moving
+    assert gated[False].mean() < 0.2

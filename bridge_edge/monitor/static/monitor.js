@@ -414,7 +414,9 @@
     setText(valueEl, (irregular ? "irregular " : "regular ") + score.toFixed(2));
     el.classList.toggle("irregular", irregular);
     el.classList.toggle("disagree", disagrees);
-    setText(el.querySelector(".timing-note"), disagrees ? "model and timing disagree" : "");
+    // the runtime's regular-rhythm rule moved the model's AF probability: say so beside timing
+    const note = disagrees ? "model and timing disagree" : s.af_ruled_out ? "AF ruled out: regular beats" : "";
+    setText(el.querySelector(".timing-note"), note);
   }
 
   function renderProbs(el, probs) {
