@@ -31,11 +31,10 @@ from bridge_edge.runtime.native_memory import release_free_memory
 from bridge_edge.runtime.outputs import LatencyMs, Prediction, ProbabilitySmoother, StreamRef
 from bridge_edge.runtime.stats import PipelineStats, StageTimer
 from bridge_edge.runtime.stream import ModelInput, StreamState, WindowJob
-from bridge_edge.signals.beats import detect_beats, heart_rate_bpm
-from bridge_edge.signals.preprocess import normalise_windows, upright_windows
-from bridge_edge.signals.quality import LOW_SQI, window_sqi
+from bridge_edge.runtime.window_reading import read_windows, rule_out_regular
+from bridge_edge.signals.preprocess import normalise_windows
+from bridge_edge.signals.quality import LOW_SQI
 from bridge_edge.signals.regular_rhythm import RegularRhythmRule
-from bridge_edge.signals.rr_timing import rr_af_scores_from_beats
 
 log = logging.getLogger(__name__)
 
@@ -282,17 +281,10 @@ class Pipeline:
 
     def _run_jobs(self, jobs: list[WindowJob]) -> None:
         t0 = time.perf_counter_ns()
-        raw = np.stack([j.window.values for j in jobs])
-        if self.model.modality == "ppg":
-            raw = upright_windows(raw, self.model.preprocess)  # beats and SQI read upright pulses
-        search_back = self.model.preprocess.search_back
-        beats = [detect_beats(w, self.model.fs, self.model.modality, search_back) for w in raw]  # per window
-        sqi = window_sqi(raw, self.model.fs, self.model.modality, beats=beats)
-        hr = [heart_rate_bpm(b, self.model.fs) for b in beats]
-        rr_af = rr_af_scores_from_beats(beats, raw, self.model.fs, sqi)  # pulse-timing AF score, NaN: none
-        gated = [self._gate(j, float(q)) for j, q in zip(jobs, sqi)]
+        read = read_windows(np.stack([j.window.values for j in jobs]), self.model)
+        gated = [self._gate(j, float(q)) for j, q in zip(jobs, read.sqi)]
         run = [i for i, g in enumerate(gated) if g is None]
-        batch = normalise_windows(raw[run], self.model.preprocess, [beats[i] for i in run])
+        batch = normalise_windows(read.windows[run], self.model.preprocess, [read.beats[i] for i in run])
         bad = ~np.isfinite(batch).all(axis=1)
         if bad.any():  # cannot happen after ingest's check; kept so no NaN ever reaches a model
             for i in np.asarray(run)[bad]:
@@ -308,24 +300,9 @@ class Pipeline:
             self.inferred_windows += len(run)
             for i in run:  # queue wait: the window's last sample arrived -> its engine call started
                 self._timer.add("wait", (call_ns - jobs[i].arrival_ns) / 1e6)
-        ruled_out = np.zeros(len(jobs), dtype=bool)
-        if self._rule is not None and run:
-            ruled_out[run] = self._rule.fires([beats[i] for i in run], self.model.fs)
-            probs = self._rule.apply(probs, self.model.labels, ruled_out[run])
-        probs_of = dict(zip(run, probs))
-        batch_pre_ms = (t1 - t0) / 1e6
+        probs_of = dict(zip(run, rule_out_regular(read, self._rule, run, probs, self.model)))
         for i, job in enumerate(jobs):
-            self._emit(
-                job,
-                probs_of.get(i),
-                float(sqi[i]),
-                hr[i],
-                gated[i],
-                batch_pre_ms,
-                (t2 - t1) / 1e6,
-                rr_af[i],
-                bool(ruled_out[i]),
-            )
+            self._emit(job, probs_of.get(i), read.at(i), gated[i], (t1 - t0) / 1e6, (t2 - t1) / 1e6)
 
     def _gate(self, job: WindowJob, sqi: float) -> str | None:
         """Why the model does not see this window, or None. A window touching non-finite input
@@ -344,14 +321,14 @@ class Pipeline:
         self,
         job: WindowJob,
         p,
-        sqi: float,
-        hr: float | None,
+        reading: tuple[float, float | None, float, bool],
         gated: str | None,
         batch_pre_ms: float,
         infer_ms: float,
-        rr_af: float = float("nan"),
-        af_ruled_out: bool = False,
     ) -> None:
+        """One hop's prediction; ``reading`` is ``WindowReadings.at``'s (SQI, heart rate,
+        pulse-timing score, AF ruled out)."""
+        sqi, hr, rr_af, af_ruled_out = reading
         st = self.streams[job.stream_index]
         labels = self.model.labels
         if gated == "nonfinite":  # no label carried across poisoned input: smoothing restarts after it

@@ -1,0 +1,62 @@
+"""What the runtime reads from a batch of windows besides the model: each window's beats, SQI,
+heart rate and pulse-timing score before the engine call, and after it whether the
+regular-rhythm rule (signals.regular_rhythm) rules AF out. Arrays in, arrays out; the pipeline
+does the gating, the engine call and the emitting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge_edge.runtime.stream import ModelInput
+from bridge_edge.signals.beats import detect_beats, heart_rate_bpm
+from bridge_edge.signals.preprocess import upright_windows
+from bridge_edge.signals.quality import window_sqi
+from bridge_edge.signals.regular_rhythm import RegularRhythmRule
+from bridge_edge.signals.rr_timing import rr_af_scores_from_beats
+
+
+@dataclass
+class WindowReadings:
+    windows: np.ndarray  # (N, L) band-passed; PPG turned upright as preprocessing turns it
+    beats: list[np.ndarray]  # detected beat sample indices per window
+    sqi: np.ndarray  # (N,) the gate's SQI (signals.quality.window_sqi)
+    hr_bpm: list[float | None]
+    rr_af: np.ndarray  # (N,) pulse-timing AF score, NaN where not computable
+    af_ruled_out: np.ndarray  # (N,) bool: the regular-rhythm rule moved the window's AF probability
+
+    def at(self, i: int) -> tuple[float, float | None, float, bool]:
+        """Window ``i``'s (SQI, heart rate, pulse-timing score, AF ruled out)."""
+        return float(self.sqi[i]), self.hr_bpm[i], float(self.rr_af[i]), bool(self.af_ruled_out[i])
+
+
+def read_windows(values: np.ndarray, model: ModelInput) -> WindowReadings:
+    """Beats (upright pulses for PPG), SQI, heart rate and pulse-timing score of each window."""
+    raw = upright_windows(values, model.preprocess) if model.modality == "ppg" else values
+    search_back = model.preprocess.search_back
+    beats = [detect_beats(w, model.fs, model.modality, search_back) for w in raw]  # per window
+    sqi = window_sqi(raw, model.fs, model.modality, beats=beats)
+    return WindowReadings(
+        windows=raw,
+        beats=beats,
+        sqi=sqi,
+        hr_bpm=[heart_rate_bpm(b, model.fs) for b in beats],
+        rr_af=rr_af_scores_from_beats(beats, raw, model.fs, sqi),
+        af_ruled_out=np.zeros(len(raw), dtype=bool),
+    )
+
+
+def rule_out_regular(
+    readings: WindowReadings,
+    rule: RegularRhythmRule | None,
+    run: list[int],
+    probs: np.ndarray,
+    model: ModelInput,
+) -> np.ndarray:
+    """``probs`` of the windows ``run`` after ``rule`` (None: unchanged); marks where it fired."""
+    if rule is None or not run:
+        return probs
+    fired = rule.fires([readings.beats[i] for i in run], model.fs)
+    readings.af_ruled_out[run] = fired
+    return rule.apply(probs, model.labels, fired)
