@@ -48,8 +48,10 @@ class Prediction:
     # pulse-timing AF score of the same window (signals.rr_timing; AF at >= its threshold), beside
     # the model's probabilities, not an alarm; None when not computable (low SQI, too few beats)
     rr_af_score: float | None = None
-    # the regular-rhythm rule fired (signals.regular_rhythm): the beats are regular once isolated
-    # premature beats are taken out, so ``probs`` carry the model's AF probability as sinus
+    # the regular-rhythm rule (signals.regular_rhythm) overturned the model's AF call: the beats
+    # are regular once isolated premature beats are taken out, so ``probs`` carry its AF
+    # probability as sinus. (The rule moves that probability wherever it fires; this marks only
+    # the windows whose call it changed.)
     af_ruled_out: bool = False
 
     def as_json(self) -> dict:

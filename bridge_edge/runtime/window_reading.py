@@ -24,7 +24,7 @@ class WindowReadings:
     sqi: np.ndarray  # (N,) the gate's SQI (signals.quality.window_sqi)
     hr_bpm: list[float | None]
     rr_af: np.ndarray  # (N,) pulse-timing AF score, NaN where not computable
-    af_ruled_out: np.ndarray  # (N,) bool: the regular-rhythm rule moved the window's AF probability
+    af_ruled_out: np.ndarray  # (N,) bool: the regular-rhythm rule overturned the model's AF call
 
     def at(self, i: int) -> tuple[float, float | None, float, bool]:
         """Window ``i``'s (SQI, heart rate, pulse-timing score, AF ruled out)."""
@@ -54,9 +54,12 @@ def rule_out_regular(
     probs: np.ndarray,
     model: ModelInput,
 ) -> np.ndarray:
-    """``probs`` of the windows ``run`` after ``rule`` (None: unchanged); marks where it fired."""
+    """``probs`` of the windows ``run`` after ``rule`` (None: unchanged). The rule moves the AF
+    probability of every window it fires on; ``af_ruled_out`` marks those the model called AF,
+    the calls it overturned (elsewhere it moved a probability that decided nothing)."""
     if rule is None or not run:
         return probs
     fired = rule.fires([readings.beats[i] for i in run], model.fs)
-    readings.af_ruled_out[run] = fired
+    called_af = probs.argmax(axis=1) == list(model.labels).index(rule.from_label)
+    readings.af_ruled_out[run] = fired & called_af
     return rule.apply(probs, model.labels, fired)

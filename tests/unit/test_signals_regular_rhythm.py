@@ -96,15 +96,37 @@ def test_the_pipeline_rules_af_out_on_regular_windows_and_says_so(tmp_path):
     )
     with_rule, without = _run(bundle, ppg, True), _run(bundle, ppg, False)
     assert [p.window_index for p in with_rule] == [p.window_index for p in without]
-    fired = [p.af_ruled_out for p in with_rule]
-    assert any(fired) and not all(fired)  # the sinus windows, not the AF ones
-    for a, b in zip(with_rule, without):
+    moved = [a.probs["afib"] == 0.0 and b.probs["afib"] > 0.0 for a, b in zip(with_rule, without)]
+    assert any(moved) and not all(moved)  # the regular sinus windows, not the AF ones
+    for a, b, m in zip(with_rule, without, moved):
         assert not b.af_ruled_out
-        if a.af_ruled_out:
-            assert a.probs["afib"] == 0.0
+        if m:
             assert a.probs["sinus"] == pytest.approx(b.probs["sinus"] + b.probs["afib"], abs=1e-6)
-            assert a.as_json()["af_ruled_out"] is True
         else:
             assert a.probs == pytest.approx(b.probs, abs=1e-7)
+        # flagged exactly where the model's own call was AF and the rule overturned it
+        assert a.af_ruled_out == (m and b.label == "afib")
+        assert a.as_json()["af_ruled_out"] is a.af_ruled_out
+
     # the engine is the bundle's own ONNX Runtime session in both runs
     assert select_engine("ort", bundle).engine.name == "ort"
+
+
+def test_only_the_af_calls_the_rule_overturns_are_flagged():
+    from bridge_edge.runtime.stream import ModelInput
+    from bridge_edge.runtime.window_reading import WindowReadings, rule_out_regular
+    from bridge_edge.signals.preprocess import PreprocessSpec
+
+    rng = np.random.default_rng(1)
+    regular = beats_of(sinus_with_premature_beats(rng))
+    irregular = beats_of(rng.uniform(0.45, 1.2, 12))
+    beats = [regular, regular, irregular]
+    readings = WindowReadings(
+        np.zeros((3, 10)), beats, np.ones(3), [None] * 3, np.full(3, np.nan), np.zeros(3, dtype=bool)
+    )
+    model = ModelInput("ppg", FS, 1250, 625, ("ppg",), PreprocessSpec(), list(LABELS), "afib", "t", "0")
+    probs = np.array([[0.3, 0.6, 0.1], [0.7, 0.2, 0.1], [0.2, 0.7, 0.1]], np.float32)
+    shown = rule_out_regular(readings, RegularRhythmRule(), [0, 1, 2], probs, model)
+    assert readings.af_ruled_out.tolist() == [True, False, False]  # overturned / moved only / not fired
+    np.testing.assert_allclose(shown[:, 1], [0.0, 0.0, 0.7])
+    assert rule_out_regular(readings, None, [0, 1, 2], probs, model) is probs
