@@ -4,7 +4,7 @@ are taken out is not atrial fibrillation, whatever the model says.
 AF is irregularly irregular. Sinus rhythm with premature beats (PACs, PVCs) is irregular only at
 the premature beat and the interval after it; take those out and what is left is regular. RR-based
 AF detectors do exactly this before they score irregularity (signals.rr_timing cites them). The
-bridged model reads sinus with premature beats as AF too often, most at fast and slow rates
+bridged model reads sinus with premature beats as AF too often, most at slow rates
 (docs/method.md, "The regular-rhythm rule"), so the runtime checks its AF probability against the
 beats it already detected:
 
@@ -13,10 +13,10 @@ beats it already detected:
   each) are taken out;
 - under ``REGULAR_NN_CV`` the rule fires: the window's AF probability is added to sinus and its
   AF probability becomes 0. Label, smoothing and alarms then read the moved probabilities, and
-  every prediction says whether the rule fired;
+  a prediction whose AF call it overturned says so (``Prediction.af_ruled_out``);
 - NaN (fewer than 5 plausible intervals) never fires.
 
-``REGULAR_NN_CV`` is the 1st percentile of the statistic over 3,360 AF windows of 200 simulated
+``REGULAR_NN_CV`` is the 1st percentile of the statistic over 3,366 AF windows of 200 simulated
 subjects (``scripts/fit_regular_rhythm_cv.py``; simulated labels only, no real PPG): the rule
 can take at most about 1 % of AF windows like the simulator's.
 """
