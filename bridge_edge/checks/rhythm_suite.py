@@ -195,32 +195,28 @@ def run_suite(
 
     last: dict = {}  # score_cases hands a recording's windows to every call: infer them once
 
-    def model_probabilities(windows: np.ndarray) -> np.ndarray:
+    def inferred(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the model's probabilities, what the runtime shows: them after the regular-rhythm rule)."""
         if last.get("windows") is not windows:
             probs = chosen.infer(normalise_windows(windows, model.preprocess))
             shown = probs
             if rule is not None and len(windows):
                 fired = rule.fires(window_beats(windows, model.preprocess), model.fs)
                 shown = rule.apply(probs, model.labels, fired)
-            last.update(windows=windows, probs=probs, shown=shown)
-        return last["probs"]
-
-    def probabilities(windows: np.ndarray) -> np.ndarray:
-        """What the runtime shows: the model's, after the regular-rhythm rule."""
-        model_probabilities(windows)
-        return last["shown"]
+            last.update(windows=windows, both=(probs, shown))
+        return last["both"]
 
     def af_alarms(windows: np.ndarray, end_s: np.ndarray) -> int:
-        return len(rhythm_alarm_onsets(probabilities(windows), end_s, model.labels))
+        return len(rhythm_alarm_onsets(inferred(windows)[1], end_s, model.labels))
 
     results = score_cases(
         all_cases(quick=quick) if cases is None else cases,
-        lambda windows: probabilities(windows).argmax(axis=1) == positive,
+        lambda windows: inferred(windows)[1].argmax(axis=1) == positive,
         model.preprocess,
         window_s=model.window_len / model.fs,
         hop_s=model.hop_len / model.fs,
         af_alarms=af_alarms,
-        model_calls_af=None if rule is None else lambda w: model_probabilities(w).argmax(axis=1) == positive,
+        model_calls_af=None if rule is None else lambda w: inferred(w)[0].argmax(axis=1) == positive,
     )
     name = getattr(chosen, "name", engine)
     return SuiteReport(

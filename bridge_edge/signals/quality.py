@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from bridge_edge.signals.beats import detect_ppg_beats
+from bridge_edge.signals.preprocess import window_polarity
 
 LOW_SQI = 0.5
 # window peak-to-peak / median pulse amplitude: at most 2.6 in the rhythm suite's AF windows
@@ -83,9 +84,7 @@ def pulse_amplitudes(x: np.ndarray, fs: float, peaks: np.ndarray) -> np.ndarray:
 
 
 def motion_ratio(x: np.ndarray, fs: float, peaks: np.ndarray) -> float:
-    """The window's peak-to-peak over its median pulse amplitude (inf without beats)."""
-    if np.mean((x - x.mean()) ** 3) < 0:  # the beat detector reads a segment upright: so do we
-        x = -x
+    """The upright window's peak-to-peak over its median pulse amplitude (inf without beats)."""
     amplitudes = pulse_amplitudes(x, fs, peaks)
     median = float(np.median(amplitudes)) if len(amplitudes) else 0.0
     return float(np.ptp(x)) / median if median > 0 else float("inf")
@@ -95,6 +94,7 @@ def motion_score(windows: np.ndarray, fs: float, beats: list | None = None) -> n
     """Per window: 1 up to ``MOTION_RATIO_OK``, 0 from ``MOTION_RATIO_BAD``, linear between."""
     w = np.atleast_2d(np.asarray(windows, dtype=np.float64))
     beats = [detect_ppg_beats(x, fs) for x in w] if beats is None else beats  # loop over windows
+    w = w * window_polarity(w)[:, None]  # the beat detector reads each window upright: so do we
     ratio = np.array([motion_ratio(x, fs, p) for x, p in zip(w, beats)])
     return np.clip((MOTION_RATIO_BAD - ratio) / (MOTION_RATIO_BAD - MOTION_RATIO_OK), 0.0, 1.0)
 
