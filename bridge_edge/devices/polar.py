@@ -322,7 +322,8 @@ class PolarStreamer:
         chunk = Chunk(samples, t_host, frame.timestamps_ns, None, gap or 0)
         self._last_frame = (int(frame.timestamps_ns[-1]), time.monotonic())
         self.stats.count_chunk(chunk)
-        if self.rate.update(chunk.n + chunk.gap_before, int(frame.timestamps_ns[-1])):
+        # a gap here is sized from the rate being measured, so it restarts the span instead of counting
+        if self.rate.update(chunk.n, int(frame.timestamps_ns[-1]), restart=bool(chunk.gap_before)):
             self.stats.event("rate_mismatch", declared_hz=self.profile.fs, measured_hz=self.rate.measured_hz)
         self.emit(chunk)
         return True
