@@ -38,7 +38,7 @@ class WindowSet:
     labels: tuple[str, ...]  # dataset vocabulary
     # (N,) PPG quality of each window as recorded (signals.quality.window_sqi on the upright
     # band-passed window, before normalisation): what the runtime's SQI gate reads. NaN in run
-    # directories written before it was stored; without the motion score in older ones.
+    # directories written before it was stored; without the motion or pulse-gap score in older ones.
     sqi: np.ndarray | None = None
 
     def __post_init__(self) -> None:

@@ -126,11 +126,11 @@ def plot_suite(report: SuiteReport, path: Path) -> Path:
     )
     dev = [c for c in report.cases if c.group in ("dev_recordings", "probe")]
     names = [
-        (
+        _short(
             c.source.split("/")[-1]
             if c.group == "dev_recordings"
             else f"{c.variant} {c.source.split('/')[-1]}"
-        )[:34]
+        )
         for c in dev
     ]
     right.barh(
@@ -151,3 +151,9 @@ def plot_suite(report: SuiteReport, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _short(name: str, width: int = 36) -> str:
+    """A tick label that keeps both ends (file names differ at the start, channels at the end)."""
+    name = name.replace("signal_sample_single_hub_", "")  # biosignalsnotebooks' common prefix
+    return name if len(name) <= width else f"{name[: width // 2 - 2]}...{name[-(width // 2 - 1) :]}"

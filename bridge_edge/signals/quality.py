@@ -28,13 +28,19 @@ SQI is therefore ``ppg_sqi`` times ``motion_score``, which is 1 while the window
 stays within ``MOTION_RATIO_OK`` times its median pulse amplitude and falls to 0 at
 ``MOTION_RATIO_BAD`` (docs/method.md, "Motion gate", has the measurements that placed them).
 ``ppg_sqi`` alone stays the pulse quality that pretraining reads to choose its targets.
+
+Lost pulses (PPG, ``window_sqi`` only): where noise hides the pulses, the beat detector finds
+none for seconds, and the model reads the stretch as one long, irregular interval. A stretch
+without a beat longer than the slowest heart rate a monitor reports (``beats.HR_MIN_BPM``,
+30 bpm: 2 s) and than two of the window's median intervals is a lost pulse, not a rhythm;
+``pulse_gap_score`` falls from 1 to 0 over the second past that (docs/method.md, "Lost pulses").
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from bridge_edge.signals.beats import detect_ppg_beats
+from bridge_edge.signals.beats import HR_MIN_BPM, detect_ppg_beats
 from bridge_edge.signals.preprocess import window_polarity
 
 LOW_SQI = 0.5
@@ -44,6 +50,12 @@ LOW_SQI = 0.5
 MOTION_RATIO_OK = 6.0
 MOTION_RATIO_BAD = 8.0
 PULSE_FOOT_S = 0.4  # a pulse's amplitude: its peak above the lowest sample this long before it
+# a stretch without a beat is a lost pulse once it is longer than both the longest interval a
+# monitor reports as a heart rate and two of the window's median intervals (slow AF's long
+# intervals are a rhythm, not a loss); the score falls to 0 over the next second
+PULSE_GAP_OK_S = 60.0 / HR_MIN_BPM
+PULSE_GAP_OK_INTERVALS = 2.0
+PULSE_GAP_RAMP_S = 1.0
 
 
 def _band_power(spec: np.ndarray, freqs: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -99,6 +111,25 @@ def motion_score(windows: np.ndarray, fs: float, beats: list | None = None) -> n
     return np.clip((MOTION_RATIO_BAD - ratio) / (MOTION_RATIO_BAD - MOTION_RATIO_OK), 0.0, 1.0)
 
 
+def longest_pulse_gap_s(beats: np.ndarray, n_samples: int, fs: float) -> float:
+    """The longest stretch of a window without a detected beat, its edges included (seconds)."""
+    if len(beats) == 0:
+        return n_samples / fs
+    bounds = np.concatenate([[0], np.asarray(beats), [n_samples - 1]])  # the window's ends bound one too
+    return float(np.max(np.diff(bounds))) / fs
+
+
+def pulse_gap_score(windows: np.ndarray, fs: float, beats: list) -> np.ndarray:
+    """Per window: 1 while its longest stretch without a beat is within ``PULSE_GAP_OK_S`` or
+    ``PULSE_GAP_OK_INTERVALS`` median intervals (the longer), 0 from ``PULSE_GAP_RAMP_S`` past
+    that, linear between."""
+    n_samples = np.atleast_2d(windows).shape[1]
+    gap = np.array([longest_pulse_gap_s(b, n_samples, fs) for b in beats])  # per window
+    median = np.array([np.median(np.diff(b)) / fs if len(b) > 2 else 0.0 for b in beats])
+    ok = np.maximum(PULSE_GAP_OK_S, PULSE_GAP_OK_INTERVALS * median)
+    return np.clip((ok + PULSE_GAP_RAMP_S - gap) / PULSE_GAP_RAMP_S, 0.0, 1.0)
+
+
 def ppg_sqi(windows: np.ndarray, fs: float, flat_std: float = 1e-6, beats: list | None = None) -> np.ndarray:
     """``beats``: systolic peak indices per window if already detected (saves a second pass)."""
     w = np.atleast_2d(np.asarray(windows, dtype=np.float64))
@@ -126,9 +157,9 @@ def ecg_sqi(windows: np.ndarray, fs: float, flat_std: float = 1e-6) -> np.ndarra
 
 def window_sqi(windows: np.ndarray, fs: float, modality: str, beats: list | None = None) -> np.ndarray:
     """The runtime's gate per window for ``modality`` "ppg" or "ecg" (``beats``: PPG peaks per
-    window, optional): for PPG the pulse quality times the motion score."""
+    window, optional): for PPG the pulse quality times the motion and pulse-gap scores."""
     if modality == "ecg":
         return ecg_sqi(windows, fs)
     w = np.atleast_2d(np.asarray(windows, dtype=np.float64))
     beats = [detect_ppg_beats(x, fs) for x in w] if beats is None else beats  # loop over windows
-    return ppg_sqi(w, fs, beats=beats) * motion_score(w, fs, beats)
+    return ppg_sqi(w, fs, beats=beats) * motion_score(w, fs, beats) * pulse_gap_score(w, fs, beats)

@@ -100,13 +100,6 @@ def default_suite(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="bundle 0.9.2 with the runtime's motion gate and regular-rhythm rule meets 9 of 10 goals; "
-    "one healthy recording (finger SpO2, red channel) has 1 of 16 hops called AF, where motion and "
-    "noise hide three beats (issue #16 open; docs/method.md, 'The regular-rhythm rule'); "
-    "strict, so this marker must go the moment a bundle meets every goal",
-)
 def test_default_bundle_meets_the_rhythm_suite_goals(default_suite):
     """Every goal met, JSON + PNG."""
     run, result, out = default_suite

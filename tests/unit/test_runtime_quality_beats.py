@@ -9,10 +9,14 @@ from bridge_edge.signals.quality import (
     LOW_SQI,
     MOTION_RATIO_BAD,
     MOTION_RATIO_OK,
+    PULSE_GAP_OK_S,
+    PULSE_GAP_RAMP_S,
     ecg_sqi,
+    longest_pulse_gap_s,
     motion_score,
     ppg_sqi,
     pulse_amplitudes,
+    pulse_gap_score,
     window_sqi,
 )
 from bridge_edge.signals.simulator import PatientSimulator
@@ -182,3 +186,48 @@ def test_the_motion_recording_is_gated_and_the_resting_one_is_not():
         gated[rec is motion] = window_sqi(w, FS, "ppg") < LOW_SQI
     assert gated[True].all()  # every window of the recording made while moving
     assert gated[False].mean() < 0.2
+
+
+def test_the_longest_pulse_gap_counts_the_window_edges():
+    assert longest_pulse_gap_s(np.array([100, 300, 700]), 1000, 100.0) == pytest.approx(4.0)
+    assert longest_pulse_gap_s(np.array([350, 600]), 1000, 100.0) == pytest.approx(3.99)  # to the end
+    assert longest_pulse_gap_s(np.array([], dtype=int), 1000, 100.0) == pytest.approx(10.0)
+
+
+def test_pulse_gap_score_ramps_from_the_slowest_reported_rate_or_two_intervals():
+    assert PULSE_GAP_OK_S == pytest.approx(2.0)  # 30 bpm, the slowest heart rate a monitor shows
+    n = int(10 * FS)
+
+    def score(interval_s: float, gap_s: float) -> float:
+        t = np.arange(0.5, 10.0, interval_s)
+        t = np.concatenate([t[t < 4.0], t[t >= 4.0] + gap_s - interval_s])  # one stretch of gap_s
+        beats = np.round(t[t < 9.99] * FS).astype(int)
+        return float(pulse_gap_score(np.zeros((1, n)), FS, [beats])[0])
+
+    ramp = [
+        PULSE_GAP_OK_S - 0.2,
+        PULSE_GAP_OK_S + PULSE_GAP_RAMP_S / 2,
+        PULSE_GAP_OK_S + PULSE_GAP_RAMP_S + 0.2,
+    ]
+    assert [score(0.8, g) for g in ramp] == pytest.approx([1.0, 0.5, 0.0], abs=0.02)
+    # at 45 bpm the floor is two median intervals (2.67 s): slow AF's long intervals are rhythm
+    assert score(60 / 45, 2.6) == 1.0 and score(60 / 45, 2 * 60 / 45 + PULSE_GAP_RAMP_S + 0.2) == 0.0
+
+
+def test_pulses_lost_in_noise_gate_a_window_the_same_pulses_pass(sim):
+    """Three seconds where noise hides the pulse: the beat detector finds none there, so the
+    window reads as one long interval; the gate takes it instead of the model reading it."""
+    n = int(60 * FS)
+    x = sim.ppg[:n].copy()
+    w = ppg_windows(x)
+    assert np.all(window_sqi(w, FS, "ppg") >= LOW_SQI)
+    t = np.arange(n) / FS
+    hidden = (t > 30.0) & (t < 33.5)
+    x[hidden] = np.mean(x) + 0.02 * np.ptp(x) * np.random.default_rng(3).standard_normal(hidden.sum())
+    w = ppg_windows(x)
+    starts = np.arange(len(w)) * (L // 5) / FS + 5.0
+    hit = (starts < 30.0) & (starts + 10.0 > 33.5)
+    assert hit.any() and np.all(
+        pulse_gap_score(w[hit], FS, [detect_beats(r, FS, "ppg") for r in w[hit]]) == 0
+    )
+    assert np.all(window_sqi(w[hit], FS, "ppg") < LOW_SQI)
