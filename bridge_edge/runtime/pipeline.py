@@ -31,7 +31,7 @@ from bridge_edge.runtime.native_memory import release_free_memory
 from bridge_edge.runtime.outputs import LatencyMs, Prediction, ProbabilitySmoother, StreamRef
 from bridge_edge.runtime.stats import PipelineStats, StageTimer
 from bridge_edge.runtime.stream import ModelInput, StreamState, WindowJob
-from bridge_edge.runtime.window_reading import read_windows, rule_out_regular
+from bridge_edge.runtime.window_reading import WindowReading, read_windows, rule_out_regular
 from bridge_edge.signals.preprocess import normalise_windows
 from bridge_edge.signals.quality import LOW_SQI
 from bridge_edge.signals.regular_rhythm import RegularRhythmRule
@@ -321,14 +321,13 @@ class Pipeline:
         self,
         job: WindowJob,
         p,
-        reading: tuple[float, float | None, float, bool],
+        reading: WindowReading,
         gated: str | None,
         batch_pre_ms: float,
         infer_ms: float,
     ) -> None:
-        """One hop's prediction; ``reading`` is ``WindowReadings.at``'s (SQI, heart rate,
-        pulse-timing score, AF ruled out)."""
-        sqi, hr, rr_af, af_ruled_out = reading
+        """One hop's prediction from the window's readings and the engine's probabilities ``p``."""
+        sqi, hr, rr_af, af_ruled_out = reading.sqi, reading.hr_bpm, reading.rr_af, reading.af_ruled_out
         st = self.streams[job.stream_index]
         labels = self.model.labels
         if gated == "nonfinite":  # no label carried across poisoned input: smoothing restarts after it
@@ -342,6 +341,7 @@ class Pipeline:
                     {
                         "kind": "low_sqi",
                         "sqi": round(sqi, 3) if np.isfinite(sqi) else None,
+                        "cause": reading.sqi_cause,
                         "window": job.window.index,
                     },
                 )

@@ -12,7 +12,7 @@ import numpy as np
 from bridge_edge.runtime.stream import ModelInput
 from bridge_edge.signals.beats import detect_beats, heart_rate_bpm
 from bridge_edge.signals.preprocess import upright_windows
-from bridge_edge.signals.quality import window_sqi
+from bridge_edge.signals.quality import gate_factors, weakest_factor
 from bridge_edge.signals.regular_rhythm import RegularRhythmRule
 from bridge_edge.signals.rr_timing import rr_af_scores_from_beats
 
@@ -22,13 +22,30 @@ class WindowReadings:
     windows: np.ndarray  # (N, L) band-passed; PPG turned upright as preprocessing turns it
     beats: list[np.ndarray]  # detected beat sample indices per window
     sqi: np.ndarray  # (N,) the gate's SQI (signals.quality.window_sqi)
+    sqi_cause: list[str]  # per window, the gate factor that pulled its SQI down most
     hr_bpm: list[float | None]
     rr_af: np.ndarray  # (N,) pulse-timing AF score, NaN where not computable
     af_ruled_out: np.ndarray  # (N,) bool: the regular-rhythm rule overturned the model's AF call
 
-    def at(self, i: int) -> tuple[float, float | None, float, bool]:
-        """Window ``i``'s (SQI, heart rate, pulse-timing score, AF ruled out)."""
-        return float(self.sqi[i]), self.hr_bpm[i], float(self.rr_af[i]), bool(self.af_ruled_out[i])
+    def at(self, i: int) -> WindowReading:
+        return WindowReading(
+            float(self.sqi[i]),
+            self.sqi_cause[i],
+            self.hr_bpm[i],
+            float(self.rr_af[i]),
+            bool(self.af_ruled_out[i]),
+        )
+
+
+@dataclass(frozen=True)
+class WindowReading:
+    """One window's readings, as a prediction reports them."""
+
+    sqi: float
+    sqi_cause: str  # signals.quality.GATE_FACTORS name: why a gated window scored low
+    hr_bpm: float | None
+    rr_af: float  # NaN where not computable
+    af_ruled_out: bool
 
 
 def read_windows(values: np.ndarray, model: ModelInput) -> WindowReadings:
@@ -36,11 +53,13 @@ def read_windows(values: np.ndarray, model: ModelInput) -> WindowReadings:
     raw = upright_windows(values, model.preprocess) if model.modality == "ppg" else values
     search_back = model.preprocess.search_back
     beats = [detect_beats(w, model.fs, model.modality, search_back) for w in raw]  # per window
-    sqi = window_sqi(raw, model.fs, model.modality, beats=beats)
+    factors = gate_factors(raw, model.fs, model.modality, beats=beats)
+    sqi = factors.prod(axis=1)
     return WindowReadings(
         windows=raw,
         beats=beats,
         sqi=sqi,
+        sqi_cause=weakest_factor(factors, model.modality),
         hr_bpm=[heart_rate_bpm(b, model.fs) for b in beats],
         rr_af=rr_af_scores_from_beats(beats, raw, model.fs, sqi),
         af_ruled_out=np.zeros(len(raw), dtype=bool),

@@ -155,11 +155,30 @@ def ecg_sqi(windows: np.ndarray, fs: float, flat_std: float = 1e-6) -> np.ndarra
     return np.where(np.sqrt(var) < flat_std, 0.0, sqi)
 
 
-def window_sqi(windows: np.ndarray, fs: float, modality: str, beats: list | None = None) -> np.ndarray:
-    """The runtime's gate per window for ``modality`` "ppg" or "ecg" (``beats``: PPG peaks per
-    window, optional): for PPG the pulse quality times the motion and pulse-gap scores."""
+GATE_FACTORS = {"ppg": ("pulse_quality", "motion", "lost_pulse"), "ecg": ("ecg_quality",)}
+
+
+def gate_factors(windows: np.ndarray, fs: float, modality: str, beats: list | None = None) -> np.ndarray:
+    """(N, len(GATE_FACTORS[modality])): the gate's factors per window, named by ``GATE_FACTORS``;
+    ``window_sqi`` is their product. For PPG: ``ppg_sqi``, ``motion_score``, ``pulse_gap_score``
+    (``beats``: PPG peaks per window, optional)."""
     if modality == "ecg":
-        return ecg_sqi(windows, fs)
+        return ecg_sqi(windows, fs)[:, None]
     w = np.atleast_2d(np.asarray(windows, dtype=np.float64))
     beats = [detect_ppg_beats(x, fs) for x in w] if beats is None else beats  # loop over windows
-    return ppg_sqi(w, fs, beats=beats) * motion_score(w, fs, beats) * pulse_gap_score(w, fs, beats)
+    return np.stack(
+        [ppg_sqi(w, fs, beats=beats), motion_score(w, fs, beats), pulse_gap_score(w, fs, beats)], 1
+    )
+
+
+def window_sqi(windows: np.ndarray, fs: float, modality: str, beats: list | None = None) -> np.ndarray:
+    """The runtime's gate per window for ``modality`` "ppg" or "ecg": the product of its
+    ``gate_factors`` (for PPG the pulse quality times the motion and pulse-gap scores)."""
+    return gate_factors(windows, fs, modality, beats).prod(axis=1)
+
+
+def weakest_factor(factors: np.ndarray, modality: str) -> list[str]:
+    """Per window, the name of the factor that pulled its SQI down most (what a gated window
+    reports as its cause)."""
+    names = GATE_FACTORS[modality]
+    return [names[i] for i in np.argmin(np.nan_to_num(factors, nan=-1.0), axis=1)]

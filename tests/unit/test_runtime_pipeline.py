@@ -174,7 +174,8 @@ def test_low_quality_windows_are_gated_before_the_model(bundle):
     assert after_warmup and all(p.gated == "low_sqi" and p.label is None for p in after_warmup)
     assert all(p.sqi < 0.5 for p in after_warmup)
     assert engine.batches == [] and stats.windows_skipped["low_sqi"] == len(after_warmup)
-    assert any(e["kind"] == "low_sqi" for _, e in rec.events)
+    low = [e for _, e in rec.events if e["kind"] == "low_sqi"]
+    assert low and all(e["cause"] == "pulse_quality" for e in low)  # no pulse at all, not motion
 
 
 def test_stop_ends_a_live_stream_cleanly(bundle, ppg):

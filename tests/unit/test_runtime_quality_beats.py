@@ -12,11 +12,13 @@ from bridge_edge.signals.quality import (
     PULSE_GAP_OK_S,
     PULSE_GAP_RAMP_S,
     ecg_sqi,
+    gate_factors,
     longest_pulse_gap_s,
     motion_score,
     ppg_sqi,
     pulse_amplitudes,
     pulse_gap_score,
+    weakest_factor,
     window_sqi,
 )
 from bridge_edge.signals.simulator import PatientSimulator
@@ -153,6 +155,7 @@ def test_a_motion_transient_gates_a_clean_window_and_clean_windows_keep_their_sq
     hit = (starts < 29.5) & (starts + 10.0 > 30.5)
     assert hit.any() and np.all(motion_score(w[hit], FS) == 0.0)
     assert np.all(window_sqi(w[hit], FS, "ppg") < LOW_SQI)
+    assert set(weakest_factor(gate_factors(w[hit], FS, "ppg"), "ppg")) == {"motion"}
     assert np.all(motion_score(w[~hit & ((starts > 31) | (starts + 10 < 29))], FS) == 1.0)
 
 
@@ -231,3 +234,4 @@ def test_pulses_lost_in_noise_gate_a_window_the_same_pulses_pass(sim):
         pulse_gap_score(w[hit], FS, [detect_beats(r, FS, "ppg") for r in w[hit]]) == 0
     )
     assert np.all(window_sqi(w[hit], FS, "ppg") < LOW_SQI)
+    assert set(weakest_factor(gate_factors(w[hit], FS, "ppg"), "ppg")) == {"lost_pulse"}
