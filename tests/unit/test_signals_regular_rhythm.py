@@ -122,7 +122,13 @@ def test_only_the_af_calls_the_rule_overturns_are_flagged():
     irregular = beats_of(rng.uniform(0.45, 1.2, 12))
     beats = [regular, regular, irregular]
     readings = WindowReadings(
-        np.zeros((3, 10)), beats, np.ones(3), [None] * 3, np.full(3, np.nan), np.zeros(3, dtype=bool)
+        windows=np.zeros((3, 10)),
+        beats=beats,
+        sqi=np.ones(3),
+        sqi_cause=["pulse_quality"] * 3,
+        hr_bpm=[None] * 3,
+        rr_af=np.full(3, np.nan),
+        af_ruled_out=np.zeros(3, dtype=bool),
     )
     model = ModelInput("ppg", FS, 1250, 625, ("ppg",), PreprocessSpec(), list(LABELS), "afib", "t", "0")
     probs = np.array([[0.3, 0.6, 0.1], [0.7, 0.2, 0.1], [0.2, 0.7, 0.1]], np.float32)
