@@ -198,10 +198,11 @@ def run_suite(
     def inferred(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the model's probabilities, what the runtime shows: them after the regular-rhythm rule)."""
         if last.get("windows") is not windows:
-            probs = chosen.infer(normalise_windows(windows, model.preprocess))
+            beats = window_beats(windows, model.preprocess)  # once, for the model input and the rule
+            probs = chosen.infer(normalise_windows(windows, model.preprocess, beats))
             shown = probs
             if rule is not None and len(windows):
-                fired = rule.fires(window_beats(windows, model.preprocess), model.fs)
+                fired = rule.fires(beats, model.fs)
                 shown = rule.apply(probs, model.labels, fired)
             last.update(windows=windows, both=(probs, shown))
         return last["both"]
