@@ -14,7 +14,7 @@ new model's token sequence x (B, d_in, T_in) instead of its time mean alone (doc
     coefficients += resample(B_loc (P*u x r) @ A_loc (r x d_in) @ x)    u = ceil(T / T_in)
 
 each input token giving the coefficients of the u output tokens under it, linearly resampled onto
-the old model's T tokens. B_loc = 0 at start, so it starts as the pooled bridge.
+the old model's T tokens (two taps an output token). B_loc = 0 at start, so it starts as the pooled bridge.
 """
 
 from __future__ import annotations
@@ -134,9 +134,14 @@ class TokenPrototypeBridge(PrototypeBridge):
         self.A_local = nn.Parameter(torch.empty(rank, d_in))
         self.B_local = nn.Parameter(torch.zeros(prototypes * self.upsample, rank))
         nn.init.kaiming_uniform_(self.A_local, a=math.sqrt(5))
-        # fixed by the shapes, so not saved: rebuilt identically from composed.json
-        resample = linear_resample_matrix(t_in * self.upsample, n_tokens)
-        self.register_buffer("resample", resample, persistent=False)
+        # Fixed by the shapes, so not saved: rebuilt identically from composed.json. Two taps an
+        # output token, not a dense (T_in*u, T) matrix: the default's was 1 MB, held by the bridge
+        # and again by its moving average during training, and a constant in every exported file.
+        lo, hi, w_hi = linear_resample_taps(t_in * self.upsample, n_tokens)
+        self.register_buffer("resample_lo", lo, persistent=False)
+        self.register_buffer("resample_hi", hi, persistent=False)
+        self.register_buffer("resample_w_lo", 1.0 - w_hi, persistent=False)
+        self.register_buffer("resample_w_hi", w_hi, persistent=False)
 
     @property
     def n_params(self) -> int:
@@ -153,22 +158,21 @@ class TokenPrototypeBridge(PrototypeBridge):
         b, p, u = x.shape[0], self.prototypes, self.upsample
         local = torch.matmul(self.B_local, torch.matmul(self.A_local, x))  # (B, P*u, T_in)
         local = local.reshape(b, p, u, self.t_in).transpose(2, 3).reshape(b, p, self.t_in * u)
-        coeff = self.coefficients(x.mean(dim=2)) + torch.matmul(local, self.resample)
-        return torch.matmul(self.proto, coeff)
+        return torch.matmul(self.proto, self.coefficients(x.mean(dim=2)) + self.resample(local))
+
+    def resample(self, v: torch.Tensor) -> torch.Tensor:
+        """(..., T_in*u) -> (..., T): linear interpolation by :func:`linear_resample_taps`."""
+        lo, hi = v.index_select(-1, self.resample_lo), v.index_select(-1, self.resample_hi)
+        return lo * self.resample_w_lo + hi * self.resample_w_hi
 
 
-def linear_resample_matrix(n_from: int, n_to: int) -> torch.Tensor:
-    """(n_from, n_to): ``v @ M`` linearly interpolates ``v``, sampled at the centres of n_from equal
-    cells, at the centres of n_to equal cells of the same span (ends held)."""
+def linear_resample_taps(n_from: int, n_to: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Linear interpolation of a sequence sampled at the centres of n_from equal cells, at the
+    centres of n_to equal cells of the same span (ends held): output j is
+    ``(1 - w[j]) v[lo[j]] + w[j] v[hi[j]]``. Returns (lo, hi, w) of length n_to."""
     at = ((torch.arange(n_to, dtype=torch.float64) + 0.5) * n_from / n_to - 0.5).clamp(0, n_from - 1)
     lo = at.floor().long()
-    hi = (lo + 1).clamp(max=n_from - 1)
-    frac = at - lo
-    m = torch.zeros(n_from, n_to, dtype=torch.float64)
-    cols = torch.arange(n_to)
-    m[lo, cols] += 1 - frac
-    m[hi, cols] += frac
-    return m.float()
+    return lo, (lo + 1).clamp(max=n_from - 1), (at - lo).float()
 
 
 def bridge_from_spec(b: dict) -> PrototypeBridge:

@@ -3,13 +3,14 @@ import math
 import pytest
 
 torch = pytest.importorskip("torch")
+F = torch.nn.functional
 
 from bridge_edge.bridge.prototype import (
     PrototypeBridge,
     TokenPrototypeBridge,
     bridge_from_spec,
     bridge_param_count,
-    linear_resample_matrix,
+    linear_resample_taps,
     parse_proto_init,
     to_layout,
 )
@@ -106,7 +107,7 @@ def test_token_bridge_param_count_and_spec_round_trip():
     assert spec["input"] == "tokens" and spec["t_in"] == 4 and spec["params"] == bridge.n_params
     rebuilt = bridge_from_spec(spec)
     assert isinstance(rebuilt, TokenPrototypeBridge)
-    rebuilt.load_state_dict(bridge.state_dict())  # the resampling matrix is rebuilt, not stored
+    rebuilt.load_state_dict(bridge.state_dict())  # the resampling taps are rebuilt, not stored
     x = torch.randn(2, 6, 4)
     torch.testing.assert_close(rebuilt(x), bridge(x))
     # a bundle from before the option has no "input": the pooled bridge
@@ -127,18 +128,26 @@ def test_token_bridge_local_term_stays_near_its_input_token():
 
 
 @pytest.mark.parametrize("n_from, n_to", [(520, 500), (40, 500), (12, 12), (9, 4)])
-def test_linear_resample_matrix_interpolates(n_from, n_to):
-    m = linear_resample_matrix(n_from, n_to)
-    assert m.shape == (n_from, n_to)
-    torch.testing.assert_close(m.sum(dim=0), torch.ones(n_to))  # each output a convex mix
-    # a straight line sampled at the input cell centres comes out sampled at the output centres
-    # (away from the ends, where the line is held)
-    t_from = (torch.arange(n_from) + 0.5) / n_from
-    t_to = (torch.arange(n_to) + 0.5) / n_to
-    inner = (t_to >= t_from[0]) & (t_to <= t_from[-1])
-    torch.testing.assert_close((t_from @ m)[inner], t_to[inner])
+def test_linear_resample_taps_interpolate_like_torch(n_from, n_to):
+    lo, hi, w = linear_resample_taps(n_from, n_to)
+    assert lo.shape == hi.shape == w.shape == (n_to,)
+    assert bool(((w >= 0) & (w <= 1)).all()) and bool((hi - lo <= 1).all())
+    v = torch.randn(3, 2, n_from, dtype=torch.float64)
+    out = (1 - w.double()) * v[..., lo] + w.double() * v[..., hi]
+    # torch's own linear interpolation (cell centres, ends held) is the reference; w is float32
+    ref = F.interpolate(v, size=n_to, mode="linear", align_corners=False)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
     if n_from == n_to:
-        torch.testing.assert_close(m, torch.eye(n_to))
+        assert torch.equal(lo, torch.arange(n_to)) and not bool(w.any())
+
+
+def test_token_bridge_keeps_no_dense_resampling_matrix():
+    bridge = _token_bridge(t_in=40, n_tokens=500)
+    buffers = dict(bridge.named_buffers())
+    assert sum(b.numel() for b in buffers.values()) == 4 * 500  # two taps and two weights a token
+    v = torch.randn(2, 3, 40 * bridge.upsample)
+    ref = F.interpolate(v.double(), size=500, mode="linear", align_corners=False)
+    torch.testing.assert_close(bridge.resample(v).double(), ref, atol=1e-5, rtol=0)
 
 
 def test_token_bridge_reads_either_layout_channel_first():
