@@ -89,6 +89,7 @@ class BedStatus:
     hr_bpm: float | None = None
     prediction_at: float | None = None  # monotonic seconds the last scored prediction arrived
     gated: str | None = None  # why the newest window was not scored (the bed shows "unscored")
+    sqi_cause: str | None = None  # for gated "low_sqi": which gate factor (Prediction.sqi_cause)
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ class MonitorFeed:
         bed = pred.stream.index
         with self._lock:
             status = self.status[bed]
-            status.gated = pred.gated
+            status.gated, status.sqi_cause = pred.gated, pred.sqi_cause
             if pred.gated is None:
                 if pred.smoothed_label != status.label:
                     status.label_since = time.monotonic()
@@ -255,6 +255,7 @@ class MonitorFeed:
                 "rr_af_score": self.timing_scores[bed] if pred.gated is None else None,
                 "af_ruled_out": bool(pred.af_ruled_out),
                 "gated": pred.gated,
+                "sqi_cause": pred.sqi_cause,
                 "dropped_samples": int(pred.dropped_samples),
                 "gap": bool(pred.gap),
             },
@@ -287,6 +288,7 @@ class MonitorFeed:
                     "label": status.label,
                     "scored": status.gated is None,  # False: the newest window was gated
                     "gated": status.gated,
+                    "sqi_cause": status.sqi_cause,
                     "probs": _clean_probs(status.probs),
                     "sqi": status.sqi,
                     "sqi_level": self.rules.sqi.level(status.sqi),

@@ -53,6 +53,10 @@ class Prediction:
     # probability as sinus. (The rule moves that probability wherever it fires; this marks only
     # the windows whose call it changed.)
     af_ruled_out: bool = False
+    # a window gated "low_sqi": the gate factor that pulled its SQI down most
+    # (signals.quality.GATE_FACTORS: "pulse_quality", "motion", "lost_pulse"; "ecg_quality"), so a
+    # monitor can say why it shows no rhythm; None for every other window
+    sqi_cause: str | None = None
 
     def as_json(self) -> dict:
         """A plain dict whose non-finite floats are None (``strict_json`` prints it)."""

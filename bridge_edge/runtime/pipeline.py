@@ -375,6 +375,7 @@ class Pipeline:
             bundle_version=self.model.bundle_version,
             rr_af_score=float(rr_af) if np.isfinite(rr_af) else None,
             af_ruled_out=af_ruled_out,
+            sqi_cause=reading.sqi_cause if gated == "low_sqi" else None,
         )
         self._notify("on_prediction", pred)
 

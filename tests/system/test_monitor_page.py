@@ -50,6 +50,7 @@ class FakePipeline:
         self.feed = feed
         self.afib_after_s = afib_after_s
         self.silent_beds: set[int] = set()
+        self.motion_beds: set[int] = set()  # their windows are gated "low_sqi", cause "motion"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -89,11 +90,12 @@ class FakePipeline:
                     probs = (
                         {"sinus": 0.1, "afib": 0.9} if afib and bed == 0 else {"sinus": 0.95, "afib": 0.05}
                     )
+                    moving = bed in self.motion_beds
                     self.feed.on_prediction(
                         SimpleNamespace(
                             stream=SimpleNamespace(index=bed),
                             t_end=time.time(),
-                            label=max(probs, key=probs.get),
+                            label=None if moving else max(probs, key=probs.get),
                             smoothed_label=max(probs, key=probs.get),
                             smoothed_probs=probs,
                             sqi=0.9,
@@ -103,7 +105,8 @@ class FakePipeline:
                             rr_af_score=(0.25 if afib else 0.02) if bed == 0 else 0.30,
                             # bed 1 before its AF: the runtime's regular-rhythm rule moved AF
                             af_ruled_out=bed == 0 and not afib,
-                            gated=None,
+                            gated="low_sqi" if moving else None,
+                            sqi_cause="motion" if moving else None,
                             dropped_samples=0,
                             gap=False,
                         )
@@ -210,6 +213,14 @@ def test_page_draws_four_traces_labels_alarms_and_blanks_stale_hr(monitor):
         )
         if os.environ.get("MONITOR_SCREENSHOT"):
             browser.screenshot(Path(os.environ["MONITOR_SCREENSHOT"]))
+
+        # bed 2's patient moves: its windows are gated, and the bed says why it shows no new rhythm
+        driver.motion_beds.add(1)
+        browser.wait_for(
+            "document.querySelectorAll('.bed')[1].querySelector('.rhythm-value').textContent"
+            " === 'sinus (unscored: motion)'",
+            timeout_s=4,
+        )
 
         # bed 2 goes silent: a technical "no signal" alarm, its HR blanks to ---
         driver.silent_beds.add(1)

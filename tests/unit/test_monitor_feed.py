@@ -40,6 +40,7 @@ def scored(label: str, probs: dict, **fields) -> SimpleNamespace:
         rr_af_score=None,
         af_ruled_out=False,
         gated=None,
+        sqi_cause=None,
         dropped_samples=0,
         gap=False,
     )
@@ -165,6 +166,7 @@ def test_a_gated_window_leaves_the_af_alarm_standing_and_shows_the_bed_unscored(
             rr_af_score=None if gated else 0.2,
             af_ruled_out=False,
             gated=gated,
+            sqi_cause="lost_pulse" if gated == "low_sqi" else None,
             dropped_samples=1 if gated else 0,
             gap=bool(gated),
         )
@@ -175,6 +177,11 @@ def test_a_gated_window_leaves_the_af_alarm_standing_and_shows_the_bed_unscored(
     bed = feed.snapshot(time.monotonic())["beds"][0]
     assert [a["code"] for a in bed["alarms"]] == ["afib"]  # not cleared by data the model never saw
     assert bed["scored"] is False and bed["gated"] == "nonfinite" and bed["label"] == "afib"
+    assert bed["sqi_cause"] is None
+    feed.on_prediction(pred("low_sqi", None, 0.2))  # a lost pulse: the bed says which gate
+    bed = feed.snapshot(time.monotonic())["beds"][0]
+    assert [a["code"] for a in bed["alarms"]] == ["afib"]
+    assert (bed["gated"], bed["sqi_cause"], bed["label"]) == ("low_sqi", "lost_pulse", "afib")
     feed.on_prediction(pred(None, "sinus", 0.9))  # scored again: the model's word counts
     bed = feed.snapshot(time.monotonic())["beds"][0]
     assert bed["scored"] is True and bed["alarms"] == []
@@ -190,7 +197,8 @@ def test_the_af_alarm_sounds_only_once_the_label_has_held_for_the_onset():
         return SimpleNamespace(
             stream=SimpleNamespace(index=0), t_end=1.0, label=label, smoothed_label=label,
             smoothed_probs=None if gated else {"sinus": 0.1, "afib": 0.9}, sqi=0.9, hr_bpm=90.0,
-            rr_af_score=None, af_ruled_out=False, gated=gated, dropped_samples=0, gap=False,
+            rr_af_score=None, af_ruled_out=False, gated=gated, sqi_cause=None, dropped_samples=0,
+            gap=False,
         )  # fmt: skip
 
     def bed(after_s):

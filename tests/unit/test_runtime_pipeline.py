@@ -176,6 +176,8 @@ def test_low_quality_windows_are_gated_before_the_model(bundle):
     assert engine.batches == [] and stats.windows_skipped["low_sqi"] == len(after_warmup)
     low = [e for _, e in rec.events if e["kind"] == "low_sqi"]
     assert low and all(e["cause"] == "pulse_quality" for e in low)  # no pulse at all, not motion
+    assert {p.sqi_cause for p in after_warmup} == {"pulse_quality"}  # what a monitor shows
+    assert {p.sqi_cause for p in rec.preds if p.gated == "warmup"} == {None}
 
 
 def test_stop_ends_a_live_stream_cleanly(bundle, ppg):

@@ -21,6 +21,10 @@
     bbb: "#4da3ff", ventricular: "#ff2a2a",
   };
   const TRACE_COLOURS = { ecg: "#33ff66", ppg: "#2fd9ff" };
+  // why a low-SQI window was not scored (signals.quality.GATE_FACTORS), as the bed says it
+  const SQI_CAUSE_TEXT = {
+    pulse_quality: "poor pulse", motion: "motion", lost_pulse: "lost pulse", ecg_quality: "poor ECG",
+  };
 
   // Read by automated browser tests: keep these names stable.
   const state = (window.monitorState = {
@@ -377,7 +381,8 @@
       const unscored = s.scored === false && s.gated !== "warmup";
       // a rhythm that will alarm once it has held long enough says when (AlarmRules.onset_s)
       const pending = s.alarm_in_s > 0 ? " (alarm in " + Math.ceil(s.alarm_in_s) + " s)" : "";
-      setText(rhythm, (s.label ? s.label : "---") + (unscored ? " (unscored: " + s.gated + ")" : pending));
+      const why = s.gated === "low_sqi" && s.sqi_cause ? SQI_CAUSE_TEXT[s.sqi_cause] || s.sqi_cause : s.gated;
+      setText(rhythm, (s.label ? s.label : "---") + (unscored ? " (unscored: " + why + ")" : pending));
       rhythm.classList.toggle("alarm-label", s.alarms.some((a) => a.category === "physiological"));
       rhythm.classList.toggle("uncertain", s.sqi_level === "unacceptable" || !s.label || unscored);
       renderProbs(bed.el.querySelector(".probs"), s.probs);
