@@ -108,6 +108,7 @@ class Pipeline:
         self.memory_trims = 0  # times free heap went back to the OS
         self._next_trim_s = time.monotonic() + cfg.trim_every_s
         self.windows_skipped = {"warmup": 0, "gap": 0, "low_sqi": 0, "nonfinite": 0}
+        self.low_sqi_causes: dict[str, int] = {}  # the "low_sqi" windows by Prediction.sqi_cause
         self.errors: list[BaseException] = []
 
     # --- listeners ---------------------------------------------------------------------------
@@ -336,12 +337,14 @@ class Pipeline:
         if gated is not None:
             self.windows_skipped[gated] += 1
             if gated == "low_sqi":
+                cause = reading.sqi_cause
+                self.low_sqi_causes[cause] = self.low_sqi_causes.get(cause, 0) + 1
                 self._event(
                     st.index,
                     {
                         "kind": "low_sqi",
                         "sqi": round(sqi, 3) if np.isfinite(sqi) else None,
-                        "cause": reading.sqi_cause,
+                        "cause": cause,
                         "window": job.window.index,
                     },
                 )

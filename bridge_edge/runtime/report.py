@@ -11,7 +11,7 @@ from bridge_edge.runtime.stats import Percentiles, PipelineStats
 def format_prediction(p: Prediction) -> str:
     clock = time.strftime("%H:%M:%S", time.localtime(p.t_end))
     if p.label is None:
-        what = f"-- ({p.gated})"
+        what = f"-- ({p.gated}: {p.sqi_cause})" if p.sqi_cause else f"-- ({p.gated})"
     else:
         what = f"{p.label:<8} p={p.probs[p.label]:.2f} smoothed={p.smoothed_label}"
     sqi = f"{p.sqi:.2f}" if p.sqi == p.sqi else " -- "  # NaN: a flat or degenerate window
@@ -40,6 +40,8 @@ def summary_lines(s: PipelineStats, ended: str | None = None) -> list[str]:
         ),
         f"run: windows skipped {s.windows_skipped}; dropped samples {s.dropped_samples}; ring overwrites {s.overwrites}",
     ]
+    if s.low_sqi_causes:
+        lines.append(f"run: low-SQI windows by cause {s.low_sqi_causes}")
     lines += [f"run: latency {stage}: {_pct(p)}" for stage, p in s.latency.items()]
     batch = f"{s.inferred_windows / s.infer_calls:.1f}" if s.infer_calls else "-"
     lines.append(

@@ -87,6 +87,8 @@ class PipelineStats:
     memory_trims: int = 0  # times free heap went back to the OS (PipelineConfig.trim_every_s)
     # every stream's recent hops pooled: last sample arrived -> emitted (queue wait + inference)
     hop_lag: Percentiles = Percentiles(0, None, None, None)
+    # windows_skipped["low_sqi"] by the gate factor that pulled each down most (Prediction.sqi_cause)
+    low_sqi_causes: dict[str, int] = field(default_factory=dict)
 
     @property
     def dropped_samples(self) -> int:
@@ -151,4 +153,5 @@ class PipelineStats:
             inferred_windows=pipeline.inferred_windows,
             memory_trims=pipeline.memory_trims,
             hop_lag=Percentiles.of([v for st in pipeline.streams for v in list(st.hop_lag_ms)]),
+            low_sqi_causes=dict(sorted(pipeline.low_sqi_causes.items())),
         )

@@ -11,6 +11,7 @@ from tiny_bundle import make_tiny_bundle
 from bridge_edge.devices.replay import from_array
 from bridge_edge.runtime.engines import EngineChoice
 from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
+from bridge_edge.runtime.report import format_prediction, summary_lines
 from bridge_edge.signals.preprocess import (
     PreprocessSpec,
     filter_and_resample,
@@ -177,6 +178,9 @@ def test_low_quality_windows_are_gated_before_the_model(bundle):
     low = [e for _, e in rec.events if e["kind"] == "low_sqi"]
     assert low and all(e["cause"] == "pulse_quality" for e in low)  # no pulse at all, not motion
     assert {p.sqi_cause for p in after_warmup} == {"pulse_quality"}  # what a monitor shows
+    assert stats.low_sqi_causes == {"pulse_quality": len(after_warmup)}  # and the run's summary
+    assert "-- (low_sqi: pulse_quality)" in format_prediction(after_warmup[0])
+    assert f"run: low-SQI windows by cause {{'pulse_quality': {len(after_warmup)}}}" in summary_lines(stats)
     assert {p.sqi_cause for p in rec.preds if p.gated == "warmup"} == {None}
 
 
