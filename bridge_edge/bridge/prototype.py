@@ -14,7 +14,8 @@ new model's token sequence x (B, d_in, T_in) instead of its time mean alone (doc
     coefficients += resample(B_loc (P*u x r) @ A_loc (r x d_in) @ x)    u = ceil(T / T_in)
 
 each input token giving the coefficients of the u output tokens under it, linearly resampled onto
-the old model's T tokens (two taps an output token). B_loc = 0 at start, so it starts as the pooled bridge.
+the old model's T tokens (two taps an output token). B_loc = 0 at start, so it starts as the
+pooled bridge.
 """
 
 from __future__ import annotations
