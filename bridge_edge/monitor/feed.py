@@ -370,6 +370,7 @@ def provenance_numbers(stats) -> dict:
             "dropped_samples": stats.dropped_samples,
             "hops": stats.hops,
             "windows_skipped": stats.windows_skipped,
+            "low_sqi_causes": stats.low_sqi_causes,
         }
     )
 

@@ -292,6 +292,7 @@ def run_soak(
         "wall_s": round(time.monotonic() - t0, 1),
         "hops": stats.hops,
         "windows_skipped": stats.windows_skipped,
+        "low_sqi_causes": stats.low_sqi_causes,
         "all_samples_accounted": all(s["accounted"] for s in report.streams),
         "labels_resumed_after_every_fault": all(f["resumed_after_s"] is not None for f in report.faults),
         "max_resume_s": max(
