@@ -334,10 +334,10 @@ class Pipeline:
         if gated == "nonfinite":  # no label carried across poisoned input: smoothing restarts after it
             self._smoother.reset(st.index)
         smoothed = self._smoother.update(st.index, p)
+        cause = reading.sqi_cause if gated == "low_sqi" else None  # what the prediction reports
         if gated is not None:
             self.windows_skipped[gated] += 1
-            if gated == "low_sqi":
-                cause = reading.sqi_cause
+            if cause is not None:
                 self.low_sqi_causes[cause] = self.low_sqi_causes.get(cause, 0) + 1
                 self._event(
                     st.index,
@@ -378,7 +378,7 @@ class Pipeline:
             bundle_version=self.model.bundle_version,
             rr_af_score=float(rr_af) if np.isfinite(rr_af) else None,
             af_ruled_out=af_ruled_out,
-            sqi_cause=reading.sqi_cause if gated == "low_sqi" else None,
+            sqi_cause=cause,
         )
         self._notify("on_prediction", pred)
 
