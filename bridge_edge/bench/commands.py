@@ -124,6 +124,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--from-run", type=Path, default=None, help="read a finished run's report instead of training"
     )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument(
+        "--interleave",
+        type=positive_int,
+        default=None,
+        metavar="ROUNDS",
+        help="also time the bridge and KD side by side: ROUNDS rounds of one epoch each on the "
+        "run's first 256 pair windows (docs/benchmarks.md, 'Training cost')",
+    )
     p.set_defaults(handler=run_training)
 
     p = which.add_parser("scale", help="peak memory and throughput of the fit stages vs corpus size")
@@ -249,7 +257,12 @@ def run_training(args) -> int:
     report = BenchReport("training", machine.collect())
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         training.run(
-            report, recipe=recipe, run_dir=Path(tmp) / "run", from_run=args.from_run, device=args.device
+            report,
+            recipe=recipe,
+            run_dir=Path(tmp) / "run",
+            from_run=args.from_run,
+            device=args.device,
+            interleave=args.interleave or 0,
         )
     title = f"bridge vs KD ({recipe.name if args.from_run is None else args.from_run}): {report.machine['cpu_model']}"
     return _finish(report, args, lambda out: plots.training_bars(report.rows, out / "training.png", title))

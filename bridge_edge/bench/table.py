@@ -232,9 +232,20 @@ def training_section(report: BenchReport) -> list[str]:
     recipe = (report.summary.get("recipe") or {}).get("name", "?")
     device = report.summary.get("device")
     where = f"; trained on {device}" if device else ""
-    return [f"**Training cost, bridge vs KD** (recipe `{recipe}`, same data, same run{where})", ""] + _table(
+    lines = [f"**Training cost, bridge vs KD** (recipe `{recipe}`, same data, same run{where})", ""] + _table(
         ["method", "trainable params", "peak memory MB", "s / epoch", "test macro-F1", "test AF AUROC"], rows
     )
+    side_by_side = report.summary.get("interleaved")
+    if side_by_side:
+        lines += [
+            "",
+            f"Side by side ({side_by_side['rounds']} rounds of one bridge epoch then one KD epoch on "
+            f"{side_by_side['windows']} pair windows, {side_by_side.get('device', '?')}): median seconds a batch, "
+            f"bridge {_fmt(side_by_side['bridge_median_batch_seconds'])} vs KD "
+            f"{_fmt(side_by_side['kd_median_batch_seconds'])}, ratio **{_fmt(side_by_side['batch_seconds_ratio'])}** "
+            f"(per round: {', '.join(_fmt(r) for r in side_by_side['batch_seconds_ratio_per_round'])}).",
+        ]
+    return lines
 
 
 def power_section(report: BenchReport) -> list[str]:

@@ -5,6 +5,12 @@ windows with the same batch size and bookkeeping, then scores both on the same t
 this bench runs it (``--quick``: recipes/smoke.toml) and lays the two side by side: trainable
 parameters, peak step memory, seconds per epoch and test metrics. ``--from-run RUN_DIR`` reads
 a finished run's report instead of training again (the numbers still come from one run).
+
+A fit trains the bridge and then KD, minutes apart, and on a shared machine minutes apart can
+run at different speeds. ``--interleave N`` times the two side by side as well, on the run
+just made or read: N rounds, each one epoch of the bridge then one epoch of KD on the same first pair
+windows, by the fit's own training code; the ratio of their median batch times in each round,
+and its median over rounds, move only with what changes within a round.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from bridge_edge.bench.results import STATUS_OK, STATUS_UNMEASURED, BenchReport
 from bridge_edge.errors import DataError
@@ -79,6 +87,52 @@ def fit_without_position_check(recipe: Path, run_dir: Path, device: str) -> dict
     return fit(recipe, run_dir, device=device, skip=("position_check",))
 
 
+@dataclass(frozen=True)
+class InterleavedTiming:
+    """Median seconds per batch of the bridge and of KD, one epoch each per round, alternating."""
+
+    rounds: int
+    windows: int  # pair windows each epoch draws from
+    bridge_batch_seconds: list[float]  # per round
+    kd_batch_seconds: list[float]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [b / k for b, k in zip(self.bridge_batch_seconds, self.kd_batch_seconds)]
+
+    def as_dict(self) -> dict:
+        return {
+            "rounds": self.rounds,
+            "windows": self.windows,
+            "bridge_median_batch_seconds": float(np.median(self.bridge_batch_seconds)),
+            "kd_median_batch_seconds": float(np.median(self.kd_batch_seconds)),
+            "batch_seconds_ratio": float(np.median(self.ratios)),
+            "batch_seconds_ratio_per_round": [round(r, 4) for r in self.ratios],
+        }
+
+
+def interleaved_timing(
+    run_dir: Path, rounds: int, windows: int = 256, device: str = "cpu"
+) -> InterleavedTiming:
+    """Bridge and KD epochs alternated on a finished run's data and models (see module docstring)."""
+    from bridge_edge.bridge.bridging import pair_data, train_bridge_at, train_student
+    from bridge_edge.bridge.selection import read_selection
+    from bridge_edge.bridge.stages import Run
+
+    run = Run.open(run_dir, device)
+    sel = read_selection(run.run_dir)
+    data = pair_data(run)
+    n = min(windows, len(data.pair.ppg))
+    bridge_s, kd_s = [], []
+    for r in range(rounds):
+        log.info("bench training: interleaved round %d/%d on %d pair windows", r + 1, rounds, n)
+        _, res, _ = train_bridge_at(run, data, sel.k_in, sel.k_out, epochs=1, desc="bridge", max_windows=n)
+        bridge_s.append(res.median_batch_seconds)
+        _, res = train_student(run, data, epochs=1, max_windows=n)
+        kd_s.append(res.median_batch_seconds)
+    return InterleavedTiming(rounds, n, bridge_s, kd_s)
+
+
 def run(
     report: BenchReport,
     *,
@@ -86,6 +140,7 @@ def run(
     run_dir: Path,
     from_run: Path | None = None,
     device: str = "cpu",
+    interleave: int = 0,
 ) -> None:
     if from_run is not None:
         from bridge_edge.bridge.rundir import RunDir
@@ -116,3 +171,8 @@ def run(
         # where the fit trained (its report says; reports before 2026-12 do not)
         device=run_report.get("device", device if from_run is None else "not in the run's report"),
     )
+    if interleave:
+        timing = interleaved_timing(
+            from_run if from_run is not None else Path(run_dir), interleave, device=device
+        )
+        report.summary["interleaved"] = timing.as_dict() | {"device": device}

@@ -39,10 +39,10 @@ def stage_select(run: Run) -> None:
     store = load_feature_store(run.dir.features_pair)
     trial = None
     if s.trial_epochs > 0 and s.k_in < 0:  # a pinned k_in leaves one candidate: nothing to try
-        data = _pair_data(run)
+        data = pair_data(run)
 
         def trial(k_in: int, k_out: int) -> dict:
-            _, res, _ = _train_bridge_at(
+            _, res, _ = train_bridge_at(
                 run,
                 data,
                 k_in,
@@ -91,7 +91,7 @@ class PairSplit:
     sampling: RateBalance | None  # [data] pair_balance "rate" / "rate_irregularity": drawn by weight
 
 
-def _pair_data(run: Run) -> PairSplit:
+def pair_data(run: Run) -> PairSplit:
     """Pair and validation windows with their cached old-model outputs (and sampling weights)."""
     from bridge_edge.bridge.rundir import load_feature_store
 
@@ -149,12 +149,12 @@ def _sensor_variants(run: Run, pair_ppg: np.ndarray, n: int = 0) -> list[np.ndar
     return out
 
 
-def _train_bridge_at(
+def train_bridge_at(
     run: Run, data, k_in: int, k_out: int, *, epochs: int, desc: str, max_windows: int = 0, on_all_ranks=False
 ):
     """A fresh bridge for positions (k_in, k_out) with the recipe's [bridge] settings, trained.
 
-    ``data`` is ``_pair_data(run)``; the bridge trains on the first ``max_windows`` pair windows
+    ``data`` is ``pair_data(run)``; the bridge trains on the first ``max_windows`` pair windows
     (0 = all) and picks its epoch on all validation windows. Returns (bridge, TrainResult,
     prototype count). Used by the bridge stage, the selection trials and the position check;
     ``on_all_ranks``: the stage runs on every rank of a torchrun job, which share the batches.
@@ -212,9 +212,9 @@ def stage_bridge(run: Run) -> None:
     old, new = run.models()
     cfg = run.recipe.bridge
     sel = read_selection(run.run_dir)
-    data = _pair_data(run)
+    data = pair_data(run)
     pair = data.pair
-    bridge, result, prototypes = _train_bridge_at(
+    bridge, result, prototypes = train_bridge_at(
         run, data, sel.k_in, sel.k_out, epochs=cfg.epochs, desc="bridge", on_all_ranks=True
     )
     if not run.dist.is_main:
@@ -238,32 +238,39 @@ def stage_bridge(run: Run) -> None:
 
 
 def stage_kd(run: Run) -> None:
+    student, result = train_student(run, pair_data(run), epochs=run.recipe.kd.epochs)
+    if not run.dist.is_main:
+        return
+    save_module_state(student, run.dir.kd_student)
+    run.dir.save_json(run.dir.kd_training, result.as_dict())
+
+
+def train_student(run: Run, data, *, epochs: int, max_windows: int = 0):
+    """A fresh KD student with the recipe's [kd] settings, trained on the first ``max_windows``
+    pair windows (0 = all) of ``data`` (``pair_data(run)``). Returns (student, TrainResult)."""
     from bridge_edge.bridge.kd import make_student, train_kd
     from bridge_edge.bridge.train import PairData
 
     old, new = run.models()
     cfg = run.recipe.kd
-    data = _pair_data(run)
     pair, val, pair_store, val_store = data.pair, data.val, data.pair_store, data.val_store
+    n = max_windows or len(pair.ppg)
     student = make_student(new, len(old.labels), pair.ppg[:4], seed=run.recipe.seed)
     result = train_kd(
         student,
-        PairData(pair.ppg, pair_store.old_probs),
+        PairData(first_rows(pair.ppg, n), pair_store.old_probs[:n]),
         PairData(val.ppg, val_store.old_probs),
-        epochs=cfg.epochs,
+        epochs=epochs,
         lr=cfg.lr,
         batch_size=cfg.batch_size,
         loss=cfg.loss,
         seed=run.recipe.seed,
-        pair_variants=_sensor_variants(run, pair.ppg),  # the bridge's augmentation, for a fair baseline
+        pair_variants=_sensor_variants(run, pair.ppg, n),  # the bridge's augmentation, for a fair baseline
         dist=run.dist,
         sampling=data.sampling,
         ema_decay=cfg.ema_decay,
     )
-    if not run.dist.is_main:
-        return
-    save_module_state(student, run.dir.kd_student)
-    run.dir.save_json(run.dir.kd_training, result.as_dict())
+    return student, result
 
 
 def kd_outputs(run_dir: RunDir) -> tuple[Path, ...]:
@@ -302,13 +309,13 @@ def stage_position_check(run: Run) -> None:
     old, new = run.models()
     check = run.recipe.position_check
     sel = read_selection(run.run_dir)
-    data = _pair_data(run)
+    data = pair_data(run)
     n = check.max_windows or len(data.pair.ppg)
     test = run.windows("test").batched()
     truth = test.head_truth(old.labels)
     rows = []
     for k_in, k_out in check_pairs(sel.k_in, sel.k_out, new.n_blocks, old.n_blocks, check.pairs):
-        bridge, res, _ = _train_bridge_at(
+        bridge, res, _ = train_bridge_at(
             run, data, k_in, k_out, epochs=check.epochs, max_windows=n, desc=f"check {k_in}->{k_out}"
         )
         probs = compose(new, old, bridge, k_in, k_out).predict_proba(test.ppg)

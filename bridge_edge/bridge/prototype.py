@@ -115,8 +115,15 @@ class PrototypeBridge(nn.Module):
         coeff = (pooled @ self.A.T) @ self.B.T  # (B, P*T)
         return coeff.reshape(pooled.shape[0], self.prototypes, self.n_tokens)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(self.proto, self.coefficients(x))  # (D, P) @ (B, P, T) -> (B, D, T)
+    def coefficient_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, P, T): each output token's coefficients on the prototypes."""
+        return self.coefficients(x)
+
+    def forward(self, x: torch.Tensor, span: bool = False):
+        """(B, D, T) = Proto (D, P) @ coefficients (B, P, T); ``span=True``: the two factors
+        (coefficients, Proto), for an old block that runs on them (ModelAdapter.run_blocks_on_span)."""
+        coeff = self.coefficient_map(x)
+        return (coeff, self.proto) if span else torch.matmul(self.proto, coeff)
 
 
 class TokenPrototypeBridge(PrototypeBridge):
@@ -155,11 +162,11 @@ class TokenPrototypeBridge(PrototypeBridge):
         """(B, d_in, T_in): the block output channel-first, whatever the new model's layout."""
         return h if new.layout == "channel_first" else h.transpose(1, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def coefficient_map(self, x: torch.Tensor) -> torch.Tensor:
         b, p, u = x.shape[0], self.prototypes, self.upsample
         local = torch.matmul(self.B_local, torch.matmul(self.A_local, x))  # (B, P*u, T_in)
         local = local.reshape(b, p, u, self.t_in).transpose(2, 3).reshape(b, p, self.t_in * u)
-        return torch.matmul(self.proto, self.coefficients(x.mean(dim=2)) + self.resample(local))
+        return self.coefficients(x.mean(dim=2)) + self.resample(local)
 
     def resample(self, v: torch.Tensor) -> torch.Tensor:
         """(..., T_in*u) -> (..., T): linear interpolation by :func:`linear_resample_taps`."""

@@ -51,6 +51,9 @@ class TrainResult:
     best_epoch_by: str = "val_loss"
     sampling: dict = field(default_factory=dict)  # how training windows were drawn (bridge.balance)
     ema_decay: float = 0.0  # > 0: validated, picked and returned weights are this moving average
+    # median wall time of one batch (its step and moving-average update), the memory-measured
+    # step left out: a rate that a busy minute of the machine moves less than an epoch's mean
+    median_batch_seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -97,7 +100,9 @@ def bridge_inputs(
 def bridged_last_hidden(
     old: ModelAdapter, bridge: PrototypeBridge, z: torch.Tensor, k_out: int
 ) -> torch.Tensor:
-    return old.run_blocks(to_layout(bridge(z), old.layout), k_out, old.n_blocks)
+    # as factors: the old model's first block after the bridge may run on them (models.frozen_layers)
+    coeff, basis = bridge(z, span=True)
+    return old.run_blocks_on_span(coeff, basis, k_out, old.n_blocks)
 
 
 def cosine_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -225,7 +230,7 @@ def fit_epochs(
         sampling={} if sampling is None else sampling.summary(),
         ema_decay=ema_decay,
     )
-    best, best_state, seconds = np.inf, copy.deepcopy(model.state_dict()), []
+    best, best_state, seconds, batch_seconds = np.inf, copy.deepcopy(model.state_dict()), [], []
     for epoch in range(epochs):
         model.train()
         t0 = time.perf_counter()
@@ -237,7 +242,9 @@ def fit_epochs(
             leave=False,
         )
         for b, idx in enumerate(batches):
-            if epoch == 0 and b == 1:  # a steady-state step: optimizer state exists by now
+            t_batch = time.perf_counter()
+            measured = epoch == 0 and b == 1  # a steady-state step: optimizer state exists by now
+            if measured:
                 mem = measure_step_memory(
                     lambda i=idx, out=losses: out.append(step(i)), resident, optimizer, device
                 )
@@ -246,6 +253,8 @@ def fit_epochs(
                 losses.append(step(idx))
             if averaged is not None:
                 averaged.update_parameters(model)
+            if not measured:
+                batch_seconds.append(time.perf_counter() - t_batch)
         seconds.append(time.perf_counter() - t0)
         result.train_loss.append(float(np.mean(losses)))
         raw = None
@@ -269,6 +278,7 @@ def fit_epochs(
     model.load_state_dict(best_state)
     model.eval()
     result.seconds_per_epoch = float(np.mean(seconds)) if seconds else 0.0
+    result.median_batch_seconds = float(np.median(batch_seconds)) if batch_seconds else 0.0
     return result
 
 

@@ -102,6 +102,13 @@ class ModelAdapter:
         """Output of block k for a prepared input (bridge input position k)."""
         return self.run_blocks(self.stem(x), 0, k + 1)
 
+    def run_blocks_on_span(self, coeff, basis, start: int, stop: int):
+        """``run_blocks(h, start, stop)`` for a bridged ``h`` given as ``basis @ coeff`` (channel-first
+        (B, D, T), from ``basis`` (D, P) and ``coeff`` (B, P, T)). Adapters that can run their
+        first block on the span without building ``h`` (models.frozen_layers) override this."""
+        h = basis @ coeff
+        return self.run_blocks(h.transpose(1, 2) if self.layout == "token_last" else h, start, stop)
+
     def forward_from(self, h, k: int):
         """Continue from the *input* of block k to the head (bridge output position k)."""
         return self.head(self.run_blocks(h, k, self.n_blocks))

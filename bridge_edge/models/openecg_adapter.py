@@ -28,6 +28,7 @@ from bridge_edge.errors import CheckpointError, DependencyMissingError
 from bridge_edge.models.base import InputSpec, ModelAdapter
 from bridge_edge.models.checkpoints import load_state_strict, read_state_file
 from bridge_edge.models.exact_rewrites import ConvThenLinear, NearestUpsampleConv1d
+from bridge_edge.models.frozen_layers import run_frozen_layer, run_frozen_layer_on_span
 
 EXPORT_REWRITES = "bridge_edge_export_rewrites"  # the submodule export_rewrites attaches
 
@@ -146,8 +147,17 @@ class OpenEcgAdapter(ModelAdapter):
                 y = F.gelu(conv(h.transpose(1, 2)).transpose(1, 2))
                 h = norm(y + h)
             else:
-                h = m.upper_transformer.layers[k - self._n_conv](h)
+                h = run_frozen_layer(m.upper_transformer.layers[k - self._n_conv], h)
         return h
+
+    def run_blocks_on_span(
+        self, coeff: torch.Tensor, basis: torch.Tensor, start: int, stop: int
+    ) -> torch.Tensor:
+        if start < self._n_conv or start >= stop:  # a conv block first: nothing to gain
+            return super().run_blocks_on_span(coeff, basis, start, stop)
+        self._check_range(start, stop)
+        h = run_frozen_layer_on_span(self.module.upper_transformer.layers[start - self._n_conv], coeff, basis)
+        return self.run_blocks(h, start + 1, stop)
 
     def sample_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Per-sample rhythm logits (B, 5000, 6) from the hidden state after the last block."""

@@ -40,6 +40,7 @@ def _check_method_block(block):
     assert block["trainable_params"] > 0
     assert block["peak_memory_bytes"] > 0
     assert block["seconds_per_epoch"] > 0
+    assert 0 < block["median_batch_seconds"] < block["seconds_per_epoch"] * block["epochs"]
     _check_test(block)
 
 
@@ -62,6 +63,10 @@ def test_fit_report_has_every_field(run_dir):
     _check_method_block(report["kd"])
     _check_test(report["old_model_on_old_modality"])
     assert report["bridge"]["trainable_params"] < report["kd"]["trainable_params"]
+    ratios = report["bridge_vs_kd"]
+    assert ratios["median_batch_seconds_ratio"] == pytest.approx(
+        report["bridge"]["median_batch_seconds"] / report["kd"]["median_batch_seconds"]
+    )
     assert report["bridge"]["trainable_params"] == report["bridge"]["params_formula"]["params"]
     check = report["position_check"]
     assert len(check) >= 4 and sum(row["chosen"] for row in check) == 1
@@ -416,3 +421,21 @@ def test_fit_on_cuda_where_there_is_a_gpu(run_dir, tmp_path):
         assert gpu[name]["trainable_params"] == cpu[name]["trainable_params"]
     loss_gpu, loss_cpu = (json.loads((d / "pretrain.json").read_text())["loss"] for d in (out, run_dir))
     np.testing.assert_allclose(loss_gpu, loss_cpu, atol=PRETRAIN_LOSS_TOLERANCE)
+
+
+@pytest.mark.slow
+def test_bench_training_times_bridge_and_kd_side_by_side(run_dir, tmp_path):
+    _cli("bench", "training", "--from-run", str(run_dir), "--interleave", "2", "--out", str(tmp_path))
+    doc = json.loads((tmp_path / "training.json").read_text())
+    side = doc["summary"]["interleaved"]
+    assert (
+        side["rounds"] == 2
+        and side["windows"] == json.loads((run_dir / "report.json").read_text())["n_windows"]["pair"]
+    )
+    assert len(side["batch_seconds_ratio_per_round"]) == 2
+    assert side["bridge_median_batch_seconds"] > 0 and side["kd_median_batch_seconds"] > 0
+    assert side["batch_seconds_ratio"] == pytest.approx(
+        float(np.median(side["batch_seconds_ratio_per_round"])), rel=1e-3
+    )
+    # the fit's own report is left as it was
+    assert [r["method"] for r in doc["rows"]] == ["bridge", "kd"]

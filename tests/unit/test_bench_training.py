@@ -56,3 +56,18 @@ def test_from_run_reads_a_finished_report_and_plots(tmp_path):
     assert "trained on cuda:0 (NVIDIA H200)" in table.training_section(report)[0]
     png = plots.training_bars(report.rows, tmp_path / "training.png", "t")
     assert png.stat().st_size > 1000
+
+
+def test_interleaved_ratio_is_the_median_of_per_round_ratios_and_reaches_the_table(tmp_path):
+    timing = training.InterleavedTiming(3, 256, [0.05, 0.09, 0.06], [0.10, 0.10, 0.20])
+    side = timing.as_dict()
+    assert side["batch_seconds_ratio_per_round"] == [0.5, 0.9, 0.3]
+    assert side["batch_seconds_ratio"] == 0.5  # per round, not the ratio of the two medians (0.6)
+    assert side["bridge_median_batch_seconds"] == 0.06 and side["kd_median_batch_seconds"] == 0.10
+    report = BenchReport("training", machine={})
+    (tmp_path / "report.json").write_text(json.dumps(run_report()))
+    training.run(report, recipe=None, run_dir=tmp_path / "unused", from_run=tmp_path)
+    assert "Side by side" not in "\n".join(table.training_section(report))
+    report.summary["interleaved"] = side | {"device": "cpu"}
+    text = "\n".join(table.training_section(report))
+    assert "ratio **0.5**" in text and "3 rounds" in text and "0.9, 0.3" in text

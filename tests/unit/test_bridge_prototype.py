@@ -157,3 +157,18 @@ def test_token_bridge_reads_either_layout_channel_first():
     h = torch.randn(2, 6, 4)  # channel-first (B, d_in, T_in)
     assert bridge.read(SimpleNamespace(layout="channel_first"), h) is h
     torch.testing.assert_close(bridge.read(SimpleNamespace(layout="token_last"), h.transpose(1, 2)), h)
+
+
+@pytest.mark.parametrize("reads", ["pooled", "tokens"])
+def test_span_gives_the_two_factors_of_the_output(reads):
+    torch.manual_seed(0)
+    bridge = bridge_from_spec(
+        {"d_in": 12, "d_out": 10, "n_tokens": 30, "rank": 3, "prototypes": 4, "input": reads, "t_in": 7}
+    )
+    with torch.no_grad():
+        for p in bridge.parameters():
+            p.normal_()
+    x = torch.randn(5, 12, 7) if reads == "tokens" else torch.randn(5, 12)
+    coeff, basis = bridge(x, span=True)
+    assert coeff.shape == (5, 4, 30) and basis is bridge.proto
+    assert torch.allclose(basis @ coeff, bridge(x), atol=1e-5)
