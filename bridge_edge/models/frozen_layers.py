@@ -98,8 +98,9 @@ def encoder_layer_on_span(
     c_hat = c * torch.rsqrt(variance + norm.eps)  # normalised token coefficients (B, T, P)
     normed_basis = norm.weight[:, None] * centred  # layer norm's output is normed_basis c_hat + bias
     w_q, w_k, w_v = attn.in_proj_weight.split(d)
-    # b_k adds the same amount to every score of a query, which softmax ignores
-    b_q, _b_k, b_v = (w @ norm.bias + b for w, b in zip((w_q, w_k, w_v), attn.in_proj_bias.split(d)))
+    # k's bias adds the same to every score of a query, which softmax ignores
+    in_q, _, in_v = attn.in_proj_bias.split(d)
+    b_q, b_v = w_q @ norm.bias + in_q, w_v @ norm.bias + in_v
     m_q, m_k, m_v = ((w @ normed_basis).view(heads, head_dim, p) for w in (w_q, w_k, w_v))
     query_map = m_k.transpose(1, 2) @ m_q  # (heads, P, P)
     query_bias = (m_k.transpose(1, 2) @ b_q.view(heads, head_dim, 1)).squeeze(-1)  # (heads, P)
