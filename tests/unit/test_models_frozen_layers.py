@@ -117,14 +117,15 @@ def test_span_path_only_for_norm_first_layers_where_a_gradient_flows(monkeypatch
     assert len(calls) == 1 and torch.allclose(out, pre_norm((wide[0] @ wide[1]).transpose(1, 2)), atol=1e-5)
 
 
-@pytest.mark.parametrize("start", [7, 6, 4, 2])
-def test_openecg_blocks_on_a_bridge_span_equal_the_blocks_on_its_map(start):
+@pytest.mark.parametrize(("start", "prototypes"), [(7, 16), (7, 15), (7, 5), (6, 16), (4, 16), (2, 16)])
+def test_openecg_blocks_on_a_bridge_span_equal_the_blocks_on_its_map(start, prototypes):
+    """15 and 5 prototypes: attention runs on zero-padded queries and keys (16 columns)."""
     from bridge_edge.models.openecg_adapter import OpenEcgAdapter
 
     old = OpenEcgAdapter().freeze()
     torch.manual_seed(start)
-    coeff = torch.randn(2, 16, 500, requires_grad=True)
-    basis = torch.randn(128, 16, requires_grad=True)
+    coeff = torch.randn(2, prototypes, 500, requires_grad=True)
+    basis = torch.randn(128, prototypes, requires_grad=True)
     expected = old.run_blocks((basis @ coeff).transpose(1, 2), start, old.n_blocks)
     got = old.run_blocks_on_span(coeff, basis, start, old.n_blocks)
     assert float((got - expected).abs().max() / expected.abs().max()) < 1e-5
