@@ -159,8 +159,9 @@ def train_bridge_at(
     prototype count). Used by the bridge stage, the selection trials and the position check;
     ``on_all_ranks``: the stage runs on every rank of a torchrun job, which share the batches.
     """
+    from bridge_edge.bridge.loop import PairData
     from bridge_edge.bridge.prototype import parse_proto_init
-    from bridge_edge.bridge.train import PairData, make_bridge, train_bridge
+    from bridge_edge.bridge.train import make_bridge, train_bridge
 
     pair, val, pair_store, val_store = data.pair, data.val, data.pair_store, data.val_store
     n = max_windows or len(pair.ppg)
@@ -249,7 +250,7 @@ def train_student(run: Run, data, *, epochs: int, max_windows: int = 0):
     """A fresh KD student with the recipe's [kd] settings, trained on the first ``max_windows``
     pair windows (0 = all) of ``data`` (``pair_data(run)``). Returns (student, TrainResult)."""
     from bridge_edge.bridge.kd import make_student, train_kd
-    from bridge_edge.bridge.train import PairData
+    from bridge_edge.bridge.loop import PairData
 
     old, new = run.models()
     cfg = run.recipe.kd

@@ -18,8 +18,8 @@ from torch import nn
 
 from bridge_edge.bridge.balance import RateBalance
 from bridge_edge.bridge.distributed import SINGLE, Dist
+from bridge_edge.bridge.loop import PairData, TrainResult, fit_epochs, mean_loss, sharded_step
 from bridge_edge.bridge.shards import RowReader, fill_in_passes
-from bridge_edge.bridge.train import PairData, TrainResult, fit_epochs, mean_loss, sharded_step
 from bridge_edge.models.base import ModelAdapter
 
 
@@ -93,13 +93,13 @@ def train_kd(
     ema_decay: float = 0.0,
 ) -> TrainResult:
     """Train in place; on return ``student`` holds the best-validation epoch's weights (their
-    moving average with ``ema_decay`` > 0, as for the bridge: bridge.train.fit_epochs).
+    moving average with ``ema_decay`` > 0, as for the bridge: bridge.loop.fit_epochs).
 
     ``pair_variants``: other versions of ``pair.ppg`` (as for the bridge, bridge.train): each
     training step takes, per window, one version at random; validation uses the windows as recorded.
 
     ``dist``: under torchrun, each rank trains its share of every batch through DDP (as the bridge,
-    bridge.train.sharded_step). Batch norm then normalises each rank's share by its own statistics
+    bridge.loop.sharded_step). Batch norm then normalises each rank's share by its own statistics
     and dropout draws per rank, so a 2-process student is a different draw, not the same numbers.
     """
     device = next(student.parameters()).device

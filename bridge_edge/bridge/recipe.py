@@ -108,7 +108,7 @@ class BridgeConfig:
     lr: float = 1e-3
     epochs: int = 10
     batch_size: int = 16
-    # Which validation score picks the epoch (bridge.train): "val_loss" = the cosine training
+    # Which validation score picks the epoch (bridge.loop): "val_loss" = the cosine training
     # loss (METHOD); "val_head_kl" = KL of the bridged head's output to the old model's on the
     # paired ECG. Both label-free; both recorded.
     best_epoch_by: str = "val_loss"
@@ -116,7 +116,7 @@ class BridgeConfig:
     # same ECG target): every step draws one version per window. 0 = as recorded only.
     sensor_variants: int = 0
     # Validate, pick and keep an exponential moving average of the weights, updated after every
-    # step with this decay (torch.optim.swa_utils); 0 = the raw weights (bridge.train).
+    # step with this decay (torch.optim.swa_utils); 0 = the raw weights (bridge.loop).
     ema_decay: float = 0.0
     # Adds this weight x KL(old head on the paired ECG || old head on the bridged PPG) to the
     # cosine loss: label-free (the old model's outputs), as KD's loss. 0 = METHOD's loss alone.

@@ -93,7 +93,7 @@ def test_window_heart_rates_reads_the_r_peak_rate_and_nan_without_beats():
 
 def test_weighted_epochs_draw_in_proportion_and_never_a_zero_weight_window():
     pytest.importorskip("torch")
-    from bridge_edge.bridge.train import batch_indices
+    from bridge_edge.bridge.loop import batch_indices
 
     gen = np.random.default_rng(0)
     weights = np.array([0.0, 1.0, 3.0])

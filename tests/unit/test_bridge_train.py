@@ -11,8 +11,9 @@ from torch import nn
 from bridge_edge.bridge.compose import compose
 from bridge_edge.bridge.features import collect_features
 from bridge_edge.bridge.kd import make_student, train_kd
+from bridge_edge.bridge.loop import PairData
 from bridge_edge.bridge.prototype import to_layout
-from bridge_edge.bridge.train import PairData, head_kl, make_bridge, train_bridge
+from bridge_edge.bridge.train import head_kl, make_bridge, train_bridge
 
 torch.set_num_threads(1)
 
@@ -114,7 +115,7 @@ def test_a_moving_average_is_what_is_validated_picked_and_returned():
     """fit_epochs with ema_decay: each step sets the weight to the step number, so the average the
     epochs validate is known in closed form (torch's EMA copies the first step, then
     ema <- d * ema + (1 - d) * w)."""
-    from bridge_edge.bridge.train import fit_epochs
+    from bridge_edge.bridge.loop import fit_epochs
 
     model = nn.Linear(1, 1, bias=False)
     steps = iter(range(1, 100))
