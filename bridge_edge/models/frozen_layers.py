@@ -10,7 +10,7 @@ of the step. ``encoder_layer_forward`` computes the same layer with three projec
 ``scaled_dot_product_attention``, whose backward writes each gradient once.
 
 ``encoder_layer_on_span`` goes further for the layer right after a prototype bridge, whose input
-is ``basis @ coeff``: every token lies in the span of the bridge's P prototypes (15 in the
+is ``basis @ coeff``: every token lies in the span of the bridge's P prototypes (16 in the
 default, against 128 channels). Layer norm, the q/k/v projections and attention's scores are
 then functions of each token's P coefficients, so the layer is computed from them exactly:
 attention runs with P-dimensional queries and keys instead of the head's 32, and the packed
