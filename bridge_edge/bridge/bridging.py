@@ -171,7 +171,17 @@ def train_bridge_at(
     cfg = run.recipe.bridge
     init, prototypes = parse_proto_init(cfg.init)
     bridge = make_bridge(
-        new, old, k_in, k_out, cfg.rank, prototypes, probe, init=init, seed=run.recipe.seed, reads=cfg.input
+        new,
+        old,
+        k_in,
+        k_out,
+        cfg.rank,
+        prototypes,
+        probe,
+        init=init,
+        seed=run.recipe.seed,
+        reads=cfg.input,
+        local_rank=cfg.local_rank,
     )
     result = train_bridge(
         old,

@@ -11,11 +11,11 @@ outputs exactly zero at start), Proto ~ N(0, 1) (``rand_<P>``) or real old-model
 new model's token sequence x (B, d_in, T_in) instead of its time mean alone (docs/method.md,
 "A bridge that reads the beat sequence"):
 
-    coefficients += resample(B_loc (P*u x r) @ A_loc (r x d_in) @ x)    u = ceil(T / T_in)
+    coefficients += resample(B_loc (P*u x r_loc) @ A_loc (r_loc x d_in) @ x)    u = ceil(T / T_in)
 
 each input token giving the coefficients of the u output tokens under it, linearly resampled onto
 the old model's T tokens (two taps an output token). B_loc = 0 at start, so it starts as the
-pooled bridge.
+pooled bridge. Its rank r_loc is ``[bridge] local_rank`` (0: the pooled rank r).
 """
 
 from __future__ import annotations
@@ -45,13 +45,15 @@ def parse_proto_init(init: str) -> tuple[str, int]:
 
 
 def bridge_param_count(
-    d_in: int, d_out: int, n_tokens: int, rank: int, prototypes: int, t_in: int = 0
+    d_in: int, d_out: int, n_tokens: int, rank: int, prototypes: int, t_in: int = 0, local_rank: int = 0
 ) -> int:
-    """Parameters of the pooled bridge; with ``t_in`` > 0, of the token-reading one."""
+    """Parameters of the pooled bridge; with ``t_in`` > 0, of the token-reading one (its local
+    term at ``local_rank``, 0: ``rank``)."""
     pooled = rank * d_in + prototypes * n_tokens * rank + d_out * prototypes
     if not t_in:
         return pooled
-    return pooled + rank * d_in + prototypes * math.ceil(n_tokens / t_in) * rank
+    local_rank = local_rank or rank
+    return pooled + local_rank * d_in + prototypes * math.ceil(n_tokens / t_in) * local_rank
 
 
 class PrototypeBridge(nn.Module):
@@ -135,12 +137,14 @@ class TokenPrototypeBridge(PrototypeBridge):
 
     input = "tokens"
 
-    def __init__(self, d_in: int, d_out: int, n_tokens: int, rank: int, prototypes: int, t_in: int) -> None:
+    def __init__(
+        self, d_in: int, d_out: int, n_tokens: int, rank: int, prototypes: int, t_in: int, local_rank: int = 0
+    ) -> None:
         super().__init__(d_in, d_out, n_tokens, rank, prototypes)
-        self.t_in = t_in
+        self.t_in, self.local_rank = t_in, local_rank or rank
         self.upsample = math.ceil(n_tokens / t_in)
-        self.A_local = nn.Parameter(torch.empty(rank, d_in))
-        self.B_local = nn.Parameter(torch.zeros(prototypes * self.upsample, rank))
+        self.A_local = nn.Parameter(torch.empty(self.local_rank, d_in))
+        self.B_local = nn.Parameter(torch.zeros(prototypes * self.upsample, self.local_rank))
         nn.init.kaiming_uniform_(self.A_local, a=math.sqrt(5))
         # Fixed by the shapes, so not saved: rebuilt identically from composed.json. Two taps an
         # output token, not a dense (T_in*u, T) matrix: the default's was 1 MB, held by the bridge
@@ -153,10 +157,12 @@ class TokenPrototypeBridge(PrototypeBridge):
 
     @property
     def n_params(self) -> int:
-        return bridge_param_count(self.d_in, self.d_out, self.n_tokens, self.rank, self.prototypes, self.t_in)
+        return bridge_param_count(
+            self.d_in, self.d_out, self.n_tokens, self.rank, self.prototypes, self.t_in, self.local_rank
+        )
 
     def describe(self) -> dict:
-        return super().describe() | {"t_in": self.t_in}
+        return super().describe() | {"t_in": self.t_in, "local_rank": self.local_rank}
 
     def read(self, new, h: torch.Tensor) -> torch.Tensor:
         """(B, d_in, T_in): the block output channel-first, whatever the new model's layout."""
@@ -187,7 +193,8 @@ def bridge_from_spec(b: dict) -> PrototypeBridge:
     """An untrained bridge of the shape composed.json's ``bridge`` table describes."""
     shape = (b["d_in"], b["d_out"], b["n_tokens"], b["rank"], b["prototypes"])
     if b.get("input", "pooled") == "tokens":
-        return TokenPrototypeBridge(*shape, t_in=b["t_in"])
+        # composed.json before 0.10.0 has no local_rank: its local term ran at the pooled rank
+        return TokenPrototypeBridge(*shape, t_in=b["t_in"], local_rank=b.get("local_rank", 0))
     return PrototypeBridge(*shape)
 
 

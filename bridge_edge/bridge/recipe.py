@@ -124,6 +124,8 @@ class BridgeConfig:
     # What the bridge reads of the new model's block k_in: "pooled" = its time mean (METHOD);
     # "tokens" = that plus a time-local term from its token sequence (bridge.prototype).
     input: str = "pooled"
+    # The rank of that time-local term; 0 = ``rank`` (0.9.x). Only with input = "tokens".
+    local_rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -315,6 +317,18 @@ def _check_selection(recipe: Recipe) -> None:
         )
 
 
+def _check_bridge(recipe: Recipe) -> None:
+    b = recipe.bridge
+    if b.local_rank < 0 or (b.local_rank and b.input != "tokens"):
+        raise ConfigError(
+            f'[bridge] local_rank = {b.local_rank} with input = "{b.input}"; expected 0, or a rank >= 1 '
+            'with input = "tokens" (the pooled bridge has no local term)',
+            key="bridge.local_rank",
+            value=b.local_rank,
+            expected='0, or >= 1 with input = "tokens"',
+        )
+
+
 def _check_held_out(recipe: Recipe) -> None:
     h = recipe.held_out
     if h.extra_simulated_subjects < 0 or h.bootstrap_resamples < 0:
@@ -414,6 +428,7 @@ def parse_recipe(text: str, source_path: str = "") -> Recipe:
     _check_choices(recipe)
     _check_selection(recipe)
     _check_held_out(recipe)
+    _check_bridge(recipe)
     _check_pair_speeds(recipe)
     _check_pair_cohort(recipe)
     _check_ema(recipe)

@@ -93,9 +93,11 @@ def make_bridge(
     init: str = "rand",
     seed: int = 0,
     reads: str = "pooled",
+    local_rank: int = 0,
 ) -> PrototypeBridge:
     """Build a bridge whose shapes are discovered by a probe batch (never hard-coded); ``reads``:
-    the recipe's ``[bridge] input``, the new model's pooled output or its tokens."""
+    the recipe's ``[bridge] input``, the new model's pooled output or its tokens; ``local_rank``:
+    the token term's rank (0: ``rank``)."""
     ppg_probe, ecg_probe = probe
     torch.manual_seed(seed)
     with torch.no_grad():
@@ -103,7 +105,7 @@ def make_bridge(
         h_out = old.run_blocks(old.stem(old.prepare(ecg_probe)), 0, k_out)
     d_out, n_tokens = hidden_dims(h_out, old.layout)
     shape = {"d_in": d_in, "d_out": d_out, "n_tokens": n_tokens, "rank": rank, "prototypes": prototypes}
-    bridge = bridge_from_spec(shape | {"input": reads, "t_in": t_in})
+    bridge = bridge_from_spec(shape | {"input": reads, "t_in": t_in, "local_rank": local_rank})
     if init == "randreal":
         tokens = h_out if old.layout == "token_last" else h_out.transpose(1, 2)
         bridge.init_prototypes_from(tokens.reshape(-1, d_out), seed=seed)

@@ -115,6 +115,26 @@ def test_token_bridge_param_count_and_spec_round_trip():
     assert type(bridge_from_spec(old_spec)) is PrototypeBridge
 
 
+def test_token_term_rank_is_its_own_and_older_specs_run_it_at_the_pooled_rank():
+    torch.manual_seed(0)
+    bridge = TokenPrototypeBridge(d_in=6, d_out=5, n_tokens=10, rank=3, prototypes=2, t_in=4, local_rank=1)
+    assert tuple(bridge.A_local.shape) == (1, 6) and tuple(bridge.B_local.shape) == (2 * 3, 1)
+    assert bridge.n_params == sum(p.numel() for p in bridge.parameters())
+    assert bridge.n_params == bridge_param_count(6, 5, 10, 3, 2, t_in=4, local_rank=1)
+    assert bridge.n_params == bridge_param_count(6, 5, 10, 3, 2) + 1 * 6 + 2 * 3 * 1
+    spec = bridge.describe()
+    assert spec["local_rank"] == 1
+    rebuilt = bridge_from_spec(spec)
+    rebuilt.load_state_dict(bridge.state_dict())
+    x = torch.randn(2, 6, 4)
+    torch.testing.assert_close(rebuilt(x), bridge(x))
+    # composed.json before 0.10.0 has no local_rank: the token term ran at the pooled rank
+    before = bridge_from_spec({k: v for k, v in spec.items() if k != "local_rank"})
+    assert before.local_rank == 3 and tuple(before.A_local.shape) == (3, 6)
+    # the default pair with its token term at rank 4: under 0.8.0's 68,608 parameters
+    assert bridge_param_count(128, 128, 500, 8, 16, t_in=40, local_rank=4) == 68_416 < 68_608
+
+
 def test_token_bridge_local_term_stays_near_its_input_token():
     bridge = _token_bridge(t_in=5, n_tokens=20)
     with torch.no_grad():

@@ -89,6 +89,15 @@ def test_head_kl_weight_is_a_finite_non_negative_weight():
         assert err.value.key == "bridge.head_kl_weight"
 
 
+def test_local_rank_is_only_for_the_token_bridge_and_not_negative():
+    assert parse_recipe('[bridge]\ninput = "tokens"\nlocal_rank = 4\n').bridge.local_rank == 4
+    assert parse_recipe("").bridge.local_rank == 0  # the pooled rank
+    for text in ("[bridge]\nlocal_rank = 4\n", '[bridge]\ninput = "tokens"\nlocal_rank = -1\n'):
+        with pytest.raises(ConfigError, match="local_rank") as err:
+            parse_recipe(text)
+        assert err.value.key == "bridge.local_rank"
+
+
 def test_invalid_toml_is_a_config_error():
     with pytest.raises(ConfigError):
         parse_recipe("[bridge\n")
