@@ -61,7 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="a bundle's model precision (default auto: --suite int8 if present, --data fp32)",
     )
-    p.add_argument("--quick", action="store_true", help="--suite: fewer simulated cases")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="--suite: 3 fixed-shape subjects instead of 8, for iterating (judge goals on the full suite)",
+    )
     p.add_argument("--out", help="--suite: folder for rhythm_suite.json and rhythm_suite.png")
     p.add_argument(
         "--data",
