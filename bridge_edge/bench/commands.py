@@ -99,6 +99,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cross-stream batching: hold a ready window up to this fraction of a hop (0: never)",
     )
     p.add_argument(
+        "--engine-batch",
+        type=positive_int,
+        help="most windows per engine call (default: measured at each trial's start, the call size "
+        "cheapest per window on this CPU; 64 gives every gathered window one call)",
+    )
+    p.add_argument(
         "--thread-split",
         action="store_true",
         help="search the knee at every engine thread count from 1 to --threads and report the one "

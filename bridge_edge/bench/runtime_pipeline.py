@@ -23,6 +23,7 @@ import numpy as np
 
 from bridge_edge.devices.base import Chunk
 from bridge_edge.devices.replay import from_array
+from bridge_edge.runtime.engine_batch import EngineBatch
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class LatencyResult:
     hop_lag_p99_ms: float | None = None
     mean_batch: float | None = None  # windows per engine call
     split: StageSplit | None = None
+    engine_batch: EngineBatch | None = None  # most windows per engine call, and how it was chosen
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class StreamTrial:
     hop_lag_p99_ms: float | None = None
     mean_batch: float | None = None
     split: StageSplit | None = None
+    engine_batch: EngineBatch | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ def ingest_throughput(
     return ThroughputResult(fs, chunk, n, windows, elapsed, cpu, n / elapsed, n / max(cpu, 1e-9))
 
 
-def _paced_sources(
+def paced_sources(
     n_streams: int, seconds: float, fs: float, speed: float = 1.0, chunk: int = 5, stagger_s: float = 0.0
 ):
     """Pre-rendered PPG streams paced at ``speed``; starts spread evenly over ``stagger_s``."""
@@ -183,6 +186,7 @@ def pipeline_latency(
     speed: float = 4.0,
     threads: int | None = None,
     batch_wait_s: float = 0.05,
+    engine_batch: int | None = None,
 ) -> LatencyResult:
     """Run ``streams`` paced PPG streams (``speed`` x real time, starts spread over one hop)."""
     from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
@@ -190,11 +194,13 @@ def pipeline_latency(
     fs = 125.0
     stagger_s = float(bundle.manifest.input.hop_s) / speed if streams > 1 else 0.0
     pipe = Pipeline(
-        _paced_sources(streams, seconds, fs, speed, stagger_s=stagger_s),
+        paced_sources(streams, seconds, fs, speed, stagger_s=stagger_s),
         bundle,
         engine=engine,
         precision=precision,
-        config=PipelineConfig(threads=threads, sqi_policy="off", batch_wait_s=batch_wait_s),
+        config=PipelineConfig(
+            threads=threads, sqi_policy="off", batch_wait_s=batch_wait_s, engine_batch=engine_batch
+        ),
     )
     stats = pipe.run_until_done(timeout_s=seconds / speed + stagger_s + 30.0)
     lat = stats.latency
@@ -217,6 +223,7 @@ def pipeline_latency(
         hop_lag_p99_ms=stats.hop_lag.p99_ms,
         mean_batch=_mean_batch(stats),
         split=StageSplit.of(lat),
+        engine_batch=stats.engine_batch,
     )
 
 
@@ -232,17 +239,20 @@ def _trial(
     seconds: float,
     threads: int | None,
     batch_wait_s: float = 0.05,
+    engine_batch: int | None = None,
 ) -> StreamTrial:
     from bridge_edge.runtime.pipeline import Pipeline, PipelineConfig
 
     fs = 125.0
     hop_s = float(bundle.manifest.input.hop_s)
     pipe = Pipeline(
-        _paced_sources(n, seconds, fs, stagger_s=hop_s),
+        paced_sources(n, seconds, fs, stagger_s=hop_s),
         bundle,
         engine=engine,
         precision=precision,
-        config=PipelineConfig(threads=threads, sqi_policy="off", batch_wait_s=batch_wait_s),
+        config=PipelineConfig(
+            threads=threads, sqi_policy="off", batch_wait_s=batch_wait_s, engine_batch=engine_batch
+        ),
     )
     stats = pipe.run_until_done(timeout_s=seconds + hop_s + 30.0)
     hop_ms = hop_s * 1e3
@@ -277,6 +287,7 @@ def _trial(
         hop_lag.p99_ms,
         _mean_batch(stats),
         StageSplit.of(stats.latency),
+        stats.engine_batch,
     )
 
 
@@ -290,13 +301,14 @@ def max_realtime_streams(
     progress=None,
     start: int = 1,
     batch_wait_s: float = 0.05,
+    engine_batch: int | None = None,
 ) -> StreamsResult:
     """Doubling from ``start`` then bisection over the stream count; each trial runs ``seconds``
     in real time (a quick search starts higher so it still reaches a knee at tens of streams)."""
     trials: list[StreamTrial] = []
 
     def ok(n: int) -> bool:
-        t = _trial(bundle, engine, precision, n, seconds, threads, batch_wait_s)
+        t = _trial(bundle, engine, precision, n, seconds, threads, batch_wait_s, engine_batch)
         trials.append(t)
         log.info("streams %d: %s", n, t.reason)
         if progress is not None:

@@ -174,6 +174,8 @@ def streams_section(report: BenchReport) -> list[str]:
             answer = ("≥ " if r.get("capped") else "") + _fmt(r.get("max_realtime_streams"))
             if r.get("confirmed") is False:  # kept up in the search, not in the run at that count
                 answer += " (not confirmed)"
+            elif (r.get("search_max_streams") or 0) > (r.get("max_realtime_streams") or 0):
+                answer += f" ({r['search_max_streams']} kept up once, not confirmed)"
             rows.append(
                 [
                     f"{r['engine']} ({r.get('threads')} thread{'' if r.get('threads') == 1 else 's'})"
@@ -183,7 +185,7 @@ def streams_section(report: BenchReport) -> list[str]:
                     answer,
                     f"{_fmt(r.get('e2e_p50_ms'))} / {_fmt(r.get('e2e_p99_ms'))} / "
                     f"{_fmt(r.get('hop_lag_p99_ms'))} / {_fmt(r.get('lag_p99_ms'))}",
-                    _fmt(r.get("mean_batch")),
+                    _per_call(r),
                 ]
             )
         elif r.get("kind") == "max":
@@ -213,6 +215,14 @@ def streams_section(report: BenchReport) -> list[str]:
         ],
         rows,
     )
+
+
+def _per_call(row: dict) -> str:
+    """Mean windows per engine call, with the engine batch capping it (records from before it: none)."""
+    mean = _fmt(row.get("mean_batch"))
+    if row.get("engine_batch") is None:
+        return mean
+    return f"{mean} (at most {row['engine_batch']}, {row.get('engine_batch_how')})"
 
 
 def training_section(report: BenchReport) -> list[str]:

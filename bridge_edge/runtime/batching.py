@@ -21,16 +21,18 @@ from dataclasses import dataclass, field
 from bridge_edge.errors import ConfigError
 from bridge_edge.runtime.stream import WindowJob
 
+MAX_GATHERED = 64  # most windows one flush carries; runtime/engine_batch.py splits it into engine calls
+
 
 @dataclass
 class BatchCollector:
     wait_ns: int  # longest a ready window is held for others to join its call; 0 = never
-    max_batch: int = 64
+    max_batch: int = MAX_GATHERED
     _jobs: list[WindowJob] = field(default_factory=list)
     _first_ns: int | None = None  # arrival of the earliest held window's last sample
 
     @classmethod
-    def from_seconds(cls, wait_s: float, max_batch: int = 64) -> BatchCollector:
+    def from_seconds(cls, wait_s: float, max_batch: int = MAX_GATHERED) -> BatchCollector:
         if not wait_s >= 0 or max_batch < 1:
             raise ConfigError(
                 f"batch wait {wait_s!r} s / max batch {max_batch!r}; expected a wait >= 0 s and a batch >= 1",

@@ -3,8 +3,10 @@
 Threads: one ingest thread per source (stamps samples with the fitted clock, pushes them into
 the stream's ring, tells listeners about the raw chunk) and one inference thread (reads every
 ring, runs the streaming preprocessing, cuts windows, gates them, batches all streams' windows
-into one engine call, smooths, emits ``Prediction``s). Windows that become ready within
-``batch_wait_s`` of each other across streams share one call (``runtime/batching.py``). Listeners are plain objects with any of
+into engine calls, smooths, emits ``Prediction``s). Windows that become ready within
+``batch_wait_s`` of each other across streams are gathered together (``runtime/batching.py``) and
+run in calls of the engine batch (``runtime/engine_batch.py``: on a CPU, the call size measured
+cheapest per window at start). Listeners are plain objects with any of
 ``on_chunk(stream_index, info, chunk)``, ``on_prediction(pred)``, ``on_event(stream_index, event)``;
 they run on the pipeline's threads, so they must return quickly.
 
@@ -25,7 +27,8 @@ import numpy as np
 
 from bridge_edge.devices.base import Source
 from bridge_edge.errors import BridgeEdgeError, ConfigError
-from bridge_edge.runtime.batching import BatchCollector
+from bridge_edge.runtime.batching import MAX_GATHERED, BatchCollector
+from bridge_edge.runtime.engine_batch import choose_engine_batch
 from bridge_edge.runtime.engines import EngineChoice, select_engine
 from bridge_edge.runtime.native_memory import release_free_memory
 from bridge_edge.runtime.outputs import LatencyMs, Prediction, ProbabilitySmoother, StreamRef
@@ -40,7 +43,6 @@ log = logging.getLogger(__name__)
 
 GAP_POLICIES = ("flag", "skip")
 SQI_POLICIES = ("skip", "flag", "off")
-MAX_BATCH = 64
 STALE_AFTER_S = 2.0
 
 
@@ -57,6 +59,7 @@ class PipelineConfig:
     batch_wait_s: float = 0.05  # hold a ready window up to this long so other streams' windows join its call
     trim_every_s: float = 60.0  # free heap back to the OS this often, 0: never (native_memory.py)
     regular_rhythm_rule: bool = True  # AF ruled out where the beats are regular (signals.regular_rhythm)
+    engine_batch: int | None = None  # most windows per engine call; None: measured on a CPU at start
 
 
 class Pipeline:
@@ -89,6 +92,10 @@ class Pipeline:
             engine, bundle, precision, threads=cfg.threads, spinning=cfg.spinning
         )
         self.engine = self.choice.engine
+        bundle_key = (self.model.bundle_name, self.model.bundle_version)
+        self.engine_batch = choose_engine_batch(
+            self.engine, self.model.window_len, cfg.engine_batch, bundle_key
+        )
         self.streams = [StreamState.open(i, s, self.model, cfg.ring_seconds) for i, s in enumerate(sources)]
         self._listeners: list[object] = []
         self._smoother = ProbabilitySmoother(self.model.labels, cfg.smoothing_alpha)
@@ -101,7 +108,7 @@ class Pipeline:
         self._inference_done = threading.Event()
         self._unix_minus_mono = time.time() - time.monotonic_ns() / 1e9  # fixed, taken once
         self._recorder = _open_recorder(record_dir, sources)
-        self._collector = BatchCollector.from_seconds(cfg.batch_wait_s, MAX_BATCH)
+        self._collector = BatchCollector.from_seconds(cfg.batch_wait_s, MAX_GATHERED)
         self.hops = 0
         self.infer_calls = 0  # engine calls (each one batch)
         self.inferred_windows = 0  # windows the engine saw, over all calls
@@ -257,8 +264,8 @@ class Pipeline:
 
     def _flush(self, collector: BatchCollector) -> None:
         jobs = collector.take()
-        for i in range(0, len(jobs), MAX_BATCH):
-            self._run_jobs(jobs[i : i + MAX_BATCH])
+        for call in self.engine_batch.calls(len(jobs)):
+            self._run_jobs(jobs[call])
         if jobs:
             with self._wake:
                 self._wake.notify_all()  # a lossless producer may be waiting for room

@@ -31,6 +31,16 @@ def _pct(p: Percentiles) -> str:
     return f"p50 {p.p50_ms:.2f} ms, p99 {p.p99_ms:.2f} ms, max {p.max_ms:.2f} ms (n={p.n})"
 
 
+def _engine_batch(s: PipelineStats) -> str:
+    eb = s.engine_batch
+    if eb is None:
+        return ""
+    if eb.how != "measured":
+        return f" (at most {eb.size} a call: {eb.how})"
+    costs = ", ".join(f"{n}: {ms:.1f}" for n, ms in eb.per_window_ms.items())
+    return f" (at most {eb.size} a call: cheapest per window here; ms a window by call size {costs})"
+
+
 def summary_lines(s: PipelineStats, ended: str | None = None) -> list[str]:
     lines = [f"run: ended ({ended})"] if ended else []
     lines += [
@@ -46,7 +56,7 @@ def summary_lines(s: PipelineStats, ended: str | None = None) -> list[str]:
     batch = f"{s.inferred_windows / s.infer_calls:.1f}" if s.infer_calls else "-"
     lines.append(
         f"run: hop lag (last sample arrived -> emitted, all streams): {_pct(s.hop_lag)}; "
-        f"{s.infer_calls} engine calls, mean batch {batch}"
+        f"{s.infer_calls} engine calls, mean batch {batch}{_engine_batch(s)}"
     )
     for st in s.streams:
         clock = (

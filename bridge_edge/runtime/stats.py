@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from bridge_edge.runtime.engine_batch import EngineBatch
+
 STAGES = ("preprocess", "wait", "infer", "total")  # wait: last sample arrived -> engine call
 
 
@@ -89,6 +91,7 @@ class PipelineStats:
     hop_lag: Percentiles = Percentiles(0, None, None, None)
     # windows_skipped["low_sqi"] by the gate factor that pulled each down most (Prediction.sqi_cause)
     low_sqi_causes: dict[str, int] = field(default_factory=dict)
+    engine_batch: EngineBatch | None = None  # most windows per engine call, and how it was chosen
 
     @property
     def dropped_samples(self) -> int:
@@ -154,4 +157,5 @@ class PipelineStats:
             memory_trims=pipeline.memory_trims,
             hop_lag=Percentiles.of([v for st in pipeline.streams for v in list(st.hop_lag_ms)]),
             low_sqi_causes=dict(sorted(pipeline.low_sqi_causes.items())),
+            engine_batch=pipeline.engine_batch,
         )

@@ -13,6 +13,7 @@ from bridge_edge.bench import plots, streams, table
 from bridge_edge.bench.results import BenchReport
 from bridge_edge.bench.runtime_pipeline import StageSplit
 from bridge_edge.bench.subject import Subject
+from bridge_edge.runtime.engine_batch import EngineBatch
 
 
 @pytest.fixture
@@ -32,11 +33,14 @@ def fake_runtime(monkeypatch):
             hop_lag_p99_ms=p99,
             mean_batch=1.5,
             split=StageSplit(1.0, 2.0, n * 3.0, n * 7.0, 5.0, 9.0),  # the wait grows with the load
+            engine_batch=None,
         )
 
     calls = {}
 
-    def max_realtime_streams(bundle, engine, precision, seconds, threads, limit, start=1, batch_wait_s=0.0):
+    def max_realtime_streams(
+        bundle, engine, precision, seconds, threads, limit, start=1, batch_wait_s=0.0, engine_batch=None
+    ):
         calls["max"] = (engine, precision, seconds, threads, limit)
         calls["batch_wait_s"] = batch_wait_s
         return SimpleNamespace(
@@ -50,8 +54,11 @@ def fake_runtime(monkeypatch):
             ],
         )
 
-    def pipeline_latency(bundle, engine, precision, streams, seconds, speed, threads, batch_wait_s=0.0):
+    def pipeline_latency(
+        bundle, engine, precision, streams, seconds, speed, threads, batch_wait_s=0.0, engine_batch=None
+    ):
         calls["latency"] = (streams, speed)
+        calls.setdefault("confirm_runs", []).append(streams)
         return SimpleNamespace(
             engine=engine,
             precision=precision,
@@ -66,6 +73,7 @@ def fake_runtime(monkeypatch):
             hop_lag_p99_ms=89.0,
             mean_batch=3.25,
             split=StageSplit(1.5, 2.5, 20.0, 70.0, 5.0, 9.0),
+            engine_batch=EngineBatch(4, "measured", {1: 7.5, 2: 7.4, 4: 7.2, 8: 11.3}),
         )
 
     monkeypatch.setattr(runtime_bench, "max_realtime_streams", max_realtime_streams)
@@ -102,7 +110,8 @@ def test_streams_rows_trials_answer_and_unmeasured(fake_runtime, tmp_path):
     (trt,) = [r for r in report.rows if r["engine"] == "trt"]
     assert trt["status"] == "unmeasured" and trt["reason"] == "not installed"
     text = "\n".join(table.streams_section(report))
-    assert "| ort | int8 | 6 | 30 / 88 / 89 / 95 | 3.25 |" in text and "unmeasured: not installed" in text
+    assert "| ort | int8 | 6 | 30 / 88 / 89 / 95 | 3.25 (at most 4, measured) |" in text
+    assert "unmeasured: not installed" in text
     assert plots.streams_vs_lag(report.rows, tmp_path / "s.png", "t").stat().st_size > 1000
     from PIL import Image
 
@@ -120,13 +129,17 @@ def test_the_thread_split_searches_every_count_and_keeps_the_one_with_most_strea
     recorded_latency = runtime_bench.pipeline_latency
     missed = set()  # thread counts whose run at the answer misses the 2 s hop
 
-    def latency(bundle, engine, precision, streams, seconds, speed, threads, batch_wait_s=0.0):
+    def latency(
+        bundle, engine, precision, streams, seconds, speed, threads, batch_wait_s=0.0, engine_batch=None
+    ):
         result = recorded_latency(bundle, engine, precision, streams, seconds, speed, threads)
         return SimpleNamespace(**{**vars(result), "total_p99_ms": 3000.0}) if threads in missed else result
 
     monkeypatch.setattr(runtime_bench, "pipeline_latency", latency)
 
-    def by_threads(bundle, engine, precision, seconds, threads, limit, start=1, batch_wait_s=0.0):
+    def by_threads(
+        bundle, engine, precision, seconds, threads, limit, start=1, batch_wait_s=0.0, engine_batch=None
+    ):
         searched.append(threads)
         return SimpleNamespace(**{**vars(recorded(bundle, engine, precision, seconds, threads, limit, start)),
                                   "max_streams": answers[threads]})  # fmt: skip
@@ -167,6 +180,48 @@ def test_the_thread_split_searches_every_count_and_keeps_the_one_with_most_strea
     assert one.searched_threads() == (3,)
 
 
+def test_an_answer_that_misses_when_run_again_steps_down_to_a_count_that_keeps_up_twice(
+    fake_runtime, monkeypatch
+):
+    from bridge_edge.bench import runtime_pipeline as runtime_bench
+
+    recorded = runtime_bench.pipeline_latency
+
+    def misses_above_4(bundle, engine, precision, streams, seconds, speed, threads, **kw):
+        result = recorded(bundle, engine, precision, streams, seconds, speed, threads, **kw)
+        return SimpleNamespace(**{**vars(result), "total_p99_ms": 2500.0 if streams > 4 else 88.0})
+
+    monkeypatch.setattr(runtime_bench, "pipeline_latency", misses_above_4)
+    subject = Subject("tiny", {}, 1250, 125.0, 2.0, {}, ["sinus", "afib"], bundle=object())
+    report = BenchReport("streams", machine={})
+    streams.run(subject, streams.StreamsConfig(precisions=("int8",), trial_seconds=20.0), report)
+    (best,) = [r for r in report.rows if r["kind"] == "max"]
+    # the search's 6 kept up in its trial, missed when run again; 4, the next count that kept up, held
+    assert fake_runtime["confirm_runs"] == [6, 4]
+    assert (best["max_realtime_streams"], best["search_max_streams"], best["confirmed"]) == (4, 6, True)
+    assert (
+        best["reason"]
+        == "6 kept up in the search but not when run again: end-to-end p99 2500 ms exceeds the 2000 ms hop"
+    )
+    assert best["engine_batch"] == 4 and best["engine_batch_how"] == "measured"
+    text = "\n".join(table.streams_section(report))
+    assert (
+        "| ort | int8 | 4 (6 kept up once, not confirmed) |" in text and "3.25 (at most 4, measured)" in text
+    )
+    # nothing confirms within CONFIRM_TRIES counts: the search's answer, marked not confirmed
+    fake_runtime["confirm_runs"].clear()
+    monkeypatch.setattr(
+        runtime_bench,
+        "pipeline_latency",
+        lambda *a, **kw: SimpleNamespace(**{**vars(recorded(*a, **kw)), "total_p99_ms": 2500.0}),
+    )
+    report = BenchReport("streams", machine={})
+    streams.run(subject, streams.StreamsConfig(precisions=("int8",), trial_seconds=20.0), report)
+    (best,) = [r for r in report.rows if r["kind"] == "max"]
+    assert fake_runtime["confirm_runs"] == [6, 4, 2][: streams.CONFIRM_TRIES]
+    assert (best["max_realtime_streams"], best["confirmed"]) == (6, False)
+
+
 def test_a_search_from_a_higher_start_still_bisects_to_the_knee(monkeypatch):
     from types import SimpleNamespace
 
@@ -174,7 +229,7 @@ def test_a_search_from_a_higher_start_still_bisects_to_the_knee(monkeypatch):
 
     tried = []
 
-    def trial(bundle, engine, precision, n, seconds, threads, batch_wait_s):
+    def trial(bundle, engine, precision, n, seconds, threads, batch_wait_s, engine_batch=None):
         tried.append(n)
         return SimpleNamespace(streams=n, keeps_up=n <= 40, reason="")
 

@@ -47,7 +47,9 @@ def run_paced(bundle, signals, engine, speed, batch_wait_s, stagger_s=0.0):
         )
         for i, x in enumerate(signals)
     ]
-    cfg = PipelineConfig(sqi_policy="off", batch_wait_s=batch_wait_s)
+    # whole gathered batches in one call: these tests count calls (test_runtime_engine_batch
+    # tests the call size measured on a CPU)
+    cfg = PipelineConfig(sqi_policy="off", batch_wait_s=batch_wait_s, engine_batch=64)
     pipe = Pipeline(sources, bundle, config=cfg, engine_choice=EngineChoice(engine))
     preds = []
     pipe.add_listener(type("L", (), {"on_prediction": lambda self, p: preds.append(p)})())
@@ -151,7 +153,7 @@ def test_windows_held_for_a_batch_are_still_emitted_when_the_pipeline_stops(bund
         from_array(np.roll(ppg, 100 * i), FS, chunk_sizes=(5,), speed=speed, name=f"s{i}")
         for i, speed in enumerate((4.0, 4.0, 0.1))
     ]
-    cfg = PipelineConfig(sqi_policy="off", batch_wait_s=600.0)
+    cfg = PipelineConfig(sqi_policy="off", batch_wait_s=600.0, engine_batch=64)
     pipe = Pipeline(sources, bundle, config=cfg, engine_choice=EngineChoice(engine))
     preds = []
     pipe.add_listener(type("L", (), {"on_prediction": lambda self, p: preds.append(p)})())

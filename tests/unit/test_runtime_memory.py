@@ -119,6 +119,7 @@ def test_free_heap_left_by_a_large_allocation_goes_back_to_the_os():
 
 def test_the_pipeline_gives_free_heap_back_once_per_period_and_never_when_off(monkeypatch):
     from bridge_edge.runtime import pipeline as pipeline_module
+    from bridge_edge.runtime.engine_batch import EngineBatch
 
     calls = []
     monkeypatch.setattr(pipeline_module, "release_free_memory", lambda: calls.append(1) or True)
@@ -129,6 +130,7 @@ def test_the_pipeline_gives_free_heap_back_once_per_period_and_never_when_off(mo
 
     pipe = object.__new__(pipeline_module.Pipeline)  # only what _flush reads
     pipe.memory_trims, pipe._wake, pipe._run_jobs = 0, threading.Condition(), lambda jobs: None
+    pipe.engine_batch = EngineBatch(64, "set")
     pipe.config = pipeline_module.PipelineConfig(trim_every_s=3600.0)
     pipe._next_trim_s = 0.0  # a period has passed
     for _ in range(3):

@@ -55,6 +55,7 @@ def run(sources, bundle, engine=None, **cfg):
     cfg.setdefault("lossless", True)
     cfg.setdefault("sqi_policy", "off")
     cfg.setdefault("regular_rhythm_rule", False)  # the model's own outputs (the rule has its own tests)
+    cfg.setdefault("engine_batch", 64)  # whole gathered batches: these tests count engine calls
     engine = engine or counting_ort(bundle)
     pipe = Pipeline(sources, bundle, config=PipelineConfig(**cfg), engine_choice=EngineChoice(engine))
     rec = Recorder()
@@ -156,9 +157,8 @@ def test_streams_are_batched_into_one_engine_call(bundle, ppg):
 def test_one_engine_call_serves_windows_of_several_streams(bundle, ppg):
     sources = [from_array(ppg, FS, name=f"s{i}") for i in range(2)]
     engine = counting_ort(bundle)
-    pipe = Pipeline(
-        sources, bundle, config=PipelineConfig(sqi_policy="off"), engine_choice=EngineChoice(engine)
-    )
+    cfg = PipelineConfig(sqi_policy="off", engine_batch=64)
+    pipe = Pipeline(sources, bundle, config=cfg, engine_choice=EngineChoice(engine))
     for st in pipe.streams:  # feed both streams by hand, then one inference pass
         for chunk in st.source:
             st.ingest(chunk)
