@@ -87,6 +87,7 @@ DEVICE_TESTS=(
   tests/unit/test_devices_*.py
   tests/unit/test_runtime_*.py
   tests/unit/test_monitor_*.py
+  tests/unit/test_bench_on_a_device_install.py
   tests/system/test_devices_*.py
   tests/system/test_runtime_run.py
   tests/system/test_monitor_pipeline.py

@@ -186,7 +186,11 @@ def _finish(report, args, plot) -> int:
     machine.finish(report.machine)
     out = _out_dir(args)
     path = report.write(out)
-    figure = plot(out)
+    try:
+        figure = plot(out)
+    except ImportError as err:  # a device install has no matplotlib: the numbers still count
+        figure = None
+        print(f"plots skipped: {err} (pip install matplotlib)", file=sys.stderr)
     if args.json:
         for line in report.json_lines():
             print(line)
