@@ -9,8 +9,9 @@ machine it runs on and splits each gathered batch into calls of the size that wa
 window. GPU engines (TensorRT, torch on CUDA) take the whole gathered batch: their cost per
 window falls with the batch, and TensorRT splits at its profile's limit itself.
 
-The measurement takes about a second and is kept for the life of the process per bundle and
-engine configuration, so pipelines opened again (tests, the bench's trials) do not pay it again.
+The measurement takes about 1.5 s for the default bundle on one core of the 2-core build machine
+and is kept for the life of the process per bundle and engine configuration, so pipelines opened
+again (tests, the bench's trials) do not pay it again.
 """
 
 from __future__ import annotations
